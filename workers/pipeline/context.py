@@ -1,0 +1,61 @@
+"""What steps share during one run: the fixed context (spec, folders, callbacks) and the mutable state
+that steps read and fill in. Torch objects are typed Any so this module imports no ML library."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workers.pipeline.errors import Cancelled
+from workers.pipeline.events import CancelCheck, EventKind, EventSink, PipelineEvent, null_sink, never_cancel
+from workers.pipeline.spec import PipelineSpec
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    kind: str  # onnx_fp32 | onnx_int8 | tflite_int8 | tflite_int8_full | c_source | c_header | probe | report ...
+    path: Path  # inside the run's work folder until the run succeeds
+    sha256: str
+    size_bytes: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    spec: PipelineSpec
+    work_dir: Path  # temp folder; moved to spec.out_dir only when the whole run succeeds
+    emit_sink: EventSink = null_sink
+    cancel_check: CancelCheck = never_cancel
+    torch_device: str = "cpu"
+    stage: str = "load"
+    progress: float = 0.0
+
+    def emit(self, kind: EventKind, data: dict[str, Any] | None = None, *, progress: float | None = None) -> None:
+        if progress is not None:
+            self.progress = progress
+        self.emit_sink(PipelineEvent(kind=kind, stage=self.stage, data=data or {}, progress=self.progress))
+
+    def check_cancel(self) -> None:
+        """Steps call this between epochs and between steps; raises Cancelled when asked to stop."""
+        if self.cancel_check():
+            raise Cancelled("cancelled by user", stage=self.stage)
+
+
+@dataclass
+class RunState:
+    """Filled in step by step; each step's docstring says which fields it reads and writes."""
+
+    teacher: Any = None  # workers.steps.teacher.Teacher
+    data: Any = None  # workers.steps.data.TransferData
+    teacher_outputs: dict[str, Any] = field(default_factory=dict)  # split -> np.ndarray of teacher outputs
+    student: Any = None  # torch.nn.Module (float, trained)
+    student_arch: dict[str, Any] = field(default_factory=dict)
+    baseline_student: Any = None  # trained on labels only, for the report's comparison (optional)
+    training: dict[str, Any] = field(default_factory=dict)  # curve, best epoch, stopped early, seconds
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)  # evaluation per model variant
+    budget: dict[str, Any] = field(default_factory=dict)  # estimated/measured vs profile budgets
+    latency: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)

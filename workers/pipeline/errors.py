@@ -1,0 +1,23 @@
+"""Errors a pipeline run ends with. Each message is shown to users as the job's failure reason."""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """A run that cannot finish; str(exc) is the user-facing reason."""
+
+    def __init__(self, message: str, *, stage: str | None = None) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class InputError(PipelineError):
+    """The teacher, the transfer data or the profile is unusable (the user must change an input)."""
+
+
+class BudgetError(PipelineError):
+    """No student could be built that fits the device profile's budgets."""
+
+
+class Cancelled(PipelineError):
+    """The run was cancelled by the user between steps or epochs."""
