@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs edgedistill into ./.venv with every pin from constraints.txt (torch 2.13.0 CPU: a looser
+# pin would pull several GB of CUDA packages). Usage: scripts/install.sh [extras], default "ml,dev".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-ml,dev}"
+py="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[${extras}]"
+echo "installed edgedistill[${extras}] into $(pwd)/.venv"

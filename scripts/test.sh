@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One command that installs everything the tests need on a fresh Debian machine and runs them:
+# Debian's PostgreSQL and Chromium, the Python package with [ml,dev] into ./.venv, then lint, types
+# and the whole pytest suite (unit, integration with real Redis/Celery/uvicorn/PostgreSQL, e2e in
+# headless Chromium). Extra arguments go to pytest, e.g. scripts/test.sh -m "not slow".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "warning: not root, cannot install ${need[*]}; the tests that need them will be skipped" >&2
+  fi
+fi
+
+scripts/install.sh ml,dev
+
+pgdir="$(mktemp -d /tmp/edgedistill-pg.XXXXXX)"
+cleanup() { scripts/stop-postgres.sh "$pgdir" || true; }
+trap cleanup EXIT
+if [ -z "${EDGEDISTILL_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  port=$(( 55000 + RANDOM % 1000 ))
+  EDGEDISTILL_TEST_POSTGRES_URL="$(scripts/start-postgres.sh "$pgdir" "$port")"
+  export EDGEDISTILL_TEST_POSTGRES_URL
+  echo "PostgreSQL for tests: $EDGEDISTILL_TEST_POSTGRES_URL"
+fi
+
+echo "== ruff"; .venv/bin/ruff check service workers tests bench scripts migrations
+.venv/bin/ruff format --check service workers tests bench scripts migrations
+echo "== mypy"; .venv/bin/mypy service workers
+echo "== pytest"; .venv/bin/pytest "$@"
