@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.pipeline.errors import Cancelled
-from workers.pipeline.events import CancelCheck, EventKind, EventSink, PipelineEvent, null_sink, never_cancel
+from workers.pipeline.events import CancelCheck, EventKind, EventSink, PipelineEvent, never_cancel, null_sink
 from workers.pipeline.spec import PipelineSpec
 
 
@@ -31,7 +31,9 @@ class RunContext:
     stage: str = "load"
     progress: float = 0.0
 
-    def emit(self, kind: EventKind, data: dict[str, Any] | None = None, *, progress: float | None = None) -> None:
+    def emit(
+        self, kind: EventKind, data: dict[str, Any] | None = None, *, progress: float | None = None
+    ) -> None:
         if progress is not None:
             self.progress = progress
         self.emit_sink(PipelineEvent(kind=kind, stage=self.stage, data=data or {}, progress=self.progress))

@@ -21,3 +21,14 @@ class BudgetError(PipelineError):
 
 class Cancelled(PipelineError):
     """The run was cancelled by the user between steps or epochs."""
+
+
+class ArtifactOverBudget(PipelineError):
+    """An exported artifact measured over the profile's flash/RAM budget; the runner shrinks the
+    student and retries. details holds the measured figures for the report."""
+
+    def __init__(
+        self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(message, stage=stage)
+        self.details = details or {}

@@ -35,7 +35,9 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: str = Field(default="kd", min_length=1, max_length=64, description="Distillation method")
-    losses: list[LossTerm] | None = Field(default=None, max_length=16, description="Explicit weighted loss terms")
+    losses: list[LossTerm] | None = Field(
+        default=None, max_length=16, description="Explicit weighted loss terms"
+    )
     epochs: int = Field(default=60, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, le=65_536)
     learning_rate: float = Field(default=3e-3, gt=0, le=10)
