@@ -10,7 +10,7 @@ FROM python:${PYTHON_VERSION}-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN useradd --create-home --uid 10001 edgedistill
 WORKDIR /app
-COPY pyproject.toml constraints.txt README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
@@ -31,5 +31,5 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL
 USER edgedistill
 ENV EDGEDISTILL_DATA_DIR=/data
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 \
-  CMD celery -A workers.celery_app:create_worker_app inspect ping -d "celery@$HOSTNAME" --timeout 5 || exit 1
+  CMD edgedistill worker --ping || exit 1
 CMD ["edgedistill", "worker", "--queues", "compress", "--concurrency", "1"]
