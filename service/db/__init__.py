@@ -1,0 +1,1 @@
+"""Database layer: declarative base, engine/session factories, typed models, Alembic runner."""

