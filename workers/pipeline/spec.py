@@ -35,6 +35,10 @@ class JobOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: str = Field(default="kd", min_length=1, max_length=64, description="Distillation method")
+    task: Literal["auto", "classification", "regression"] = Field(
+        default="auto",
+        description="auto: classification when labels are integers or the teacher has several outputs",
+    )
     losses: list[LossTerm] | None = Field(
         default=None, max_length=16, description="Explicit weighted loss terms"
     )

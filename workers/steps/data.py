@@ -1,0 +1,162 @@
+"""Transfer data: the user's .npz read safely, validated against the teacher, split deterministically.
+
+x is (N, F) vector, (N, C, T) sequence or (N, C, H, W) image data; y (optional) holds class labels
+or regression targets. Without labels the student is judged by agreement with the teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from workers.formats import DataFileError, check_npz
+from workers.pipeline.errors import InputError
+
+Modality = Literal["vector", "sequence", "image"]
+Task = Literal["classification", "regression"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+MIN_SAMPLES = 10
+MIN_PER_CLASS_FOR_STRATIFY = 3
+
+
+def infer_modality(sample_shape: tuple[int, ...]) -> Modality:
+    if len(sample_shape) == 1:
+        return "vector"
+    if len(sample_shape) == 2:
+        return "sequence"
+    if len(sample_shape) == 3:
+        return "image"
+    raise InputError(f"per-sample shape {sample_shape} is not (F,), (C, T) or (C, H, W)")
+
+
+@dataclass
+class TransferData:
+    """The whole data set in memory (float32 x) plus the index of each split."""
+
+    x: np.ndarray
+    y: np.ndarray | None  # int64 class labels or float32 targets (N, k)
+    splits: dict[str, np.ndarray]  # split name -> sorted row indices
+    modality: Modality
+    task: Task
+    num_outputs: int  # classes (classification) or target width (regression)
+    class_labels: list[str] | None = None
+    stratified: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x.shape[1:])
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y is not None
+
+    def x_of(self, split: str) -> np.ndarray:
+        return self.x[self.splits[split]]
+
+    def y_of(self, split: str) -> np.ndarray | None:
+        return None if self.y is None else self.y[self.splits[split]]
+
+    def sizes(self) -> dict[str, int]:
+        return {k: int(v.size) for k, v in self.splits.items()}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "samples": int(self.x.shape[0]),
+            "sample_shape": list(self.sample_shape),
+            "modality": self.modality,
+            "task": self.task,
+            "num_outputs": self.num_outputs,
+            "labels": self.has_labels,
+            "splits": self.sizes(),
+            "stratified": self.stratified,
+        }
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """x as float32, y as given (or None) and class_names when stored; headers are checked first."""
+    summary = check_npz(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            x = np.asarray(npz["x"])
+            y = np.asarray(npz["y"]) if summary.has_labels else None
+            names = None
+            if "class_names" in summary.arrays:
+                raw = np.asarray(npz["class_names"])
+                if raw.dtype.kind in "US" and raw.ndim == 1:
+                    names = [str(v) for v in raw.tolist()]
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFileError(f"data file {path.name!r} cannot be read: {exc}") from exc
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).reshape(x.shape[0], -1).any(axis=1).sum())
+        raise DataFileError(f"data x contains NaN or Inf values in {bad} of {x.shape[0]} samples")
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataFileError("data y contains NaN or Inf values")
+    return x, y, names
+
+
+def _is_integral(y: np.ndarray) -> bool:
+    if y.dtype.kind in "iub":
+        return True
+    return bool(y.ndim == 1 and np.all(np.mod(y, 1) == 0))
+
+
+def decide_task(y: np.ndarray | None, teacher_outputs: int, requested: str) -> Task:
+    """classification when asked, when labels are integers, or (no labels) when the teacher has
+    several outputs; regression otherwise."""
+    if requested in ("classification", "regression"):
+        return requested  # type: ignore[return-value]
+    if y is not None:
+        return "classification" if _is_integral(y) and y.ndim == 1 and teacher_outputs >= 2 else "regression"
+    return "classification" if teacher_outputs >= 2 else "regression"
+
+
+def prepare_labels(y: np.ndarray | None, task: Task, num_outputs: int) -> np.ndarray | None:
+    if y is None:
+        return None
+    if task == "classification":
+        if y.ndim != 1 or not _is_integral(y):
+            raise InputError(f"classification needs integer class labels y of shape (N,); got {y.dtype} {y.shape}")
+        labels = y.astype(np.int64)
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= num_outputs:
+            raise InputError(
+                f"labels y range over [{lo}, {hi}] but the teacher has {num_outputs} outputs "
+                f"(classes 0..{num_outputs - 1})"
+            )
+        return labels
+    targets = y.astype(np.float32).reshape(y.shape[0], -1)
+    if targets.shape[1] != num_outputs:
+        raise InputError(
+            f"regression targets y have {targets.shape[1]} columns but the teacher has {num_outputs} outputs"
+        )
+    return targets
+
+
+def make_splits(
+    n: int, labels: np.ndarray | None, *, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Seeded train/val/test indices; stratified when every class has enough samples."""
+    from sklearn.model_selection import train_test_split
+
+    if n < MIN_SAMPLES:
+        raise InputError(f"the transfer data has {n} samples; at least {MIN_SAMPLES} are needed to train and test")
+    idx = np.arange(n)
+    n_test = max(1, round(n * test_fraction))
+    n_val = max(1, round(n * val_fraction))
+    if n - n_test - n_val < 1:
+        raise InputError(f"{n} samples leave nothing to train on after the validation and test splits")
+    stratify = None
+    if labels is not None:
+        _, counts = np.unique(labels, return_counts=True)
+        n_classes = counts.size
+        if counts.min() >= MIN_PER_CLASS_FOR_STRATIFY and min(n_test, n_val) >= n_classes:
+            stratify = labels
+    rest, test = train_test_split(idx, test_size=n_test, random_state=seed, stratify=stratify)
+    strat_rest = None if stratify is None else stratify[rest]
+    train, val = train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=strat_rest)
+    splits = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    return splits, stratify is not None
