@@ -1,0 +1,230 @@
+"""`edgedistill compress`: run the whole compression pipeline on this machine (no server, no DB).
+
+    edgedistill compress teacher.onnx --data transfer.npz --profile mcu-cortex-m4 --out out/
+
+Options come from --options FILE (YAML/JSON, the same fields as a job's options) with the flags
+below on top. Exit status: 0 success, 1 the pipeline failed (reason printed), 2 usage error,
+130 interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from workers.pipeline.errors import PipelineError
+from workers.pipeline.events import PipelineEvent
+from workers.pipeline.spec import JobOptions, PipelineSpec
+from workers.profiles import ProfileError, resolve_profile
+
+
+class UsageError(Exception):
+    """Bad command line or option files: exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgedistill compress",
+        description="Distill a small student from a teacher, quantize it to int8 and export it for a device.",
+    )
+    p.add_argument("teacher", type=Path, help="teacher model: ONNX, TorchScript (.pt) or torch.export (.pt2)")
+    p.add_argument("--data", type=Path, required=True, help="transfer data .npz with x (and optionally y)")
+    p.add_argument("--profile", required=True, help="built-in device profile name or a .yaml/.json profile file")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
+    p.add_argument("--options", type=Path, help="YAML/JSON file with job options; flags override it")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--method", help="distillation method (default kd)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--width", type=int, help="student width (channels / hidden units); default: automatic")
+    p.add_argument("--depth", type=int, help="student depth (blocks / hidden layers); default: automatic")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train the student")
+    p.add_argument("--quiet", action="store_true", help="no progress display, only the summary")
+    return p
+
+
+def _read_options_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read options file {path}: {exc}") from exc
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"options file {path} is not valid YAML/JSON: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"options file {path} must hold a mapping of option names to values")
+    return data
+
+
+def build_spec(args: argparse.Namespace) -> PipelineSpec:
+    for what, path in (("teacher", args.teacher), ("data", args.data)):
+        if not path.is_file():
+            raise UsageError(f"{what} file {str(path)!r} does not exist")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise UsageError(f"output folder {str(args.out)!r} already exists and is not empty")
+    raw = _read_options_file(args.options) if args.options else {}
+    flags = {"epochs": args.epochs, "method": args.method, "seed": args.seed, "device": args.device}
+    raw.update({k: v for k, v in flags.items() if v is not None})
+    if args.width is not None or args.depth is not None:
+        student = dict(raw.get("student") or {})
+        if args.width is not None:
+            student["width"] = args.width
+        if args.depth is not None:
+            student["depth"] = args.depth
+        raw["student"] = student
+    try:
+        options = JobOptions.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError(f"invalid options: {_validation_message(exc)}") from exc
+    try:
+        profile = resolve_profile(args.profile)
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from exc
+    except ValidationError as exc:
+        raise UsageError(f"invalid profile {args.profile}: {_validation_message(exc)}") from exc
+    return PipelineSpec(
+        teacher_path=args.teacher, data_path=args.data, profile=profile, options=options, out_dir=args.out
+    )
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
+
+
+class ProgressView:
+    """Turns pipeline events into one rich progress bar: stage, epoch and validation fidelity."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> ProgressView:
+        self.progress.__enter__()
+        self.task = self.progress.add_task("starting", total=100)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def on_event(self, event: PipelineEvent) -> None:
+        assert self.task is not None
+        update: dict[str, Any] = {}
+        if event.progress is not None:
+            update["completed"] = event.progress
+        d = event.data
+        if event.kind == "stage_started":
+            update["description"] = event.stage
+        elif event.kind == "stage_finished":
+            self.console.print(f"[green]✓[/] {event.stage} ({d.get('seconds', 0):.1f} s)")
+        elif event.kind == "epoch":
+            acc = d.get("val_accuracy")
+            extra = f" · acc {acc:.3f}" if isinstance(acc, float) else ""
+            update["description"] = (
+                f"{event.stage} · epoch {d['epoch']}/{d['epochs']} · fidelity {d['val_fidelity']:.3f}{extra}"
+            )
+        elif event.kind == "progress":
+            self.console.print(f"  [dim]{d.get('message', '')}[/]")
+        elif event.kind == "warning":
+            self.console.print(f"  [yellow]warning:[/] {d.get('message', '')}")
+        elif event.kind == "artifact":
+            self.console.print(
+                f"  [cyan]artifact[/] {d.get('kind')}: {d.get('filename')} ({d.get('size_bytes', 0):,} B)"
+            )
+        if update:
+            self.progress.update(self.task, **update)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def summary_tables(result: Any) -> list[Table]:
+    """Artifacts and per-model metrics from the run's report (whatever variants it has)."""
+    tables = []
+    arts = Table(title="Artifacts", title_justify="left")
+    for col in ("kind", "file", "size", "sha256"):
+        arts.add_column(col, justify="right" if col == "size" else "left")
+    for kind, art in sorted(result.artifacts.items()):
+        arts.add_row(kind, art.path.name, f"{art.size_bytes:,} B", art.sha256[:12])
+    tables.append(arts)
+
+    metrics = result.report.get("metrics") if isinstance(result.report, dict) else None
+    if isinstance(metrics, dict) and metrics:
+        rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+        columns: list[str] = []
+        for values in rows.values():
+            for key, val in values.items():
+                if key not in columns and (val is None or isinstance(val, (int, float, str))):
+                    columns.append(key)
+        table = Table(title="Metrics (test split)", title_justify="left")
+        table.add_column("model")
+        for col in columns:
+            table.add_column(col, justify="right")
+        for name, values in rows.items():
+            table.add_row(name, *(_fmt(values.get(col)) for col in columns))
+        tables.append(table)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
+        return int(exc.code or 0)
+    out, err = Console(), Console(stderr=True)
+    try:
+        spec = build_spec(args)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return 2
+
+    from workers.pipeline.runner import run_pipeline
+
+    try:
+        if args.quiet:
+            result = run_pipeline(spec)
+        else:
+            with ProgressView(err) as view:
+                result = run_pipeline(spec, on_event=view.on_event)
+    except PipelineError as exc:
+        where = f" (stage {exc.stage})" if exc.stage else ""
+        err.print(f"[red]error:[/] {exc}{where}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        err.print("[red]error:[/] interrupted; nothing was written")
+        return 130
+
+    for table in summary_tables(result):
+        out.print(table)
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

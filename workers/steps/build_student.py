@@ -1,0 +1,57 @@
+"""Step build_student: pick the student family and size for the data and the device profile.
+
+Reads state.data, state.teacher, spec.profile, spec.options.student (and this step's config, which
+the runner uses to pin a smaller size after an over-budget artifact); writes state.student (an
+untrained torch module, seeded) and state.student_arch (family, width, depth, params, macs,
+est_int8_bytes, est_arena_bytes, chosen_because)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from workers.pipeline.base import Step, StepConfig
+from workers.pipeline.context import RunContext, RunState
+
+
+class BuildStudentConfig(StepConfig):
+    width: int | None = Field(default=None, ge=1)
+    depth: int | None = Field(default=None, ge=1)
+
+
+class BuildStudent(Step):
+    name = "build_student"
+    stage = "distill"
+    config_cls = BuildStudentConfig
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        import torch
+
+        from workers.steps.students import MLP, build_module, choose_arch
+
+        assert isinstance(self.config, BuildStudentConfig)
+        opts, data = ctx.spec.options, state.data
+        choice = choose_arch(
+            modality=data.modality,
+            input_shape=data.sample_shape,
+            num_outputs=data.num_outputs,
+            profile=ctx.spec.profile,
+            teacher_params=state.teacher.param_count if state.teacher is not None else None,
+            width=self.config.width or opts.student.width,
+            depth=self.config.depth or opts.student.depth,
+        )
+        torch.manual_seed(opts.seed)
+        module = build_module(choice.arch)
+        if isinstance(module, MLP):
+            x = torch.as_tensor(data.x_of("train"))
+            module.set_input_statistics(x.mean(0), x.std(0))
+        state.student = module
+        state.student_arch = choice.as_state()
+        state.warnings.extend(choice.warnings)
+        a = choice.arch
+        ctx.emit(
+            "progress",
+            {
+                "message": f"student {a.family} width {a.width} depth {a.depth}: {choice.estimate.params:,} params, "
+                f"{choice.estimate.macs:,} MACs ({choice.reason})"
+            },
+        )

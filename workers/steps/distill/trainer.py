@@ -1,0 +1,250 @@
+"""The student's training loop on cached teacher outputs.
+
+All tensors live on the training device for the whole run and batches are slices of a pre-shuffled
+index tensor: no DataLoader and no per-step host->device copies, which dominate for tiny students
+(toolchain.md). Early stopping keeps the weights with the best validation fidelity (top-1
+agreement with the teacher; R^2 against the teacher's outputs for regression)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.pipeline.spec import JobOptions
+from workers.steps.distill.losses import WeightedSum
+
+EVAL_BATCH = 4096
+CHECK_EVERY_STEPS = 200  # cancel / time-limit checks inside long epochs
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 15
+    seed: int = 0
+    max_train_seconds: float | None = None
+    device: str = "cpu"
+
+    @classmethod
+    def from_options(cls, opts: JobOptions, device: str) -> TrainConfig:
+        return cls(
+            epochs=opts.epochs,
+            batch_size=opts.batch_size,
+            learning_rate=opts.learning_rate,
+            weight_decay=opts.weight_decay,
+            patience=opts.patience,
+            seed=opts.seed,
+            max_train_seconds=opts.max_train_seconds,
+            device=device,
+        )
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_fidelity: float
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    curve: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_fidelity: float = float("-inf")
+    best_val_accuracy: float | None = None
+    stopped_early: bool = False
+    stop_reason: str = "completed all epochs"
+    seconds: float = 0.0
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "curve": [asdict(r) for r in self.curve],
+            "epochs_run": len(self.curve),
+            "best_epoch": self.best_epoch,
+            "best_val_fidelity": self.best_val_fidelity,
+            "best_val_accuracy": self.best_val_accuracy,
+            "stopped_early": self.stopped_early,
+            "stop_reason": self.stop_reason,
+            "seconds": round(self.seconds, 3),
+            "samples_per_second": round(self.samples_per_second, 1),
+        }
+
+
+@dataclass(frozen=True)
+class SplitTensors:
+    """One split's arrays as tensors on the training device; y is None without labels."""
+
+    x: torch.Tensor
+    t: torch.Tensor
+    y: torch.Tensor | None
+
+    @classmethod
+    def from_numpy(
+        cls, x: np.ndarray, t: np.ndarray, y: np.ndarray | None, *, task: str, device: torch.device
+    ) -> SplitTensors:
+        yt = None
+        if y is not None:
+            yt = torch.as_tensor(y, dtype=torch.int64 if task == "classification" else torch.float32)
+            yt = yt.to(device)
+        return cls(
+            x=torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(device),
+            t=torch.as_tensor(np.ascontiguousarray(t, dtype=np.float32)).to(device),
+            y=yt,
+        )
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)])
+    model.train(was_training)
+    return out
+
+
+def fidelity(student_out: torch.Tensor, teacher_out: torch.Tensor, task: str) -> float:
+    """Classification: top-1 agreement. Regression: R^2 of the student against the teacher."""
+    if task == "classification":
+        return float((student_out.argmax(1) == teacher_out.argmax(1)).float().mean())
+    sse = torch.sum((student_out - teacher_out) ** 2)
+    sst = torch.sum((teacher_out - teacher_out.mean(0)) ** 2).clamp_min(1e-12)
+    return float(1.0 - sse / sst)
+
+
+def accuracy(student_out: torch.Tensor, labels: torch.Tensor | None, task: str) -> float | None:
+    if labels is None or task != "classification":
+        return None
+    return float((student_out.argmax(1) == labels).float().mean())
+
+
+def _cosine(total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+    return factor
+
+
+def train_student(
+    student: nn.Module,
+    loss_fn: WeightedSum,
+    *,
+    task: str,
+    train: SplitTensors,
+    val: SplitTensors,
+    config: TrainConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    check_cancel: Callable[[], None] | None = None,
+) -> TrainResult:
+    """Train in place with AdamW + cosine decay; returns the curve and loads the best weights.
+
+    Usable on its own (the benchmark trains a labels-only baseline with a `ce`-only loss)."""
+    started = time.monotonic()
+    device = torch.device(config.device)
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    student.to(device).train()
+    loss_fn.to(device)
+
+    n = int(train.x.shape[0])
+    bs = min(config.batch_size, n)
+    steps_per_epoch = max(1, n // bs if n % bs < 2 else math.ceil(n / bs))  # never a 1-sample batch (BN)
+    opt = torch.optim.AdamW(
+        student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(config.epochs * steps_per_epoch))
+    needs_labels = "labels" in loss_fn.requires
+
+    result = TrainResult()
+    best_state = copy.deepcopy(student.state_dict())
+    stale = 0
+    deadline = started + config.max_train_seconds if config.max_train_seconds else None
+    out_of_time = False
+    for epoch in range(1, config.epochs + 1):
+        if check_cancel:
+            check_cancel()
+        epoch_start = time.monotonic()
+        perm = torch.randperm(n, generator=gen).to(device)
+        total = torch.zeros((), device=device)
+        seen = 0
+        for step in range(steps_per_epoch):
+            idx = perm[step * bs : (step + 1) * bs] if step < steps_per_epoch - 1 else perm[step * bs :]
+            batch = {
+                "student_logits": student(train.x.index_select(0, idx)),
+                "teacher_logits": train.t.index_select(0, idx),
+            }
+            if needs_labels and train.y is not None:
+                batch["labels"] = train.y.index_select(0, idx)
+            loss = loss_fn(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach() * idx.numel()  # no .item() per step: it would sync the GPU
+            seen += idx.numel()
+            if step % CHECK_EVERY_STEPS == CHECK_EVERY_STEPS - 1:
+                if check_cancel:
+                    check_cancel()
+                if deadline is not None and time.monotonic() > deadline:
+                    out_of_time = True
+                    break
+        result.samples_seen += seen
+        result.train_seconds += time.monotonic() - epoch_start
+
+        out = predict(student, val.x)
+        record = EpochRecord(
+            epoch=epoch,
+            epochs=config.epochs,
+            train_loss=float(total) / max(seen, 1),
+            val_fidelity=fidelity(out, val.t, task),
+            val_accuracy=accuracy(out, val.y, task),
+            lr=float(opt.param_groups[0]["lr"]),
+            seconds=time.monotonic() - epoch_start,
+        )
+        result.curve.append(record)
+        if not math.isfinite(record.train_loss):
+            result.stopped_early, result.stop_reason = True, "training diverged (loss is NaN/Inf); kept the best epoch"
+            break
+        if record.val_fidelity > result.best_val_fidelity + 1e-9:
+            result.best_val_fidelity = record.val_fidelity
+            result.best_val_accuracy = record.val_accuracy
+            result.best_epoch = epoch
+            best_state = copy.deepcopy(student.state_dict())
+            stale = 0
+        else:
+            stale += 1
+        if on_epoch:
+            on_epoch(record)
+        if out_of_time or (deadline is not None and time.monotonic() > deadline):
+            result.stopped_early = epoch < config.epochs
+            result.stop_reason = f"reached max_train_seconds={config.max_train_seconds:g}"
+            break
+        if stale >= config.patience and epoch < config.epochs:
+            result.stopped_early = True
+            result.stop_reason = f"no validation fidelity gain for {config.patience} epochs"
+            break
+
+    student.load_state_dict(best_state)
+    student.eval()
+    result.seconds = time.monotonic() - started
+    return result
