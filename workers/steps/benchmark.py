@@ -1,0 +1,169 @@
+"""Host latency of every model artifact in the runtime a deployment would use, batch 1, plus the
+teacher's latency in its own runtime on the same input, so the report can give a speed-up.
+
+Timed region: one runtime call on an input already converted to the model's layout and dtype
+(onnxruntime session.run; ai-edge-litert set_tensor + invoke + get_tensor). Threads: the profile's.
+MCU profiles also get an *estimated* on-device latency = MACs x cycles_per_mac / clock_hz; it is
+labelled source "estimated" and is not sent as a host measurement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+
+ARTIFACT_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+
+
+def latency_stats(samples_ns: list[int]) -> dict[str, float]:
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+        "std_ms": float(ms.std()),
+    }
+
+
+def time_calls(fn: Callable[[], Any], *, warmup: int, runs: int) -> list[int]:
+    for _ in range(warmup):
+        fn()
+    out: list[int] = []
+    for _ in range(runs):
+        t0 = time.perf_counter_ns()
+        fn()
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def estimated_mcu_latency(macs: int, cycles_per_mac: float, clock_hz: int) -> dict[str, Any]:
+    ms = macs * cycles_per_mac / clock_hz * 1e3
+    return {
+        "source": "estimated",
+        "estimated_ms": ms,
+        "formula": "macs x cycles_per_mac / clock_hz",
+        "inputs": {"macs": int(macs), "cycles_per_mac": cycles_per_mac, "clock_hz": clock_hz},
+    }
+
+
+def _timed_call(
+    path: Path, kind: str, metadata: dict[str, Any], threads: int, x1: np.ndarray
+) -> tuple[Callable[[], Any], str, str]:
+    """A no-argument call that runs the artifact once on x1, prepared so only the runtime is timed."""
+    from workers.steps.runtimes import OnnxModel, TfliteModel
+
+    if kind.startswith("onnx"):
+        onnx_model = OnnxModel(path, threads)
+        return (lambda: onnx_model.run_batch(x1)), onnx_model.runtime_name, onnx_model.runtime_version
+    layout = metadata.get("signature", {}).get("layout")
+    tfl_model = TfliteModel(path, threads, layout if layout == "NHWC" else None)
+    xe = tfl_model.encode(x1)
+    return (lambda: tfl_model.invoke_encoded(xe)), tfl_model.runtime_name, tfl_model.runtime_version
+
+
+class Benchmark(Step):
+    """Reads state.artifacts, state.data, state.teacher, state.student_arch; appends to state.latency."""
+
+    name = "benchmark"
+    stage = "benchmark"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        opts = ctx.spec.options
+        profile = ctx.spec.profile
+        threads = profile.threads
+        x_test = state.data.x_of("test")
+        x1 = np.ascontiguousarray((x_test if x_test.shape[0] else state.data.x_of("train"))[:1], dtype=np.float32)
+
+        for kind in ARTIFACT_KINDS:
+            art = state.artifacts.get(kind)
+            if art is None:
+                continue
+            ctx.check_cancel()
+            ctx.emit("progress", {"message": f"timing {kind}: {opts.benchmark_runs} runs at batch 1"})
+            fn, runtime, version = _timed_call(art.path, kind, art.metadata, threads, x1)
+            samples = time_calls(fn, warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+            self._record(ctx, state, kind, runtime, version, threads, samples)
+
+        self._teacher(ctx, state, x1, threads)
+
+        if profile.device_class == "mcu" and profile.clock_hz and profile.cycles_per_mac:
+            macs = (state.student_arch or {}).get("macs")
+            if macs:
+                est = estimated_mcu_latency(int(macs), profile.cycles_per_mac, profile.clock_hz)
+                entry = {"artifact_kind": "tflite_int8_full", "runtime": "tflite-micro (estimate)", **est}
+                state.latency.append(entry)
+                ctx.emit(
+                    "progress",
+                    {"message": f"estimated on-device latency {est['estimated_ms']:.2f} ms ({est['formula']})"},
+                )
+                target = profile.budgets.latency_target_ms
+                if target is not None and est["estimated_ms"] > target:
+                    msg = f"estimated on-device latency {est['estimated_ms']:.1f} ms is over the {target} ms target"
+                    state.warnings.append(msg)
+                    ctx.emit("warning", {"message": msg})
+
+    def _teacher(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
+        from workers.steps.runtimes import OnnxModel
+
+        teacher = state.teacher
+        if teacher is None:
+            return
+        opts = ctx.spec.options
+        ctx.emit("progress", {"message": "timing the teacher at batch 1"})
+        fixed = getattr(teacher.signature, "fixed_batch", None)
+        if teacher.format == "onnx" and fixed in (None, 1):
+            # An ORT session of our own fixes the thread count, as for the student's ONNX files.
+            runner = OnnxModel(teacher.path, threads)
+            xt = x1.astype(np.dtype(getattr(teacher.signature, "input_dtype", "float32")), copy=False)
+            samples = time_calls(lambda: runner.run_batch(xt), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+            runtime, version = runner.runtime_name, runner.runtime_version
+        else:
+            with torch_threads(threads):
+                samples = time_calls(
+                    lambda: teacher.predict(x1, batch_size=1), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs
+                )
+            runtime, version = teacher.runtime_name, teacher.runtime_version
+        self._record(ctx, state, "teacher", runtime, version, threads, samples)
+
+    def _record(
+        self,
+        ctx: RunContext,
+        state: RunState,
+        kind: str,
+        runtime: str,
+        version: str,
+        threads: int,
+        samples: list[int],
+    ) -> None:
+        m: dict[str, Any] = {
+            "artifact_kind": kind,
+            "source": "host",
+            "runtime": runtime,
+            "runtime_version": version,
+            "threads": threads,
+            "count": len(samples),
+            **latency_stats(samples),
+        }
+        state.latency.append(m)
+        ctx.emit("measurement", dict(m))

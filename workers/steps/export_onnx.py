@@ -1,0 +1,122 @@
+"""Export the trained float student to ONNX (kind onnx_fp32) and prove the file computes what the
+torch module computes.
+
+torch.onnx.export with dynamo=False, opset 17 (toolchain.md: one self-contained file in ~0.1 s; the
+dynamo exporter takes seconds and may write external data). The batch axis is dynamic so one file
+serves batch 1 latency and batched evaluation."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.errors import PipelineError
+from workers.steps.artifacts import record_artifact, staged_file
+
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "output"
+FILENAME = "student_fp32.onnx"
+CHECK_SAMPLES = 64
+# float32 ONNX vs torch on CPU: the same kernels up to summation order.
+ATOL = 1e-4
+RTOL = 1e-3
+
+DATA_LAYOUTS = {"image": "NCHW", "sequence": "NCT", "vector": "NF"}
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+
+
+def torch_predict(module: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Float outputs of a torch module on CPU, in batches, without autograd."""
+    import torch
+
+    module = module.cpu().eval()
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch_size):
+            outs.append(module(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))).float().numpy())
+    return np.concatenate(outs).astype(np.float32, copy=False)
+
+
+def export_student_onnx(module: Any, example: np.ndarray, path: Any) -> None:
+    """torch.onnx.export, TorchScript-based exporter, opset 17, dynamic batch, named I/O."""
+    import torch
+
+    module = module.cpu().eval()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of dynamo=True; we choose it on purpose.
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            module,
+            (torch.from_numpy(np.ascontiguousarray(example)),),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            do_constant_folding=True,
+        )
+
+
+class ExportOnnx(Step):
+    """Reads state.student, state.data; writes state.artifacts["onnx_fp32"]. Runs when the profile
+    targets onnx_fp32 or onnx_int8 (the int8 model is quantized from this file)."""
+
+    name = "export_onnx"
+    stage = "export"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        targets = ctx.spec.profile.targets
+        if "onnx_fp32" not in targets and "onnx_int8" not in targets:
+            return
+        import onnx
+
+        from workers.steps.model_info import describe_onnx
+        from workers.steps.runtimes import run_onnx
+
+        data = state.data
+        x_check = data.x_of("test")[:CHECK_SAMPLES]
+        if x_check.shape[0] == 0:
+            x_check = data.x_of("train")[:CHECK_SAMPLES]
+        reference = torch_predict(state.student, x_check)
+
+        with staged_file(ctx.work_dir, FILENAME) as tmp:
+            try:
+                export_student_onnx(state.student, x_check[:1], tmp)
+                onnx.checker.check_model(str(tmp), full_check=True)
+            except Exception as exc:
+                raise PipelineError(f"ONNX export of the student failed: {exc}", stage=self.stage) from exc
+            # Batches of several samples also exercise the dynamic batch axis.
+            got = run_onnx(tmp, x_check)
+            diff = max_abs_diff(got, reference)
+            tol = ATOL + RTOL * float(np.max(np.abs(reference)))
+            if got.shape != reference.shape or not np.isfinite(got).all() or diff > tol:
+                raise PipelineError(
+                    f"the exported ONNX model disagrees with the torch student (max |diff| {diff:.3g} > {tol:.3g})",
+                    stage=self.stage,
+                )
+            info = describe_onnx(tmp)
+
+        info["signature"]["layout"] = DATA_LAYOUTS.get(data.modality, "as-is")
+        record_artifact(
+            ctx,
+            state,
+            kind="onnx_fp32",
+            path=ctx.work_dir / FILENAME,
+            metadata={
+                **info,
+                "precision": "fp32",
+                "exporter": f"torch.onnx.export(dynamo=False, opset_version={OPSET})",
+                "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_torch": diff},
+            },
+        )

@@ -1,0 +1,206 @@
+"""Convert the float student to int8 TFLite with litert-torch (PyTorch -> TFLite, no TensorFlow).
+
+Quantization is PT2E static post-training quantization with litert-torch's PT2EQuantizer (symmetric,
+per-channel weights, int8 activations), calibrated on training samples, then litert_torch.convert.
+
+- tflite_int8_full (MCU): int8 input and int8 output. This is what litert-torch produces from a PT2E
+  graph by default: the boundary quantize/dequantize pairs are folded into the I/O tensor types.
+- tflite_int8 (cpu/mobile): int8 weights and activations with FLOAT input/output. litert-torch has no
+  public switch for this (no `inference_input_type`; `_litert_converter_flags` only reaches the
+  TensorFlow-based v2 path). The converter's own `strict_qdq_mode` keeps the boundary Q/DQ pairs as
+  QUANTIZE/DEQUANTIZE ops, which gives exactly float I/O; we set it for the one conversion call
+  (`_strict_qdq_mode`) and then check the file's I/O types, so a litert-torch change fails loudly.
+
+Images and sequences are exported channel-last (litert_torch.to_channel_last_io): the TFLite input is
+NHWC (sequences (N, 1, T, C)) and the converter adds no TRANSPOSE op. Batch is fixed at 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.errors import PipelineError
+from workers.steps.artifacts import record_artifact, staged_file
+
+FILENAMES = {"tflite_int8": "student_int8.tflite", "tflite_int8_full": "student_int8_full.tflite"}
+CHECK_SAMPLES = 256
+_CONVERTER_LOCK = threading.Lock()
+
+
+def _io_float(kind: str) -> bool:
+    return kind == "tflite_int8"
+
+
+def channel_last_module(student: Any, modality: str) -> tuple[Any, str | None]:
+    """The module to convert and its input layout: channel-last for images and sequences."""
+    import litert_torch
+    import torch
+
+    student = student.cpu().eval()
+    if modality == "image":
+        return litert_torch.to_channel_last_io(student, args=[0]).eval(), "NHWC"
+    if modality == "sequence":
+
+        class _SequenceAsImage(torch.nn.Module):
+            """(N, C, 1, T) -> the student's (N, C, T); made channel-last this is (N, 1, T, C) with no
+            TRANSPOSE op (a (N, T, C) input would need one before the first convolution)."""
+
+            def __init__(self, inner: Any) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.inner(x.squeeze(2))
+
+        return litert_torch.to_channel_last_io(_SequenceAsImage(student), args=[0]).eval(), "NHWC"
+    return student, None
+
+
+@contextlib.contextmanager
+def _strict_qdq_mode() -> Iterator[None]:
+    """Make litert-torch's converter keep Q/DQ at the model boundary (float I/O) for one call."""
+    from litert_torch._convert import litert_converter
+
+    api = litert_converter.converter_api_ext
+    original = api.run_convert_to_tfl_passes
+
+    def run_passes(module: Any, pass_manager: Any, config: Any) -> Any:
+        if not hasattr(config, "strict_qdq_mode"):
+            raise PipelineError("this litert-torch has no strict_qdq_mode: cannot make float-I/O int8 TFLite")
+        config.strict_qdq_mode = True
+        return original(module, pass_manager, config)
+
+    api.run_convert_to_tfl_passes = run_passes
+    try:
+        yield
+    finally:
+        api.run_convert_to_tfl_passes = original
+
+
+def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Path, *, float_io: bool) -> str | None:
+    """PT2E-quantize the student on the calibration samples (data layout) and write a .tflite.
+    Returns the model's input layout ("NHWC" or None for the data's own layout)."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+
+    from workers.steps.runtimes import to_model_layout
+
+    module, layout = channel_last_module(student, modality)
+    calib = to_model_layout(calibration, layout)
+    example = (torch.from_numpy(calib[:1].copy()),)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    )
+    with _CONVERTER_LOCK, torch.no_grad():
+        graph = torch.export.export(module, example).module()
+        graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+        move_exported_model_to_eval(graph)
+        # The exported graph has a static batch of 1, as the deployed model does.
+        for i in range(calib.shape[0]):
+            graph(torch.from_numpy(calib[i : i + 1].copy()))
+        graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+        move_exported_model_to_eval(graph)
+        strict = _strict_qdq_mode() if float_io else contextlib.nullcontext()
+        with strict:
+            edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(path))
+    return layout
+
+
+def _check_io(info: dict[str, Any], kind: str) -> None:
+    sig = info["signature"]
+    want = "float32" if _io_float(kind) else "int8"
+    got = [t["dtype"] for t in sig["inputs"] + sig["outputs"]]
+    if any(d != want for d in got):
+        raise PipelineError(f"{kind} must have {want} input and output; the converter produced {got}")
+    if not _io_float(kind):
+        quant = info.get("io_quantization") or {}
+        if "input" not in quant or "output" not in quant:
+            raise PipelineError(f"{kind}: int8 input/output without scale/zero-point")
+
+
+class ExportTflite(Step):
+    """Reads state.student, state.data; writes state.artifacts["tflite_int8"] and/or
+    ["tflite_int8_full"], whichever the profile targets."""
+
+    name = "export_tflite"
+    stage = "export"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]
+        if not kinds:
+            return
+        from workers.steps.export_onnx import max_abs_diff, torch_predict
+        from workers.steps.model_info import describe_tflite
+        from workers.steps.quantize import calibration_samples
+        from workers.steps.runtimes import run_tflite
+
+        opts = ctx.spec.options
+        data = state.data
+        samples = calibration_samples(data.x_of("train"), opts.calibration_samples, opts.seed)
+        x_check = data.x_of("test")[:CHECK_SAMPLES]
+        if x_check.shape[0] == 0:
+            x_check = samples[:CHECK_SAMPLES]
+        reference = torch_predict(state.student, x_check)
+
+        for kind in kinds:
+            ctx.check_cancel()
+            float_io = _io_float(kind)
+            ctx.emit(
+                "progress",
+                {
+                    "message": f"converting to {kind} with litert-torch "
+                    f"({'float' if float_io else 'int8'} I/O, {samples.shape[0]} calibration samples)"
+                },
+            )
+            filename = FILENAMES[kind]
+            with staged_file(ctx.work_dir, filename) as tmp:
+                try:
+                    layout = convert_int8(state.student, data.modality, samples, tmp, float_io=float_io)
+                except PipelineError:
+                    raise
+                except Exception as exc:
+                    raise PipelineError(f"TFLite conversion ({kind}) failed: {exc}", stage=self.stage) from exc
+                info = describe_tflite(tmp)
+                _check_io(info, kind)
+                got = run_tflite(tmp, x_check, layout=layout)
+                if got.shape != reference.shape or not np.isfinite(got).all():
+                    raise PipelineError(f"the {kind} model produced invalid outputs", stage=self.stage)
+
+            info["signature"]["layout"] = layout or ("NF" if data.modality == "vector" else "as-is")
+            if data.modality == "sequence":
+                info["signature"]["input_mapping"] = "data (N, C, T) -> model (N, 1, T, C)"
+            elif data.modality == "image":
+                info["signature"]["input_mapping"] = "data (N, C, H, W) -> model (N, H, W, C)"
+            record_artifact(
+                ctx,
+                state,
+                kind=kind,
+                path=ctx.work_dir / filename,
+                metadata={
+                    **info,
+                    "precision": "int8",
+                    "io": "float32" if float_io else "int8",
+                    "quantization": {
+                        "tool": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
+                        "activations": "int8",
+                        "weights": "int8 per-channel",
+                        "calibration": "HistogramObserver (PT2EQuantizer default; options.calibration applies to ONNX)",
+                        "calibration_samples": int(samples.shape[0]),
+                    },
+                    "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_torch": max_abs_diff(got, reference)},
+                },
+            )

@@ -1,0 +1,157 @@
+"""Static int8 quantization of the student's ONNX file (kind onnx_int8) with onnxruntime.quantization.
+
+quant_pre_process (shape inference + graph optimisation) then quantize_static in QDQ format, QInt8
+activations and weights, per-channel weights, calibrated on training samples with the job's method
+(minmax / entropy / percentile). Input and output stay float; scale/zero-point of the QDQ pairs next
+to them are read back from the file into the sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.errors import PipelineError
+from workers.steps.artifacts import record_artifact, staged_file
+
+FILENAME = "student_int8.onnx"
+CALIBRATION_BATCH = 32
+CHECK_SAMPLES = 256
+
+
+def calibration_samples(x_train: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """A seeded random subset of the training inputs (all of them when there are fewer)."""
+    n = x_train.shape[0]
+    if n == 0:
+        raise PipelineError("no training samples to calibrate the int8 model with")
+    if count >= n:
+        return np.ascontiguousarray(x_train, dtype=np.float32)
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+    return np.ascontiguousarray(x_train[idx], dtype=np.float32)
+
+
+def _calibration_method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if name not in methods:
+        raise PipelineError(f"unknown calibration method {name!r}; use one of {', '.join(methods)}")
+    return methods[name]
+
+
+def _reader(input_name: str, samples: np.ndarray) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Batches(CalibrationDataReader):
+        """Feeds the calibration samples in fixed-size batches (the batch axis is dynamic)."""
+
+        def __init__(self) -> None:
+            self._starts = iter(range(0, samples.shape[0], CALIBRATION_BATCH))
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            start = next(self._starts, None)
+            if start is None:
+                return None
+            return {input_name: samples[start : start + CALIBRATION_BATCH]}
+
+    return _Batches()
+
+
+def quantize_onnx_int8(src: Path, dst: Path, samples: np.ndarray, method: str, work_dir: Path) -> None:
+    """quant_pre_process then quantize_static (QDQ, QInt8/QInt8, per-channel) from src to dst."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = onnx.load(str(src)).graph.input[0].name
+    # The pre-processed model is an intermediate: it lives in a temp folder that is always removed.
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".quant-") as tmp_dir:
+        pre = Path(tmp_dir) / "pre.onnx"
+        quant_pre_process(str(src), str(pre))
+        # The histogram calibrators print() progress; keep the CLI's output to our own events.
+        with contextlib.redirect_stdout(io.StringIO()):
+            quantize_static(
+                str(pre),
+                str(dst),
+                _reader(input_name, samples),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=_calibration_method(method),
+            )
+
+
+class QuantizeOnnx(Step):
+    """Reads state.artifacts["onnx_fp32"], state.data; writes state.artifacts["onnx_int8"]."""
+
+    name = "quantize_onnx"
+    stage = "quantize"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        if "onnx_int8" not in ctx.spec.profile.targets:
+            return
+        import onnx
+
+        from workers.steps.export_onnx import max_abs_diff
+        from workers.steps.model_info import describe_onnx
+        from workers.steps.runtimes import run_onnx
+
+        fp32 = state.artifacts.get("onnx_fp32")
+        if fp32 is None:
+            raise PipelineError("onnx_int8 needs the fp32 ONNX model; export_onnx did not run", stage=self.stage)
+        opts = ctx.spec.options
+        samples = calibration_samples(state.data.x_of("train"), opts.calibration_samples, opts.seed)
+        ctx.emit(
+            "progress",
+            {"message": f"calibrating int8 ONNX on {samples.shape[0]} training samples ({opts.calibration})"},
+        )
+        x_check = state.data.x_of("test")[:CHECK_SAMPLES]
+        if x_check.shape[0] == 0:
+            x_check = samples[:CHECK_SAMPLES]
+
+        with staged_file(ctx.work_dir, FILENAME) as tmp:
+            try:
+                quantize_onnx_int8(fp32.path, tmp, samples, opts.calibration, ctx.work_dir)
+                onnx.checker.check_model(str(tmp))
+            except PipelineError:
+                raise
+            except Exception as exc:
+                raise PipelineError(f"int8 quantization of the ONNX model failed: {exc}", stage=self.stage) from exc
+            got = run_onnx(tmp, x_check)
+            ref = run_onnx(fp32.path, x_check)
+            if got.shape != ref.shape or not np.isfinite(got).all():
+                raise PipelineError("the int8 ONNX model produced invalid outputs", stage=self.stage)
+            info = describe_onnx(tmp)
+
+        info["signature"]["layout"] = fp32.metadata.get("signature", {}).get("layout")
+        record_artifact(
+            ctx,
+            state,
+            kind="onnx_int8",
+            path=ctx.work_dir / FILENAME,
+            metadata={
+                **info,
+                "precision": "int8",
+                "quantization": {
+                    "tool": "onnxruntime.quantization.quantize_static",
+                    "format": "QDQ",
+                    "activations": "QInt8",
+                    "weights": "QInt8 per-channel",
+                    "calibration": opts.calibration,
+                    "calibration_samples": int(samples.shape[0]),
+                    "pre_process": "quant_pre_process",
+                },
+                "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_fp32": max_abs_diff(got, ref)},
+            },
+        )

@@ -1,0 +1,267 @@
+"""The run's report: report.json (machine-readable, schema_version 1) and summary.md (for people),
+both recorded as artifacts (kinds report, summary). The ratios people ask about come first: how many
+times fewer parameters and bytes, how many times faster, and how much of the teacher's quality kept.
+
+The headline compares the teacher with the artifact the device runs: full-int8 TFLite for MCUs,
+int8 TFLite for mobile, int8 ONNX for CPUs (the first present of these otherwise)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
+from workers.steps.metrics import quality_key
+
+SCHEMA_VERSION = 1
+REPORT_FILENAME = "report.json"
+SUMMARY_FILENAME = "summary.md"
+PRIMARY_BY_CLASS = {
+    "mcu": ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32"),
+    "mobile": ("tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32"),
+    "cpu": ("onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full"),
+}
+MODEL_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+
+
+def _ratio(a: float | int | None, b: float | int | None) -> float | None:
+    if a is None or b is None or not b:
+        return None
+    return float(a) / float(b)
+
+
+def _teacher_info(state: RunState) -> dict[str, Any]:
+    t = state.teacher
+    if t is None:
+        return {}
+    macs = t.macs() if callable(getattr(t, "macs", None)) else getattr(t, "macs", None)
+    info: dict[str, Any] = {
+        "format": t.format,
+        "params": int(t.param_count),
+        "file_bytes": int(t.file_bytes),
+        "macs": macs,
+        "runtime": t.runtime_name,
+        "runtime_version": t.runtime_version,
+    }
+    describe = getattr(t, "describe", None)
+    if callable(describe):
+        info["signature"] = {k: v for k, v in describe().items() if k not in info}
+    return info
+
+
+def _host_p50(state: RunState) -> dict[str, float]:
+    return {
+        m["artifact_kind"]: float(m["p50_ms"]) for m in state.latency if m.get("source") == "host" and "p50_ms" in m
+    }
+
+
+def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
+    profile = ctx.spec.profile
+    data = state.data
+    teacher = _teacher_info(state)
+    student_params = (state.student_arch or {}).get("params")
+    primary = next((k for k in PRIMARY_BY_CLASS[profile.device_class] if k in state.artifacts), None)
+    p50 = _host_p50(state)
+    teacher_p50 = p50.get("teacher")
+
+    has_labels = data is not None and data.y_of("test") is not None
+    task = data.task if data is not None else "classification"
+    qkey = quality_key(task, has_labels)
+    teacher_q = (state.metrics.get("teacher") or {}).get(qkey)
+    primary_q = (state.metrics.get(primary) or {}).get(qkey) if primary else None
+
+    sizes = {k: state.artifacts[k].size_bytes for k in MODEL_KINDS if k in state.artifacts}
+    headline = {
+        "primary_artifact": primary,
+        "params_x": _ratio(teacher.get("params"), student_params),
+        "bytes_x": _ratio(teacher.get("file_bytes"), sizes.get(primary) if primary else None),
+        "latency_x": _ratio(teacher_p50, p50.get(primary) if primary else None),
+        "latency_basis": "host p50 at batch 1, each model in its own runtime",
+        "quality_metric": qkey,
+        "teacher_quality": teacher_q,
+        "student_quality": primary_q,
+        "quality_kept_pct": None if primary_q is None or not teacher_q else 100.0 * primary_q / teacher_q,
+    }
+    estimate = next((m for m in state.latency if m.get("source") == "estimated"), None)
+    if estimate is not None:
+        headline["estimated_device_latency_ms"] = estimate.get("estimated_ms")
+
+    report: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "headline": headline,
+        "profile": profile.as_yaml_dict(),
+        "data": data.describe() if data is not None and hasattr(data, "describe") else None,
+        "teacher": teacher,
+        "student": dict(state.student_arch or {}),
+        "training": dict(state.training or {}),
+        "metrics": state.metrics,
+        "budget": state.budget,
+        "latency": {
+            "measurements": state.latency,
+            "speedup_vs_teacher": {k: _ratio(teacher_p50, v) for k, v in p50.items() if k != "teacher"},
+        },
+        "sizes": {
+            "teacher_params": teacher.get("params"),
+            "student_params": student_params,
+            "params_x": headline["params_x"],
+            "teacher_bytes": teacher.get("file_bytes"),
+            "artifact_bytes": sizes,
+            "bytes_x": {k: _ratio(teacher.get("file_bytes"), v) for k, v in sizes.items()},
+        },
+        "artifacts": {
+            k: {"filename": a.path.name, "sha256": a.sha256, "size_bytes": a.size_bytes}
+            for k, a in sorted(state.artifacts.items())
+        },
+        "warnings": list(state.warnings),
+        "timings": {
+            "training_seconds": (state.training or {}).get("seconds"),
+            **dict((state.report or {}).get("timings") or {}),
+        },
+    }
+    return to_jsonable(report)
+
+
+# --------------------------------------------------------------------------------------------------
+# summary.md
+# --------------------------------------------------------------------------------------------------
+
+
+def _x(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:,.1f}x"
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"
+
+
+def _num(v: Any, fmt: str = ",") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def render_summary(report: dict[str, Any]) -> str:
+    h = report["headline"]
+    prof = report["profile"]
+    qname = {
+        "accuracy": "accuracy",
+        "top1_agreement": "top-1 agreement with the teacher",
+        "r2": "R² on the labels",
+        "r2_vs_teacher": "R² against the teacher",
+    }.get(h["quality_metric"], h["quality_metric"])
+    lines = [
+        f"# edgedistill report: {prof['name']}",
+        "",
+        f"Device artifact: **{h['primary_artifact'] or 'none'}**.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Parameters | **{_x(h['params_x'])} fewer** |",
+        f"| Bytes | **{_x(h['bytes_x'])} smaller** |",
+        f"| Latency (host, batch 1, p50) | **{_x(h['latency_x'])} faster** |",
+        f"| Quality kept ({qname}) | **{_num(h['quality_kept_pct'], '.1f')}%** "
+        f"({_pct(h['student_quality'])} vs teacher {_pct(h['teacher_quality'])}) |",
+    ]
+    if h.get("estimated_device_latency_ms") is not None:
+        lines.append(
+            f"| Estimated on-device latency | {h['estimated_device_latency_ms']:.2f} ms (MACs x cycles/MAC / clock) |"
+        )
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
+
+    lines += [
+        "",
+        "## Accuracy on the test split",
+        "",
+        "| variant | samples | metric | value | max abs diff vs fp32 student |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for variant, m in report["metrics"].items():
+        key = (
+            h["quality_metric"]
+            if h["quality_metric"] in m
+            else next((k for k in ("accuracy", "top1_agreement", "r2_vs_teacher") if k in m), None)
+        )
+        value = _pct(m.get(key)) if key else "n/a"
+        diff = m.get("max_abs_diff_vs_student_fp32")
+        note = " (subset)" if m.get("subset") else ""
+        lines.append(f"| {variant}{note} | {m.get('samples')} | {key or ''} | {value} | {_num(diff, '.4g')} |")
+
+    lat = report["latency"]["measurements"]
+    if lat:
+        lines += [
+            "",
+            "## Latency",
+            "",
+            "| model | runtime | threads | p50 ms | p90 ms | p99 ms | mean ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in lat:
+            if m.get("source") == "host":
+                lines.append(
+                    f"| {m['artifact_kind']} | {m['runtime']} {m.get('runtime_version', '')} | {m['threads']} | "
+                    f"{m['p50_ms']:.3f} | {m['p90_ms']:.3f} | {m['p99_ms']:.3f} | {m['mean_ms']:.3f} |"
+                )
+            else:
+                lines.append(
+                    f"| {m['artifact_kind']} | {m['runtime']} | - | "
+                    f"{m['estimated_ms']:.3f} (estimated: {m['formula']}) | | | |"
+                )
+
+    budget = report.get("budget") or {}
+    if budget:
+        lines += ["", "## Budgets", "", "| resource | used | available | fits |", "|---|---|---|---|"]
+        for name in ("flash", "ram"):
+            b = budget.get(name)
+            if b:
+                kind = "measured" if b.get("measured") else "estimated"
+                lines.append(
+                    f"| {name} ({kind}) | {_num(b.get('used_bytes'))} B | {_num(b.get('available_bytes'))} B "
+                    f"| {b.get('fits')} |"
+                )
+        if budget.get("macs"):
+            m = budget["macs"]
+            lines.append(f"| MACs | {_num(m.get('used'))} | {_num(m.get('available'))} | {m.get('fits')} |")
+
+    student = report.get("student") or {}
+    teacher = report.get("teacher") or {}
+    lines += [
+        "",
+        "## Models",
+        "",
+        f"- Teacher: {teacher.get('format')} ({teacher.get('runtime')}), {_num(teacher.get('params'))} parameters, "
+        f"{_num(teacher.get('file_bytes'))} bytes, {_num(teacher.get('macs'))} MACs",
+        f"- Student: {student.get('family')} width {student.get('width')} depth {student.get('depth')}, "
+        f"{_num(student.get('params'))} parameters, {_num(student.get('macs'))} MACs",
+    ]
+    training = report.get("training") or {}
+    if training:
+        facts = [f"{k.replace('_', ' ')}: {v}" for k, v in training.items() if isinstance(v, (int, float, str, bool))]
+        if facts:
+            lines += ["", "## Training", "", *[f"- {f}" for f in facts]]
+
+    lines += ["", "## Artifacts", "", "| kind | file | bytes | sha256 |", "|---|---|---|---|"]
+    for kind, a in report["artifacts"].items():
+        lines.append(f"| {kind} | {a['filename']} | {a['size_bytes']:,} | `{a['sha256'][:16]}…` |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+class Report(Step):
+    """Reads everything earlier steps wrote; writes state.report and the report/summary artifacts."""
+
+    name = "report"
+    stage = "benchmark"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        report = build_report(ctx, state)
+        report_path = write_bytes_atomic(
+            ctx.work_dir, REPORT_FILENAME, (json.dumps(report, indent=2) + "\n").encode("utf-8")
+        )
+        record_artifact(
+            ctx, state, kind="report", path=report_path, metadata={"schema_version": SCHEMA_VERSION}, sidecar=False
+        )
+        summary_path = write_bytes_atomic(ctx.work_dir, SUMMARY_FILENAME, render_summary(report).encode("utf-8"))
+        record_artifact(ctx, state, kind="summary", path=summary_path, metadata={"format": "markdown"}, sidecar=False)
+        state.report = report

@@ -1,0 +1,260 @@
+"""Evaluate every model variant on the held-out test split, check the artifacts against the device
+profile's budgets and write a probe file for on-device checks.
+
+Variants: teacher (its cached outputs), student_fp32 (torch), onnx_fp32, onnx_int8, tflite_int8 /
+tflite_int8_full (ai-edge-litert) and, for the full-int8 model, tflm: the real TFLite Micro
+interpreter, sample by sample as firmware runs it, on at most TFLM_MAX_SAMPLES test samples.
+
+Budget failures: an op outside the profile's op_allowlist is an OpNotAllowed input error (a smaller
+student cannot fix it); flash, arena or MACs over budget raise ArtifactOverBudget, whose details carry
+the measured figures and measured/estimated ratios so the runner can shrink the student and retry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.errors import ArtifactOverBudget, InputError, PipelineError
+from workers.steps.artifacts import record_artifact, staged_file
+from workers.steps.metrics import evaluate, quality_key
+
+ONNX_KINDS = ("onnx_fp32", "onnx_int8")
+TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
+INT8_KINDS = ("onnx_int8", "tflite_int8", "tflite_int8_full")
+TFLM_MAX_SAMPLES = 500
+PROBE_SAMPLES = 32
+PROBE_FILENAME = "probe.npz"
+
+
+class OpNotAllowed(InputError):
+    """The int8 model uses ops the device's firmware does not register (profile op_allowlist)."""
+
+
+def _primary_flash_kind(ctx: RunContext, state: RunState) -> str | None:
+    """The artifact that goes to the device: the full-int8 TFLite for MCUs, else the first int8 one."""
+    order = ("tflite_int8_full", "tflite_int8", "onnx_int8") if ctx.spec.profile.device_class == "mcu" else INT8_KINDS
+    return next((k for k in order if k in state.artifacts), None)
+
+
+def _layout(state: RunState, kind: str) -> str | None:
+    layout = state.artifacts[kind].metadata.get("signature", {}).get("layout")
+    return layout if layout == "NHWC" else None
+
+
+class Verify(Step):
+    """Reads state.data, state.teacher_outputs, state.student, state.artifacts, state.student_arch;
+    writes state.metrics, state.budget, state.warnings and state.artifacts["probe"]."""
+
+    name = "verify"
+    stage = "verify"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        from workers.steps.export_onnx import torch_predict
+        from workers.steps.runtimes import run_onnx, run_tflite, run_tflm
+
+        data = state.data
+        x = data.x_of("test")
+        if x.shape[0] == 0:
+            raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
+        y = data.y_of("test")
+        task = data.task
+        teacher = np.asarray(state.teacher_outputs["test"], dtype=np.float32)
+        student = torch_predict(state.student, x)
+
+        outputs: dict[str, np.ndarray] = {"teacher": teacher, "student_fp32": student}
+        for kind in ONNX_KINDS:
+            if kind in state.artifacts:
+                ctx.emit("progress", {"message": f"evaluating {kind} on {x.shape[0]} test samples"})
+                outputs[kind] = run_onnx(state.artifacts[kind].path, x)
+        for kind in TFLITE_KINDS:
+            if kind in state.artifacts:
+                ctx.check_cancel()
+                ctx.emit("progress", {"message": f"evaluating {kind} on {x.shape[0]} test samples"})
+                outputs[kind] = run_tflite(state.artifacts[kind].path, x, layout=_layout(state, kind))
+
+        metrics: dict[str, Any] = {}
+        for variant, out in outputs.items():
+            metrics[variant] = evaluate(out, task=task, teacher=teacher, student=student, labels=y)
+            metrics[variant]["runtime"] = _runtime_of(variant)
+        metrics["teacher"].pop("max_abs_diff_vs_student_fp32", None)
+        metrics["teacher"].pop("mean_abs_diff_vs_student_fp32", None)
+
+        arena: int | None = None
+        if "tflite_int8_full" in state.artifacts:
+            ctx.check_cancel()
+            n = min(x.shape[0], TFLM_MAX_SAMPLES)
+            ctx.emit("progress", {"message": f"running the TFLite Micro interpreter on {n} test samples"})
+            tflm_out, arena = run_tflm(state.artifacts["tflite_int8_full"].path, x[:n])
+            outputs["tflm"] = tflm_out
+            metrics["tflm"] = evaluate(
+                tflm_out, task=task, teacher=teacher[:n], student=student[:n], labels=None if y is None else y[:n]
+            )
+            metrics["tflm"]["runtime"] = "tflite-micro"
+            metrics["tflm"]["subset"] = n < x.shape[0]
+            if n < x.shape[0]:
+                metrics["tflm"]["note"] = f"first {n} of {x.shape[0]} test samples (TFLM runs one at a time)"
+            metrics["tflm"]["max_abs_diff_vs_tflite_int8_full"] = float(
+                np.max(np.abs(tflm_out - outputs["tflite_int8_full"][:n]))
+            )
+
+        self._quality_drops(ctx, state, metrics, task, y is not None)
+        state.metrics = metrics
+
+        self._check_budgets(ctx, state, arena)
+        self._write_probe(ctx, state, x, y, outputs)
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _quality_drops(
+        self, ctx: RunContext, state: RunState, metrics: dict[str, Any], task: str, has_labels: bool
+    ) -> None:
+        key = quality_key(task, has_labels)
+        base = metrics["student_fp32"].get(key)
+        budget = ctx.spec.options.accuracy_budget_pp
+        for variant in (*INT8_KINDS, "tflm"):
+            if variant not in metrics or base is None or key not in metrics[variant]:
+                continue
+            drop = 100.0 * (base - metrics[variant][key])
+            metrics[variant]["quality_metric"] = key
+            metrics[variant]["drop_vs_student_fp32_pp"] = drop
+            if drop > budget:
+                msg = (
+                    f"{variant}: {key} {100 * metrics[variant][key]:.2f}% is {drop:.2f} pp below the float "
+                    f"student's {100 * base:.2f}% (budget {budget} pp); quantization-aware training would "
+                    "recover part of it"
+                )
+                state.warnings.append(msg)
+                ctx.emit("warning", {"message": msg})
+
+    def _check_budgets(self, ctx: RunContext, state: RunState, arena_measured: int | None) -> None:
+        from workers.steps.mcu import arena_reservation
+        from workers.steps.runtimes import tflite_ops
+
+        profile = ctx.spec.profile
+        b = profile.budgets
+        arch = state.student_arch or {}
+        budget: dict[str, Any] = dict(state.budget)
+        violations: list[str] = []
+        details: dict[str, Any] = {}
+        corrections: dict[str, float] = {}
+
+        # Flash: every int8 artifact must fit; the device's own artifact is the headline.
+        sizes = {k: state.artifacts[k].size_bytes for k in INT8_KINDS if k in state.artifacts}
+        primary = _primary_flash_kind(ctx, state)
+        budget["flash"] = {
+            "artifact_kind": primary,
+            "used_bytes": sizes.get(primary) if primary else None,
+            "available_bytes": b.max_model_bytes,
+            "per_artifact_bytes": sizes,
+            "measured": True,
+        }
+        over = {k: s for k, s in sizes.items() if s > b.max_model_bytes}
+        for k, s in over.items():
+            violations.append(f"{k} is {s:,} bytes, over max_model_bytes={b.max_model_bytes:,}")
+        if sizes:
+            details["flash_bytes"] = max(sizes.values())
+            if arch.get("est_int8_bytes"):
+                corrections["est_int8_bytes"] = max(sizes.values()) / float(arch["est_int8_bytes"])
+
+        # RAM: the tensor arena TFLM measured (MCU), else the student's estimate for information.
+        if arena_measured is not None:
+            tfl = state.artifacts["tflite_int8_full"]
+            reservation = arena_reservation(arena_measured, tfl.path)
+            budget["tflm_arena"] = reservation
+            budget["ram"] = {
+                "used_bytes": reservation["reserved_bytes"],
+                "measured_arena_bytes": arena_measured,
+                "available_bytes": b.max_ram_bytes,
+                "measured": True,
+                "by": "tflite-micro RecordingMicroAllocator (+ margin, see tflm_arena)",
+            }
+            details["arena_bytes"] = reservation["reserved_bytes"]
+            if arch.get("est_arena_bytes"):
+                corrections["est_arena_bytes"] = reservation["reserved_bytes"] / float(arch["est_arena_bytes"])
+            if b.max_ram_bytes is not None and reservation["reserved_bytes"] > b.max_ram_bytes:
+                violations.append(
+                    f"the tensor arena needs {reservation['reserved_bytes']:,} bytes (TFLM measured "
+                    f"{arena_measured:,} + margin), over max_ram_bytes={b.max_ram_bytes:,}"
+                )
+        else:
+            budget["ram"] = {
+                "used_bytes": arch.get("est_arena_bytes"),
+                "available_bytes": b.max_ram_bytes,
+                "measured": False,
+                "by": "estimate from the student's layers",
+            }
+
+        # Compute: the student's multiply-accumulates per inference.
+        macs = arch.get("macs")
+        budget["macs"] = {"used": macs, "available": b.max_macs}
+        if macs is not None and b.max_macs is not None and int(macs) > b.max_macs:
+            violations.append(f"the student needs {int(macs):,} MACs per inference, over max_macs={b.max_macs:,}")
+            details["macs"] = int(macs)
+
+        # Ops: the firmware's op resolver must have every op of the device's TFLite model.
+        op_errors: list[str] = []
+        if profile.op_allowlist:
+            allowed = set(profile.op_allowlist)
+            budget["ops"] = {}
+            for kind in TFLITE_KINDS:
+                if kind in state.artifacts:
+                    ops = tflite_ops(state.artifacts[kind].path)
+                    extra = sorted(set(ops) - allowed)
+                    budget["ops"][kind] = {"used": ops, "not_allowed": extra}
+                    if extra:
+                        op_errors.append(f"{kind} uses {', '.join(extra)}")
+
+        for entry in ("flash", "ram"):
+            used, avail = budget[entry].get("used_bytes"), budget[entry].get("available_bytes")
+            budget[entry]["fits"] = None if used is None or avail is None else used <= avail
+        budget["macs"]["fits"] = None if macs is None or b.max_macs is None else int(macs) <= b.max_macs
+        budget["violations"] = violations + op_errors
+        state.budget = budget
+
+        if op_errors:
+            raise OpNotAllowed(
+                f"the int8 model uses ops that profile {profile.name!r} does not allow: {'; '.join(op_errors)}. "
+                f"Allowed: {', '.join(profile.op_allowlist or [])}",
+                stage=self.stage,
+            )
+        if violations:
+            details.update({"violations": violations, "corrections": corrections, "profile": profile.name})
+            raise ArtifactOverBudget("; ".join(violations), stage=self.stage, details=details)
+
+    def _write_probe(
+        self, ctx: RunContext, state: RunState, x: np.ndarray, y: np.ndarray | None, outputs: dict[str, np.ndarray]
+    ) -> None:
+        n = min(PROBE_SAMPLES, x.shape[0])
+        arrays: dict[str, np.ndarray] = {"x": np.ascontiguousarray(x[:n], dtype=np.float32)}
+        if y is not None:
+            arrays["y"] = y[:n]
+        for name in ("teacher", "student_fp32", *INT8_KINDS, "tflm"):
+            if name in outputs and outputs[name].shape[0] >= n:
+                arrays[f"out_{name}"] = np.ascontiguousarray(outputs[name][:n], dtype=np.float32)
+        with staged_file(ctx.work_dir, PROBE_FILENAME) as tmp, Path(tmp).open("wb") as f:
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        record_artifact(
+            ctx,
+            state,
+            kind="probe",
+            path=ctx.work_dir / PROBE_FILENAME,
+            metadata={
+                "samples": n,
+                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+                "input_layout": "the data's layout (NCHW / NCT / NF); convert with each artifact's signature.layout",
+                "outputs": "float32; int8 models' outputs are dequantized with the model's own scale/zero-point",
+            },
+        )
+
+
+def _runtime_of(variant: str) -> str:
+    if variant.startswith("onnx"):
+        return "onnxruntime"
+    if variant.startswith("tflite"):
+        return "ai-edge-litert"
+    return "torch" if variant == "student_fp32" else "teacher"
