@@ -1,17 +1,17 @@
 """Shared fixtures. This folder is on sys.path (pytest rootdir conftest), so tests import
-`factories` directly."""
+`factories` directly. Heavy imports stay inside fixtures: the service tests never load torch."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 
 @pytest.fixture(scope="session")
 def digits_teacher_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The trained digits teacher saved as onnx, torchscript and pt2, plus data.npz (x, y)."""
+    import torch
     from factories import SUFFIX, digits, digits_teacher, save_teacher, write_npz
 
     torch.set_num_threads(1)  # the test machine has 2 cores shared by several runs

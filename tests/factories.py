@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,3 +116,39 @@ def vector_regression(
     w = rng.normal(size=(features, targets)).astype(np.float32)
     y = np.tanh((x / x.std(0)) @ w).astype(np.float32)
     return x, y
+
+
+def make_ctx(
+    tmp_path: Path,
+    *,
+    teacher: Path | None = None,
+    data: Path | None = None,
+    profile: Any = "mcu-cortex-m4",
+    **options: Any,
+) -> tuple[Any, list[Any]]:
+    """A RunContext for running steps directly, and the list its events are collected in."""
+    from workers.pipeline.context import RunContext
+    from workers.pipeline.spec import JobOptions, PipelineSpec
+    from workers.profiles import builtin_profiles
+
+    spec = PipelineSpec(
+        teacher_path=teacher or tmp_path / "teacher.onnx",
+        data_path=data,
+        profile=builtin_profiles()[profile] if isinstance(profile, str) else profile,
+        options=JobOptions(**options),
+        out_dir=tmp_path / "out",
+    )
+    events: list[Any] = []
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return RunContext(spec=spec, work_dir=work, emit_sink=events.append), events
+
+
+def custom_profile(base: str, **budgets: Any) -> Any:
+    """A built-in profile with some budgets replaced, validated like a user's profile file."""
+    from workers.profiles import builtin_profiles, parse_profile
+
+    raw = builtin_profiles()[base].as_yaml_dict()
+    raw["budgets"] = {**raw["budgets"], **budgets}  # type: ignore[dict-item]
+    raw["name"] = f"{base}-custom"
+    return parse_profile(raw)
