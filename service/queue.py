@@ -111,3 +111,13 @@ def make_queue(settings: Settings) -> JobQueue:
     if not settings.broker_url:
         return UnconfiguredQueue()
     return CeleryJobQueue(settings.broker_url, timeout=settings.broker_ping_timeout_s)
+
+
+def choose_queue(device: str, settings: Settings) -> str:
+    """A job that asks for CUDA goes to the gpu queue, which exists only when a GPU worker is deployed
+    (EDGEDISTILL_GPU_QUEUE_ENABLED); ValueError otherwise. Everything else runs on compress."""
+    if device == "cuda":
+        if not settings.gpu_queue_enabled:
+            raise ValueError("device 'cuda' needs a GPU worker, and none is configured here; use 'auto' or 'cpu'")
+        return "gpu"
+    return DEFAULT_QUEUE

@@ -1,0 +1,97 @@
+"""Artifacts of a job and their download (ETag, Range, conditional requests)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi.responses import StreamingResponse
+
+from service.api.deps import SessionDep, StoreDep, TenantDep
+from service.api.ranges import RangeNotSatisfiable, parse_range
+from service.repos import artifacts, jobs
+from service.schemas.artifacts import ArtifactOut
+from service.storage import ObjectNotFound
+
+router = APIRouter(tags=["artifacts"])
+
+
+@router.get("/jobs/{job_id}/artifacts", response_model=list[ArtifactOut])
+def list_job_artifacts(job_id: str, principal: TenantDep, session: SessionDep) -> list[ArtifactOut]:
+    if jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id) is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    rows = artifacts.list_job_artifacts(session, tenant_id=principal.tenant_id, job_id=job_id)
+    return [ArtifactOut.from_row(a) for a in rows]
+
+
+@router.get("/artifacts/{artifact_id}", response_model=ArtifactOut)
+def get_artifact(artifact_id: str, principal: TenantDep, session: SessionDep) -> ArtifactOut:
+    row = artifacts.get_artifact(session, tenant_id=principal.tenant_id, artifact_id=artifact_id)
+    if row is None:
+        raise HTTPException(404, f"artifact {artifact_id} not found")
+    return ArtifactOut.from_row(row)
+
+
+def content_disposition(filename: str) -> str:
+    ascii_name = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+@router.get(
+    "/artifacts/{artifact_id}/download",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "the requested byte range"},
+        304: {"description": "If-None-Match matched the ETag"},
+        416: {"description": "range not satisfiable"},
+    },
+)
+def download_artifact(
+    artifact_id: str,
+    principal: TenantDep,
+    session: SessionDep,
+    store: StoreDep,
+    range_header: str | None = Header(None, alias="Range"),
+    if_none_match: str | None = Header(None, alias="If-None-Match"),
+    if_range: str | None = Header(None, alias="If-Range"),
+) -> Response:
+    row = artifacts.get_artifact(session, tenant_id=principal.tenant_id, artifact_id=artifact_id)
+    if row is None:
+        raise HTTPException(404, f"artifact {artifact_id} not found")
+    session.close()  # no connection held while streaming
+    etag = f'"{row.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(row.filename),
+        "Cache-Control": "private, no-cache",
+    }
+    if if_none_match and _etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    if not store.exists(row.storage_key):
+        raise ObjectNotFound(row.storage_key)
+    size = row.size_bytes
+    span = None
+    if range_header and (if_range is None or if_range.strip() == etag):
+        try:
+            span = parse_range(range_header, size)
+        except RangeNotSatisfiable:
+            raise HTTPException(
+                416,
+                f"range {range_header!r} is outside the {size} byte file",
+                headers={"Content-Range": f"bytes */{size}"},
+            ) from None
+    start, end = span or (0, size)
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    body = store.iter_range(row.storage_key, start, end)
+    return StreamingResponse(body, status_code=status, headers=headers, media_type="application/octet-stream")

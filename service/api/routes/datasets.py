@@ -1,0 +1,65 @@
+"""Transfer data uploads (.npz)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
+from service.api.routes.models import receive_checked
+from service.api.uploads import MULTIPART_OPENAPI
+from service.repos import datasets as repo
+from service.schemas.common import Page
+from service.schemas.datasets import DatasetOut, summary_dict
+from workers.formats import DataFileError, check_npz
+
+router = APIRouter(tags=["datasets"])
+
+
+@router.post(
+    "/datasets",
+    status_code=201,
+    response_model=DatasetOut,
+    openapi_extra=MULTIPART_OPENAPI,
+    responses={413: {"description": "over the upload limit"}, 422: {"description": "not a usable .npz"}},
+)
+async def upload_dataset(
+    request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
+) -> DatasetOut:
+    """Upload transfer data: an .npz with x (N, ...) and optionally labels y (N,)."""
+    upload, summary, stored = await receive_checked(request, settings, store, check_npz, DataFileError, 422)
+
+    def create() -> DatasetOut:
+        row = repo.create_dataset(
+            session,
+            tenant_id=principal.tenant_id,
+            name=(upload.fields.get("name") or upload.filename)[:255],
+            filename=upload.filename,
+            size_bytes=stored.size,
+            sha256=stored.sha256,
+            storage_key=stored.key,
+            summary=summary_dict(summary),
+        )
+        session.commit()
+        return DatasetOut.from_row(row)
+
+    return await run_in_threadpool(create)
+
+
+@router.get("/datasets", response_model=Page[DatasetOut])
+def list_datasets(
+    principal: TenantDep,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=200),
+) -> Page[DatasetOut]:
+    page = repo.list_datasets(session, tenant_id=principal.tenant_id, cursor=cursor, limit=limit)
+    return Page(items=[DatasetOut.from_row(d) for d in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str, principal: TenantDep, session: SessionDep) -> DatasetOut:
+    row = repo.get_dataset(session, tenant_id=principal.tenant_id, dataset_id=dataset_id)
+    if row is None:
+        raise HTTPException(404, f"dataset {dataset_id} not found")
+    return DatasetOut.from_row(row)

@@ -1,0 +1,172 @@
+"""Compression jobs: submit, list, inspect, cancel, follow (SSE), report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+
+from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from service.api.sse import job_event_stream, parse_last_event_id
+from service.db.base import utcnow
+from service.db.models import TERMINAL_STATUSES
+from service.queue import QueueUnavailable, choose_queue
+from service.repos import datasets, jobs, models, profiles
+from service.schemas.common import Page
+from service.schemas.jobs import JobCreate, JobOut
+
+router = APIRouter(tags=["jobs"])
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _field_error(loc: tuple[str, ...], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("body", *loc), "msg": msg, "type": "value_error"}])
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"description": "an earlier job with the same Idempotency-Key"},
+        404: {"description": "model or dataset not found"},
+        409: {"description": "Idempotency-Key reused with a different request"},
+        429: {"description": "submit rate limit"},
+    },
+)
+def submit_job(
+    body: JobCreate,
+    response: Response,
+    principal: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    limiter: RateLimiterDep,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255),
+) -> JobOut:
+    wait = limiter.check(principal.key_id)
+    if wait is not None:
+        retry = str(max(1, math.ceil(wait)))
+        raise HTTPException(
+            429,
+            f"submit rate limit of {settings.submit_rate_limit_per_minute} jobs per minute reached; retry in {retry} s",
+            headers={"Retry-After": retry},
+        )
+    tenant = principal.tenant_id
+    if models.get_model(session, tenant_id=tenant, model_id=body.model_id) is None:
+        raise HTTPException(404, f"model {body.model_id} not found")
+    if (
+        body.dataset_id is not None
+        and datasets.get_dataset(session, tenant_id=tenant, dataset_id=body.dataset_id) is None
+    ):
+        raise HTTPException(404, f"dataset {body.dataset_id} not found")
+    resolved = profiles.resolve_profile(session, tenant_id=tenant, name=body.device_profile)
+    if resolved is None:
+        raise _field_error(
+            ("device_profile",),
+            f"unknown device profile {body.device_profile!r}; GET /api/v1/device-profiles lists the available ones",
+        )
+    try:
+        queue_name = choose_queue(body.options.device, settings)
+    except ValueError as exc:
+        raise _field_error(("options", "device"), str(exc)) from exc
+
+    job, created = jobs.create_job(
+        session,
+        tenant_id=tenant,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        profile_name=body.device_profile,
+        profile=resolved[0].as_yaml_dict(),
+        options=body.options.model_dump(mode="json"),
+        queue=queue_name,
+        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+        idempotency_key=idempotency_key,
+    )
+    session.commit()
+    if created:
+        try:
+            queue.enqueue(job.id, job.queue)
+        except QueueUnavailable as exc:
+            # The job is committed and stays queued; workers re-enqueue queued jobs when they start.
+            log.warning("job %s stays queued: %s", job.id, exc)
+    else:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/api/v1/jobs/{job.id}"
+    return JobOut.from_row(job, now=utcnow())
+
+
+@router.get("/jobs", response_model=Page[JobOut])
+def list_jobs(
+    principal: TenantDep,
+    session: SessionDep,
+    status: JobStatus | None = None,
+    cursor: str | None = None,
+    limit: int = Query(50, ge=1, le=200),
+) -> Page[JobOut]:
+    page = jobs.list_jobs(session, tenant_id=principal.tenant_id, status=status, cursor=cursor, limit=limit)
+    now = utcnow()
+    return Page(items=[JobOut.from_row(j, now=now) for j in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: str, principal: TenantDep, session: SessionDep) -> JobOut:
+    job = jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return JobOut.from_row(job, now=utcnow())
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, responses={409: {"description": "job already ended"}})
+def cancel_job(job_id: str, principal: TenantDep, session: SessionDep) -> JobOut:
+    """A queued job is cancelled at once; a running one stops at its next epoch or step."""
+    job = jobs.request_cancel(session, tenant_id=principal.tenant_id, job_id=job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    if job.status in TERMINAL_STATUSES and job.status != "cancelled":
+        raise HTTPException(409, f"job {job_id} already {job.status}; nothing to cancel")
+    session.commit()
+    return JobOut.from_row(job, now=utcnow())
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+)
+def job_events(
+    job_id: str,
+    request: Request,
+    principal: TenantDep,
+    session: SessionDep,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID"),
+    after: int | None = Query(None, ge=0, description="Resume after this event id (or send Last-Event-ID)"),
+) -> StreamingResponse:
+    """Events in order: status (queued, running, succeeded/failed/cancelled), stage_started/finished,
+    progress, epoch, artifact, measurement, warning. The stream ends after the terminal status."""
+    if jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id) is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    session.close()  # hold no connection for the life of the stream
+    start = after if after is not None else parse_last_event_id(last_event_id)
+    stream = job_event_stream(request, factory, job_id, after_id=start, poll_s=settings.sse_poll_interval_s)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+@router.get("/jobs/{job_id}/report", responses={404: {"description": "no such job, or no report yet"}})
+def get_report(job_id: str, principal: TenantDep, session: SessionDep) -> dict[str, object]:
+    job = jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    if job.report is None:
+        raise HTTPException(404, f"job {job_id} has no report yet (status: {job.status})")
+    return job.report

@@ -1,0 +1,82 @@
+"""The API application, built by create_app(); run with
+`uvicorn service.main:create_app --factory` (or `edgedistill serve`).
+
+Importing this module loads no ML library and no worker code (tests/unit/service/test_import_boundary.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service.api.errors import install_error_handlers
+from service.api.ratelimit import RateLimiter
+from service.api.routes import artifacts, datasets, devices_profiles, health, jobs, measurements, models
+from service.db.session import make_engine, make_sessionmaker
+from service.queue import JobQueue, make_queue
+from service.settings import Settings, get_settings
+from service.storage import ArtifactStore, get_store
+
+API_PREFIX = "/api/v1"
+
+DESCRIPTION = """Distill a teacher model into a small student, quantize it to int8 and export it for a
+device profile. Authenticate with `Authorization: Bearer <api key>` (`edgedistill admin create-key`).
+Errors are JSON: `{"detail": ...}`."""
+
+
+def create_app(
+    settings: Settings | None = None, *, queue: JobQueue | None = None, store: ArtifactStore | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    job_queue = queue or make_queue(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        close = getattr(job_queue, "close", None)
+        if callable(close):
+            close()
+        engine.dispose()
+
+    app = FastAPI(title="edgedistill", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.store = store or get_store(settings)
+    app.state.queue = job_queue
+    app.state.submit_limiter = RateLimiter(settings.submit_rate_limit_per_minute)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "ETag", "Content-Range", "Content-Disposition"],
+        )
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (health, models, datasets, devices_profiles, jobs, artifacts, measurements):
+        api.include_router(module.router)
+    app.include_router(api)
+    # Also at the root, where load balancers and compose healthchecks look.
+    app.include_router(health.router, include_in_schema=False)
+
+    _mount_dashboard(app, settings)
+    return app
+
+
+def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
+    # ---- Dashboard (service/web, its own issue) --------------------------------------------------
+    # Mounted when the package exists. Contract: service.web.mount(app: FastAPI, settings: Settings)
+    # adds the dashboard routes and static files; it must import no ML library either.
+    if importlib.util.find_spec("service.web") is None:
+        return
+    web = importlib.import_module("service.web")
+    web.mount(app, settings)

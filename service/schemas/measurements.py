@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.db.models import LatencyMeasurement
+
+
+class MeasurementCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["host", "device"]
+    device_name: str = Field(min_length=1, max_length=255)
+    runtime: str = Field(min_length=1, max_length=64, description="e.g. onnxruntime, tflite, tflm")
+    runtime_version: str = Field(min_length=1, max_length=64)
+    threads: int = Field(ge=1, le=1024)
+    count: int = Field(ge=1, le=10_000_000, description="Timed runs")
+    p50_ms: float = Field(ge=0, le=3_600_000)
+    p90_ms: float = Field(ge=0, le=3_600_000)
+    p99_ms: float = Field(ge=0, le=3_600_000)
+    mean_ms: float = Field(ge=0, le=3_600_000)
+    std_ms: float | None = Field(default=None, ge=0, le=3_600_000)
+    agreement: float | None = Field(default=None, ge=0, le=1, description="Top-1 agreement with the reference")
+    max_abs_diff: float | None = Field(default=None, ge=0)
+    peak_rss_bytes: int | None = Field(default=None, ge=0, le=2**50)
+    estimated: bool = Field(default=False, description="True for a cycle-count estimate (MCU), not a timing")
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MeasurementCreate:
+        if not self.p50_ms <= self.p90_ms <= self.p99_ms:
+            raise ValueError("percentiles must be ordered: p50_ms <= p90_ms <= p99_ms")
+        return self
+
+
+class MeasurementOut(BaseModel):
+    id: str
+    artifact_id: str
+    source: str
+    device_id: str | None
+    device_name: str
+    runtime: str
+    runtime_version: str
+    threads: int
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float | None
+    agreement: float | None
+    max_abs_diff: float | None
+    peak_rss_bytes: int | None
+    estimated: bool
+    extra: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: LatencyMeasurement) -> MeasurementOut:
+        return cls.model_validate({name: getattr(row, name) for name in cls.model_fields})
