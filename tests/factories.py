@@ -38,23 +38,26 @@ class DigitsTeacher(nn.Module):
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, *, epochs: int, regression: bool = False) -> nn.Module:
-    torch.manual_seed(0)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    loss_fn: nn.Module = nn.MSELoss() if regression else nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt)).split(64):
-            opt.zero_grad()
-            loss_fn(model(xt[idx]), yt[idx]).backward()
-            opt.step()
+    # Callers may be inside torch.inference_mode() when a cached teacher is first built.
+    with torch.inference_mode(False), torch.enable_grad():
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn: nn.Module = nn.MSELoss() if regression else nn.CrossEntropyLoss()
+        model.train()
+        for _ in range(epochs):
+            for idx in torch.randperm(len(xt)).split(64):
+                opt.zero_grad()
+                loss_fn(model(xt[idx]), yt[idx]).backward()
+                opt.step()
     return model.eval()
 
 
 @cache
 def digits_teacher() -> nn.Module:
     x, y = digits()
-    return fit(DigitsTeacher(), x, y, epochs=4)
+    with torch.inference_mode(False):  # parameters made in inference mode could never train
+        return fit(DigitsTeacher(), x, y, epochs=4)
 
 
 def save_teacher(model: nn.Module, example: torch.Tensor, path: Path, fmt: str, *, dynamic_batch: bool = True) -> Path:
