@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from service.db.migrate import current_revision, upgrade_head
 from service.db.session import dispose_engines, session_scope
-from service.repos import tenants
+from service.repos import api_keys, tenants
 from service.repos.errors import Conflict
 from service.settings import Settings, get_settings
 
@@ -53,9 +53,8 @@ def _require_schema(settings: Settings) -> bool:
 
 def _create_key(settings: Settings, tenant_name: str, key_name: str) -> int:
     with session_scope(settings) as session:
-        tenant = tenants.get_or_create_tenant(session, name=tenant_name)
-        key, secret = tenants.create_api_key(session, tenant_id=tenant.id, name=key_name)
-        prefix = key.prefix
+        created = api_keys.create_key(session, tenant_name=tenant_name, name=key_name)
+        prefix, secret = created.key.prefix, created.secret
     print(secret)
     print(f"created key {prefix} ({key_name!r}) for tenant {tenant_name!r}; it is shown only once", file=sys.stderr)
     return 0
@@ -64,7 +63,7 @@ def _create_key(settings: Settings, tenant_name: str, key_name: str) -> int:
 def _revoke_key(settings: Settings, prefix: str) -> int:
     try:
         with session_scope(settings) as session:
-            key = tenants.revoke_key(session, prefix=prefix[:12])
+            key = api_keys.revoke_key(session, prefix=prefix[:12])
     except Conflict as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -84,7 +83,7 @@ def _list_keys(settings: Settings, tenant_name: str | None) -> int:
                 print(f"error: no tenant named {tenant_name!r}", file=sys.stderr)
                 return 1
             tenant_id = tenant.id
-        rows = tenants.list_keys(session, tenant_id=tenant_id)
+        rows = api_keys.list_keys(session, tenant_id=tenant_id)
         lines = [
             (
                 t.name,

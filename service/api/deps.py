@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.ratelimit import RateLimiter
 from service.queue import JobQueue
-from service.repos import tenants
+from service.repos import api_keys
 from service.settings import Settings
 from service.storage import ArtifactStore
 
@@ -84,7 +84,7 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
     token = bearer_token(request)
     if token is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    auth = tenants.authenticate(session, secret=token)
+    auth = api_keys.authenticate(session, secret=token)
     if auth is None:
         raise _unauthorized("invalid or revoked API key", error="invalid_token")
     session.commit()  # last_used_at

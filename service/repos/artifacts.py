@@ -8,21 +8,26 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Artifact
+from service.db.models import Artifact, Job
+from service.repos.errors import NotFound
 
 
 def upsert_artifact(
     session: Session,
     *,
     job_id: str,
-    tenant_id: str,
     kind: str,
+    tenant_id: str | None = None,
     filename: str,
     size_bytes: int,
     sha256: str,
     storage_key: str,
     metadata: dict[str, Any] | None = None,
 ) -> Artifact:
+    if tenant_id is None:  # the worker knows the job; the row carries its tenant for scoping
+        tenant_id = session.scalar(select(Job.tenant_id).where(Job.id == job_id))
+        if tenant_id is None:
+            raise NotFound(f"job {job_id} not found")
     fields: dict[str, Any] = {
         "tenant_id": tenant_id,
         "filename": filename,

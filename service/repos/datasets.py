@@ -40,7 +40,7 @@ def get_dataset(session: Session, *, tenant_id: str, dataset_id: str) -> Dataset
     return session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.tenant_id == tenant_id))
 
 
-def get_dataset_by_id(session: Session, *, dataset_id: str) -> Dataset | None:
+def get_dataset_any_tenant(session: Session, *, dataset_id: str) -> Dataset | None:
     """Unscoped lookup for workers."""
     return session.get(Dataset, dataset_id)
 

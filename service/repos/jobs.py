@@ -9,7 +9,7 @@ service.repos.events.append_event.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,11 +22,6 @@ from service.repos.events import append_event
 from service.repos.pagination import Page, paginate
 
 ACTIVE_STATUSES = ("queued", "running")
-
-
-class QueuedJob(NamedTuple):
-    id: str
-    queue: str
 
 
 def _status_event(session: Session, job_id: str, status: str, **extra: Any) -> None:
@@ -104,7 +99,7 @@ def get_job(session: Session, *, tenant_id: str, job_id: str) -> Job | None:
     return session.scalar(select(Job).where(Job.id == job_id, Job.tenant_id == tenant_id))
 
 
-def get_job_by_id(session: Session, *, job_id: str) -> Job | None:
+def get_job_any_tenant(session: Session, *, job_id: str) -> Job | None:
     """Unscoped lookup for workers."""
     return session.get(Job, job_id)
 
@@ -165,12 +160,13 @@ def claim_job(
     return claimed
 
 
-def heartbeat(session: Session, *, job_id: str, worker_id: str, now: datetime | None = None) -> bool:
-    """Refresh the heartbeat; False when the job is no longer this worker's running job."""
+def heartbeat(session: Session, *, job_id: str, worker_id: str | None = None, now: datetime | None = None) -> bool:
+    """Refresh the heartbeat of a running job (of worker_id, when given); False when it no longer runs."""
     now = now or utcnow()
-    return _update(
-        session, job_id, and_(Job.status == "running", Job.worker_id == worker_id), heartbeat_at=now, updated_at=now
-    )
+    condition: ColumnElement[bool] = Job.status == "running"
+    if worker_id is not None:
+        condition = and_(condition, Job.worker_id == worker_id)
+    return _update(session, job_id, condition, heartbeat_at=now, updated_at=now)
 
 
 def is_cancel_requested(session: Session, *, job_id: str) -> bool:
@@ -186,6 +182,28 @@ def set_stage(session: Session, *, job_id: str, stage: str, progress: float | No
 
 def set_progress(session: Session, *, job_id: str, progress: float) -> bool:
     return _update(session, job_id, Job.status == "running", progress=_clamp(progress), updated_at=utcnow())
+
+
+def update_progress(
+    session: Session,
+    *,
+    job_id: str,
+    stage: str | None = None,
+    progress: float | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> bool:
+    """What one pipeline event changes on a running job: its stage, progress and/or metric keys."""
+    values: dict[str, Any] = {}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = _clamp(progress)
+    if metrics:
+        current = session.scalar(select(Job.metrics).where(Job.id == job_id)) or {}
+        values["metrics"] = {**current, **metrics}
+    if not values:
+        return False
+    return _update(session, job_id, Job.status == "running", updated_at=utcnow(), **values)
 
 
 def merge_metrics(session: Session, *, job_id: str, metrics: dict[str, Any]) -> None:
@@ -227,6 +245,33 @@ def finish_job(
     if finished:
         _status_event(session, job_id, status, error=error)
     return finished
+
+
+def job_summary(session: Session, *, job_id: str) -> dict[str, Any] | None:
+    """A JSON-ready description of a job (the webhook payload's "job")."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return None
+
+    def stamp(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": job.id,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": job.progress,
+        "error": job.error,
+        "model_id": job.model_id,
+        "dataset_id": job.dataset_id,
+        "device_profile": job.profile_name,
+        "metrics": job.metrics or {},
+        "attempts": job.attempts,
+        "created_at": stamp(job.created_at),
+        "started_at": stamp(job.started_at),
+        "finished_at": stamp(job.finished_at),
+        "links": {"self": f"/api/v1/jobs/{job.id}", "artifacts": f"/api/v1/jobs/{job.id}/artifacts"},
+    }
 
 
 def request_cancel(session: Session, *, tenant_id: str, job_id: str) -> Job | None:
@@ -272,16 +317,19 @@ def reap_stale(session: Session, *, timeout_s: float, now: datetime | None = Non
     return reaped
 
 
-def list_queued(session: Session, *, older_than: datetime | None = None) -> list[QueuedJob]:
-    """Queued jobs, oldest first, for re-enqueueing at worker startup."""
+def list_queued(
+    session: Session, *, older_than_s: float | None = None, now: datetime | None = None
+) -> list[tuple[str, str]]:
+    """(job id, queue) of queued jobs submitted more than older_than_s ago, oldest first: what a worker
+    re-enqueues at startup (and later, those the broker lost)."""
     stmt = select(Job.id, Job.queue).where(Job.status == "queued").order_by(Job.created_at)
-    if older_than is not None:
-        stmt = stmt.where(Job.created_at < older_than)
-    return [QueuedJob(job_id, queue) for job_id, queue in session.execute(stmt).tuples()]
+    if older_than_s is not None:
+        stmt = stmt.where(Job.created_at <= (now or utcnow()) - timedelta(seconds=older_than_s))
+    return [(job_id, queue) for job_id, queue in session.execute(stmt).tuples()]
 
 
 def list_queued_ids(session: Session) -> list[str]:
-    return [q.id for q in list_queued(session)]
+    return [job_id for job_id, _ in list_queued(session)]
 
 
 def _clamp(progress: float) -> float:

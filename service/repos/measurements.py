@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.db.models import MEASUREMENT_SOURCES, Artifact, LatencyMeasurement
@@ -96,3 +96,53 @@ def list_measurements(
         cursor=cursor,
         limit=limit,
     )
+
+
+_COLUMNS = frozenset(
+    {
+        "source",
+        "device_name",
+        "runtime",
+        "runtime_version",
+        "threads",
+        "count",
+        "p50_ms",
+        "p90_ms",
+        "p99_ms",
+        "mean_ms",
+        "std_ms",
+        "agreement",
+        "max_abs_diff",
+        "peak_rss_bytes",
+        "estimated",
+        "device_id",
+    }
+)
+
+
+def replace_host_measurements(
+    session: Session, *, job_id: str, measurements: list[dict[str, Any]], device_name: str = "host"
+) -> list[LatencyMeasurement]:
+    """Replace the host benchmark rows of a job's artifacts (a redelivered job re-measures, never
+    duplicates). Each dict holds artifact_id plus the pipeline's measurement fields; keys that are not
+    columns (artifact_kind...) go to extra. Device-agent rows are left alone."""
+    artifact_rows = {a.id: a for a in session.scalars(select(Artifact).where(Artifact.job_id == job_id))}
+    if artifact_rows:
+        session.execute(
+            delete(LatencyMeasurement)
+            .where(LatencyMeasurement.artifact_id.in_(artifact_rows), LatencyMeasurement.source == "host")
+            .execution_options(synchronize_session=False)
+        )
+    created = []
+    for m in measurements:
+        artifact = artifact_rows.get(str(m.get("artifact_id")))
+        if artifact is None:
+            raise ValueError(f"measurement for artifact {m.get('artifact_id')!r}, which job {job_id} does not have")
+        fields = {k: v for k, v in m.items() if k in _COLUMNS}
+        extra = {k: v for k, v in m.items() if k not in _COLUMNS and k != "artifact_id"}
+        fields.setdefault("device_name", device_name)
+        fields["source"] = "host"
+        created.append(
+            create_measurement(session, artifact_id=artifact.id, tenant_id=artifact.tenant_id, extra=extra, **fields)
+        )
+    return created

@@ -49,7 +49,7 @@ def get_model(session: Session, *, tenant_id: str, model_id: str) -> TeacherMode
     )
 
 
-def get_model_by_id(session: Session, *, model_id: str) -> TeacherModel | None:
+def get_model_any_tenant(session: Session, *, model_id: str) -> TeacherModel | None:
     """Unscoped lookup for workers (the job row already carries the tenant)."""
     return session.get(TeacherModel, model_id)
 

@@ -1,28 +1,12 @@
-"""Tenants and their API keys."""
+"""Tenants: everything a tenant uploads or creates is visible to it only."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import ApiKey, Tenant
-from service.repos.errors import Conflict
-from service.repos.tokens import matches, new_secret, secret_prefix
-
-KEY_TAG = "edk"
-# last_used_at is a write on the request path: refresh it at most this often per key.
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-
-
-@dataclass(frozen=True)
-class Authenticated:
-    tenant: Tenant
-    key: ApiKey
+from service.db.models import Tenant
 
 
 def get_tenant(session: Session, *, tenant_id: str) -> Tenant | None:
@@ -48,54 +32,3 @@ def get_or_create_tenant(session: Session, *, name: str) -> Tenant:
             raise
         return found
     return tenant
-
-
-def create_api_key(session: Session, *, tenant_id: str, name: str = "default") -> tuple[ApiKey, str]:
-    """A new key; the plaintext is returned once and never stored."""
-    secret = new_secret(KEY_TAG)
-    key = ApiKey(tenant_id=tenant_id, name=name, prefix=secret.prefix, key_hash=secret.hash)
-    session.add(key)
-    session.flush()
-    return key, secret.plaintext
-
-
-def authenticate(session: Session, *, secret: str) -> Authenticated | None:
-    """The tenant a live key belongs to, or None for unknown or revoked keys."""
-    if not secret:
-        return None
-    candidates = session.scalars(
-        select(ApiKey).where(ApiKey.prefix == secret_prefix(secret), ApiKey.revoked_at.is_(None))
-    )
-    for key in candidates:
-        if matches(secret, key.key_hash):
-            tenant = session.get(Tenant, key.tenant_id)
-            if tenant is None:
-                return None
-            now = utcnow()
-            if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-                key.last_used_at = now
-                session.flush()
-            return Authenticated(tenant=tenant, key=key)
-    return None
-
-
-def revoke_key(session: Session, *, prefix: str, tenant_id: str | None = None) -> ApiKey | None:
-    """Revoke the live key whose prefix is given; None when none matches. Conflict when several do."""
-    stmt = select(ApiKey).where(ApiKey.prefix.startswith(prefix, autoescape=True), ApiKey.revoked_at.is_(None))
-    if tenant_id is not None:
-        stmt = stmt.where(ApiKey.tenant_id == tenant_id)
-    keys = list(session.scalars(stmt))
-    if not keys:
-        return None
-    if len(keys) > 1:
-        raise Conflict(f"{len(keys)} keys start with {prefix!r}; give more characters of the prefix")
-    keys[0].revoked_at = utcnow()
-    session.flush()
-    return keys[0]
-
-
-def list_keys(session: Session, *, tenant_id: str | None = None) -> list[tuple[ApiKey, Tenant]]:
-    stmt = select(ApiKey, Tenant).join(Tenant, Tenant.id == ApiKey.tenant_id).order_by(Tenant.name, ApiKey.created_at)
-    if tenant_id is not None:
-        stmt = stmt.where(ApiKey.tenant_id == tenant_id)
-    return [(k, t) for k, t in session.execute(stmt).tuples()]

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from service.admin import main
 from service.db.session import make_engine, make_sessionmaker
-from service.repos import tenants
+from service.repos import api_keys
 from service.settings import get_settings
 
 
@@ -39,7 +39,7 @@ def test_migrate_create_list_revoke(db_env: str, capsys: pytest.CaptureFixture[s
     secret = out.out.strip()
     assert secret.startswith("edk_") and "shown only once" in out.err
     with _session(db_env) as s:
-        auth = tenants.authenticate(s, secret=secret)
+        auth = api_keys.authenticate(s, secret=secret)
         assert auth is not None and auth.tenant.name == "acme"
 
     assert main(["list-keys"]) == 0
@@ -48,7 +48,7 @@ def test_migrate_create_list_revoke(db_env: str, capsys: pytest.CaptureFixture[s
 
     assert main(["revoke-key", secret[:12]]) == 0
     with _session(db_env) as s:
-        assert tenants.authenticate(s, secret=secret) is None
+        assert api_keys.authenticate(s, secret=secret) is None
     assert main(["revoke-key", secret[:12]]) == 1
     assert main(["list-keys", "--tenant", "nobody"]) == 1
 
@@ -59,5 +59,5 @@ def test_second_key_reuses_the_tenant(db_env: str, capsys: pytest.CaptureFixture
     main(["create-key", "--tenant", "acme"])
     capsys.readouterr()
     with _session(db_env) as s:
-        assert {t.name for _, t in tenants.list_keys(s)} == {"acme"}
-        assert len(tenants.list_keys(s)) == 2
+        assert {t.name for _, t in api_keys.list_keys(s)} == {"acme"}
+        assert len(api_keys.list_keys(s)) == 2

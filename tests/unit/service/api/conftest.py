@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.main import create_app
 from service.queue import QueueUnavailable
-from service.repos import tenants
+from service.repos import api_keys
 from service.settings import Settings
 
 
@@ -93,10 +93,9 @@ def db(app: FastAPI) -> Iterator[Session]:
 @pytest.fixture
 def make_caller(db: Session) -> Callable[[str], Caller]:
     def make(tenant: str) -> Caller:
-        t = tenants.get_or_create_tenant(db, name=tenant)
-        key, secret = tenants.create_api_key(db, tenant_id=t.id, name="test")
+        created = api_keys.create_key(db, tenant_name=tenant, name="test")
         db.commit()
-        return Caller(tenant_id=t.id, key=secret, key_prefix=key.prefix)
+        return Caller(tenant_id=created.tenant.id, key=created.secret, key_prefix=created.key.prefix)
 
     return make
 

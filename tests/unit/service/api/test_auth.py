@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.repos import tenants
+from service.repos import api_keys
 
 
 def test_health_needs_no_key(client: TestClient) -> None:
@@ -28,7 +28,7 @@ def test_unknown_key_is_401(client: TestClient) -> None:
 
 def test_valid_key_then_revoked(client: TestClient, db: Session, alice) -> None:  # type: ignore[no-untyped-def]
     assert client.get("/api/v1/models", headers=alice.headers).status_code == 200
-    tenants.revoke_key(db, prefix=alice.key_prefix)
+    api_keys.revoke_key(db, prefix=alice.key_prefix)
     db.commit()
     r = client.get("/api/v1/models", headers=alice.headers)
     assert r.status_code == 401 and r.json()["detail"] == "invalid or revoked API key"

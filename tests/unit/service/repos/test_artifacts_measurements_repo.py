@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from service.repos import artifacts, measurements
 
 M = dict(
@@ -57,3 +59,37 @@ def test_measurements_filter(session, factory) -> None:  # type: ignore[no-untyp
     assert ids(artifact_id=a2.id) == {dev.id}
     assert ids(device_name="pi5") == {dev.id}
     assert ids(runtime="tflite") == set()
+
+
+def test_upsert_finds_the_tenant_from_the_job(session, factory) -> None:  # type: ignore[no-untyped-def]
+    t = factory.tenant()
+    job = factory.job(t)
+    art = artifacts.upsert_artifact(
+        session,
+        job_id=job.id,
+        kind="c_array",
+        filename="m.h",
+        size_bytes=1,
+        sha256="3" * 64,
+        storage_key="33/" + "3" * 64,
+    )
+    assert art.tenant_id == t.id
+
+
+def test_replace_host_measurements_is_idempotent(session, factory) -> None:  # type: ignore[no-untyped-def]
+    t = factory.tenant()
+    job = factory.job(t)
+    art = factory.artifact(job, "onnx_int8")
+    device_row = measurements.create_measurement(session, artifact_id=art.id, tenant_id=t.id, source="device", **M)
+    bench = {k: v for k, v in M.items() if k != "device_name"}
+    rows = [{**bench, "artifact_id": art.id, "artifact_kind": "onnx_int8", "source": "host", "std_ms": 0.1}]
+    for _ in range(2):  # a redelivered job records its benchmark again
+        measurements.replace_host_measurements(session, job_id=job.id, measurements=rows)
+    listed = measurements.list_measurements(session, tenant_id=t.id, artifact_id=art.id).items
+    host = [m for m in listed if m.source == "host"]
+    assert len(host) == 1 and host[0].device_name == "host" and host[0].std_ms == 0.1
+    assert host[0].extra == {"artifact_kind": "onnx_int8"}
+    assert device_row.id in {m.id for m in listed}
+    other_job = factory.job(t)
+    with pytest.raises(ValueError):
+        measurements.replace_host_measurements(session, job_id=other_job.id, measurements=rows)

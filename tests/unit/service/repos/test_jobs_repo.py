@@ -193,3 +193,33 @@ def test_list_jobs_filters_and_pages(session, factory) -> None:  # type: ignore[
     assert seen == [j.id for j in reversed(made)]  # newest first, each once
     running = jobs.list_jobs(session, tenant_id=t.id, status="running")
     assert [j.id for j in running.items] == [made[0].id]
+
+
+def test_update_progress_from_pipeline_events(session, factory) -> None:  # type: ignore[no-untyped-def]
+    job = factory.job(factory.tenant())
+    assert not jobs.update_progress(session, job_id=job.id, stage="load", progress=1)  # queued: ignored
+    jobs.claim_job(session, job_id=job.id, worker_id="w")
+    assert jobs.update_progress(session, job_id=job.id, stage="distill", progress=30, metrics={"curve": [1]})
+    assert jobs.update_progress(session, job_id=job.id, progress=35)  # stage kept
+    assert jobs.update_progress(session, job_id=job.id, metrics={"curve": [1, 2]})
+    session.commit()
+    session.refresh(job)
+    assert job.stage == "distill" and job.progress == 35 and job.metrics == {"curve": [1, 2]}
+    assert not jobs.update_progress(session, job_id=job.id)
+
+
+def test_queued_list_ages_and_summary(session, factory) -> None:  # type: ignore[no-untyped-def]
+    job = factory.job(factory.tenant())
+    assert jobs.list_queued(session, older_than_s=30) == []
+    later = utcnow() + timedelta(seconds=60)
+    assert jobs.list_queued(session, older_than_s=30, now=later) == [(job.id, "compress")]
+    summary = jobs.job_summary(session, job_id=job.id)
+    assert summary is not None and summary["id"] == job.id and summary["status"] == "queued"
+    assert jobs.job_summary(session, job_id="nope") is None
+
+
+def test_heartbeat_without_worker_id(session, factory) -> None:  # type: ignore[no-untyped-def]
+    job = factory.job(factory.tenant())
+    assert not jobs.heartbeat(session, job_id=job.id)
+    jobs.claim_job(session, job_id=job.id, worker_id="w")
+    assert jobs.heartbeat(session, job_id=job.id)

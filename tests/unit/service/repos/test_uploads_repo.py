@@ -21,7 +21,7 @@ def test_models_are_scoped_and_soft_deleted(session, factory) -> None:  # type: 
     assert storage_key_in_use(session, key=m.storage_key)
     models.delete_model(session, tenant_id=a.id, model_id=m.id)
     assert models.get_model(session, tenant_id=a.id, model_id=m.id) is None
-    assert models.get_model_by_id(session, model_id=m.id) is not None  # finished jobs still point at it
+    assert models.get_model_any_tenant(session, model_id=m.id) is not None  # finished jobs still point at it
     assert models.list_models(session, tenant_id=a.id).items == []
     assert not storage_key_in_use(session, key=m.storage_key)
 
