@@ -153,39 +153,87 @@ class ProgressView:
             self.progress.update(self.task, **update)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
+def _fmt(value: Any, kind: str = "") -> str:
     if value is None:
         return "-"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "pp":
+        return f"{value:+.2f}"
+    if kind == "bytes":
+        return f"{int(value):,} B"
+    if kind == "ms":
+        return f"{value:.3f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)
 
 
+# (metric key, column title, format) per task; the first present key of each row wins.
+_QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("accuracy", "accuracy", "pct"),
+    ("top1_agreement", "agreement w/ teacher", "pct"),
+    ("r2", "R² (labels)", ""),
+    ("r2_vs_teacher", "R² vs teacher", ""),
+    ("drop_vs_student_fp32_pp", "drop vs fp32 (pp)", "pp"),
+)
+
+
+def headline_text(report: dict[str, Any]) -> str | None:
+    h = report.get("headline")
+    if not isinstance(h, dict):
+        return None
+    parts = []
+    for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
+        if isinstance(h.get(key), (int, float)):
+            parts.append(f"{h[key]:.1f}x {label}")
+    if isinstance(h.get("quality_kept_pct"), (int, float)):
+        parts.append(f"{h['quality_kept_pct']:.1f}% of the teacher's {h.get('quality_metric', 'quality')} kept")
+    if isinstance(h.get("estimated_device_latency_ms"), (int, float)):
+        parts.append(f"~{h['estimated_device_latency_ms']:.2f} ms estimated on the device")
+    if not parts:
+        return None
+    return f"{h.get('primary_artifact') or 'student'}: " + ", ".join(parts)
+
+
 def summary_tables(result: Any) -> list[Table]:
-    """Artifacts and per-model metrics from the run's report (whatever variants it has)."""
+    """Per-model quality, size and host latency from the run's report, then the artifact files."""
+    report = result.report if isinstance(result.report, dict) else {}
     tables = []
+    metrics = report.get("metrics")
+    if isinstance(metrics, dict) and metrics:
+        sizes = (report.get("sizes") or {}).get("artifact_bytes") or {}
+        p50 = {
+            m.get("artifact_kind"): m.get("p50_ms")
+            for m in (report.get("latency") or {}).get("measurements") or []
+            if m.get("source") == "host" and m.get("p50_ms") is not None
+        }
+        rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+        columns = [c for c in _QUALITY_COLUMNS if any(c[0] in v for v in rows.values())]
+        table = Table(title="Test split", title_justify="left")
+        table.add_column("model")
+        table.add_column("runtime")
+        for _, title, _ in columns:
+            table.add_column(title, justify="right")
+        table.add_column("size", justify="right")
+        table.add_column("p50 ms", justify="right")
+        for name, values in rows.items():
+            size = sizes.get(name) or ((report.get("teacher") or {}).get("file_bytes") if name == "teacher" else None)
+            table.add_row(
+                name,
+                str(values.get("runtime", "")),
+                *(_fmt(values.get(key), kind) for key, _, kind in columns),
+                _fmt(size, "bytes"),
+                _fmt(p50.get(name), "ms"),
+            )
+        tables.append(table)
+
     arts = Table(title="Artifacts", title_justify="left")
     for col in ("kind", "file", "size", "sha256"):
         arts.add_column(col, justify="right" if col == "size" else "left")
     for kind, art in sorted(result.artifacts.items()):
         arts.add_row(kind, art.path.name, f"{art.size_bytes:,} B", art.sha256[:12])
     tables.append(arts)
-
-    metrics = result.report.get("metrics") if isinstance(result.report, dict) else None
-    if isinstance(metrics, dict) and metrics:
-        rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-        columns: list[str] = []
-        for values in rows.values():
-            for key, val in values.items():
-                if key not in columns and (val is None or isinstance(val, (int, float, str))):
-                    columns.append(key)
-        table = Table(title="Metrics (test split)", title_justify="left")
-        table.add_column("model")
-        for col in columns:
-            table.add_column(col, justify="right")
-        for name, values in rows.items():
-            table.add_row(name, *(_fmt(values.get(col)) for col in columns))
-        tables.append(table)
     return tables
 
 
@@ -220,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for table in summary_tables(result):
         out.print(table)
+    headline = headline_text(result.report)
+    if headline:
+        out.print(f"[bold]{headline}[/]", highlight=False)
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
     out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
