@@ -142,9 +142,10 @@ class ProgressView:
                 f"{event.stage} · epoch {d['epoch']}/{d['epochs']} · fidelity {d['val_fidelity']:.3f}{extra}"
             )
         elif event.kind == "progress":
-            self.console.print(f"  [dim]{d.get('message', '')}[/]")
+            self.console.print(f"  {d.get('message', '')}", style="dim", markup=False, soft_wrap=True)
         elif event.kind == "warning":
-            self.console.print(f"  [yellow]warning:[/] {d.get('message', '')}")
+            self.console.print("  [yellow]warning:[/]", end=" ")
+            self.console.print(str(d.get("message", "")), markup=False, soft_wrap=True)
         elif event.kind == "artifact":
             self.console.print(
                 f"  [cyan]artifact[/] {d.get('kind')}: {d.get('filename')} ({d.get('size_bytes', 0):,} B)"
@@ -237,6 +238,13 @@ def summary_tables(result: Any) -> list[Table]:
     return tables
 
 
+def _error(console: Console, message: str) -> None:
+    # soft_wrap: paths and reasons stay on one line, whatever the terminal width; markup off so
+    # brackets in user-supplied names print as they are.
+    console.print("[red]error:[/]", end=" ")
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = build_spec(args)
     except UsageError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(err, str(exc))
         return 2
 
     from workers.pipeline.runner import run_pipeline
@@ -260,10 +268,10 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_pipeline(spec, on_event=view.on_event)
     except PipelineError as exc:
         where = f" (stage {exc.stage})" if exc.stage else ""
-        err.print(f"[red]error:[/] {exc}{where}", highlight=False)
+        _error(err, f"{exc}{where}")
         return 1
     except KeyboardInterrupt:
-        err.print("[red]error:[/] interrupted; nothing was written")
+        _error(err, "interrupted; nothing was written")
         return 130
 
     for table in summary_tables(result):
@@ -272,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if headline:
         out.print(f"[bold]{headline}[/]", highlight=False)
     for warning in result.warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print("[yellow]warning:[/]", end=" ")
+        out.print(warning, markup=False, highlight=False, soft_wrap=True)
     out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
     return 0
 
