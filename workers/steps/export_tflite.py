@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,9 @@ def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Pat
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
     )
-    with _CONVERTER_LOCK, torch.no_grad():
+    with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
+        # torch's pytree deprecation noise from inside litert-torch, not actionable here.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         graph = torch.export.export(module, example).module()
         graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
         move_exported_model_to_eval(graph)
@@ -113,6 +116,10 @@ def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Pat
             graph(torch.from_numpy(calib[i : i + 1].copy()))
         graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
         move_exported_model_to_eval(graph)
+        # The graph was exported from an eval() module and its BN/dropout ops are in inference form;
+        # exported modules refuse .eval(), so clear the flag litert-torch checks ourselves.
+        for sub in graph.modules():
+            sub.training = False
         strict = _strict_qdq_mode() if float_io else contextlib.nullcontext()
         with strict:
             edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))

@@ -226,7 +226,7 @@ class ExportCArray(Step):
         header = c_header(
             name=C_NAME, model_len=len(data), info=info, arena=arena, labels=labels, provenance=provenance
         )
-        source = "// " + provenance[0] + "\n" + c_array_source(data, C_NAME, HEADER_FILENAME)
+        source = "".join(f"// {line}\n" for line in provenance) + c_array_source(data, C_NAME, HEADER_FILENAME)
         if labels:
             source += _labels_source(C_NAME, labels)
 

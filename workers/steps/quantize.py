@@ -49,20 +49,28 @@ def _calibration_method(name: str) -> Any:
     return methods[name]
 
 
+def even_batch_size(n: int, limit: int) -> int:
+    """The largest batch <= limit that divides n. The entropy and percentile calibrators stack the
+    outputs of all batches into one array, which fails when the last batch is shorter."""
+    return next(b for b in range(min(limit, n), 0, -1) if n % b == 0)
+
+
 def _reader(input_name: str, samples: np.ndarray) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
+    batch = even_batch_size(samples.shape[0], CALIBRATION_BATCH)
+
     class _Batches(CalibrationDataReader):
-        """Feeds the calibration samples in fixed-size batches (the batch axis is dynamic)."""
+        """Feeds the calibration samples in equal batches (the batch axis is dynamic)."""
 
         def __init__(self) -> None:
-            self._starts = iter(range(0, samples.shape[0], CALIBRATION_BATCH))
+            self._starts = iter(range(0, samples.shape[0], batch))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             start = next(self._starts, None)
             if start is None:
                 return None
-            return {input_name: samples[start : start + CALIBRATION_BATCH]}
+            return {input_name: samples[start : start + batch]}
 
     return _Batches()
 
