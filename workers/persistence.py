@@ -1,0 +1,148 @@
+"""Pipeline events -> database rows (job events, stage, progress, artifacts, measurements).
+
+Every write goes through _write(), which retries briefly when the database is unavailable so a short
+outage does not kill a job that has been training for an hour."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from service.db.session import session_scope
+from service.repos import artifacts as artifacts_repo
+from service.repos import events as events_repo
+from service.repos import jobs as jobs_repo
+from service.repos import measurements as measurements_repo
+from service.settings import Settings
+from service.storage import ArtifactStore
+from workers.pipeline.events import PipelineEvent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DB_RETRIES = 6
+CANCEL_POLL_S = 1.0
+
+
+class JobRecorder:
+    def __init__(self, job_id: str, settings: Settings) -> None:
+        self.job_id = job_id
+        self.settings = settings
+        self.measurements: list[dict[str, Any]] = []
+        self.curve: list[dict[str, Any]] = []
+        self._cancel_checked_at = 0.0
+        self._cancelled = False
+        self.final_status: str | None = None
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        delay = 0.5
+        for attempt in range(DB_RETRIES):
+            try:
+                with session_scope(self.settings) as session:
+                    return fn(session)
+            except OperationalError:
+                if attempt == DB_RETRIES - 1:
+                    raise
+                log.warning("database unavailable, retrying in %.1f s", delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    # -- pipeline callbacks -------------------------------------------------------------------
+    def on_event(self, ev: PipelineEvent) -> None:
+        data = dict(ev.data)
+        if ev.progress is not None:
+            data["progress"] = ev.progress  # the SSE stream reads progress from the event's data
+        if ev.kind == "artifact":
+            # The file is still in the run's temp folder; only its description goes to the stream.
+            data.pop("path", None)
+        if ev.kind == "measurement":
+            self.measurements.append(dict(ev.data))
+        if ev.kind == "epoch":
+            self.curve.append(data)
+
+        def write(session: Session) -> None:
+            events_repo.append_event(session, job_id=self.job_id, kind=ev.kind, stage=ev.stage, data=data)
+            jobs_repo.update_progress(
+                session,
+                job_id=self.job_id,
+                stage=ev.stage,
+                progress=ev.progress,
+                metrics={"training_curve": self.curve} if ev.kind == "epoch" else None,
+            )
+
+        self._write(write)
+
+    def cancel_requested(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._cancel_checked_at >= CANCEL_POLL_S:
+            self._cancel_checked_at = now
+            self._cancelled = self._write(lambda s: jobs_repo.is_cancel_requested(s, job_id=self.job_id))
+        return self._cancelled
+
+    def heartbeat(self) -> None:
+        try:
+            self._write(lambda s: jobs_repo.heartbeat(s, job_id=self.job_id))
+        except OperationalError:
+            log.warning("heartbeat for job %s failed", self.job_id)
+
+    # -- outcome ------------------------------------------------------------------------------
+    def store_results(self, result: Any, store: ArtifactStore) -> None:
+        """Upload every artifact, then record artifacts and host measurements in one transaction, so
+        a job is never visible with half of its artifacts."""
+        stored = []
+        for kind, art in sorted(result.artifacts.items()):
+            obj = store.put_file(art.path)
+            if obj.sha256 != art.sha256:
+                raise RuntimeError(f"artifact {kind} changed while uploading (sha256 mismatch)")
+            stored.append((kind, art, obj))
+
+        def write(session: Session) -> None:
+            ids: dict[str, str] = {}
+            for kind, art, obj in stored:
+                row = artifacts_repo.upsert_artifact(
+                    session,
+                    job_id=self.job_id,
+                    kind=kind,
+                    filename=art.path.name,
+                    size_bytes=obj.size,
+                    sha256=obj.sha256,
+                    storage_key=obj.key,
+                    metadata=art.metadata,
+                )
+                ids[kind] = row.id
+            measurements_repo.replace_host_measurements(
+                session,
+                job_id=self.job_id,
+                measurements=[
+                    {**m, "artifact_id": ids[m["artifact_kind"]]}
+                    for m in self.measurements
+                    if m.get("artifact_kind") in ids
+                ],
+            )
+
+        self._write(write)
+
+    def finish(self, status: str, *, error: str | None = None, report: dict[str, Any] | None = None) -> None:
+        self.final_status = status
+
+        def write(session: Session) -> None:
+            jobs_repo.finish_job(session, job_id=self.job_id, status=status, error=error, report=report)
+
+        self._write(write)
+
+    def notify_webhook(self, url: str | None) -> None:
+        if not url or self.final_status is None:
+            return
+        from service.webhooks import deliver
+
+        job = self._write(lambda s: jobs_repo.job_summary(s, job_id=self.job_id))
+        try:
+            deliver(url, {"event": "job.finished", "job": job}, secret=self.settings.webhook_signing_secret())
+        except Exception:  # a dead webhook receiver must not fail a finished job
+            log.exception("webhook delivery for job %s failed", self.job_id)
