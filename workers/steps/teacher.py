@@ -361,8 +361,9 @@ class ExportedProgramTeacher(_TorchTeacher):
         import torch
 
         try:
-            with _weights_only_torch_load():
-                ep = torch.export.load(str(path))
+            # A file object, not the path: uploads are stored without the .pt2 suffix torch expects.
+            with _weights_only_torch_load(), path.open("rb") as f:
+                ep = torch.export.load(f)
         except Exception as exc:
             raise ModelFileError(f"torch.export cannot load {path.name!r}: {_first_line(exc)}") from exc
         if device != "cpu":

@@ -60,6 +60,16 @@ def test_each_format_predicts_like_the_torch_model(digits_teacher_files: dict[st
     assert teacher.param_count == expected
 
 
+def test_uploads_load_whatever_their_file_name(digits_teacher_files: dict[str, Path], tmp_path: Path) -> None:
+    x, _ = digits()
+    for fmt in ("onnx", "torchscript", "pt2"):
+        renamed = tmp_path / f"{fmt}-upload.bin"  # the service stores uploads without their suffix
+        shutil.copy(digits_teacher_files[fmt], renamed)
+        teacher = load_teacher(renamed)
+        teacher.complete_signature((1, 8, 8), x[:4])
+        np.testing.assert_allclose(teacher.predict(x[:8]), _reference(x[:8]), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "pt2"])
 def test_static_batch_models_are_fed_in_padded_chunks(tmp_path: Path, fmt: str) -> None:
     x, _ = digits()
