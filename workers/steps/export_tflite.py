@@ -13,6 +13,7 @@ per-channel weights, int8 activations), calibrated on training samples, then lit
 
 Images and sequences are exported channel-last (litert_torch.to_channel_last_io): the TFLite input is
 NHWC (sequences (N, 1, T, C)) and the converter adds no TRANSPOSE op. Batch is fixed at 1.
+The converter's per-op debug tensor names are stripped (strip_debug_names): flash is the MCU budget.
 """
 
 from __future__ import annotations
@@ -127,6 +128,25 @@ def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Pat
     return layout
 
 
+def strip_debug_names(path: Path) -> int:
+    """Drop the names of non-I/O tensors (litert-torch stores each op's Python module path there,
+    about half the file for small models) and the model description; signature defs and the I/O
+    tensor names stay, so signature runners keep working. Same idea as flatbuffer_utils.strip_strings,
+    which would also drop the signatures. Returns the bytes saved."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    before = path.stat().st_size
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
+    model.description = None
+    for sg in model.subgraphs:
+        keep = set(sg.inputs or []) | set(sg.outputs or [])
+        for i, tensor in enumerate(sg.tensors):
+            if i not in keep:
+                tensor.name = None
+    path.write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+    return before - path.stat().st_size
+
+
 def _check_io(info: dict[str, Any], kind: str) -> None:
     sig = info["signature"]
     want = "float32" if _io_float(kind) else "int8"
@@ -181,6 +201,7 @@ class ExportTflite(Step):
                     raise
                 except Exception as exc:
                     raise PipelineError(f"TFLite conversion ({kind}) failed: {exc}", stage=self.stage) from exc
+                saved = strip_debug_names(tmp)
                 info = describe_tflite(tmp)
                 _check_io(info, kind)
                 got = run_tflite(tmp, x_check, layout=layout)
@@ -201,6 +222,7 @@ class ExportTflite(Step):
                     **info,
                     "precision": "int8",
                     "io": "float32" if float_io else "int8",
+                    "stripped_debug_name_bytes": saved,
                     "quantization": {
                         "tool": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
                         "activations": "int8",

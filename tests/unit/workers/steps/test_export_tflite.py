@@ -136,3 +136,22 @@ def test_an_unexportable_model_fails_with_the_reason(run_factory: Any, digits_ca
     with pytest.raises(PipelineError, match=r"TFLite conversion \(tflite_int8\) failed"):
         ExportTflite().run(run.ctx, state)
     assert list(run.ctx.work_dir.iterdir()) == []
+
+
+def test_debug_names_are_stripped_but_signatures_kept(exported: Any, digits_case: Any) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    _, state = exported("mobile-arm64", "digits")
+    rec = state.artifacts["tflite_int8"]
+    assert rec.metadata["stripped_debug_name_bytes"] > 0
+    model = flatbuffer_utils.read_model(rec.path)
+    sg = model.subgraphs[0]
+    io = set(sg.inputs) | set(sg.outputs)
+    assert all(t.name in (None, b"") for i, t in enumerate(sg.tensors) if i not in io)
+    assert all(sg.tensors[i].name for i in io)
+    it = Interpreter(model_path=str(rec.path))
+    runner = it.get_signature_runner("serving_default")  # apps calling the signature still work
+    x = digits_case.data.x_of("test")[:1].transpose(0, 2, 3, 1)
+    out = next(iter(runner(**{next(iter(runner.get_input_details())): x}).values()))
+    np.testing.assert_allclose(out, run_tflite(rec.path, digits_case.data.x_of("test")[:1]), atol=1e-6)
