@@ -34,6 +34,7 @@ MLP_WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 MLP_DEPTHS = (1, 2, 3)
 MAX_CHANNEL_MULTIPLIER = 8  # channels double at each downsampling, up to 8x the stem width
 TEACHER_PARAM_RATIO = 8  # aim for at least 8x fewer parameters than the teacher
+PREFERRED_MIN_DEPTH: dict[str, int] = {"ds_cnn2d": 3, "ds_cnn1d": 3, "mlp": 2}
 # Leave headroom under the hard budgets: the estimates are within ~10-20% of measured figures.
 FLASH_HEADROOM = 0.9
 ARENA_HEADROOM = 0.85
@@ -362,7 +363,9 @@ def choose_arch(
     depth: int | None = None,
 ) -> Choice:
     """The largest student (by parameters) that fits the profile's budgets and is at least
-    TEACHER_PARAM_RATIO times smaller than the teacher; width/depth pin those dimensions."""
+    TEACHER_PARAM_RATIO times smaller than the teacher, at least PREFERRED_MIN_DEPTH deep when such
+    a student exists (a wide single block has the parameters but not the depth distillation needs);
+    width/depth pin those dimensions."""
     family = FAMILY_BY_MODALITY.get(modality)
     if family is None:
         raise InputError(f"no student family for {modality!r} data")
@@ -390,7 +393,10 @@ def choose_arch(
     limit = teacher_params // TEACHER_PARAM_RATIO if teacher_params else None
     small_enough = [c for c in fitting if limit is None or c[1].params <= limit]
     warnings: list[str] = []
-    if small_enough:
+    deep_enough = [c for c in small_enough if c[0].depth >= PREFERRED_MIN_DEPTH[family]]
+    if deep_enough and depth is None:
+        arch, est = deep_enough[-1]
+    elif small_enough:
         arch, est = small_enough[-1]
     else:
         arch, est = fitting[0]
@@ -405,6 +411,8 @@ def choose_arch(
         if limit is not None:
             bounds.append(f"<= {limit:,} parameters (teacher / {TEACHER_PARAM_RATIO})")
         reason = f"largest {family} within " + " and ".join(bounds)
+        if depth is None and arch.depth >= PREFERRED_MIN_DEPTH[family]:
+            reason += f", at least {PREFERRED_MIN_DEPTH[family]} deep"
     return Choice(arch, est, reason, tuple(warnings))
 
 

@@ -21,6 +21,7 @@ from workers.steps.data import TransferData, make_splits
 from workers.steps.students import (
     CNN_WIDTHS,
     MLP,
+    PREFERRED_MIN_DEPTH,
     TEACHER_PARAM_RATIO,
     StudentArch,
     budget_violation,
@@ -167,3 +168,16 @@ def test_build_student_step_writes_module_and_arch(tmp_path: Path) -> None:
 
     BuildStudent(BuildStudentConfig(width=4, depth=1)).run(ctx, state)  # the runner's shrink retry
     assert (state.student_arch["width"], state.student_arch["depth"]) == (4, 1)
+
+
+def test_auto_size_prefers_depth_over_one_wide_block() -> None:
+    profile = builtin_profiles()["mcu-cortex-m4"]
+    for modality, shape in (("sequence", (3, 64)), ("vector", (10,))):
+        choice = choose_arch(
+            modality=modality, input_shape=shape, num_outputs=4, profile=profile, teacher_params=60_000
+        )
+        assert choice.arch.depth >= PREFERRED_MIN_DEPTH[choice.arch.family]
+        shallow = choose_arch(
+            modality=modality, input_shape=shape, num_outputs=4, profile=profile, teacher_params=60_000, depth=1
+        )
+        assert shallow.arch.depth == 1  # a pinned depth is kept
