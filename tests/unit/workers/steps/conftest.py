@@ -146,13 +146,13 @@ def digits_case() -> Case:
     tr = splits["train"]
     teacher_net = nn.Sequential(nn.Flatten(), mlp(64, 10, hidden=64))
     train(teacher_net, x[tr], y[tr], epochs=15)
-    student = train(TinyDSCNN(1, 10), x[tr], y[tr], epochs=20)
+    student = train(TinyDSCNN(1, 10, width=16), x[tr], y[tr], epochs=20)
     data = TransferData(
         x=x, y=y, splits=splits, modality="image", task="classification", num_outputs=10,
         class_labels=[f"digit_{i}" for i in range(10)],
     )  # fmt: skip
     params = sum(p.numel() for p in student.parameters())
-    arch = {"family": "ds_cnn2d", "width": 8, "depth": 1, "params": params, "macs": 30_000,
+    arch = {"family": "ds_cnn2d", "width": 16, "depth": 1, "params": params, "macs": 30_000,
             "est_int8_bytes": 6_000, "est_arena_bytes": 3_000}  # fmt: skip
     return Case(data, FakeTeacher(teacher_net, file_bytes=20_000), student, arch)
 

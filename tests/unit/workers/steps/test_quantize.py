@@ -46,9 +46,15 @@ def test_static_qdq_int8_per_channel(run_factory: Any, digits_case: Any, method:
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    # Weights stored as int8, per channel: a conv weight's scale has one entry per output channel.
-    assert any(v.dtype == np.int8 and v.ndim == 4 for v in inits.values())
-    assert any(v.dtype == np.float32 and v.ndim == 1 and v.size == 8 for k, v in inits.items() if "scale" in k)
+    # Weights stored as int8, per channel: each conv weight's scale has one entry per output channel.
+    weight_dq = [
+        n for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4
+    ]  # fmt: skip
+    assert len(weight_dq) == 3  # stem, depthwise, pointwise
+    for node in weight_dq:
+        w, scale = inits[node.input[0]], inits[node.input[1]]
+        assert w.dtype == np.int8 and scale.shape == (w.shape[0],)
 
     meta = rec.metadata
     assert meta["quantization"]["calibration"] == method

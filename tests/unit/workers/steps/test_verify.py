@@ -77,11 +77,23 @@ def test_flash_over_budget_asks_for_a_smaller_student(exported: Any, run_factory
     with pytest.raises(ArtifactOverBudget) as info:
         Verify().run(run.ctx, state)
     d = info.value.details
-    assert d["model_bytes"] == max(state.artifacts[k].size_bytes for k in ("onnx_int8", "tflite_int8_full"))
+    assert d["model_bytes"] == state.artifacts["tflite_int8_full"].size_bytes  # the file the MCU holds
     assert d["corrections"]["est_int8_bytes"] == pytest.approx(d["model_bytes"] / 6_000)
-    assert any("tflite_int8_full" in v and "max_model_bytes=4,096" in v for v in d["violations"])
+    assert d["violations"] == [f"tflite_int8_full is {size:,} bytes, over max_model_bytes=4,096"]
     assert state.budget["flash"]["fits"] is False
     assert "probe" not in state.artifacts  # a failed verification publishes nothing for the device
+
+
+def test_cpu_flash_covers_every_int8_artifact(exported: Any, run_factory: Any, make_profile: Any) -> None:
+    _, state = exported("cpu-x86", "digits")
+    sizes = {k: state.artifacts[k].size_bytes for k in ("onnx_int8", "tflite_int8")}
+    limit = min(sizes.values())  # the smaller file fits exactly, the larger one does not
+    assert max(sizes.values()) > limit >= 4096
+    run = run_factory(make_profile("cpu-x86", budgets={"max_model_bytes": limit}))
+    with pytest.raises(ArtifactOverBudget) as info:
+        Verify().run(run.ctx, state)
+    (over,) = [k for k, v in sizes.items() if v > limit]
+    assert info.value.details["violations"] == [f"{over} is {sizes[over]:,} bytes, over max_model_bytes={limit:,}"]
 
 
 def test_arena_over_budget(exported: Any, run_factory: Any, make_profile: Any) -> None:
