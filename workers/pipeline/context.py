@@ -31,9 +31,7 @@ class RunContext:
     stage: str = "load"
     progress: float = 0.0
 
-    def emit(
-        self, kind: EventKind, data: dict[str, Any] | None = None, *, progress: float | None = None
-    ) -> None:
+    def emit(self, kind: EventKind, data: dict[str, Any] | None = None, *, progress: float | None = None) -> None:
         if progress is not None:
             self.progress = progress
         self.emit_sink(PipelineEvent(kind=kind, stage=self.stage, data=data or {}, progress=self.progress))

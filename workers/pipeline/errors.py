@@ -27,8 +27,6 @@ class ArtifactOverBudget(PipelineError):
     """An exported artifact measured over the profile's flash/RAM budget; the runner shrinks the
     student and retries. details holds the measured figures for the report."""
 
-    def __init__(
-        self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None) -> None:
         super().__init__(message, stage=stage)
         self.details = details or {}

@@ -9,9 +9,7 @@ from typing import Any, Literal
 # The job stages, in order; the API and dashboard show the same names.
 STAGES: tuple[str, ...] = ("load", "distill", "quantize", "export", "verify", "benchmark")
 
-EventKind = Literal[
-    "stage_started", "stage_finished", "progress", "epoch", "artifact", "measurement", "warning"
-]
+EventKind = Literal["stage_started", "stage_finished", "progress", "epoch", "artifact", "measurement", "warning"]
 
 
 @dataclass(frozen=True)

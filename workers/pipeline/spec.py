@@ -39,9 +39,7 @@ class JobOptions(BaseModel):
         default="auto",
         description="auto: classification when labels are integers or the teacher has several outputs",
     )
-    losses: list[LossTerm] | None = Field(
-        default=None, max_length=16, description="Explicit weighted loss terms"
-    )
+    losses: list[LossTerm] | None = Field(default=None, max_length=16, description="Explicit weighted loss terms")
     epochs: int = Field(default=60, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, le=65_536)
     learning_rate: float = Field(default=3e-3, gt=0, le=10)

@@ -55,9 +55,7 @@ class DeviceProfile(BaseModel):
                     f"budgets.max_model_bytes={b.max_model_bytes} is below {MIN_FLASH_BYTES}: no model fits"
                 )
             if b.max_ram_bytes < MIN_RAM_BYTES:
-                raise ValueError(
-                    f"budgets.max_ram_bytes={b.max_ram_bytes} is below {MIN_RAM_BYTES}: no arena fits"
-                )
+                raise ValueError(f"budgets.max_ram_bytes={b.max_ram_bytes} is below {MIN_RAM_BYTES}: no arena fits")
             if "tflite_int8_full" not in self.targets:
                 raise ValueError("an mcu profile must target tflite_int8_full")
             if self.int8_scheme != "full_int8":
