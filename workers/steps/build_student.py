@@ -46,6 +46,12 @@ class BuildStudent(Step):
             module.set_input_statistics(x.mean(0), x.std(0))
         state.student = module
         state.student_arch = choice.as_state()
+        if isinstance(module, MLP):
+            # how the float MLP standardises its inputs (folded into its first layer after training)
+            state.student_arch["input_standardization"] = {
+                "mean": module.input_mean.tolist(),
+                "std": module.input_std.tolist(),
+            }
         state.warnings.extend(choice.warnings)
         a = choice.arch
         ctx.emit(

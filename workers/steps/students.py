@@ -15,6 +15,7 @@ estimated without building or running the network; the module is built from the 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -284,6 +285,8 @@ class MLP(nn.Module):
         assert isinstance(self.standardize, Standardize)
         self.standardize.scale.copy_(1.0 / std)
         self.standardize.shift.copy_(-mean / std)
+        # Kept outside the state dict: deployment may need them after the op is folded away.
+        self.input_mean, self.input_std = mean.detach().cpu().clone(), std.detach().cpu().clone()
 
     @torch.no_grad()
     def fold_input_standardization(self) -> None:
@@ -297,6 +300,24 @@ class MLP(nn.Module):
         first.bias.add_(first.weight @ shift)
         first.weight.mul_(scale)
         self.standardize = nn.Identity()
+
+    @torch.no_grad()
+    def standardized_input_module(self) -> tuple[torch.Tensor, torch.Tensor, nn.Module] | None:
+        """(mean, std, module) with module((x - mean) / std) == self(x); None without statistics.
+
+        An int8 input tensor has one scale for all features, so raw features of very different
+        magnitudes lose the small ones; deployments that can standardise first should export this
+        module and apply (x - mean) / std before quantising the input."""
+        mean, std = getattr(self, "input_mean", None), getattr(self, "input_std", None)
+        if mean is None or std is None:
+            return None
+        body = copy.deepcopy(self.body).cpu().eval()
+        if not isinstance(self.standardize, Standardize):  # folded: undo it on the copy
+            first = body[0]
+            assert isinstance(first, nn.Linear) and first.bias is not None
+            first.bias.add_(first.weight @ mean)
+            first.weight.mul_(std)
+        return mean.clone(), std.clone(), body
 
     @property
     def export_input_shape(self) -> tuple[int, ...]:

@@ -79,9 +79,14 @@ def test_mlp_standardization_folds_into_the_first_layer() -> None:
     module.set_input_statistics(x.mean(0), x.std(0))
     module.eval()
     before = module(x)
+    split = module.standardized_input_module()
     module.fold_input_standardization()
     assert isinstance(module.standardize, torch.nn.Identity)
     torch.testing.assert_close(module(x), before, rtol=1e-4, atol=1e-3)
+    # the same network on inputs standardised outside the model, before and after folding
+    for mean, std, body in (split, module.standardized_input_module()):
+        torch.testing.assert_close(mean, x.mean(0))
+        torch.testing.assert_close(body((x - mean) / std), before, rtol=1e-4, atol=1e-3)
 
 
 def test_auto_size_fits_the_budgets_and_is_much_smaller_than_the_teacher() -> None:
@@ -163,6 +168,7 @@ def test_build_student_step_writes_module_and_arch(tmp_path: Path) -> None:
         arch
     )
     assert arch["params"] <= 40_000 // TEACHER_PARAM_RATIO
+    assert "input_standardization" not in arch  # only vector students standardise their inputs
     assert state.student(torch.from_numpy(x[:3])).shape == (3, 10)
     assert "student ds_cnn2d" in events[-1].data["message"]
 
@@ -181,3 +187,17 @@ def test_auto_size_prefers_depth_over_one_wide_block() -> None:
             modality=modality, input_shape=shape, num_outputs=4, profile=profile, teacher_params=60_000, depth=1
         )
         assert shallow.arch.depth == 1  # a pinned depth is kept
+
+
+def test_vector_students_record_their_input_standardization(tmp_path: Path) -> None:
+    from factories import vector_regression
+
+    x, y = vector_regression(n=100, features=6, targets=2)
+    splits, _ = make_splits(len(x), None, val_fraction=0.15, test_fraction=0.15, seed=0)
+    state = RunState()
+    state.data = TransferData(x=x, y=y, splits=splits, modality="vector", task="regression", num_outputs=2)
+    ctx, _ = make_ctx(tmp_path, profile="cpu-x86")
+    BuildStudent().run(ctx, state)
+    stats = state.student_arch["input_standardization"]
+    np.testing.assert_allclose(stats["mean"], x[splits["train"]].mean(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(stats["std"], x[splits["train"]].std(0, ddof=1), rtol=1e-4)
