@@ -62,6 +62,16 @@ def authenticate(session: Session, *, secret: str) -> Authenticated | None:
     return None
 
 
+def get_live_key(session: Session, *, key_id: str) -> Authenticated | None:
+    """The key and tenant of a live (not revoked) key by its id: the dashboard's session cookie holds the
+    id, never the key itself, so a revoked key logs its browser sessions out at the next request."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        return None
+    tenant = session.get(Tenant, key.tenant_id)
+    return None if tenant is None else Authenticated(tenant=tenant, key=key)
+
+
 def revoke_key(session: Session, *, prefix: str, tenant_id: str | None = None) -> ApiKey | None:
     """Revoke the live key whose prefix is given; None when none matches. Conflict when several do."""
     stmt = select(ApiKey).where(ApiKey.prefix.startswith(prefix, autoescape=True), ApiKey.revoked_at.is_(None))
