@@ -222,6 +222,10 @@ class OnnxTeacher(Teacher):
         self._proto = model
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # The teacher runs in a few bulk passes; idle onnxruntime threads must not spin-wait on the
+        # cores the student then trains on.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
