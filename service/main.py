@@ -16,7 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service.api.errors import install_error_handlers
 from service.api.ratelimit import RateLimiter
-from service.api.routes import artifacts, datasets, devices_profiles, health, jobs, measurements, models
+from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import JobQueue, make_queue
 from service.settings import Settings, get_settings
@@ -62,7 +62,7 @@ def create_app(
         )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, models, datasets, devices_profiles, jobs, artifacts, measurements):
+    for module in (health, models, datasets, devices_profiles, devices, jobs, artifacts, measurements):
         api.include_router(module.router)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     broker_ping_timeout_s: float = Field(default=2.0, gt=0)
     sse_poll_interval_s: float = Field(default=0.5, gt=0)
 
+    # A device measurement marks its artifact as failing on that device when its top-1 agreement with
+    # the host outputs is below device_min_agreement, or its max |device - host| output difference is
+    # above device_max_abs_diff, or above device_max_rel_diff x max |host output| (when the agent sent
+    # extra.reference_max_abs). Judged when read, so a changed threshold applies to old measurements too.
+    device_min_agreement: float = Field(default=0.99, ge=0, le=1)
+    device_max_abs_diff: float | None = Field(default=None, ge=0, description="absolute; off by default")
+    device_max_rel_diff: float | None = Field(default=0.1, ge=0, description="relative to max |host output|")
+
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         # Absolute paths: the worker subprocesses `serve` starts must reach the same files.

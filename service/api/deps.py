@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.ratelimit import RateLimiter
 from service.queue import JobQueue
-from service.repos import api_keys
+from service.repos import api_keys, devices
 from service.settings import Settings
 from service.storage import ArtifactStore
 
@@ -73,6 +73,9 @@ def _unauthorized(detail: str, error: str | None = None) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": challenge})
 
 
+unauthorized = _unauthorized
+
+
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -86,6 +89,11 @@ def get_principal(request: Request, session: SessionDep) -> Principal:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     auth = api_keys.authenticate(session, secret=token)
     if auth is None:
+        if devices.authenticate_device(session, token=token) is not None:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                "a device token may only read its profile's artifacts and post measurements; use an API key",
+            )
         raise _unauthorized("invalid or revoked API key", error="invalid_token")
     session.commit()  # last_used_at
     return Principal(

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.base import utcnow
-from service.db.models import Device
+from service.db.models import Artifact, Device, Job, LatencyMeasurement
 from service.repos.errors import Conflict
 from service.repos.tokens import matches, new_secret, secret_prefix
 
 TOKEN_TAG = "edd"
+
+
+class DeviceRef(Protocol):
+    """A Device row, or the identity the API keeps of an authenticated device."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def profile_name(self) -> str: ...
 
 
 def create_device(
@@ -71,3 +83,88 @@ def revoke_device(session: Session, *, tenant_id: str, device_id: str) -> Device
         device.revoked_at = utcnow()
         session.flush()
     return device
+
+
+# --------------------------------------------------------------------------------------------------
+# What a device token may see: its tenant's artifacts of jobs for the device's profile.
+# --------------------------------------------------------------------------------------------------
+
+# The artifacts an agent can run: ONNX with onnxruntime, TFLite with ai-edge-litert.
+MEASURABLE_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+
+
+def _scope(device: DeviceRef) -> list[ColumnElement[bool]]:
+    return [
+        Artifact.tenant_id == device.tenant_id,
+        Job.tenant_id == device.tenant_id,
+        Job.profile_name == device.profile_name,
+    ]
+
+
+def get_visible_artifact(session: Session, *, device: DeviceRef, artifact_id: str) -> Artifact | None:
+    """The artifact if the device may read it (same tenant, a job for the device's profile), else None."""
+    stmt = select(Artifact).join(Job, Job.id == Artifact.job_id).where(*_scope(device), Artifact.id == artifact_id)
+    return session.scalar(stmt)
+
+
+def list_visible_artifacts(
+    session: Session,
+    *,
+    device: DeviceRef,
+    kinds: Sequence[str] | None = None,
+    pending: bool = False,
+    artifact_id: str | None = None,
+    limit: int = 100,
+) -> list[tuple[Artifact, Job]]:
+    """Runnable artifacts of the device's profile from succeeded jobs, oldest first; pending: only those
+    this device has not posted a measurement for."""
+    wanted = [k for k in (kinds or MEASURABLE_KINDS) if k in MEASURABLE_KINDS]
+    stmt = (
+        select(Artifact, Job)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(*_scope(device), Job.status == "succeeded", Artifact.kind.in_(wanted))
+    )
+    if artifact_id is not None:
+        stmt = stmt.where(Artifact.id == artifact_id)
+    if pending:
+        measured = select(LatencyMeasurement.id).where(
+            LatencyMeasurement.artifact_id == Artifact.id, LatencyMeasurement.device_id == device.id
+        )
+        stmt = stmt.where(~measured.exists())
+    stmt = stmt.order_by(Artifact.created_at, Artifact.id).limit(limit)
+    return [(a, j) for a, j in session.execute(stmt).tuples()]
+
+
+def measured_artifact_ids(session: Session, *, device_id: str, artifact_ids: Sequence[str]) -> set[str]:
+    if not artifact_ids:
+        return set()
+    stmt = select(LatencyMeasurement.artifact_id).where(
+        LatencyMeasurement.device_id == device_id, LatencyMeasurement.artifact_id.in_(list(artifact_ids))
+    )
+    return set(session.scalars(stmt))
+
+
+def probe_artifact_ids(session: Session, *, tenant_id: str, job_ids: Sequence[str]) -> dict[str, str]:
+    """job id -> the id of its probe artifact (probe.npz), for the jobs that have one."""
+    if not job_ids:
+        return {}
+    stmt = select(Artifact.job_id, Artifact.id).where(
+        Artifact.tenant_id == tenant_id, Artifact.kind == "probe", Artifact.job_id.in_(list(job_ids))
+    )
+    return {job_id: art_id for job_id, art_id in session.execute(stmt).tuples()}
+
+
+def device_measurements(
+    session: Session, *, tenant_id: str, artifact_ids: Sequence[str], device_id: str | None = None
+) -> list[LatencyMeasurement]:
+    """Device-source measurements of these artifacts, newest first."""
+    if not artifact_ids:
+        return []
+    stmt = select(LatencyMeasurement).where(
+        LatencyMeasurement.tenant_id == tenant_id,
+        LatencyMeasurement.source == "device",
+        LatencyMeasurement.artifact_id.in_(list(artifact_ids)),
+    )
+    if device_id is not None:
+        stmt = stmt.where(LatencyMeasurement.device_id == device_id)
+    return list(session.scalars(stmt.order_by(LatencyMeasurement.created_at.desc(), LatencyMeasurement.id.desc())))

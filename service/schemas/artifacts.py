@@ -3,9 +3,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.db.models import Artifact
+from service.schemas.comparison import DeviceStatus
 
 
 class ArtifactOut(BaseModel):
@@ -18,9 +19,15 @@ class ArtifactOut(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     download_url: str
+    device_status: list[DeviceStatus] = Field(
+        default_factory=list,
+        description="Each device's latest verdict: ok is false when its outputs disagree with the host's",
+    )
 
     @classmethod
-    def from_row(cls, row: Artifact, *, api_prefix: str = "/api/v1") -> ArtifactOut:
+    def from_row(
+        cls, row: Artifact, *, api_prefix: str = "/api/v1", device_status: list[DeviceStatus] | None = None
+    ) -> ArtifactOut:
         return cls(
             id=row.id,
             job_id=row.job_id,
@@ -31,4 +38,5 @@ class ArtifactOut(BaseModel):
             metadata=row.metadata_ or {},
             created_at=row.created_at,
             download_url=f"{api_prefix}/artifacts/{row.id}/download",
+            device_status=device_status or [],
         )

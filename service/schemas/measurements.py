@@ -12,7 +12,12 @@ class MeasurementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: Literal["host", "device"]
-    device_name: str = Field(min_length=1, max_length=255)
+    device_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Required with an API key; with a device token the device's registered name is used",
+    )
     runtime: str = Field(min_length=1, max_length=64, description="e.g. onnxruntime, tflite, tflm")
     runtime_version: str = Field(min_length=1, max_length=64)
     threads: int = Field(ge=1, le=1024)

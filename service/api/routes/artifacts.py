@@ -7,8 +7,10 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
-from service.api.deps import SessionDep, StoreDep, TenantDep
+from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
+from service.api.device_auth import CallerDep, readable_artifact
 from service.api.ranges import RangeNotSatisfiable, parse_range
+from service.comparison import device_status, thresholds_from
 from service.repos import artifacts, jobs
 from service.schemas.artifacts import ArtifactOut
 from service.storage import ObjectNotFound
@@ -17,19 +19,30 @@ router = APIRouter(tags=["artifacts"])
 
 
 @router.get("/jobs/{job_id}/artifacts", response_model=list[ArtifactOut])
-def list_job_artifacts(job_id: str, principal: TenantDep, session: SessionDep) -> list[ArtifactOut]:
+def list_job_artifacts(
+    job_id: str, principal: TenantDep, session: SessionDep, settings: SettingsDep
+) -> list[ArtifactOut]:
     if jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id) is None:
         raise HTTPException(404, f"job {job_id} not found")
     rows = artifacts.list_job_artifacts(session, tenant_id=principal.tenant_id, job_id=job_id)
-    return [ArtifactOut.from_row(a) for a in rows]
+    status = device_status(
+        session, tenant_id=principal.tenant_id, artifact_ids=[a.id for a in rows], thresholds=thresholds_from(settings)
+    )
+    return [ArtifactOut.from_row(a, device_status=status.get(a.id)) for a in rows]
 
 
 @router.get("/artifacts/{artifact_id}", response_model=ArtifactOut)
-def get_artifact(artifact_id: str, principal: TenantDep, session: SessionDep) -> ArtifactOut:
-    row = artifacts.get_artifact(session, tenant_id=principal.tenant_id, artifact_id=artifact_id)
-    if row is None:
-        raise HTTPException(404, f"artifact {artifact_id} not found")
-    return ArtifactOut.from_row(row)
+def get_artifact(artifact_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ArtifactOut:
+    """An API key or a device token; a device sees only its own verdict in device_status."""
+    row = readable_artifact(session, caller, artifact_id)
+    status = device_status(
+        session,
+        tenant_id=caller.tenant_id,
+        artifact_ids=[row.id],
+        thresholds=thresholds_from(settings),
+        device_id=caller.device.id if caller.device is not None else None,
+    )
+    return ArtifactOut.from_row(row, device_status=status.get(row.id))
 
 
 def content_disposition(filename: str) -> str:
@@ -54,16 +67,14 @@ def _etag_matches(header: str, etag: str) -> bool:
 )
 def download_artifact(
     artifact_id: str,
-    principal: TenantDep,
+    caller: CallerDep,
     session: SessionDep,
     store: StoreDep,
     range_header: str | None = Header(None, alias="Range"),
     if_none_match: str | None = Header(None, alias="If-None-Match"),
     if_range: str | None = Header(None, alias="If-Range"),
 ) -> Response:
-    row = artifacts.get_artifact(session, tenant_id=principal.tenant_id, artifact_id=artifact_id)
-    if row is None:
-        raise HTTPException(404, f"artifact {artifact_id} not found")
+    row = readable_artifact(session, caller, artifact_id)
     session.close()  # no connection held while streaming
     etag = f'"{row.sha256}"'
     headers = {

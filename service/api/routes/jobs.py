@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from service.api.sse import job_event_stream, parse_last_event_id
+from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
 from service.queue import QueueUnavailable, choose_queue
@@ -163,10 +164,11 @@ def job_events(
 
 
 @router.get("/jobs/{job_id}/report", responses={404: {"description": "no such job, or no report yet"}})
-def get_report(job_id: str, principal: TenantDep, session: SessionDep) -> dict[str, object]:
+def get_report(job_id: str, principal: TenantDep, session: SessionDep, settings: SettingsDep) -> dict[str, object]:
+    """The pipeline's report plus a `devices` section (host vs each registered device, merged when read)."""
     job = jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     if job.report is None:
         raise HTTPException(404, f"job {job_id} has no report yet (status: {job.status})")
-    return job.report
+    return {**job.report, "devices": job_devices_section(session, job=job, thresholds=thresholds_from(settings))}

@@ -5,37 +5,57 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 
-from service.api.deps import SessionDep, TenantDep
-from service.repos import artifacts, measurements
+from service.api.deps import SessionDep, SettingsDep, TenantDep
+from service.api.device_auth import CallerDep, readable_artifact
+from service.comparison import compare_artifact, thresholds_from
+from service.repos import artifacts, jobs, measurements
 from service.schemas.common import Page
+from service.schemas.comparison import ArtifactComparison
 from service.schemas.measurements import MeasurementCreate, MeasurementOut
 
 router = APIRouter(tags=["measurements"])
 
 
-def _artifact_or_404(session: SessionDep, tenant_id: str, artifact_id: str) -> None:
-    if artifacts.get_artifact(session, tenant_id=tenant_id, artifact_id=artifact_id) is None:
+@router.get("/artifacts/{artifact_id}/measurements", response_model=ArtifactComparison)
+def compare_measurements(
+    artifact_id: str, principal: TenantDep, session: SessionDep, settings: SettingsDep
+) -> ArtifactComparison:
+    """Host vs each device: latency ratio (device p50 / host p50), agreement with the host outputs and
+    whether the profile's latency target is met; for MCU profiles also the host TFLite Micro run, the
+    exact arena bytes and the *estimated* on-device latency. `measurements` lists every row."""
+    row = artifacts.get_artifact(session, tenant_id=principal.tenant_id, artifact_id=artifact_id)
+    if row is None:
         raise HTTPException(404, f"artifact {artifact_id} not found")
+    job = jobs.get_job(session, tenant_id=principal.tenant_id, job_id=row.job_id)
+    if job is None:
+        raise HTTPException(404, f"artifact {artifact_id} not found")
+    return compare_artifact(session, artifact=row, job=job, thresholds=thresholds_from(settings))
 
 
-@router.get("/artifacts/{artifact_id}/measurements", response_model=list[MeasurementOut])
-def list_artifact_measurements(
-    artifact_id: str, principal: TenantDep, session: SessionDep, limit: int = Query(200, ge=1, le=200)
-) -> list[MeasurementOut]:
-    _artifact_or_404(session, principal.tenant_id, artifact_id)
-    page = measurements.list_measurements(session, tenant_id=principal.tenant_id, artifact_id=artifact_id, limit=limit)
-    return [MeasurementOut.from_row(m) for m in page.items]
-
-
-@router.post("/artifacts/{artifact_id}/measurements", status_code=201, response_model=MeasurementOut)
+@router.post(
+    "/artifacts/{artifact_id}/measurements",
+    status_code=201,
+    response_model=MeasurementOut,
+    responses={403: {"description": "a device token posting source 'host'"}},
+)
 def add_measurement(
-    artifact_id: str, body: MeasurementCreate, principal: TenantDep, session: SessionDep
+    artifact_id: str, body: MeasurementCreate, caller: CallerDep, session: SessionDep
 ) -> MeasurementOut:
-    _artifact_or_404(session, principal.tenant_id, artifact_id)
-    row = measurements.create_measurement(
-        session, artifact_id=artifact_id, tenant_id=principal.tenant_id, **body.model_dump()
-    )
+    """An API key posts any source and names the device; a device token (the agent, or firmware through a
+    bridge) posts source "device" only, and the device's id and name come from the token."""
+    art = readable_artifact(session, caller, artifact_id)
+    fields = body.model_dump()
+    if caller.device is not None:
+        if body.source != "device":
+            raise HTTPException(403, "a device token can only post measurements with source 'device'")
+        fields.update(device_name=caller.device.name, device_id=caller.device.id)
+    elif body.device_name is None:
+        raise RequestValidationError(
+            [{"loc": ("body", "device_name"), "msg": "device_name is required with an API key", "type": "missing"}]
+        )
+    row = measurements.create_measurement(session, artifact_id=art.id, tenant_id=caller.tenant_id, **fields)
     session.commit()
     return MeasurementOut.from_row(row)
 
