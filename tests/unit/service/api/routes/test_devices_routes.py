@@ -112,7 +112,9 @@ def test_register_returns_the_token_once_and_stores_only_its_hash(
         ({"name": "x", "profile": "cpu-x86", "token": "mine"}, 422, "token"),
     ],
 )
-def test_bad_registrations_are_4xx(client: TestClient, alice: Any, body: dict[str, Any], status: int, words: str) -> None:
+def test_bad_registrations_are_4xx(
+    client: TestClient, alice: Any, body: dict[str, Any], status: int, words: str
+) -> None:
     r = client.post(D, json=body, headers=alice.headers)
     assert r.status_code == status and words in r.text
 
@@ -257,9 +259,7 @@ def test_disagreement_marks_the_artifact_failing_on_that_device(
 
     report = client.get(f"/api/v1/jobs/{ids['job']}/report", headers=alice.headers).json()
     assert report["data"] == {"task": "classification"}  # the stored report is kept
-    assert report["devices"]["failing"] == [
-        {"kind": "onnx_int8", "device": "bad", "reasons": status["bad"]["reasons"]}
-    ]
+    assert report["devices"]["failing"] == [{"kind": "onnx_int8", "device": "bad", "reasons": status["bad"]["reasons"]}]
     assert {d["device"] for d in report["devices"]["artifacts"]["onnx_int8"]["devices"]} == {"good", "bad"}
 
     # a later good measurement from the same device clears it (the latest one counts)

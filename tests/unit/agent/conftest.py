@@ -1,0 +1,29 @@
+"""Real artifacts for the agent's tests: the engine compresses the digits teacher for the Cortex-M4
+profile once per session (ONNX fp32/int8, full-int8 TFLite with int8 I/O, probe.npz). The agent itself
+never imports the engine; only this fixture does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mcu_run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[str, Path]) -> Any:
+    from workers.pipeline.runner import run_pipeline
+    from workers.pipeline.spec import JobOptions, PipelineSpec
+    from workers.profiles import resolve_profile
+
+    options = JobOptions(
+        epochs=3, patience=3, benchmark_runs=5, benchmark_warmup=1, calibration_samples=64, device="cpu"
+    )
+    spec = PipelineSpec(
+        teacher_path=digits_teacher_files["onnx"],
+        data_path=digits_teacher_files["npz"],
+        profile=resolve_profile("mcu-cortex-m4"),
+        options=options,
+        out_dir=tmp_path_factory.mktemp("agent-mcu") / "out",
+    )
+    return run_pipeline(spec)
