@@ -38,6 +38,7 @@ class BuildStudent(Step):
             teacher_params=state.teacher.param_count if state.teacher is not None else None,
             width=self.config.width or opts.student.width,
             depth=self.config.depth or opts.student.depth,
+            teacher_bytes=getattr(state.teacher, "file_bytes", None),
         )
         torch.manual_seed(opts.seed)
         module = build_module(choice.arch)

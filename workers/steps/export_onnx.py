@@ -73,7 +73,7 @@ class ExportOnnx(Step):
     targets onnx_fp32 or onnx_int8 (the int8 model is quantized from this file)."""
 
     name = "export_onnx"
-    stage = "export"
+    stage = "quantize"  # the fp32 graph is the quantizer's input; keeps stages in STAGES order
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         targets = ctx.spec.profile.targets

@@ -35,6 +35,9 @@ MLP_WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024)
 MLP_DEPTHS = (1, 2, 3)
 MAX_CHANNEL_MULTIPLIER = 8  # channels double at each downsampling, up to 8x the stem width
 TEACHER_PARAM_RATIO = 8  # aim for at least 8x fewer parameters than the teacher
+# ...and, when a deep enough student allows it, an int8 artifact at least 25x smaller than the teacher's
+# file: per-tensor overhead (int32 biases, per-channel scales) makes 8x parameters only ~23x bytes.
+TEACHER_BYTES_RATIO = 25
 PREFERRED_MIN_DEPTH: dict[str, int] = {"ds_cnn2d": 3, "ds_cnn1d": 3, "mlp": 2}
 # Leave headroom under the hard budgets: the estimates are within ~10-20% of measured figures.
 FLASH_HEADROOM = 0.9
@@ -397,11 +400,13 @@ def choose_arch(
     teacher_params: int | None,
     width: int | None = None,
     depth: int | None = None,
+    teacher_bytes: int | None = None,
 ) -> Choice:
     """The largest student (by parameters) that fits the profile's budgets and is at least
     TEACHER_PARAM_RATIO times smaller than the teacher, at least PREFERRED_MIN_DEPTH deep when such
     a student exists (a wide single block has the parameters but not the depth distillation needs);
-    width/depth pin those dimensions."""
+    among those, one whose int8 file is TEACHER_BYTES_RATIO times smaller than teacher_bytes when one
+    exists; width/depth pin those dimensions."""
     family = FAMILY_BY_MODALITY.get(modality)
     if family is None:
         raise InputError(f"no student family for {modality!r} data")
@@ -430,6 +435,12 @@ def choose_arch(
     small_enough = [c for c in fitting if limit is None or c[1].params <= limit]
     warnings: list[str] = []
     deep_enough = [c for c in small_enough if c[0].depth >= PREFERRED_MIN_DEPTH[family]]
+    byte_limit = teacher_bytes // TEACHER_BYTES_RATIO if teacher_bytes else None
+    compact = [c for c in deep_enough if byte_limit is None or c[1].est_int8_bytes <= byte_limit]
+    if compact:
+        deep_enough = compact
+    else:
+        byte_limit = None
     if deep_enough and depth is None:
         arch, est = deep_enough[-1]
     elif small_enough:
@@ -446,6 +457,8 @@ def choose_arch(
         bounds = [f"the budgets of {profile.name}"]
         if limit is not None:
             bounds.append(f"<= {limit:,} parameters (teacher / {TEACHER_PARAM_RATIO})")
+        if byte_limit is not None and arch.depth >= PREFERRED_MIN_DEPTH[family]:
+            bounds.append(f"<= {byte_limit:,} int8 bytes (teacher file / {TEACHER_BYTES_RATIO})")
         reason = f"largest {family} within " + " and ".join(bounds)
         if depth is None and arch.depth >= PREFERRED_MIN_DEPTH[family]:
             reason += f", at least {PREFERRED_MIN_DEPTH[family]} deep"

@@ -22,6 +22,7 @@ from workers.steps.students import (
     CNN_WIDTHS,
     MLP,
     PREFERRED_MIN_DEPTH,
+    TEACHER_BYTES_RATIO,
     TEACHER_PARAM_RATIO,
     StudentArch,
     budget_violation,
@@ -102,6 +103,20 @@ def test_auto_size_fits_the_budgets_and_is_much_smaller_than_the_teacher() -> No
     est = estimate(replace(choice.arch, width=wider[0]))
     assert budget_violation(est, profile) is not None or est.params > 2_000_000 // TEACHER_PARAM_RATIO
     assert choice.as_state()["chosen_because"]
+
+
+def test_teacher_file_size_steers_to_a_compact_student_when_one_exists() -> None:
+    profile = builtin_profiles()["cpu-x86"]
+    kw = {"modality": "image", "input_shape": (1, 8, 8), "num_outputs": 10, "profile": profile}
+    by_params = choose_arch(teacher_params=640_000, **kw)
+    teacher_bytes = 2_560_000
+    compact = choose_arch(teacher_params=640_000, teacher_bytes=teacher_bytes, **kw)
+    assert compact.estimate.est_int8_bytes <= teacher_bytes // TEACHER_BYTES_RATIO
+    assert compact.estimate.params <= by_params.estimate.params
+    assert "teacher file" in compact.reason
+    # A teacher file so small that no deep student reaches the ratio: the parameter rule alone decides.
+    fallback = choose_arch(teacher_params=640_000, teacher_bytes=1_000, **kw)
+    assert fallback.arch == by_params.arch
 
 
 def test_a_tighter_budget_gives_a_smaller_student() -> None:
