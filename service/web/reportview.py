@@ -1,0 +1,410 @@
+"""report.json (workers/steps/report.py, schema_version 1) -> what the job page shows: tables and
+charts of quality per variant, size and latency against the teacher, budget bars. Reads defensively:
+a key a future report drops shows as a dash, never as a server error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+
+from service.web import charts
+from service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
+
+VARIANTS: dict[str, str] = {
+    "teacher": "Teacher",
+    "student_fp32": "Student fp32",
+    "onnx_fp32": "ONNX fp32",
+    "onnx_int8": "ONNX int8",
+    "tflite_int8": "TFLite int8",
+    "tflite_int8_full": "TFLite int8 (int8 I/O)",
+    "tflm": "TFLM (micro)",
+}
+ARTIFACT_LABELS: dict[str, str] = {
+    **{k: v for k, v in VARIANTS.items() if k != "teacher"},
+    "c_source": "C array source",
+    "c_header": "C array header",
+    "report": "Report (JSON)",
+    "summary": "Summary (Markdown)",
+    "probe": "Probe inputs/outputs",
+}
+QUALITY_NAMES: dict[str, str] = {
+    "accuracy": "accuracy on labels",
+    "top1_agreement": "top-1 agreement with the teacher",
+    "r2": "R² on labels",
+    "r2_vs_teacher": "R² against the teacher",
+}
+
+
+def variant_label(kind: str) -> str:
+    return VARIANTS.get(kind) or ARTIFACT_LABELS.get(kind) or kind
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+@dataclass
+class QualityRow:
+    kind: str
+    label: str
+    runtime: str
+    samples: int | None
+    accuracy: float | None
+    agreement: float | None
+    r2: float | None
+    drop_pp: float | None
+    max_abs_diff: float | None
+    primary: bool
+    subset: bool
+
+
+@dataclass
+class SizeRow:
+    kind: str
+    label: str
+    size_bytes: float | None
+    bytes_x: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    runtime: str
+    speedup: float | None
+    primary: bool
+
+
+@dataclass
+class Budget:
+    name: str
+    used: float
+    available: float
+    text: str
+    fits: bool | None
+    note: str
+    chart: Markup
+
+
+@dataclass
+class ReportView:
+    headline: dict[str, Any]
+    quality_name: str
+    quality: list[QualityRow]
+    sizes: list[SizeRow]
+    budgets: list[Budget]
+    estimate_ms: float | None
+    estimate_formula: str
+    warnings: list[str]
+    violations: list[str]
+    student: dict[str, Any]
+    teacher: dict[str, Any]
+    training: dict[str, Any]
+    charts: dict[str, Markup] = field(default_factory=dict)
+    regression: bool = False
+
+
+def build(report: dict[str, Any]) -> ReportView:
+    headline = dict(report.get("headline") or {})
+    primary = headline.get("primary_artifact")
+    qkey = str(headline.get("quality_metric") or "accuracy")
+    regression = qkey.startswith("r2")
+    metrics: dict[str, Any] = report.get("metrics") or {}
+
+    quality: list[QualityRow] = []
+    for kind in [*VARIANTS, *[k for k in metrics if k not in VARIANTS]]:
+        m = metrics.get(kind)
+        if not isinstance(m, dict):
+            continue
+        quality.append(
+            QualityRow(
+                kind=kind,
+                label=variant_label(kind),
+                runtime=str(m.get("runtime") or ""),
+                samples=m.get("samples") if isinstance(m.get("samples"), int) else None,
+                accuracy=_num(m.get("accuracy")),
+                agreement=_num(m.get("top1_agreement")),
+                r2=_num(m.get(qkey)) if regression else None,
+                drop_pp=_num(m.get("drop_vs_student_fp32_pp")),
+                max_abs_diff=_num(m.get("max_abs_diff_vs_student_fp32")),
+                primary=kind == primary,
+                subset=bool(m.get("subset")),
+            )
+        )
+
+    sizes_block: dict[str, Any] = report.get("sizes") or {}
+    latency: dict[str, Any] = report.get("latency") or {}
+    host = {
+        str(m.get("artifact_kind")): m
+        for m in latency.get("measurements") or []
+        if isinstance(m, dict) and m.get("source") == "host"
+    }
+    estimate = next(
+        (m for m in latency.get("measurements") or [] if isinstance(m, dict) and m.get("source") == "estimated"),
+        None,
+    )
+    speedup: dict[str, Any] = latency.get("speedup_vs_teacher") or {}
+    artifact_bytes: dict[str, Any] = sizes_block.get("artifact_bytes") or {}
+    bytes_x: dict[str, Any] = sizes_block.get("bytes_x") or {}
+    sizes: list[SizeRow] = []
+    teacher = report.get("teacher") or {}
+    t_host = host.get("teacher", {})
+    sizes.append(
+        SizeRow(
+            kind="teacher",
+            label="Teacher",
+            size_bytes=_num(sizes_block.get("teacher_bytes") or teacher.get("file_bytes")),
+            bytes_x=1.0,
+            p50_ms=_num(t_host.get("p50_ms")),
+            p90_ms=_num(t_host.get("p90_ms")),
+            runtime=str(t_host.get("runtime") or teacher.get("runtime") or ""),
+            speedup=1.0 if t_host else None,
+            primary=False,
+        )
+    )
+    kinds = [k for k in VARIANTS if k in artifact_bytes or k in host] + [
+        k for k in [*artifact_bytes, *host] if k not in VARIANTS
+    ]
+    for kind in dict.fromkeys(kinds):
+        if kind == "teacher":
+            continue
+        h = host.get(kind, {})
+        sizes.append(
+            SizeRow(
+                kind=kind,
+                label=variant_label(kind),
+                size_bytes=_num(artifact_bytes.get(kind)),
+                bytes_x=_num(bytes_x.get(kind)),
+                p50_ms=_num(h.get("p50_ms")),
+                p90_ms=_num(h.get("p90_ms")),
+                runtime=" ".join(str(h.get(k) or "") for k in ("runtime", "runtime_version")).strip(),
+                speedup=_num(speedup.get(kind)),
+                primary=kind == primary,
+            )
+        )
+
+    budgets = _budgets(report.get("budget") or {})
+    budget = report.get("budget") or {}
+    violations = [str(v) for v in budget.get("violations") or []]
+    for kind, ops in (budget.get("ops") or {}).items():
+        bad = (ops or {}).get("not_allowed") or []
+        if bad:
+            violations.append(f"{variant_label(kind)} uses ops the firmware lacks: {', '.join(map(str, bad))}")
+
+    view = ReportView(
+        headline=headline,
+        quality_name=QUALITY_NAMES.get(qkey, qkey),
+        quality=quality,
+        sizes=sizes,
+        budgets=budgets,
+        estimate_ms=_num(estimate.get("estimated_ms")) if estimate else None,
+        estimate_formula=str(estimate.get("formula") or "") if estimate else "",
+        warnings=[str(w) for w in report.get("warnings") or []],
+        violations=violations,
+        student=dict(report.get("student") or {}),
+        teacher=dict(teacher),
+        training=dict(report.get("training") or {}),
+        regression=regression,
+    )
+    view.charts = _charts(view)
+    return view
+
+
+def _budgets(budget: dict[str, Any]) -> list[Budget]:
+    out: list[Budget] = []
+    specs = (
+        ("flash", "Flash (model)", "bytes"),
+        ("ram", "RAM (tensor arena)" if (budget.get("ram") or {}).get("measured_arena_bytes") else "RAM", "bytes"),
+        ("macs", "Compute (MACs)", "macs"),
+    )
+    for key, name, unit in specs:
+        b = budget.get(key)
+        if not isinstance(b, dict):
+            continue
+        used = _num(b.get("used_bytes") if unit == "bytes" else b.get("used"))
+        available = _num(b.get("available_bytes") if unit == "bytes" else b.get("available"))
+        if used is None or not available:
+            continue
+        if unit == "bytes":
+            text = f"{fmt_bytes(used)} of {fmt_bytes(available)} ({100 * used / available:.1f}%)"
+        else:
+            text = f"{used:,.0f} of {available:,.0f} MACs ({100 * used / available:.1f}%)"
+        note = ""
+        if key == "flash" and b.get("artifact_kind"):
+            note = f"{variant_label(str(b['artifact_kind']))}, {'measured' if b.get('measured') else 'estimated'}"
+        elif key == "ram":
+            note = str(b.get("by") or ("measured" if b.get("measured") else "estimated"))
+        fits = b.get("fits") if isinstance(b.get("fits"), bool) else None
+        out.append(
+            Budget(
+                name=name,
+                used=used,
+                available=available,
+                text=text,
+                fits=fits,
+                note=note,
+                chart=charts.meter(f"budget-{key}", used, available, label=f"{name} budget", text=text),
+            )
+        )
+    return out
+
+
+def _pct_tick(v: float) -> str:
+    return f"{v:g}%"
+
+
+def _charts(view: ReportView) -> dict[str, Markup]:
+    out: dict[str, Markup] = {}
+    if view.quality:
+        if view.regression:
+            groups = [
+                charts.Group(q.label, [charts.Bar(q.r2, f"{q.r2:.3f}" if q.r2 is not None else "n/a")])
+                for q in view.quality
+            ]
+            out["quality"] = charts.bar_chart(
+                "chart-quality",
+                groups,
+                title=f"Quality per variant ({view.quality_name})",
+                x_label="R² (1.0 = perfect)",
+                tick_fmt=lambda v: f"{v:g}",
+                max_value=1.0,
+                width=760,
+                label_width=170,
+            )
+        else:
+            series = [charts.Series("Accuracy", "s0"), charts.Series("Agreement with teacher", "s1")]
+            groups = []
+            for q in view.quality:
+                bars = []
+                if any(r.accuracy is not None for r in view.quality):
+                    bars.append(charts.Bar(None if q.accuracy is None else 100 * q.accuracy, fmt_pct(q.accuracy, 1), 0))
+                bars.append(charts.Bar(None if q.agreement is None else 100 * q.agreement, fmt_pct(q.agreement, 1), 1))
+                groups.append(charts.Group(q.label, bars))
+            out["quality"] = charts.bar_chart(
+                "chart-quality",
+                groups,
+                title="Accuracy and agreement per variant (test split)",
+                x_label="Test split (%)",
+                tick_fmt=_pct_tick,
+                series=series,
+                max_value=100.0,
+                width=760,
+                label_width=170,
+            )
+    sized = [s for s in view.sizes if s.size_bytes is not None]
+    if sized:
+        unit, div = _byte_unit(max(s.size_bytes or 0 for s in sized))
+        out["size"] = charts.bar_chart(
+            "chart-size",
+            [
+                charts.Group(
+                    s.label,
+                    [
+                        charts.Bar(
+                            (s.size_bytes or 0) / div,
+                            fmt_bytes(s.size_bytes)
+                            + ("" if s.kind == "teacher" else f" · {fmt_ratio(s.bytes_x)} smaller"),
+                            0 if s.kind == "teacher" else 1,
+                        )
+                    ],
+                )
+                for s in sized
+            ],
+            title="Model size: teacher vs student artifacts",
+            x_label=f"File size ({unit})",
+            tick_fmt=lambda v: f"{v:g}",
+            series=[charts.Series("Teacher", "s2"), charts.Series("Student", "s0")],
+            label_width=150,
+            value_width=170,
+        )
+    timed = [s for s in view.sizes if s.p50_ms is not None]
+    if timed:
+        unit_ms = max(s.p50_ms or 0 for s in timed) >= 1
+        scale = 1.0 if unit_ms else 1000.0
+        out["latency"] = charts.bar_chart(
+            "chart-latency",
+            [
+                charts.Group(
+                    s.label,
+                    [
+                        charts.Bar(
+                            (s.p50_ms or 0) * scale,
+                            fmt_ms(s.p50_ms) + ("" if s.kind == "teacher" else f" · {fmt_ratio(s.speedup)} vs teacher"),
+                            0 if s.kind == "teacher" else 1,
+                        )
+                    ],
+                )
+                for s in timed
+            ],
+            title="Latency on the host: teacher vs student artifacts (p50, batch 1)",
+            x_label="Host latency p50 (" + ("ms" if unit_ms else "µs") + ")",
+            tick_fmt=lambda v: f"{v:g}",
+            series=[charts.Series("Teacher", "s2"), charts.Series("Student", "s0")],
+            label_width=150,
+            value_width=170,
+        )
+    return out
+
+
+def _byte_unit(largest: float) -> tuple[str, float]:
+    for unit, div in (("GiB", 1024.0**3), ("MiB", 1024.0**2), ("KiB", 1024.0)):
+        if largest >= div:
+            return unit, div
+    return "bytes", 1.0
+
+
+def training_chart(
+    curve: list[dict[str, Any]], *, regression: bool = False, chart_id: str = "chart-training"
+) -> dict[str, Markup]:
+    """Loss and validation fidelity per epoch: two charts, each with its own unit. Fidelity is top-1
+    agreement with the teacher (classification) or R² against the teacher (regression)."""
+    if not curve:
+        return {}
+
+    def points(key: str, scale: float) -> list[tuple[float, float]]:
+        return [
+            (float(p["epoch"]), scale * float(p[key]))
+            for p in curve
+            if _num(p.get("epoch")) is not None and _num(p.get(key)) is not None
+        ]
+
+    loss = points("train_loss", 1.0)
+    out: dict[str, Markup] = {}
+    if loss:
+        out["loss"] = charts.line_chart(
+            f"{chart_id}-loss",
+            [charts.Line("Training loss", loss, "s2")],
+            title="Training loss per epoch",
+            x_label="Epoch",
+            y_label="Loss (distillation objective)",
+            y_fmt=lambda v: f"{v:.3g}",
+        )
+    if regression:
+        fid = points("val_fidelity", 1.0)
+        if fid:
+            out["fidelity"] = charts.line_chart(
+                f"{chart_id}-fidelity",
+                [charts.Line("R² against the teacher", fid, "s1")],
+                title="Validation fidelity per epoch",
+                x_label="Epoch",
+                y_label="Validation R² vs teacher",
+                y_fmt=lambda v: f"{v:.2f}",
+                y_max=1.0,
+            )
+        return out
+    fid, acc = points("val_fidelity", 100.0), points("val_accuracy", 100.0)
+    lines = [charts.Line("Fidelity (agreement with teacher)", fid, "s1")] if fid else []
+    if acc:
+        lines.append(charts.Line("Accuracy on labels", acc, "s0 dashed"))
+    if lines:
+        out["fidelity"] = charts.line_chart(
+            f"{chart_id}-fidelity",
+            lines,
+            title="Validation fidelity and accuracy per epoch",
+            x_label="Epoch",
+            y_label="Validation (%)",
+            y_fmt=lambda v: f"{v:g}%",
+            y_min=0.0,
+            y_max=100.0,
+        )
+    return out
