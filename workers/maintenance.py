@@ -4,9 +4,11 @@ jobs whose heartbeat stopped (their worker died without the broker redelivering)
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import logging
 import threading
+from typing import Any
 
 from celery import Celery
 
@@ -19,27 +21,45 @@ log = logging.getLogger(__name__)
 
 
 def broker_job_ids(app: Celery) -> set[str]:
-    """Job ids of run_job messages the Redis broker holds: waiting in a queue or delivered but unacked.
-    Reads kombu's Redis layout (a list per queue, the 'unacked' hash) without consuming anything."""
-    ids: set[str] = set()
+    """Job ids of run_job messages the Redis broker holds: waiting in a queue (each priority level is its
+    own list) or delivered but unacked (the 'unacked' hash of [message, exchange, routing key]).
+    Reads kombu's Redis layout without consuming anything; checked against a real redis-server in
+    tests/unit/workers/test_maintenance.py."""
+    raw: list[bytes] = []
     with app.connection_for_read() as conn:
-        client = conn.default_channel.client
-        raw: list[bytes] = []
+        channel: Any = conn.default_channel
+        client = channel.client
         for queue in QUEUES:
-            raw += client.lrange(queue, 0, -1)
-        for value in client.hvals("unacked"):
+            for name in dict.fromkeys(channel._q_for_pri(queue, pri) for pri in channel.priority_steps):
+                raw += client.lrange(name, 0, -1)
+        for value in client.hvals(channel.unacked_key):
             try:
                 raw.append(json.dumps(json.loads(value)[0]).encode())
-            except (ValueError, IndexError, TypeError):
+            except (ValueError, IndexError, TypeError, KeyError):
                 continue
+    ids: set[str] = set()
     for item in raw:
-        try:
-            headers = json.loads(item).get("headers", {})
-            if headers.get("task") == RUN_JOB:
-                ids.update(ast.literal_eval(headers.get("argsrepr", "[]")))
-        except (ValueError, SyntaxError, AttributeError, TypeError):
-            continue
-    return {str(i) for i in ids}
+        job_id = _job_id_of(item)
+        if job_id is not None:
+            ids.add(job_id)
+    return ids
+
+
+def _job_id_of(item: bytes) -> str | None:
+    """The job id of one serialized run_job message (task protocol 2), else None."""
+    try:
+        message = json.loads(item)
+        headers = message.get("headers") or {}
+        if headers.get("task") != RUN_JOB:
+            return None
+        body = message.get("body")
+        if isinstance(body, str) and message.get("properties", {}).get("body_encoding") == "base64":
+            args = json.loads(base64.b64decode(body))[0]  # [args, kwargs, embed]
+        else:  # fall back to the human-readable copy of the arguments
+            args = ast.literal_eval(headers.get("argsrepr", "[]"))
+        return str(args[0]) if args else None
+    except (ValueError, SyntaxError, AttributeError, TypeError, IndexError, KeyError):
+        return None
 
 
 def requeue_lost(app: Celery, *, older_than_s: float, only_missing: bool) -> int:

@@ -3,7 +3,9 @@ uvicorn API process and Celery worker processes, on SQLite or PostgreSQL. Loopba
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -57,8 +59,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis+socket://{self.socket_path}"
 
-    def start(self) -> None:
+    def start(self, *, wipe: bool = False) -> None:
+        """wipe=True forgets everything the server held (its append-only file): a Redis without
+        persistence, or a new empty one, coming back after a restart."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if wipe:
+            for path in self.workdir.glob("appendonly*"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         cmd = [redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket_path)]
         cmd += ["--unixsocketperm", "700", "--dir", str(self.workdir), "--appendonly", "yes", "--save", ""]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -157,22 +164,45 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def start_worker(self, name: str | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str | None = None, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """A Celery worker (concurrency 1) in its own process group, so a test can kill it whole."""
         name = name or f"w{len(self.workers) + 1}"
         cmd = [sys.executable, "-m", "workers.worker_cli", "--concurrency", "1", "--hostname", f"{name}@%h"]
         log = self.log(f"worker-{name}")
-        proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        offset = log.stat().st_size if log.exists() else 0  # a restarted worker appends to its log
+        proc = subprocess.Popen(
+            cmd, env={**self.env, **(env or {})}, cwd=REPO, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
         self.workers.append(proc)
-        wait_until(lambda: self._worker_ready(proc, log), 120, f"worker {name} to be ready")
+        wait_until(lambda: self._worker_ready(proc, log, offset), 120, f"worker {name} to be ready")
         return proc
 
     @staticmethod
-    def _worker_ready(proc: subprocess.Popen[bytes], log: Path) -> bool:
+    def _worker_ready(proc: subprocess.Popen[bytes], log: Path, offset: int = 0) -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited: {log.read_text()[-3000:]}")
-        return log.exists() and " ready." in log.read_text(errors="replace")
+        if not log.exists():
+            return False
+        with log.open("rb") as f:
+            f.seek(offset)
+            return b" ready." in f.read()
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker's whole process group (main process and pool children): a machine dying."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        self.workers.remove(proc)
+
+    def kill_api(self) -> None:
+        assert self.api is not None
+        self.api.kill()
+        self.api.wait(timeout=30)
+        self.api = None
 
     def stop(self) -> None:
+        # Pool children first leave with their parent on SIGTERM; the group kill catches any left over.
         for proc in [*self.workers, self.api]:
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -184,6 +214,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for proc in self.workers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # orphaned pool children, if any
         self.workers.clear()
         self.api = None
 
@@ -201,10 +234,13 @@ with session_scope() as s:
 
 
 @contextmanager
-def running_stack(tmp: Path, database_url: str, *, workers: int = 1) -> Iterator[Stack]:
+def running_stack(
+    tmp: Path, database_url: str, *, workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """env: extra EDGEDISTILL_* settings for every process of the stack (e.g. a short heartbeat timeout)."""
     redis = RedisServer(tmp / "redis")
     redis.start()
-    stack = Stack(data_dir=tmp / "data", database_url=database_url, redis=redis)
+    stack = Stack(data_dir=tmp / "data", database_url=database_url, redis=redis, extra_env=dict(env or {}))
     stack.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         stack.migrate()
