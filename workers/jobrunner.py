@@ -7,6 +7,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,18 @@ def _fetch(store: ArtifactStore, key: str, target: Path) -> Path:
     return target
 
 
-def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None) -> str:
-    """Returns what happened: succeeded | failed | cancelled | skipped:<why>."""
+MAX_ATTEMPTS = 3  # a job whose worker process died this many times is failed, not run again
+
+
+def heartbeat_interval_s(settings: Settings) -> float:
+    return max(1.0, settings.job_heartbeat_timeout_s / 6)
+
+
+def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None, redelivered: bool = False) -> str:
+    """Returns what happened: succeeded | failed | cancelled | skipped:<why>.
+
+    redelivered: the broker handed this message out before (Celery requeues the job of a pool process
+    that died, reject_on_worker_lost; Redis restores unacked messages after the visibility timeout)."""
     settings = settings or get_settings()
     with session_scope(settings) as session:
         job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
@@ -54,10 +65,16 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
             return "skipped:missing"
         if job.status in TERMINAL:
             return f"skipped:{job.status}"
-        if not jobs_repo.claim_job(
+        claimed = jobs_repo.claim_job(
             session, job_id=job_id, worker_id=worker_id, stale_after_s=settings.job_heartbeat_timeout_s
-        ):
-            return "skipped:claimed-elsewhere"
+        )
+    if not claimed and redelivered:
+        claimed = _take_over(job_id, worker_id, settings)
+    if not claimed:
+        return "skipped:claimed-elsewhere"
+    with session_scope(settings) as session:
+        job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
+        assert job is not None
         model = models_repo.get_model_any_tenant(session, model_id=job.model_id)
         dataset = datasets_repo.get_dataset_any_tenant(session, dataset_id=job.dataset_id) if job.dataset_id else None
         inputs: dict[str, Any] = {
@@ -68,8 +85,8 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
             "webhook_url": job.webhook_url,
         }
 
-    recorder = JobRecorder(job_id, settings)
-    heartbeat = _Heartbeat(recorder, interval_s=max(1.0, settings.job_heartbeat_timeout_s / 6))
+    recorder = JobRecorder(job_id, settings, worker_id=worker_id)
+    heartbeat = _Heartbeat(recorder, interval_s=heartbeat_interval_s(settings))
     heartbeat.start()
     store = get_store(settings)
     try:
@@ -78,6 +95,41 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
         heartbeat.stopped.set()
     recorder.notify_webhook(inputs["webhook_url"])
     return status if error is None else f"{status}: {error}"
+
+
+def _take_over(job_id: str, worker_id: str, settings: Settings) -> bool:
+    """A redelivered job still marked running: its previous worker normally died (Celery requeues only
+    the job of a lost pool process), but its last heartbeat is still fresh. Wait until that heartbeat
+    has stopped for a few intervals, then run the job again, well before the reaper (which waits the
+    whole job_heartbeat_timeout_s) would fail it. A heartbeat that moves means its worker is alive:
+    the message is dropped. After MAX_ATTEMPTS the job is failed with the reason instead."""
+    interval = heartbeat_interval_s(settings)
+    stale_after = 2.5 * interval
+    deadline = time.monotonic() + settings.job_heartbeat_timeout_s
+    seen: object = None
+    while time.monotonic() < deadline:
+        with session_scope(settings) as session:
+            job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
+            if job is None or job.status != "running":
+                return False
+            if seen is not None and job.heartbeat_at != seen:
+                return False  # its worker is alive
+            seen = job.heartbeat_at
+            if job.attempts >= MAX_ATTEMPTS:
+                if jobs_repo.is_stale(session, job_id=job_id, stale_after_s=stale_after):
+                    reason = (
+                        f"the worker process running this job died {job.attempts} times "
+                        "(killed, or crashed by the job itself, e.g. out of memory); not retried again"
+                    )
+                    jobs_repo.finish_job(session, job_id=job_id, status="failed", error=reason)
+                    return False
+            else:
+                attempt = job.attempts + 1
+                if jobs_repo.claim_job(session, job_id=job_id, worker_id=worker_id, stale_after_s=stale_after):
+                    log.warning("job %s: took over from a worker that stopped (attempt %d)", job_id, attempt)
+                    return True
+        time.sleep(interval / 2)
+    return False
 
 
 def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: ArtifactStore) -> tuple[str, str | None]:
@@ -100,8 +152,12 @@ def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: Arti
                 out_dir=tmp_path / "out",
             )
             result = run_pipeline(spec, on_event=recorder.on_event, should_cancel=recorder.cancel_requested)
-            recorder.store_results(result, store)
-        recorder.finish("succeeded", report=result.report)
+            try:
+                owned = recorder.complete(result, store)
+            except OSError as exc:  # disk full, store unreachable: nothing of it is kept (complete cleans up)
+                raise PipelineError(f"storing the job's artifacts failed: {exc}") from exc
+        if not owned:
+            return "skipped:taken-over", "another worker took the job over"
         return "succeeded", None
     except Cancelled:
         recorder.finish("cancelled", error="cancelled by user")

@@ -18,8 +18,9 @@ from service.repos import artifacts as artifacts_repo
 from service.repos import events as events_repo
 from service.repos import jobs as jobs_repo
 from service.repos import measurements as measurements_repo
+from service.repos.storage_refs import storage_key_in_use
 from service.settings import Settings
-from service.storage import ArtifactStore
+from service.storage import ArtifactStore, key_for
 from workers.pipeline.events import PipelineEvent
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,13 @@ CANCEL_POLL_S = 1.0
 
 
 class JobRecorder:
-    def __init__(self, job_id: str, settings: Settings) -> None:
+    """worker_id: the claim this run holds. Its heartbeat and its outcome are written only while the job
+    is still its own, so a worker that was given up on (and replaced) cannot overwrite the new run."""
+
+    def __init__(self, job_id: str, settings: Settings, *, worker_id: str | None = None) -> None:
         self.job_id = job_id
         self.settings = settings
+        self.worker_id = worker_id
         self.measurements: list[dict[str, Any]] = []
         self.curve: list[dict[str, Any]] = []
         self._cancel_checked_at = 0.0
@@ -87,54 +92,92 @@ class JobRecorder:
 
     def heartbeat(self) -> None:
         try:
-            self._write(lambda s: jobs_repo.heartbeat(s, job_id=self.job_id))
+            self._write(lambda s: jobs_repo.heartbeat(s, job_id=self.job_id, worker_id=self.worker_id))
         except OperationalError:
             log.warning("heartbeat for job %s failed", self.job_id)
 
     # -- outcome ------------------------------------------------------------------------------
-    def store_results(self, result: Any, store: ArtifactStore) -> None:
-        """Upload every artifact, then record artifacts and host measurements in one transaction, so
-        a job is never visible with half of its artifacts."""
-        stored = []
-        for kind, art in sorted(result.artifacts.items()):
-            obj = store.put_file(art.path)
-            if obj.sha256 != art.sha256:
-                raise RuntimeError(f"artifact {kind} changed while uploading (sha256 mismatch)")
-            stored.append((kind, art, obj))
+    def complete(self, result: Any, store: ArtifactStore) -> bool:
+        """Upload every artifact, then in one transaction mark the job succeeded and record its artifacts
+        and host measurements: a job is never visible with half of its artifacts, nor with artifacts
+        but not succeeded. False (nothing recorded) when the job is no longer this worker's. When an
+        upload or the transaction fails, the objects this call added to the store are removed again."""
+        added: list[str] = []
+        try:
+            stored = []
+            for kind, art in sorted(result.artifacts.items()):
+                existed = store.exists(key_for(art.sha256))
+                obj = store.put_file(art.path)
+                if not existed:
+                    added.append(obj.key)
+                if obj.sha256 != art.sha256:
+                    raise RuntimeError(f"artifact {kind} changed while uploading (sha256 mismatch)")
+                stored.append((kind, art, obj))
 
-        def write(session: Session) -> None:
-            ids: dict[str, str] = {}
-            for kind, art, obj in stored:
-                row = artifacts_repo.upsert_artifact(
+            def write(session: Session) -> bool:
+                if not jobs_repo.finish_job(
+                    session, job_id=self.job_id, status="succeeded", report=result.report, worker_id=self.worker_id
+                ):
+                    return False
+                ids: dict[str, str] = {}
+                for kind, art, obj in stored:
+                    row = artifacts_repo.upsert_artifact(
+                        session,
+                        job_id=self.job_id,
+                        kind=kind,
+                        filename=art.path.name,
+                        size_bytes=obj.size,
+                        sha256=obj.sha256,
+                        storage_key=obj.key,
+                        metadata=art.metadata,
+                    )
+                    ids[kind] = row.id
+                measurements_repo.replace_host_measurements(
                     session,
                     job_id=self.job_id,
-                    kind=kind,
-                    filename=art.path.name,
-                    size_bytes=obj.size,
-                    sha256=obj.sha256,
-                    storage_key=obj.key,
-                    metadata=art.metadata,
+                    measurements=[
+                        {**m, "artifact_id": ids[m["artifact_kind"]]}
+                        for m in self.measurements
+                        if m.get("artifact_kind") in ids
+                    ],
                 )
-                ids[kind] = row.id
-            measurements_repo.replace_host_measurements(
-                session,
-                job_id=self.job_id,
-                measurements=[
-                    {**m, "artifact_id": ids[m["artifact_kind"]]}
-                    for m in self.measurements
-                    if m.get("artifact_kind") in ids
-                ],
+                return True
+
+            owned = self._write(write)
+        except BaseException:
+            self._discard(store, added)
+            raise
+        if not owned:
+            log.warning("job %s is no longer this worker's; its results are dropped", self.job_id)
+            self._discard(store, added)
+            return False
+        self.final_status = "succeeded"
+        return True
+
+    def _discard(self, store: ArtifactStore, keys: list[str]) -> None:
+        for key in keys:
+
+            def in_use(session: Session, key: str = key) -> bool:
+                return storage_key_in_use(session, key=key)
+
+            try:
+                if not self._write(in_use):
+                    store.delete(key)
+            except Exception:  # best effort: an orphan object is garbage, never visible
+                log.warning("could not remove stored object %s of job %s", key, self.job_id, exc_info=True)
+
+    def finish(self, status: str, *, error: str | None = None, report: dict[str, Any] | None = None) -> bool:
+        """End the job; False when it had already ended or is no longer this worker's."""
+
+        def write(session: Session) -> bool:
+            return jobs_repo.finish_job(
+                session, job_id=self.job_id, status=status, error=error, report=report, worker_id=self.worker_id
             )
 
-        self._write(write)
-
-    def finish(self, status: str, *, error: str | None = None, report: dict[str, Any] | None = None) -> None:
+        if not self._write(write):
+            return False
         self.final_status = status
-
-        def write(session: Session) -> None:
-            jobs_repo.finish_job(session, job_id=self.job_id, status=status, error=error, report=report)
-
-        self._write(write)
+        return True
 
     def notify_webhook(self, url: str | None) -> None:
         if not url or self.final_status is None:

@@ -22,7 +22,8 @@ def register(app: Celery) -> None:
         from workers.jobrunner import execute_job
 
         worker_id = f"{self.request.hostname or 'worker'}:{os.getpid()}"
-        return execute_job(job_id, worker_id=worker_id)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        return execute_job(job_id, worker_id=worker_id, redelivered=redelivered)
 
     @worker_ready.connect(weak=False)
     def _on_ready(sender: Any = None, **_kw: Any) -> None:

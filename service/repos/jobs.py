@@ -169,6 +169,15 @@ def heartbeat(session: Session, *, job_id: str, worker_id: str | None = None, no
     return _update(session, job_id, condition, heartbeat_at=now, updated_at=now)
 
 
+def is_stale(session: Session, *, job_id: str, stale_after_s: float, now: datetime | None = None) -> bool:
+    """A running job whose heartbeat is older than stale_after_s (or missing)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=stale_after_s)
+    stmt = select(Job.id).where(
+        Job.id == job_id, Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
+    )
+    return session.scalar(stmt) is not None
+
+
 def is_cancel_requested(session: Session, *, job_id: str) -> bool:
     return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
