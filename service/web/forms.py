@@ -9,12 +9,27 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workers.pipeline import spec
 from workers.pipeline.spec import JobOptions
 from workers.profiles.schema import DeviceProfile
 
-# The methods the engine knows (workers/steps/distill/losses.py METHODS); the API process cannot
-# import that module, and an unknown name would only fail once the job runs.
-METHODS: dict[str, str] = {"kd": "Knowledge distillation (Hinton et al. 2015): softened teacher outputs + labels"}
+_METHOD_HELP: dict[str, str] = {
+    "kd": "Knowledge distillation (Hinton et al. 2015): the teacher's softened outputs, plus labels when present",
+    "labels_only": "Labels only, no teacher: a baseline to compare against",
+    "fitnet": "FitNets (Romero et al. 2015): also match intermediate features",
+    "at": "Attention transfer (Zagoruyko & Komodakis 2017): match spatial attention maps",
+    "rkd": "Relational KD (Park et al. 2019): match distances and angles between samples",
+    "sp": "Similarity-preserving KD (Tung & Mori 2019): match pairwise similarities within a batch",
+    "data_free": "Data-free: inputs synthesized against the teacher; no transfer set needed",
+    "qat_kd": "KD with quantization-aware fine-tuning for int8",
+    "lifelong": "Continue from an earlier student without forgetting",
+    "nas": "Search the student's architecture within the device's budgets",
+    "auto": "Let edgedistill choose",
+}
+# The methods the engine's option schema accepts (workers.pipeline.spec, pure data like JobOptions).
+METHODS: dict[str, str] = {m: _METHOD_HELP.get(m, "") for m in getattr(spec, "METHODS", ("kd",))}
+# Methods that need no transfer set.
+DATA_FREE_METHODS = frozenset({"data_free"})
 
 OPTION_FIELDS: dict[str, tuple[str, ...]] = {
     # form field -> JobOptions location
@@ -45,6 +60,7 @@ ADVANCED_FIELDS = (
     "calibration_samples",
     "benchmark_runs",
     "device",
+    "qat",
 )
 
 PROFILE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -126,7 +142,7 @@ def errors_by_field(exc: ValidationError, mapping: Mapping[str, tuple[str, ...]]
 def job_options(form: Mapping[str, str]) -> FormResult:
     """The options part of the New job form -> JobOptions fields (as a dict), with per-field errors."""
     raw: dict[str, Any] = {}
-    values = {name: (form.get(name) or "").strip() for name in OPTION_FIELDS}
+    values = {name: (form.get(name) or "").strip() for name in (*OPTION_FIELDS, "qat")}
     values["student_mode"] = form.get("student_mode") or "auto"
     errors: dict[str, str] = {}
     for name, loc in OPTION_FIELDS.items():
@@ -140,6 +156,8 @@ def job_options(form: Mapping[str, str]) -> FormResult:
                 errors[name] = "Enter a number, or choose an automatic student size"
     if values["method"] and values["method"] not in METHODS:
         errors["method"] = f"Unknown method; choose one of: {', '.join(METHODS)}"
+    if "qat" in JobOptions.model_fields and values["qat"]:
+        _set(raw, ("qat",), values["qat"])
     try:
         opts = JobOptions.model_validate(raw)
     except ValidationError as exc:

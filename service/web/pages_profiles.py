@@ -34,7 +34,7 @@ SCHEMES: dict[str, str] = {
     "int8_float_io": "int8 weights and activations, float I/O",
     "full_int8": "full int8, int8 I/O (MCU)",
 }
-CLASSES: dict[str, str] = {"cpu": "CPU", "mobile": "Mobile / SBC", "mcu": "Microcontroller"}
+CLASSES: dict[str, str] = {"cpu": "CPU", "mobile": "Mobile / SBC", "mcu": "MCU"}
 
 
 @dataclass

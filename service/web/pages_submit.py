@@ -65,6 +65,7 @@ def _defaults() -> dict[str, str]:
         "calibration_samples": str(d.calibration_samples),
         "benchmark_runs": str(d.benchmark_runs),
         "device": d.device,
+        "qat": str(getattr(d, "qat", "")),
     }
     return values
 
@@ -89,6 +90,7 @@ def _form_context(
         "builtin": list(builtin_profiles().values()),
         "custom": custom,
         "methods": forms.METHODS,
+        "has_qat": "qat" in JobOptions.model_fields,
         "advanced_open": any(name in errors for name in forms.ADVANCED_FIELDS),
         "error_order": [
             name
@@ -98,6 +100,7 @@ def _form_context(
                 "data",
                 "device_profile",
                 *forms.OPTION_FIELDS,
+                "qat",
                 "webhook_url",
             )
             if name in errors
@@ -282,7 +285,8 @@ def _submit_sync(
             values["dataset_id"] = drow.id
             notes.append(f"Transfer set {drow.name} uploaded ({fmt_bytes(drow.size_bytes)}); it is selected below.")
     elif not values["dataset_id"]:
-        errors["data"] = "Upload transfer data (.npz with x, and y if you have labels) or pick one uploaded before."
+        if values.get("method") not in forms.DATA_FREE_METHODS:
+            errors["data"] = "Upload transfer data (.npz with x, and y if you have labels) or pick one uploaded before."
     elif datasets_repo.get_dataset(session, tenant_id=user.tenant_id, dataset_id=values["dataset_id"]) is None:
         errors["data"] = "That transfer set is no longer available; upload it again."
         values["dataset_id"] = ""
@@ -293,7 +297,7 @@ def _submit_sync(
         try:
             body = JobCreate(
                 model_id=values["model_id"],
-                dataset_id=values["dataset_id"],
+                dataset_id=values["dataset_id"] or None,
                 device_profile=profile_name,
                 options=parsed.values["options"],
                 webhook_url=webhook,

@@ -105,6 +105,15 @@ def fmt_time(value: datetime | None) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def fmt_time_short(value: datetime | None) -> str:
+    """For table cells: minutes, UTC (the column header says so; the full time is in the title)."""
+    if value is None:
+        return DASH
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
 def iso(value: datetime | None) -> str:
     if value is None:
         return ""
@@ -134,6 +143,7 @@ def environment() -> Environment:
         ratio=fmt_ratio,
         num=fmt_num,
         time=fmt_time,
+        time_short=fmt_time_short,
         iso=iso,
         short=short_id,
     )

@@ -176,6 +176,16 @@
     update();
   }
 
+  // The method's one-line description follows the selected method.
+  function methodHelp() {
+    var select = document.getElementById("method");
+    var hint = document.getElementById("method-hint");
+    if (!select || !hint || !hint.dataset.methodHelp) return;
+    var help = {};
+    try { help = JSON.parse(hint.dataset.methodHelp); } catch (e) { return; }
+    select.addEventListener("change", function () { hint.textContent = help[select.value] || ""; });
+  }
+
   // Back/forward cache: a page restored after a submit must not keep a disabled button.
   window.addEventListener("pageshow", function (ev) {
     if (!ev.persisted) return;
@@ -191,6 +201,7 @@
     setInterval(tick, 1000);
     bindForms(document);
     studentSize();
+    methodHelp();
     var table = document.getElementById("jobs-table");
     if (table) followJobs(table);
     var job = document.getElementById("job");

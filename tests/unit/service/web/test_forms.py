@@ -1,0 +1,230 @@
+"""New job and custom profile forms: validation errors next to their fields, uploads kept, submits."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.orm import Session
+
+from service.db.models import Job
+from service.repos import datasets, models, profiles
+from service.web import forms
+from tests.unit.service.web.helpers import Browser, FakeQueue, Rows
+
+
+def _field_error(html: str, name: str) -> str:
+    match = re.search(rf'<p class="field-error" id="{name}-error">(.*?)</p>', html, re.S)
+    assert match, f"no error shown for {name}"
+    return match.group(1)
+
+
+def _submit(browser: Browser, data: dict[str, Any], files: dict[str, Any] | None = None) -> Any:
+    return browser.post_form("/ui/jobs/new", data, files=files or {"teacher_file": ("", b"")})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("262144", 262144), ("256 KB", 262144), ("256KiB", 262144), ("1 MB", 1048576), ("1.5M", 1572864), ("10 b", 10)],
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert forms.parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "1 TB", "-5", "1e6"])
+def test_parse_bytes_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="number of bytes"):
+        forms.parse_bytes(text)
+
+
+def test_empty_new_job_form_marks_every_missing_field(alice: Browser) -> None:
+    r = _submit(alice, {})
+    assert r.status_code == 422
+    assert "Upload a teacher model" in _field_error(r.text, "teacher")
+    assert "Upload transfer data" in _field_error(r.text, "data")
+    assert "Choose the device" in _field_error(r.text, "device_profile")
+    assert 'id="error-summary"' in r.text and "3 problems to fix" in r.text
+    assert 'href="#teacher_file"' in r.text  # the summary links to the field
+
+
+def test_option_errors_come_from_the_engines_schema(alice: Browser, rows: Rows) -> None:
+    assert alice.tenant
+    model_id, dataset_id = rows.model(alice.tenant), rows.dataset(alice.tenant)
+    data = {
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "device_profile": "cpu-x86",
+        "epochs": "0",
+        "alpha": "2",
+        "student_mode": "explicit",
+        "student_width": "",
+        "student_depth": "99",
+        "batch_size": "x",
+    }
+    r = _submit(alice, data)
+    assert r.status_code == 422
+    assert "greater than or equal to 1" in _field_error(r.text, "epochs")
+    assert "less than or equal to 1" in _field_error(r.text, "alpha")
+    assert "Enter a number" in _field_error(r.text, "student_width")
+    assert "less than or equal to 16" in _field_error(r.text, "student_depth")
+    assert "valid integer" in _field_error(r.text, "batch_size")
+    assert 'id="epochs" name="epochs" type="number"' in r.text and 'value="0" aria-invalid="true"' in r.text
+    assert '<details class="advanced" open>' in r.text  # batch size is an advanced field: shown open
+    # What was chosen stays chosen.
+    assert f'<option value="{model_id}" selected>' in r.text and 'value="cpu-x86" checked' in r.text
+
+
+def test_unknown_profile_and_other_tenants_uploads_are_refused(alice: Browser, bob: Browser, rows: Rows) -> None:
+    assert bob.tenant
+    r = _submit(
+        alice,
+        {"model_id": rows.model(bob.tenant), "dataset_id": rows.dataset(bob.tenant), "device_profile": "nope"},
+    )
+    assert r.status_code == 422
+    assert "no longer available" in _field_error(r.text, "teacher")
+    assert "no longer available" in _field_error(r.text, "data")
+    assert "Unknown device profile" in _field_error(r.text, "device_profile")
+
+
+def test_a_refused_file_is_reported_and_a_good_one_is_kept(
+    alice: Browser, npz_bytes: bytes, app: FastAPI, db: Session
+) -> None:
+    assert alice.tenant
+    files = {"teacher_file": ("teacher.onnx", b"this is not a model"), "data_file": ("digits.npz", npz_bytes)}
+    r = _submit(alice, {"device_profile": "cpu-x86"}, files)
+    assert r.status_code == 422
+    _field_error(r.text, "teacher")
+    assert "Transfer set digits.npz uploaded" in r.text
+    stored = datasets.list_datasets(db, tenant_id=alice.tenant.id).items
+    assert len(stored) == 1 and f'<option value="{stored[0].id}" selected>' in r.text
+    assert models.list_models(db, tenant_id=alice.tenant.id).items == []
+
+
+def test_upload_and_submit_starts_a_job(
+    alice: Browser, onnx_bytes: bytes, npz_bytes: bytes, fake_queue: FakeQueue, db: Session
+) -> None:
+    assert alice.tenant
+    files = {"teacher_file": ("teacher.onnx", onnx_bytes), "data_file": ("digits.npz", npz_bytes)}
+    data = {
+        "device_profile": "mcu-cortex-m4",
+        "epochs": "3",
+        "student_mode": "explicit",
+        "student_width": "8",
+        "student_depth": "2",
+        "accuracy_budget_pp": "1.5",
+        "idempotency_key": "form-1",
+        "webhook_url": "",
+    }
+    r = _submit(alice, data, files)
+    assert r.status_code == 303, r.text
+    job_id = r.headers["location"].rsplit("/", 1)[-1]
+    assert fake_queue.sent == [(job_id, "compress")]
+    job = db.get(Job, job_id)
+    assert job is not None and job.tenant_id == alice.tenant.id and job.profile_name == "mcu-cortex-m4"
+    assert job.options["epochs"] == 3
+    assert (job.options["student"]["width"], job.options["student"]["depth"]) == (8, 2)
+    assert job.options["accuracy_budget_pp"] == 1.5 and job.options["temperature"] == 4.0
+
+    # A double submit of the same form (same idempotency key, same request) is the same job.
+    again = _submit(alice, {**data, "model_id": job.model_id, "dataset_id": job.dataset_id})
+    assert again.status_code == 303 and again.headers["location"] == f"/ui/jobs/{job_id}"
+    # The same key with another request (the back button, then a change) is a new job.
+    changed = _submit(alice, {**data, "epochs": "4", "model_id": job.model_id, "dataset_id": job.dataset_id})
+    assert changed.status_code == 303 and changed.headers["location"] != f"/ui/jobs/{job_id}"
+    assert len(fake_queue.sent) == 2
+
+
+def test_automatic_student_size_ignores_width_and_depth(alice: Browser, rows: Rows, db: Session) -> None:
+    assert alice.tenant
+    data = {
+        "model_id": rows.model(alice.tenant),
+        "dataset_id": rows.dataset(alice.tenant),
+        "device_profile": "cpu-x86",
+        "student_mode": "auto",
+        "student_width": "12345",
+    }
+    r = _submit(alice, data)
+    assert r.status_code == 303, r.text
+    job = db.get(Job, r.headers["location"].rsplit("/", 1)[-1])
+    assert job is not None
+    assert (job.options["student"]["width"], job.options["student"]["depth"]) == (None, None)
+
+
+def test_cuda_without_a_gpu_worker_is_a_field_error(alice: Browser, rows: Rows) -> None:
+    assert alice.tenant
+    data = {
+        "model_id": rows.model(alice.tenant),
+        "dataset_id": rows.dataset(alice.tenant),
+        "device_profile": "cpu-x86",
+        "device": "cuda",
+    }
+    r = _submit(alice, data)
+    assert r.status_code == 422 and "GPU worker" in _field_error(r.text, "device")
+
+
+def _profile_form(**overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "my-board",
+        "description": "STM32F7 discovery",
+        "device_class": "mcu",
+        "int8_scheme": "full_int8",
+        "targets": ["onnx_fp32", "tflite_int8_full", "c_array"],
+        "max_model_bytes": "1 MB",
+        "max_ram_bytes": "320 KB",
+        "threads": "1",
+        "clock_hz": "216000000",
+        "cycles_per_mac": "1.5",
+        "op_allowlist": "CONV_2D, FULLY_CONNECTED\nRESHAPE softmax",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_profile_form_errors_sit_next_to_their_fields(alice: Browser) -> None:
+    r = alice.post_form("/ui/profiles", _profile_form(name="Bad Name!", max_model_bytes="lots", threads="0"))
+    assert r.status_code == 422
+    assert "should match pattern" in _field_error(r.text, "name")
+    assert "number of bytes" in _field_error(r.text, "max_model_bytes")
+    assert "greater than or equal to 1" in _field_error(r.text, "threads")
+    assert 'value="Bad Name!"' in r.text  # typed values are kept
+
+
+def test_profile_cross_field_errors_go_to_the_field_they_name(alice: Browser) -> None:
+    r = alice.post_form("/ui/profiles", _profile_form(max_ram_bytes=""))
+    assert "max_ram_bytes" in _field_error(r.text, "max_ram_bytes")
+    r = alice.post_form("/ui/profiles", _profile_form(op_allowlist=""))
+    assert "op_allowlist" in _field_error(r.text, "op_allowlist")
+    r = alice.post_form("/ui/profiles", _profile_form(targets=["onnx_fp32", "c_array"]))
+    assert "tflite_int8_full" in _field_error(r.text, "targets")
+    r = alice.post_form("/ui/profiles", _profile_form(max_model_bytes=""))
+    assert "flash" in _field_error(r.text, "max_model_bytes")
+
+
+def test_profile_is_created_for_this_tenant_only(alice: Browser, bob: Browser, db: Session) -> None:
+    assert alice.tenant and bob.tenant
+    r = alice.post_form("/ui/profiles", _profile_form())
+    assert r.status_code == 303 and r.headers["location"] == "/ui/profiles?created=my-board#profile-my-board"
+    row = profiles.get_custom_profile(db, tenant_id=alice.tenant.id, name="my-board")
+    assert row is not None
+    assert row.spec["budgets"] == {"max_model_bytes": 1048576, "max_ram_bytes": 327680}
+    assert row.spec["op_allowlist"] == ["CONV_2D", "FULLY_CONNECTED", "RESHAPE", "SOFTMAX"]
+    page = alice.client.get("/ui/profiles?created=my-board").text
+    assert 'id="profile-my-board"' in page and "created" in page
+    assert 'value="my-board"' in alice.client.get("/ui/jobs/new").text  # offered on New job
+    assert 'id="profile-my-board"' not in bob.client.get("/ui/profiles").text
+    again = alice.post_form("/ui/profiles", _profile_form())
+    assert again.status_code == 422 and "already exists" in _field_error(again.text, "name")
+    builtin = alice.post_form("/ui/profiles", _profile_form(name="cpu-x86"))
+    assert "built-in" in _field_error(builtin.text, "name")
+
+
+@pytest.mark.skipif("data_free" not in forms.METHODS, reason="the engine has no data_free method")
+def test_data_free_method_needs_no_transfer_set(alice: Browser, rows: Rows, db: Session) -> None:
+    assert alice.tenant
+    data = {"model_id": rows.model(alice.tenant), "device_profile": "cpu-x86", "method": "data_free"}
+    r = _submit(alice, data)
+    assert r.status_code == 303, r.text
+    job = db.get(Job, r.headers["location"].rsplit("/", 1)[-1])
+    assert job is not None and job.dataset_id is None and job.options["method"] == "data_free"
