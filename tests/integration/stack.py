@@ -254,3 +254,45 @@ def running_stack(
     finally:
         stack.stop()
         redis.stop()
+
+
+def postgres_bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@dataclass
+class PostgresCluster:
+    """A private throwaway PostgreSQL server (scripts/start-postgres.sh) that a test may stop and start
+    again: the shared CI server is never touched. Loopback port plus a unix socket in its folder."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    url: str = ""
+
+    def _pg_ctl(self, *args: str) -> None:
+        bindir = postgres_bindir()
+        assert bindir is not None
+        cmd = [str(bindir / "pg_ctl"), "-D", str(self.workdir / "data"), *args]
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root; the script made the folder postgres's
+            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in cmd)]
+        subprocess.run(cmd, check=True, timeout=60, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def create(self) -> str:
+        out = subprocess.run(
+            [str(REPO / "scripts" / "start-postgres.sh"), str(self.workdir), str(self.port)],
+            check=True, timeout=120, capture_output=True, text=True,
+        )  # fmt: skip
+        self.url = out.stdout.strip().splitlines()[-1]
+        return self.url
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are cut, new ones refused."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start(self) -> None:
+        opts = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg_ctl("-w", "-l", str(self.workdir / "server.log"), "-o", opts, "start")
+
+    def destroy(self) -> None:
+        subprocess.run([str(REPO / "scripts" / "stop-postgres.sh"), str(self.workdir)], timeout=60, check=False)
