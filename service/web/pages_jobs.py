@@ -27,6 +27,7 @@ from service.repos.errors import InvalidCursor
 from service.web import auth, jobview
 from service.web.auth import StreamUserDep, UserDep
 from service.web.errors import PageNotFound
+from service.web.lifecycle import server_exiting
 from service.web.templating import render, render_string
 
 router = APIRouter(include_in_schema=False)
@@ -142,7 +143,7 @@ async def jobs_list_stream(
             yield _event("job", item)
         for job_id in removed:
             yield _event("remove", {"id": job_id})
-        if time.monotonic() >= deadline or await request.is_disconnected():
+        if time.monotonic() >= deadline or server_exiting() or await request.is_disconnected():
             return
         await anyio.sleep(poll_s)
         quiet = 0.0 if changed or removed else quiet + poll_s
@@ -253,4 +254,13 @@ def job_events(
     if last_event_id and last_event_id.isdigit():
         start = max(start, int(last_event_id))
     stream = job_event_stream(request, factory, job_id, after_id=start, poll_s=settings.sse_poll_interval_s)
-    return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+    return StreamingResponse(_until_shutdown(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+async def _until_shutdown(stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    """End the stream when the server shuts down (checked at each message; an idle job stream still
+    sends a keep-alive every 15 s). The browser reconnects to whichever server answers next."""
+    async for chunk in stream:
+        yield chunk
+        if server_exiting():
+            return

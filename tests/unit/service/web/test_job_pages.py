@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 from typing import Any
 
 from fastapi import FastAPI
 
 from service.repos import jobs, measurements
+from service.web import lifecycle
 from tests.unit.service.web.helpers import Browser, Rows
 
 X = "\u00d7"  # the multiplication sign of ratios
@@ -230,3 +232,28 @@ def test_measurements_page_charts_host_and_device_timings(alice: Browser, rows: 
     assert "pi5" in filtered and ">host<" not in filtered
     none = alice.client.get("/ui/measurements?device=nothing").text
     assert "No measurements match" in none
+
+
+class _ExitingServer:
+    """Stands in for uvicorn's Server: its handle_exit is the SIGTERM handler, should_exit is set."""
+
+    should_exit = True
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        return None
+
+
+def test_event_streams_end_when_the_server_shuts_down(alice: Browser, rows: Rows) -> None:
+    assert alice.tenant
+    job = rows.running(alice.tenant)
+    previous = signal.signal(signal.SIGTERM, _ExitingServer().handle_exit)
+    try:
+        assert lifecycle.server_exiting()
+        # No max_s: without the shutdown check this would stream for minutes.
+        listed = _events(alice.client.get("/ui/jobs/events").text)
+        assert [k for k, _ in listed] == ["job"]
+        followed = alice.client.get(f"/ui/jobs/{job.id}/events").text
+        assert followed.startswith("retry:") and len(_events(followed)) <= 1  # one message, then it ends
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not lifecycle.server_exiting()
