@@ -88,6 +88,12 @@ _MESSAGE_FIELDS = (
     ("tflite_int8_full", "targets"),
     ("c_array", "targets"),
 )
+# Messages for errors whose pydantic wording is written for programmers.
+_FRIENDLY: dict[tuple[str, str], str] = {
+    ("name", "string_pattern_mismatch"): (
+        "Use lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
+    ),
+}
 _BYTES_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
@@ -135,7 +141,7 @@ def errors_by_field(exc: ValidationError, mapping: Mapping[str, tuple[str, ...]]
             loc = loc[:-1]
         if name is None:
             name = next((f for word, f in _MESSAGE_FIELDS if word in msg), default)
-        out.setdefault(name, msg)
+        out.setdefault(name, _FRIENDLY.get((name, str(err.get("type"))), msg))
     return out
 
 

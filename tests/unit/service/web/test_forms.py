@@ -185,7 +185,7 @@ def _profile_form(**overrides: Any) -> dict[str, Any]:
 def test_profile_form_errors_sit_next_to_their_fields(alice: Browser) -> None:
     r = alice.post_form("/ui/profiles", _profile_form(name="Bad Name!", max_model_bytes="lots", threads="0"))
     assert r.status_code == 422
-    assert "should match pattern" in _field_error(r.text, "name")
+    assert "Use lower-case letters, digits" in _field_error(r.text, "name")
     assert "number of bytes" in _field_error(r.text, "max_model_bytes")
     assert "greater than or equal to 1" in _field_error(r.text, "threads")
     assert 'value="Bad Name!"' in r.text  # typed values are kept
