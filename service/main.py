@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from service.api.bodylimit import JsonBodyLimit
 from service.api.errors import install_error_handlers
 from service.api.ratelimit import RateLimiter
 from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
@@ -52,6 +53,12 @@ def create_app(
     app.state.queue = job_queue
     app.state.submit_limiter = RateLimiter(settings.submit_rate_limit_per_minute)
     install_error_handlers(app)
+    app.add_middleware(
+        JsonBodyLimit,
+        max_bytes=settings.max_json_body_bytes,
+        path_prefix=f"{API_PREFIX}/",
+        upload_paths=frozenset({f"{API_PREFIX}/models", f"{API_PREFIX}/datasets"}),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=2 * GiB, gt=0)
     upload_chunk_bytes: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
+    # Every other API request body (JSON) is refused with 413 past this, before it is read into memory.
+    max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
 
     webhook_secret: str | None = None
     webhook_timeout_s: float = Field(default=10.0, gt=0)

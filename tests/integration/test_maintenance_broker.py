@@ -55,9 +55,7 @@ def _client(server: RedisServer) -> redis.Redis:
     return redis.Redis(unix_socket_path=str(server.socket_path))
 
 
-def test_sees_waiting_prioritised_and_unacked_messages_only_of_run_job(
-    app: Celery, redis_server: RedisServer
-) -> None:
+def test_sees_waiting_prioritised_and_unacked_messages_only_of_run_job(app: Celery, redis_server: RedisServer) -> None:
     sender = CeleryJobQueue(redis_server.url)
     sender.enqueue("job-waiting", "compress")
     sender.enqueue("job-gpu", "gpu")
