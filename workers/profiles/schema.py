@@ -47,15 +47,15 @@ class DeviceProfile(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:
         b = self.budgets
+        # Budgets no student of any device class can meet are refused here (422 from the API), not after
+        # a job has queued and trained.
+        if b.max_model_bytes < MIN_FLASH_BYTES:
+            raise ValueError(f"budgets.max_model_bytes={b.max_model_bytes} is below {MIN_FLASH_BYTES}: no model fits")
+        if b.max_ram_bytes is not None and b.max_ram_bytes < MIN_RAM_BYTES:
+            raise ValueError(f"budgets.max_ram_bytes={b.max_ram_bytes} is below {MIN_RAM_BYTES}: no arena fits")
         if self.device_class == "mcu":
             if b.max_ram_bytes is None:
                 raise ValueError("an mcu profile needs budgets.max_ram_bytes (the tensor arena budget)")
-            if b.max_model_bytes < MIN_FLASH_BYTES:
-                raise ValueError(
-                    f"budgets.max_model_bytes={b.max_model_bytes} is below {MIN_FLASH_BYTES}: no model fits"
-                )
-            if b.max_ram_bytes < MIN_RAM_BYTES:
-                raise ValueError(f"budgets.max_ram_bytes={b.max_ram_bytes} is below {MIN_RAM_BYTES}: no arena fits")
             if "tflite_int8_full" not in self.targets:
                 raise ValueError("an mcu profile must target tflite_int8_full")
             if self.int8_scheme != "full_int8":
