@@ -9,12 +9,14 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES, Artifact, Job
 from service.repos import artifacts as artifacts_repo
 from service.repos import datasets as datasets_repo
 from service.repos import events as events_repo
 from service.repos import models as models_repo
+from service.settings import Settings
 from service.web import reportview
 from workers.pipeline.events import STAGES
 
@@ -49,6 +51,24 @@ class Message:
 
 
 @dataclass
+class DeviceRow:
+    """The latest measurement of one device for one artifact, judged against the host run."""
+
+    kind: str
+    device: str
+    runtime: str
+    p50_ms: float | None
+    host_p50_ms: float | None
+    latency_ratio: float | None
+    agreement: float | None
+    max_abs_diff: float | None
+    ok: bool | None
+    reasons: list[str]
+    meets_target: bool | None
+    estimated: bool
+
+
+@dataclass
 class JobView:
     job: Job
     model_name: str
@@ -62,6 +82,8 @@ class JobView:
     last_event_id: int
     duration_s: float | None
     options: dict[str, Any] = field(default_factory=dict)
+    devices: list[DeviceRow] = field(default_factory=list)
+    latency_target_ms: float | None = None
 
     @property
     def active(self) -> bool:
@@ -132,7 +154,36 @@ def sort_artifacts(rows: list[Artifact]) -> list[Artifact]:
     return sorted(rows, key=lambda a: (rank.get(a.kind, len(rank)), a.kind))
 
 
-def build(session: Session, *, tenant_id: str, job: Job) -> JobView:
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def device_rows(section: dict[str, Any]) -> list[DeviceRow]:
+    """The report's `devices` section (service.comparison) as table rows, failing ones first."""
+    out: list[DeviceRow] = []
+    for kind, comp in (section.get("artifacts") or {}).items():
+        host = comp.get("host") or {}
+        for d in comp.get("devices") or []:
+            out.append(
+                DeviceRow(
+                    kind=str(kind),
+                    device=str(d.get("device") or "?"),
+                    runtime=" ".join(str(d.get(k) or "") for k in ("runtime", "runtime_version")).strip(),
+                    p50_ms=_num(d.get("p50_ms")),
+                    host_p50_ms=_num(host.get("p50_ms")),
+                    latency_ratio=_num(d.get("latency_ratio")),
+                    agreement=_num(d.get("agreement")),
+                    max_abs_diff=_num(d.get("max_abs_diff")),
+                    ok=d.get("ok") if isinstance(d.get("ok"), bool) else None,
+                    reasons=[str(r) for r in d.get("reasons") or []],
+                    meets_target=d.get("meets_target") if isinstance(d.get("meets_target"), bool) else None,
+                    estimated=bool(d.get("estimated")),
+                )
+            )
+    return sorted(out, key=lambda r: (r.ok is not False, r.kind, r.device))
+
+
+def build(session: Session, *, tenant_id: str, job: Job, settings: Settings | None = None) -> JobView:
     events = _events(session, job.id)
     stages, messages = _timeline(job, events)
     model = models_repo.get_model_any_tenant(session, model_id=job.model_id)
@@ -146,6 +197,11 @@ def build(session: Session, *, tenant_id: str, job: Job) -> JobView:
     if not curve:
         curve = list((job.metrics or {}).get("training_curve") or [])
     curve = [p for p in curve if isinstance(p, dict)]
+    devices: list[DeviceRow] = []
+    target: float | None = None
+    if settings is not None and job.status == "succeeded":
+        section = job_devices_section(session, job=job, thresholds=thresholds_from(settings))
+        devices, target = device_rows(section), _num(section.get("latency_target_ms"))
     return JobView(
         job=job,
         model_name=(model.name if model is not None and model.tenant_id == tenant_id else job.model_id),
@@ -159,4 +215,6 @@ def build(session: Session, *, tenant_id: str, job: Job) -> JobView:
         last_event_id=events[-1].id if events else 0,
         duration_s=duration_of(job),
         options=dict(job.options or {}),
+        devices=devices,
+        latency_target_ms=target,
     )

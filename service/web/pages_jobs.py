@@ -176,19 +176,21 @@ def _job_or_404(session: Session, tenant_id: str, job_id: str) -> Job:
 
 
 @router.get("/ui/jobs/{job_id}")
-def job_page(job_id: str, request: Request, user: UserDep, session: SessionDep) -> Response:
+def job_page(job_id: str, request: Request, user: UserDep, session: SessionDep, settings: SettingsDep) -> Response:
     job = _job_or_404(session, user.tenant_id, job_id)
-    view = jobview.build(session, tenant_id=user.tenant_id, job=job)
+    view = jobview.build(session, tenant_id=user.tenant_id, job=job, settings=settings)
     return render(request, "job.html", {"title": f"Job {job.id[:8]}", "v": view, "cancelled": False})
 
 
 @router.get("/ui/jobs/{job_id}/fragment")
-def job_fragment(job_id: str, request: Request, user: StreamUserDep, session: SessionDep) -> Response:
+def job_fragment(
+    job_id: str, request: Request, user: StreamUserDep, session: SessionDep, settings: SettingsDep
+) -> Response:
     """The job page's body, re-fetched by the page's script when the job's events say something changed."""
     job = jobs_repo.get_job(session, tenant_id=user.tenant_id, job_id=job_id)
     if job is None:
         return HTMLResponse("job not found", status_code=404)
-    view = jobview.build(session, tenant_id=user.tenant_id, job=job)
+    view = jobview.build(session, tenant_id=user.tenant_id, job=job, settings=settings)
     html = render_string(
         "_job_body.html", v=view, csrf_token=auth.csrf_token(request), csrf_field=auth.CSRF_FIELD, cancelled=False
     )

@@ -257,3 +257,30 @@ def test_event_streams_end_when_the_server_shuts_down(alice: Browser, rows: Rows
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not lifecycle.server_exiting()
+
+
+def test_device_verdicts_show_on_the_job_page(
+    alice: Browser, rows: Rows, app: FastAPI, report_cpu: dict[str, Any]
+) -> None:
+    assert alice.tenant
+    job = rows.finished(alice.tenant, report=report_cpu)
+    art = rows.artifact(job, "onnx_int8", b"model", "student_int8.onnx")
+    assert "On devices" not in alice.client.get(f"/ui/jobs/{job.id}").text  # no agent has reported yet
+    with app.state.sessionmaker() as s:
+        common: dict[str, Any] = {"artifact_id": art, "tenant_id": alice.tenant.id, "threads": 1, "count": 50}
+        measurements.create_measurement(
+            s, **common, source="host", device_name="host", runtime="onnxruntime", runtime_version="1.2",
+            p50_ms=0.5, p90_ms=0.6, p99_ms=0.7, mean_ms=0.55,
+        )  # fmt: skip
+        for name, agreement in (("pi5", 0.999), ("jetson", 0.80)):
+            measurements.create_measurement(
+                s, **common, source="device", device_name=name, runtime="onnxruntime", runtime_version="1.2",
+                p50_ms=2.0, p90_ms=2.1, p99_ms=2.5, mean_ms=2.05, agreement=agreement,
+            )  # fmt: skip
+        s.commit()
+    page = alice.client.get(f"/ui/jobs/{job.id}").text
+    table = re.search(r'id="devices-table".*?</table>', page, re.S)
+    assert table is not None
+    assert table.group(0).index("jetson") < table.group(0).index("pi5")  # the failing device first
+    assert "disagrees" in table.group(0) and "matches host" in table.group(0) and f"4.0{X} slower" in table.group(0)
+    assert "ONNX int8 disagrees with the host on jetson" in page and "below 0.99" in page
