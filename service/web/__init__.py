@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
+from service.api.bodylimit import JsonBodyLimit
 from service.settings import Settings
 from service.web import errors, pages_auth, pages_jobs, pages_measurements, pages_profiles, pages_submit
 from service.web.templating import STATIC
@@ -22,9 +23,26 @@ def not_found(path: str, request: Request) -> Response:
     raise errors.PageNotFound(f"There is no page at /ui/{path}.")
 
 
+NEW_JOB_PATH = "/ui/jobs/new"
+
+
 def mount(app: FastAPI, settings: Settings) -> None:
     """Add the dashboard's routes, static files and error pages to the API app."""
-    del settings  # everything is read from app.state per request, like the API
+    # Form bodies are small; only New job carries files (two, each up to max_upload_bytes). The caps
+    # are enforced before a body is read, so an anonymous POST cannot make the server hold gigabytes.
+    app.add_middleware(
+        JsonBodyLimit,
+        max_bytes=settings.max_json_body_bytes,
+        path_prefix="/ui/",
+        upload_paths=frozenset({NEW_JOB_PATH}),
+    )
+    app.add_middleware(
+        JsonBodyLimit,
+        # A backstop for chunked bodies: the route itself answers an HTML 413 on Content-Length.
+        max_bytes=4 * settings.max_upload_bytes + 16 * 1024 * 1024,
+        path_prefix=NEW_JOB_PATH,
+        upload_paths=frozenset(),
+    )
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     # /ui/jobs/new and /ui/jobs/events come before /ui/jobs/{job_id}; the catch-all 404 comes last.
     for module in (pages_auth, pages_submit, pages_jobs, pages_profiles, pages_measurements):

@@ -162,3 +162,9 @@ def test_static_assets_are_served(anonymous: Browser) -> None:
     for name, kind in (("app.css", "text/css"), ("app.js", "javascript"), ("favicon.svg", "image/svg+xml")):
         r = anonymous.client.get(f"/ui/static/{name}")
         assert r.status_code == 200 and kind in r.headers["content-type"], name
+
+
+def test_form_bodies_are_capped_before_they_are_read(anonymous: Browser) -> None:
+    big = b"api_key=" + b"x" * (2 * 1024 * 1024)
+    r = anonymous.client.post("/ui/login", content=big, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 413

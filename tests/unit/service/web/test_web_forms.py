@@ -7,10 +7,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from service.db.models import Job
+from service.main import create_app
 from service.repos import datasets, models, profiles
+from service.settings import Settings
 from service.web import forms
 from tests.unit.service.web.helpers import Browser, FakeQueue, Rows
 
@@ -228,3 +231,21 @@ def test_data_free_method_needs_no_transfer_set(alice: Browser, rows: Rows, db: 
     assert r.status_code == 303, r.text
     job = db.get(Job, r.headers["location"].rsplit("/", 1)[-1])
     assert job is not None and job.dataset_id is None and job.options["method"] == "data_free"
+
+
+def test_uploads_over_the_limit_get_a_page_not_a_stored_file(
+    settings: Settings, fake_queue: FakeQueue, make_key: Any, db: Session
+) -> None:
+    small = settings.model_copy(update={"max_upload_bytes": 4096})
+    app = create_app(small, queue=fake_queue)
+    tenant, key = make_key("acme")
+    with TestClient(app) as client:
+        browser = Browser(client)
+        assert browser.post_form("/ui/login", {"api_key": key}).status_code == 303
+        files = {"teacher_file": ("t.onnx", b"x" * 4 * 1024 * 1024), "data_file": ("d.npz", b"y" * 10)}
+        r = browser.post_form("/ui/jobs/new", {"device_profile": "cpu-x86"}, files=files, page="/ui/jobs/new")
+        assert r.status_code == 413 and "at most 4.0 KiB" in r.text
+        files = {"teacher_file": ("t.onnx", b"x" * 5000), "data_file": ("d.npz", b"y" * 10)}
+        r = browser.post_form("/ui/jobs/new", {"device_profile": "cpu-x86"}, files=files, page="/ui/jobs/new")
+        assert r.status_code == 422 and "upload limit" in _field_error(r.text, "teacher")
+    assert models.list_models(db, tenant_id=tenant.id).items == []
