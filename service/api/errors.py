@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -41,12 +45,31 @@ async def _object_missing(request: Request, exc: Exception) -> JSONResponse:
     return _json(500, "the stored file is missing from the artifact store")
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as strings: JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own handler echoes each error's input; a NaN or Infinity sent in the JSON body (Python's
+    # parser accepts them) would then make the 422 itself unserialisable, a 500.
+    assert isinstance(exc, RequestValidationError)
+    return _json(422, _json_safe(jsonable_encoder(exc.errors())))
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(500, "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(OperationalError, _db_unavailable)
     app.add_exception_handler(PoolTimeout, _db_unavailable)
     app.add_exception_handler(NotFound, _not_found)

@@ -59,10 +59,14 @@ class ReceivedUpload:
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
+MAX_FILENAME_BYTES = 255  # file systems count bytes: 255 characters of emoji are 1020
+
+
 def safe_filename(raw: str, default: str = "upload.bin") -> str:
     name = raw.replace("\\", "/").rsplit("/", 1)[-1]
     name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip().lstrip(".")
-    return name[:255] or default
+    name = name.encode("utf-8", "ignore")[:MAX_FILENAME_BYTES].decode("utf-8", "ignore")  # whole characters
+    return name or default
 
 
 class _Receiver:
