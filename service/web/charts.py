@@ -195,14 +195,18 @@ def line_chart(
     x_fmt: Fmt = lambda v: f"{v:g}",
     y_min: float | None = None,
     y_max: float | None = None,
+    x_max: float | None = None,
     width: int = 560,
     height: int = 240,
 ) -> Markup:
-    """Lines over a shared x axis (epochs), points marked and titled with their values."""
+    """Lines over a shared x axis (epochs), points marked and titled with their values (only the last
+    one on long lines, where markers would hide the line). x_max fixes the axis end (planned epochs)."""
     left, right, top, bottom = 60.0, 16.0, 30.0 if len(lines) > 1 else 14.0, 46.0
     xs = [p[0] for ln in lines for p in ln.points]
     ys = [p[1] for ln in lines for p in ln.points if math.isfinite(p[1])]
     x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    if x_max is not None and x_max > x_hi:
+        x_hi = x_max
     if x_hi <= x_lo:
         x_hi = x_lo + 1
     lo = y_min if y_min is not None else min(ys, default=0.0)
@@ -244,8 +248,8 @@ def line_chart(
             continue
         path = " ".join(f"{'M' if i == 0 else 'L'}{_f(sx(x))},{_f(sy(y))}" for i, (x, y) in enumerate(pts))
         body.append(f'<path class="line {escape(ln.css)}" d="{path}"/>')
-        r = 3.0 if len(pts) <= 40 else 1.5
-        for x, y in pts:
+        r = 3.0
+        for x, y in pts if len(pts) <= 40 else pts[-1:]:
             body.append(
                 f'<circle class="dot {escape(ln.css)}" cx="{_f(sx(x))}" cy="{_f(sy(y))}" r="{r}">'
                 f"<title>{escape(ln.name)} at {escape(x_fmt(x))}: {escape(y_fmt(y))}</title></circle>"

@@ -149,6 +149,11 @@ def _is_regression(job: Job, curve: list[dict[str, Any]]) -> bool:
     return any(isinstance(p.get("val_fidelity"), (int, float)) and p["val_fidelity"] < 0 for p in curve)
 
 
+def _planned_epochs(curve: list[dict[str, Any]]) -> int | None:
+    planned = curve[-1].get("epochs") if curve else None
+    return planned if isinstance(planned, int) and planned > 0 else None
+
+
 def sort_artifacts(rows: list[Artifact]) -> list[Artifact]:
     rank = {k: i for i, k in enumerate(ARTIFACT_ORDER)}
     return sorted(rows, key=lambda a: (rank.get(a.kind, len(rank)), a.kind))
@@ -208,7 +213,12 @@ def build(session: Session, *, tenant_id: str, job: Job, settings: Settings | No
         dataset_name=dataset.name if dataset is not None else "-",
         stages=stages,
         messages=messages,
-        curve_charts=reportview.training_chart(curve, regression=_is_regression(job, curve)),
+        curve_charts=reportview.training_chart(
+            curve,
+            regression=_is_regression(job, curve),
+            # While training, the x axis spans the planned epochs, so the curve also shows how far it got.
+            planned_epochs=_planned_epochs(curve) if job.status not in TERMINAL_STATUSES else None,
+        ),
         curve_points=len(curve),
         report=report,
         artifacts=sort_artifacts(artifacts_repo.list_job_artifacts(session, tenant_id=tenant_id, job_id=job.id)),

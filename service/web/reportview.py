@@ -354,7 +354,11 @@ def _byte_unit(largest: float) -> tuple[str, float]:
 
 
 def training_chart(
-    curve: list[dict[str, Any]], *, regression: bool = False, chart_id: str = "chart-training"
+    curve: list[dict[str, Any]],
+    *,
+    regression: bool = False,
+    planned_epochs: int | None = None,
+    chart_id: str = "chart-training",
 ) -> dict[str, Markup]:
     """Loss and validation fidelity per epoch: two charts, each with its own unit. Fidelity is top-1
     agreement with the teacher (classification) or R² against the teacher (regression)."""
@@ -378,6 +382,7 @@ def training_chart(
             x_label="Epoch",
             y_label="Loss (distillation objective)",
             y_fmt=lambda v: f"{v:.3g}",
+            x_max=planned_epochs,
         )
     if regression:
         fid = points("val_fidelity", 1.0)
@@ -390,6 +395,7 @@ def training_chart(
                 y_label="Validation R² vs teacher",
                 y_fmt=lambda v: f"{v:.2f}",
                 y_max=1.0,
+                x_max=planned_epochs,
             )
         return out
     fid, acc = points("val_fidelity", 100.0), points("val_accuracy", 100.0)
@@ -406,5 +412,6 @@ def training_chart(
             y_fmt=lambda v: f"{v:g}%",
             y_min=0.0,
             y_max=100.0,
+            x_max=planned_epochs,
         )
     return out
