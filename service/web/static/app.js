@@ -92,8 +92,11 @@
         })
         .then(function (res) {
           if (!res) return;
+          var before = root.getAttribute("data-status");
           root.innerHTML = res.html;
           root.setAttribute("data-status", res.status || "");
+          var announcer = document.getElementById("job-announcer");
+          if (announcer && res.status && res.status !== before) announcer.textContent = "Job " + res.status;
           if (focused) {
             var el = document.getElementById(focused);
             if (el) el.focus({ preventScroll: true });
