@@ -67,6 +67,13 @@ def submit_job(
         and datasets.get_dataset(session, tenant_id=tenant, dataset_id=body.dataset_id) is None
     ):
         raise HTTPException(404, f"dataset {body.dataset_id} not found")
+    # Options that name an earlier job or a data set resolve inside the caller's tenant only.
+    init_from = getattr(body.options, "init_from", None)
+    if init_from is not None and jobs.get_job(session, tenant_id=tenant, job_id=init_from) is None:
+        raise HTTPException(404, f"job {init_from} not found (options.init_from)")
+    old_data = getattr(body.options, "old_data", None)
+    if old_data is not None and datasets.get_dataset(session, tenant_id=tenant, dataset_id=old_data) is None:
+        raise HTTPException(404, f"dataset {old_data} not found (options.old_data)")
     resolved = profiles.resolve_profile(session, tenant_id=tenant, name=body.device_profile)
     if resolved is None:
         raise _field_error(
