@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,10 +21,21 @@ from service.api.ratelimit import RateLimiter
 from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import JobQueue, make_queue
+from service.schemas.common import ErrorOut
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStore, get_store
 
 API_PREFIX = "/api/v1"
+
+# What any authenticated API route may answer besides its own codes; every error body is {"detail": ...}.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "missing, invalid or revoked API key / device token"},
+    403: {"model": ErrorOut, "description": "a device token on a route for API keys (or the reverse)"},
+    404: {"model": ErrorOut, "description": "no such resource for this tenant"},
+    413: {"model": ErrorOut, "description": "request body over the size limit"},
+    422: {"model": ErrorOut, "description": "invalid request: a message, or a list of field errors"},
+    503: {"model": ErrorOut, "description": "database unavailable; retry after Retry-After seconds"},
+}
 
 DESCRIPTION = """Distill a teacher model into a small student, quantize it to int8 and export it for a
 device profile. Authenticate with `Authorization: Bearer <api key>` (`edgedistill admin create-key`).
@@ -69,8 +81,9 @@ def create_app(
         )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, models, datasets, devices_profiles, devices, jobs, artifacts, measurements):
-        api.include_router(module.router)
+    api.include_router(health.router)
+    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements):
+        api.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.
     app.include_router(health.router, include_in_schema=False)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from service.repos.errors import Conflict, InvalidCursor, NotFound
 from service.storage import ObjectNotFound
@@ -63,12 +67,34 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     return _json(422, _json_safe(jsonable_encoder(exc.errors())))
 
 
+def _documented_methods(request: Request) -> set[str]:
+    """The methods the OpenAPI schema lists for this request's path."""
+    app = request.app
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        paths = app.openapi().get("paths", {})
+        table = [(compile_path(path)[0], {m.upper() for m in ops}) for path, ops in paths.items()]
+        app.state.allow_table = table
+    return {m for regex, methods in table if regex.match(request.url.path) for m in methods}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's handler, but a 405 lists every method of the path in Allow: Starlette names only those
+    of the first route whose path matched, and FastAPI makes one route per method."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405 and (allowed := _documented_methods(request)):
+        headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(allowed))}
+        exc = StarletteHTTPException(405, exc.detail, headers=headers)
+    return await http_exception_handler(request, exc)
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(500, "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(OperationalError, _db_unavailable)
     app.add_exception_handler(PoolTimeout, _db_unavailable)

@@ -21,7 +21,11 @@ router = APIRouter(tags=["datasets"])
     status_code=201,
     response_model=DatasetOut,
     openapi_extra=MULTIPART_OPENAPI,
-    responses={413: {"description": "over the upload limit"}, 422: {"description": "not a usable .npz"}},
+    responses={
+        413: {"description": "over the upload limit"},
+        415: {"description": "not sent as multipart/form-data"},
+        422: {"description": "not a usable .npz"},
+    },
 )
 async def upload_dataset(
     request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
