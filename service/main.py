@@ -29,6 +29,7 @@ API_PREFIX = "/api/v1"
 
 # What any authenticated API route may answer besides its own codes; every error body is {"detail": ...}.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "a body that cannot be parsed (malformed JSON or multipart)"},
     401: {"model": ErrorOut, "description": "missing, invalid or revoked API key / device token"},
     403: {"model": ErrorOut, "description": "a device token on a route for API keys (or the reverse)"},
     404: {"model": ErrorOut, "description": "no such resource for this tenant"},

@@ -75,7 +75,10 @@ def _documented_methods(request: Request) -> set[str]:
         paths = app.openapi().get("paths", {})
         table = [(compile_path(path)[0], {m.upper() for m in ops}) for path, ops in paths.items()]
         app.state.allow_table = table
-    return {m for regex, methods in table if regex.match(request.url.path) for m in methods}
+    matching = [(regex, methods) for regex, methods in table if regex.match(request.url.path)]
+    # A literal path (/devices/me) is its own resource even where a template (/devices/{id}) matches too.
+    literal = [methods for regex, methods in matching if "(?P<" not in regex.pattern]
+    return {m for methods in (literal or [methods for _, methods in matching]) for m in methods}
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

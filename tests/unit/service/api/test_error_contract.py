@@ -13,6 +13,7 @@ def test_405_allow_lists_every_method_of_the_path(client: TestClient, alice) -> 
         ("/api/v1/models/x", "DELETE, GET"),
         ("/api/v1/devices", "GET, POST"),
         ("/api/v1/artifacts/x/measurements", "GET, POST"),
+        ("/api/v1/devices/me", "GET"),  # not /devices/{device_id}'s DELETE
     ]:
         r = client.request("PATCH", path, headers=alice.headers)
         assert r.status_code == 405 and r.headers["Allow"] == allowed, (path, r.headers.get("Allow"))
@@ -26,6 +27,6 @@ def test_every_authenticated_route_documents_the_shared_errors(app: FastAPI) -> 
         if not path.startswith("/api/v1/") or path.endswith(("healthz", "readyz")):
             continue
         for method, op in ops.items():
-            assert {"401", "404", "422", "503"} <= set(op["responses"]), (method, path)
+            assert {"400", "401", "404", "422", "503"} <= set(op["responses"]), (method, path)
     assert "415" in paths["/api/v1/datasets"]["post"]["responses"]
     assert "401" not in paths["/api/v1/healthz"]["get"]["responses"]
