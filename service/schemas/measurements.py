@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from service.db.models import LatencyMeasurement
 
@@ -30,7 +30,8 @@ class MeasurementCreate(BaseModel):
     agreement: float | None = Field(default=None, ge=0, le=1, description="Top-1 agreement with the reference")
     max_abs_diff: float | None = Field(default=None, ge=0)
     peak_rss_bytes: int | None = Field(default=None, ge=0, le=2**50)
-    estimated: bool = Field(default=False, description="True for a cycle-count estimate (MCU), not a timing")
+    # Strict: 0/1 or "yes" would be coerced silently, and the schema promises a JSON boolean.
+    estimated: StrictBool = Field(default=False, description="True for a cycle-count estimate (MCU), not a timing")
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
