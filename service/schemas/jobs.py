@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from service.db.models import Job, JobEvent
 from workers.pipeline.spec import JobOptions
+from workers.pipeline.strictness import refuse_boolean_numbers
 
 
 class JobCreate(BaseModel):
@@ -19,6 +20,11 @@ class JobCreate(BaseModel):
     webhook_url: HttpUrl | None = Field(
         default=None, description="Receives a signed POST (X-Edgedistill-Signature) when the job ends"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        return refuse_boolean_numbers(cls, data)
 
 
 class JobOut(BaseModel):

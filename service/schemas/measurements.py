@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from service.db.models import LatencyMeasurement
+from workers.pipeline.strictness import refuse_boolean_numbers
 
 
 class MeasurementCreate(BaseModel):
@@ -33,6 +34,11 @@ class MeasurementCreate(BaseModel):
     # Strict: 0/1 or "yes" would be coerced silently, and the schema promises a JSON boolean.
     estimated: StrictBool = Field(default=False, description="True for a cycle-count estimate (MCU), not a timing")
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        return refuse_boolean_numbers(cls, data)
 
     @model_validator(mode="after")
     def _ordered(self) -> MeasurementCreate:

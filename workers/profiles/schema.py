@@ -3,9 +3,11 @@ profiles are validated against. Pure data, safe to import from the API process."
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workers.pipeline.strictness import refuse_boolean_numbers
 
 DeviceClass = Literal["cpu", "mobile", "mcu"]
 TargetFormat = Literal["onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "c_array"]
@@ -43,6 +45,11 @@ class DeviceProfile(BaseModel):
     cycles_per_mac: float | None = Field(default=None, gt=0, le=1000)
     # TFLM builtin op names (as in the schema, e.g. CONV_2D) the firmware has registered.
     op_allowlist: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any) -> Any:
+        return refuse_boolean_numbers(cls, data)
 
     @model_validator(mode="after")
     def _consistent(self) -> DeviceProfile:

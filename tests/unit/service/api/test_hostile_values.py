@@ -33,3 +33,19 @@ def test_long_unicode_file_name_uploads(client: TestClient, alice, onnx_bytes: b
     r = client.post("/api/v1/models", files=files, headers=alice.headers)
     assert r.status_code == 201, r.text
     assert len(r.json()["filename"].encode()) <= 255
+
+
+def test_booleans_are_no_numbers_in_any_body(client: TestClient, alice, upload_model) -> None:  # type: ignore[no-untyped-def]
+    model = upload_model(alice)
+    job = {"model_id": model["id"], "device_profile": "cpu-x86"}
+    for options in ({"epochs": True}, {"student": {"width": False}}, {"losses": [{"key": "kd", "weight": True}]}):
+        r = client.post("/api/v1/jobs", json={**job, "options": options}, headers=alice.headers)
+        assert r.status_code == 422 and "got true/false" in r.text, (options, r.text)
+    profile = {"name": "b", "class": "cpu", "targets": ["onnx_int8"], "int8_scheme": "qdq_per_channel"}
+    r = client.post(
+        "/api/v1/device-profiles", json={**profile, "budgets": {"max_model_bytes": True}}, headers=alice.headers
+    )
+    assert r.status_code == 422 and "budgets.max_model_bytes" in r.text
+    # Numbers as strings still pass (the dashboard's forms send them so): only booleans are refused.
+    r = client.post("/api/v1/jobs", json={**job, "options": {"epochs": "3"}}, headers=alice.headers)
+    assert r.status_code == 202 and r.json()["options"]["epochs"] == 3
