@@ -6,6 +6,7 @@ and the worker re-enqueues queued jobs at startup.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from service.settings import Settings
@@ -65,12 +66,17 @@ class CeleryJobQueue:
         self.broker_url = broker_url
         self.timeout = timeout
         self._app: Any = None
+        self._lock = threading.Lock()
 
     @property
     def app(self) -> Any:
-        if self._app is None:
-            self._app = make_client_app(self.broker_url, timeout=self.timeout)
-        return self._app
+        # Submits run in a thread pool: the first ones arrive together. Without the lock each built its
+        # own app, and celery's lazily-populated package raised "cannot import name 'Celery'" in some
+        # of them (their jobs stayed queued until a worker's maintenance round re-sent them).
+        with self._lock:
+            if self._app is None:
+                self._app = make_client_app(self.broker_url, timeout=self.timeout)
+            return self._app
 
     def enqueue(self, job_id: str, queue: str = DEFAULT_QUEUE) -> None:
         try:
@@ -92,9 +98,10 @@ class CeleryJobQueue:
             client.close()
 
     def close(self) -> None:
-        if self._app is not None:
-            self._app.close()
-            self._app = None
+        with self._lock:
+            if self._app is not None:
+                self._app.close()
+                self._app = None
 
 
 class UnconfiguredQueue:
