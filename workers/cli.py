@@ -1,6 +1,8 @@
 """`edgedistill compress`: run the whole compression pipeline on this machine (no server, no DB).
 
     edgedistill compress teacher.onnx --data transfer.npz --profile mcu-cortex-m4 --out out/
+    edgedistill compress teacher.pt2 --method data_free --profile cpu-x86 --out out/       # no data
+    edgedistill compress teacher.onnx --data new.npz --init-from out/student_fp32.onnx ... # lifelong
 
 Options come from --options FILE (YAML/JSON, the same fields as a job's options) with the flags
 below on top. Exit status: 0 success, 1 the pipeline failed (reason printed), 2 usage error,
@@ -22,7 +24,7 @@ from rich.table import Table
 
 from workers.pipeline.errors import PipelineError
 from workers.pipeline.events import PipelineEvent
-from workers.pipeline.spec import JobOptions, PipelineSpec
+from workers.pipeline.spec import METHODS, JobOptions, PipelineSpec
 from workers.profiles import ProfileError, resolve_profile
 
 
@@ -36,12 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distill a small student from a teacher, quantize it to int8 and export it for a device.",
     )
     p.add_argument("teacher", type=Path, help="teacher model: ONNX, TorchScript (.pt) or torch.export (.pt2)")
-    p.add_argument("--data", type=Path, required=True, help="transfer data .npz with x (and optionally y)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="transfer data .npz with x (and optionally y); optional with --method data_free / auto "
+        "(with data_free it is used only as held-out evaluation data)",
+    )
     p.add_argument("--profile", required=True, help="built-in device profile name or a .yaml/.json profile file")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist or be empty)")
     p.add_argument("--options", type=Path, help="YAML/JSON file with job options; flags override it")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--method", help="distillation method (default kd)")
+    p.add_argument("--method", help=f"distillation method: {', '.join(METHODS)} (default kd)")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        help="continue an earlier run's student: its student_fp32.onnx (or run folder); report.json next to it",
+    )
+    p.add_argument(
+        "--old-data", type=Path, help="the earlier run's data (.npz) to measure forgetting on; default its probe.npz"
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--width", type=int, help="student width (channels / hidden units); default: automatic")
     p.add_argument("--depth", type=int, help="student depth (blocks / hidden layers); default: automatic")
@@ -68,12 +83,19 @@ def _read_options_file(path: Path) -> dict[str, Any]:
 
 def build_spec(args: argparse.Namespace) -> PipelineSpec:
     for what, path in (("teacher", args.teacher), ("data", args.data)):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise UsageError(f"{what} file {str(path)!r} does not exist")
     if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
         raise UsageError(f"output folder {str(args.out)!r} already exists and is not empty")
     raw = _read_options_file(args.options) if args.options else {}
-    flags = {"epochs": args.epochs, "method": args.method, "seed": args.seed, "device": args.device}
+    flags = {
+        "epochs": args.epochs,
+        "method": args.method,
+        "seed": args.seed,
+        "device": args.device,
+        "init_from": str(args.init_from) if args.init_from else None,
+        "old_data": str(args.old_data) if args.old_data else None,
+    }
     raw.update({k: v for k, v in flags.items() if v is not None})
     if args.width is not None or args.depth is not None:
         student = dict(raw.get("student") or {})
@@ -92,9 +114,45 @@ def build_spec(args: argparse.Namespace) -> PipelineSpec:
         raise UsageError(str(exc)) from exc
     except ValidationError as exc:
         raise UsageError(f"invalid profile {args.profile}: {_validation_message(exc)}") from exc
+    if args.data is None and options.method not in ("data_free", "auto"):
+        raise UsageError("--data is required unless --method is data_free or auto")
+    init_from, init_report, old_data = _lifelong_paths(options)
     return PipelineSpec(
-        teacher_path=args.teacher, data_path=args.data, profile=profile, options=options, out_dir=args.out
+        teacher_path=args.teacher,
+        data_path=args.data,
+        profile=profile,
+        options=options,
+        out_dir=args.out,
+        init_from_path=init_from,
+        init_from_report=init_report,
+        old_data_path=old_data,
     )
+
+
+def _lifelong_paths(options: JobOptions) -> tuple[Path | None, Path | None, Path | None]:
+    """options.init_from / old_data as local paths: the earlier run's ONNX student, its report.json
+    and the old data (default: the earlier run's probe.npz)."""
+    if options.init_from is None:
+        if options.old_data is not None:
+            raise UsageError("--old-data needs --init-from")
+        return None, None, None
+    onnx_path = Path(options.init_from)
+    if onnx_path.is_dir():
+        onnx_path = onnx_path / "student_fp32.onnx"
+    if not onnx_path.is_file():
+        raise UsageError(f"init_from {str(onnx_path)!r} does not exist (give a previous run's student_fp32.onnx)")
+    report = onnx_path.parent / "report.json"
+    if not report.is_file():
+        raise UsageError(f"no report.json next to {str(onnx_path)!r}: it records the earlier student's architecture")
+    old: Path | None
+    if options.old_data is not None:
+        old = Path(options.old_data)
+        if not old.is_file():
+            raise UsageError(f"old data file {str(old)!r} does not exist")
+    else:
+        probe = onnx_path.parent / "probe.npz"
+        old = probe if probe.is_file() else None
+    return onnx_path, report, old
 
 
 def _validation_message(exc: ValidationError) -> str:

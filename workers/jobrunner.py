@@ -52,6 +52,38 @@ def heartbeat_interval_s(settings: Settings) -> float:
     return max(1.0, settings.job_heartbeat_timeout_s / 6)
 
 
+LIFELONG_KINDS = {"onnx_fp32": "student_fp32.onnx", "report": "report.json", "probe": "probe.npz"}
+
+
+def _lifelong_inputs(session: Any, job: Any) -> dict[str, Any]:
+    """options.init_from (an earlier job of the same tenant) and options.old_data (a dataset id) as
+    storage keys of that job's ONNX student, report and probe, and of the dataset; or the reason why not."""
+    from service.repos import artifacts as artifacts_repo
+
+    options = job.options or {}
+    earlier_id, old_id = options.get("init_from"), options.get("old_data")
+    if not earlier_id:
+        return {"lifelong_error": "options.old_data needs options.init_from"} if old_id else {}
+    earlier = jobs_repo.get_job(session, tenant_id=job.tenant_id, job_id=str(earlier_id))
+    if earlier is None:
+        return {"lifelong_error": f"options.init_from: job {earlier_id} not found"}
+    if earlier.status != "succeeded":
+        return {"lifelong_error": f"options.init_from: job {earlier_id} is {earlier.status}, not succeeded"}
+    keys: dict[str, str | None] = {}
+    for kind in LIFELONG_KINDS:
+        art = artifacts_repo.get_job_artifact(session, job_id=earlier.id, kind=kind)
+        keys[kind] = art.storage_key if art is not None else None
+    if keys["onnx_fp32"] is None or keys["report"] is None:
+        return {"lifelong_error": f"options.init_from: job {earlier_id} has no fp32 ONNX student or report"}
+    old_key = None
+    if old_id:
+        old = datasets_repo.get_dataset(session, tenant_id=job.tenant_id, dataset_id=str(old_id))
+        if old is None:
+            return {"lifelong_error": f"options.old_data: dataset {old_id} not found"}
+        old_key = old.storage_key
+    return {"lifelong_keys": keys, "old_data_key": old_key}
+
+
 def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None, redelivered: bool = False) -> str:
     """Returns what happened: succeeded | failed | cancelled | skipped:<why>.
 
@@ -83,6 +115,7 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
             "profile": job.profile,
             "options": job.options,
             "webhook_url": job.webhook_url,
+            **_lifelong_inputs(session, job),
         }
 
     recorder = JobRecorder(job_id, settings, worker_id=worker_id)
@@ -144,12 +177,26 @@ def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: Arti
             tmp_path = Path(tmp)
             teacher = _fetch(store, inputs["model_key"], tmp_path / "teacher.bin")
             data = _fetch(store, inputs["dataset_key"], tmp_path / "data.npz") if inputs["dataset_key"] else None
+            if inputs.get("lifelong_error"):
+                raise PipelineError(inputs["lifelong_error"], stage="load")
+            earlier: dict[str, Path | None] = {}
+            if inputs.get("lifelong_keys"):
+                earlier_dir = tmp_path / "earlier"
+                earlier_dir.mkdir()
+                for kind, name in LIFELONG_KINDS.items():
+                    key = inputs["lifelong_keys"].get(kind)
+                    earlier[kind] = _fetch(store, key, earlier_dir / name) if key else None
+                if inputs.get("old_data_key"):
+                    earlier["probe"] = _fetch(store, inputs["old_data_key"], earlier_dir / "old_data.npz")
             spec = PipelineSpec(
                 teacher_path=teacher,
                 data_path=data,
                 profile=DeviceProfile.model_validate(inputs["profile"]),
                 options=JobOptions.model_validate(inputs["options"]),
                 out_dir=tmp_path / "out",
+                init_from_path=earlier.get("onnx_fp32"),
+                init_from_report=earlier.get("report"),
+                old_data_path=earlier.get("probe"),
             )
             result = run_pipeline(spec, on_event=recorder.on_event, should_cancel=recorder.cancel_requested)
             try:

@@ -59,3 +59,6 @@ class RunState:
     latency: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     report: dict[str, Any] = field(default_factory=dict)
+    # the distillation method, its loss terms and method-specific results (report.json "distillation")
+    distillation: dict[str, Any] = field(default_factory=dict)
+    qat_model: Any = None  # fake-quant (PT2E QAT) graph after quantization-aware distillation; export uses it

@@ -30,3 +30,13 @@ class ArtifactOverBudget(PipelineError):
     def __init__(self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None) -> None:
         super().__init__(message, stage=stage)
         self.details = details or {}
+
+
+class Int8OverBudget(PipelineError):
+    """Post-training int8 lost more quality than options.accuracy_budget_pp; the runner runs
+    quantization-aware distillation (step qat_kd) and exports again. details: the PTQ figures and the
+    warnings to show when no QAT can follow."""
+
+    def __init__(self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None) -> None:
+        super().__init__(message, stage=stage)
+        self.details = details or {}

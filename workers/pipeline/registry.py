@@ -11,6 +11,7 @@ STEPS: dict[str, str] = {
     "load_data": "workers.steps.load_data:LoadData",
     "build_student": "workers.steps.build_student:BuildStudent",
     "distill": "workers.steps.distill.step:Distill",
+    "qat_kd": "workers.steps.distill.qat:QatKD",
     "export_onnx": "workers.steps.export_onnx:ExportOnnx",
     "quantize_onnx": "workers.steps.quantize:QuantizeOnnx",
     "export_tflite": "workers.steps.export_tflite:ExportTflite",

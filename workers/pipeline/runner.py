@@ -1,6 +1,10 @@
 """Runs a pipeline: every registered step in order, in a private work folder that becomes spec.out_dir
 only when the whole run succeeds. The CLI and the Celery task both call run_pipeline().
 
+When verify finds that post-training int8 lost more than options.accuracy_budget_pp (Int8OverBudget,
+options.qat auto), the PTQ figures are kept in state.distillation["qat"]["ptq"], the exports are
+dropped and the run resumes from qat_kd (quantization-aware distillation), then exports again.
+
 Stages are announced as they begin and end (stage_started / stage_finished with seconds). When an
 exported artifact measures over the profile's budget (ArtifactOverBudget), the student is shrunk
 and the run resumes from build_student, a bounded number of times, each retry recorded."""
@@ -17,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from workers.pipeline.errors import ArtifactOverBudget, BudgetError, InputError, PipelineError
+from workers.pipeline.errors import ArtifactOverBudget, BudgetError, InputError, Int8OverBudget, PipelineError
 from workers.pipeline.events import CancelCheck, EventSink, never_cancel, null_sink
 from workers.pipeline.registry import step_class
 from workers.pipeline.spec import PipelineSpec
@@ -27,6 +31,7 @@ STEP_ORDER: tuple[str, ...] = (
     "load_data",
     "build_student",
     "distill",
+    "qat_kd",
     "export_onnx",
     "quantize_onnx",
     "export_tflite",
@@ -36,6 +41,7 @@ STEP_ORDER: tuple[str, ...] = (
     "report",
 )
 RETRY_FROM = "build_student"
+QAT_FROM = "qat_kd"  # resumed from when post-training int8 loses more than the accuracy budget
 MAX_SHRINK_RETRIES = 3
 # Overall progress (0-100) when each stage ends; distill dominates the run time.
 STAGE_PROGRESS_END: dict[str, float] = {
@@ -121,8 +127,21 @@ def _reset_for_retry(state: RunState) -> None:
     state.metrics = {k: v for k, v in state.metrics.items() if k == "teacher"}
     state.latency = []
     state.report = {}
+    state.distillation = {}
+    state.qat_model = None
     retries = state.budget.get("shrink_retries", [])
     state.budget = {"shrink_retries": retries}
+
+
+def _reset_for_qat(state: RunState, exc: Int8OverBudget) -> None:
+    """Keep the PTQ figures for the report; drop the exported files, which QAT-KD replaces."""
+    for art in state.artifacts.values():
+        art.path.unlink(missing_ok=True)
+        art.path.with_name(art.path.name + ".json").unlink(missing_ok=True)
+    state.artifacts.clear()
+    state.metrics = {k: v for k, v in state.metrics.items() if k in ("teacher", "student_fp32")}
+    state.latency = []
+    state.distillation["qat"] = {"trigger": str(exc), "ptq": exc.details.get("ptq", {})}
 
 
 def _smaller_student(state: RunState, spec: PipelineSpec, exc: ArtifactOverBudget) -> Any:
@@ -181,8 +200,22 @@ def _run_steps(ctx: RunContext, state: RunState, names: Sequence[str]) -> None:
             state.budget.setdefault("shrink_retries", []).append(record)
             ctx.emit("warning", {"message": message})
             _reset_for_retry(state)
-            pinned = BuildStudentConfig(width=smaller.width, depth=smaller.depth)
+            pinned = BuildStudentConfig(
+                width=smaller.width, depth=smaller.depth, kernel=smaller.kernel, expansion=smaller.expansion
+            )
             i = list(names).index(RETRY_FROM)
+            continue
+        except Int8OverBudget as exc:
+            if QAT_FROM not in names[:i]:  # no QAT step in this run: keep going, with the warnings
+                messages = exc.details.get("warnings")
+                for msg in messages if isinstance(messages, list) else [str(exc)]:
+                    state.warnings.append(str(msg))
+                    ctx.emit("warning", {"message": str(msg)})
+                i += 1
+                continue
+            ctx.emit("warning", {"message": f"{exc}: running quantization-aware distillation, then exporting again"})
+            _reset_for_qat(state, exc)
+            i = list(names).index(QAT_FROM)
             continue
         except PipelineError as exc:
             if exc.stage is None:

@@ -4,11 +4,17 @@ same models, so it never imports the ML code."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workers.profiles.schema import DeviceProfile
+
+# Distillation methods a job can ask for (workers.steps.distill.methods implements each one).
+METHODS: tuple[str, ...] = (
+    "kd", "labels_only", "fitnet", "at", "rkd", "sp", "relational", "data_free", "qat_kd", "lifelong", "nas",
+    "hybrid", "auto",
+)  # fmt: skip
 
 
 class LossTerm(BaseModel):
@@ -27,6 +33,76 @@ class StudentOptions(BaseModel):
     # None = chosen automatically to fit the profile's budgets.
     width: int | None = Field(default=None, ge=4, le=1024, description="Channels (CNN) or hidden units (MLP)")
     depth: int | None = Field(default=None, ge=1, le=16, description="Blocks (CNN) or hidden layers (MLP)")
+    kernel: int | None = Field(
+        default=None, ge=1, le=9, description="Depthwise kernel size (CNN; odd). None: 3 (images) / 5 (sequences)"
+    )
+    expansion: int | None = Field(
+        default=None, ge=1, le=8, description="Inverted-bottleneck expansion of each block (CNN). None: 1 (none)"
+    )
+
+    @field_validator("kernel")
+    @classmethod
+    def _odd(cls, v: int | None) -> int | None:
+        if v is not None and v % 2 == 0:
+            raise ValueError("kernel must be odd (same padding)")
+        return v
+
+
+class FeaturePair(BaseModel):
+    """One student layer matched to one teacher layer by name (the report lists the candidate names)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student: str = Field(min_length=1, max_length=200)
+    teacher: str = Field(min_length=1, max_length=500)
+
+
+class FeatureOptions(BaseModel):
+    """Intermediate-feature distillation (fitnet, at, sp, rkd on features)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: list[FeaturePair] | None = Field(
+        default=None, max_length=8, description="Explicit layer pairs; None: paired by resolution and depth"
+    )
+    max_pairs: int = Field(default=2, ge=1, le=8, description="Pairs chosen automatically")
+    cache_mb: float = Field(
+        default=512, gt=0, le=65_536, description="Memory for cached teacher features (float16); pooled to fit"
+    )
+
+
+class DataFreeOptions(BaseModel):
+    """Data-free distillation (no transfer set): a generator trained against the student (DFAD) with
+    the teacher as judge, plus BatchNorm-statistics matching (DeepInversion) for torch teachers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_shape: list[Annotated[int, Field(ge=1, le=65_536)]] | None = Field(
+        default=None, min_length=1, max_length=3, description="Per-sample input shape when the teacher has none"
+    )
+    input_range: tuple[float, float] | None = Field(
+        default=None, description="Inputs the teacher expects lie in [lo, hi]; None: unbounded, normalised"
+    )
+    steps_per_epoch: int = Field(default=50, ge=1, le=10_000, description="Generator steps per epoch")
+    student_steps: int = Field(default=5, ge=1, le=50, description="Student steps per generator step (DFAD: 5)")
+    latent_dim: int = Field(default=64, ge=4, le=1024)
+    generator_lr: float = Field(default=1e-3, gt=0, le=1)
+    adversarial_weight: float = Field(default=1.0, ge=0, le=1000, description="DFAD: -|t - s| on generated inputs")
+    bn_weight: float = Field(default=1.0, ge=0, le=1000, description="DeepInversion BN-statistics matching")
+    balance_weight: float = Field(default=1.0, ge=0, le=1000, description="DAFL class-balance (information entropy)")
+    zo_directions: int = Field(
+        default=2, ge=1, le=64, description="Random directions per gradient estimate for ONNX teachers (DFME)"
+    )
+    synthetic_samples: int = Field(
+        default=2048, ge=64, le=1_000_000, description="Generated set kept for calibration, validation and export"
+    )
+
+    @field_validator("input_range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError("input_range must be [lo, hi] with lo < hi")
+        return v
 
 
 class JobOptions(BaseModel):
@@ -34,7 +110,9 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: str = Field(default="kd", min_length=1, max_length=64, description="Distillation method")
+    method: str = Field(
+        default="kd", min_length=1, max_length=64, description=f"Distillation method: one of {', '.join(METHODS)}"
+    )
     task: Literal["auto", "classification", "regression"] = Field(
         default="auto",
         description="auto: classification when labels are integers or the teacher has several outputs",
@@ -58,6 +136,41 @@ class JobOptions(BaseModel):
     benchmark_warmup: int = Field(default=20, ge=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_train_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    # --- distillation methods (issue 6); every default keeps plain KD's behaviour ---
+    features: FeatureOptions = Field(default_factory=FeatureOptions)
+    data_free: DataFreeOptions = Field(default_factory=DataFreeOptions)
+    qat: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Quantization-aware distillation: auto = only when post-training int8 loses more than "
+        "accuracy_budget_pp; always = every run (also method qat_kd); never",
+    )
+    qat_epochs: int = Field(default=10, ge=1, le=1_000, description="Fine-tuning epochs with fake-quant int8")
+    qat_learning_rate: float = Field(default=5e-4, gt=0, le=1)
+    init_from: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_000,
+        description="Earlier student to continue from: CLI a previous run's student_fp32.onnx, API an earlier job id",
+    )
+    old_data: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1_000,
+        description="The earlier run's data to check forgetting on: CLI an .npz path, API a dataset id; "
+        "None: the earlier run's probe samples",
+    )
+    lwf_weight: float = Field(default=1.0, ge=0, le=1000, description="Weight of distillation from the earlier student")
+    nas_time_budget_s: float = Field(default=600, ge=1, le=7 * 24 * 3600, description="Wall time for method nas")
+    nas_max_candidates: int = Field(default=12, ge=1, le=200, description="Architectures trained by the proxy")
+    nas_proxy_epochs: int = Field(default=3, ge=1, le=100, description="Epochs of the cheap proxy training")
+    nas_finalists: int = Field(default=2, ge=1, le=10, description="Best proxy candidates trained fully")
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        if v not in METHODS:
+            raise ValueError(f"unknown distillation method {v!r}; known: {', '.join(METHODS)}")
+        return v
 
 
 class PipelineSpec(BaseModel):
@@ -71,3 +184,7 @@ class PipelineSpec(BaseModel):
     options: JobOptions = Field(default_factory=JobOptions)
     out_dir: Path
     class_labels: list[str] | None = None
+    # Resolved by the caller (CLI: paths as given; worker: fetched from the earlier job / dataset).
+    init_from_path: Path | None = None  # the earlier student's fp32 ONNX file
+    init_from_report: Path | None = None  # that run's report.json (the student's architecture)
+    old_data_path: Path | None = None  # .npz with the earlier data (x, optionally y), or the earlier probe.npz

@@ -44,6 +44,9 @@ class TransferData:
     class_labels: list[str] | None = None
     stratified: bool = False
     notes: list[str] = field(default_factory=list)
+    # Data-free runs: the train/val rows are generated (after distillation) and test rows, if any, are
+    # real data used only for evaluation.
+    synthetic: bool = False
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -72,6 +75,7 @@ class TransferData:
             "labels": self.has_labels,
             "splits": self.sizes(),
             "stratified": self.stratified,
+            **({"synthetic": True, "notes": list(self.notes)} if self.synthetic else {}),
         }
 
 

@@ -19,6 +19,7 @@ The converter's per-op debug tensor names are stripped (strip_debug_names): flas
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import threading
 import warnings
@@ -88,9 +89,14 @@ def _strict_qdq_mode() -> Iterator[None]:
         api.run_convert_to_tfl_passes = original
 
 
-def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Path, *, float_io: bool) -> str | None:
+def convert_int8(
+    student: Any, modality: str, calibration: np.ndarray, path: Path, *, float_io: bool, qat: Any = None
+) -> str | None:
     """PT2E-quantize the student on the calibration samples (data layout) and write a .tflite.
-    Returns the model's input layout ("NHWC" or None for the data's own layout)."""
+    Returns the model's input layout ("NHWC" or None for the data's own layout).
+
+    With qat (workers.steps.distill.qat.QatModel, after quantization-aware distillation) the trained
+    fake-quant graph is converted with its learned scales instead; nothing is calibrated."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
     import torch
@@ -100,21 +106,31 @@ def convert_int8(student: Any, modality: str, calibration: np.ndarray, path: Pat
 
     from workers.steps.runtimes import to_model_layout
 
-    module, layout = channel_last_module(student, modality)
-    calib = to_model_layout(calibration, layout)
-    example = (torch.from_numpy(calib[:1].copy()),)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-    )
+    if qat is not None:
+        layout = qat.layout
+        calib = to_model_layout(calibration, layout)
+        example = (torch.from_numpy(calib[:1].copy()),)
+        quantizer = qat.quantizer
+    else:
+        module, layout = channel_last_module(student, modality)
+        calib = to_model_layout(calibration, layout)
+        example = (torch.from_numpy(calib[:1].copy()),)
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
     with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
         # torch's pytree deprecation noise from inside litert-torch, not actionable here.
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        graph = torch.export.export(module, example).module()
-        graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
-        move_exported_model_to_eval(graph)
-        # The exported graph has a static batch of 1, as the deployed model does.
-        for i in range(calib.shape[0]):
-            graph(torch.from_numpy(calib[i : i + 1].copy()))
+        if qat is not None:
+            graph = copy.deepcopy(qat.graph)
+            move_exported_model_to_eval(graph)
+        else:
+            graph = torch.export.export(module, example).module()
+            graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+            move_exported_model_to_eval(graph)
+            # The exported graph has a static batch of 1, as the deployed model does.
+            for i in range(calib.shape[0]):
+                graph(torch.from_numpy(calib[i : i + 1].copy()))
         graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
         move_exported_model_to_eval(graph)
         # The graph was exported from an eval() module and its BN/dropout ops are in inference form;
@@ -196,7 +212,9 @@ class ExportTflite(Step):
             filename = FILENAMES[kind]
             with staged_file(ctx.work_dir, filename) as tmp:
                 try:
-                    layout = convert_int8(state.student, data.modality, samples, tmp, float_io=float_io)
+                    layout = convert_int8(
+                        state.student, data.modality, samples, tmp, float_io=float_io, qat=state.qat_model
+                    )
                 except PipelineError:
                     raise
                 except Exception as exc:
@@ -227,8 +245,10 @@ class ExportTflite(Step):
                         "tool": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
                         "activations": "int8",
                         "weights": "int8 per-channel",
-                        "calibration": "HistogramObserver (PT2EQuantizer default; options.calibration applies to ONNX)",
-                        "calibration_samples": int(samples.shape[0]),
+                        "calibration": "HistogramObserver (PT2EQuantizer default; options.calibration applies to ONNX)"
+                        if state.qat_model is None
+                        else "quantization-aware training (fake-quant scales learned while distilling)",
+                        "calibration_samples": int(samples.shape[0]) if state.qat_model is None else 0,
                     },
                     "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_torch": max_abs_diff(got, reference)},
                 },

@@ -3,7 +3,11 @@ teacher once over every sample. The student trains on these cached outputs (no a
 on a CPU is 25-70x faster than running the teacher every step (docs: toolchain.md).
 
 Reads spec.data_path, spec.options, state.teacher; writes state.data (TransferData),
-state.teacher_outputs ({split: float32 (n, k)}), state.metrics["teacher"], state.warnings."""
+state.teacher_outputs ({split: float32 (n, k)}), state.metrics["teacher"], state.warnings.
+
+Data-free runs (method data_free, or auto without data) have no transfer rows yet: the input shape
+comes from the teacher's signature (or options.data_free.input_shape) and data given with method
+data_free becomes the test split only, for evaluation; the distill step adds the generated rows."""
 
 from __future__ import annotations
 
@@ -30,8 +34,17 @@ class LoadData(Step):
 
         spec, opts, teacher = ctx.spec, ctx.spec.options, state.teacher
         if spec.data_path is None:
-            raise InputError("transfer data is required: upload an .npz with x (and optionally y)")
+            if opts.method not in ("data_free", "auto"):
+                raise InputError(
+                    "transfer data is required: upload an .npz with x (and optionally y), or use method data_free "
+                    "(or auto) to distill without data"
+                )
+            self._data_free(ctx, state, None, None, None)
+            return
         x, y_raw, names = read_npz(spec.data_path)
+        if opts.method == "data_free":
+            self._data_free(ctx, state, x, y_raw, names)
+            return
         sample_shape = tuple(int(d) for d in x.shape[1:])
         modality = infer_modality(sample_shape)
         expected = teacher.signature.input_shape
@@ -95,6 +108,85 @@ class LoadData(Step):
         ctx.emit(
             "progress",
             {"message": f"{modality} {task} data: " + ", ".join(f"{k} {v}" for k, v in data.sizes().items())},
+            progress=5.0,
+        )
+
+    def _data_free(
+        self,
+        ctx: RunContext,
+        state: RunState,
+        x: np.ndarray | None,
+        y_raw: np.ndarray | None,
+        names: list[str] | None,
+    ) -> None:
+        """No transfer rows: shapes from the teacher; real data (if any) is the test split only."""
+        from workers.steps.data import TransferData, decide_task, infer_modality, prepare_labels
+
+        opts, teacher = ctx.spec.options, state.teacher
+        sig = teacher.signature
+        if sig.input_shape is not None:
+            shape = tuple(int(d) for d in sig.input_shape)
+        elif opts.data_free.input_shape is not None:
+            shape = tuple(opts.data_free.input_shape)
+        elif x is not None:
+            shape = tuple(int(d) for d in x.shape[1:])
+        else:
+            raise InputError(
+                "data-free distillation needs the input shape: this teacher does not record it (TorchScript); "
+                "set options.data_free.input_shape"
+            )
+        if x is not None and tuple(x.shape[1:]) != shape:
+            raise InputError(f"data x has per-sample shape {tuple(x.shape[1:])} but the teacher expects {shape}")
+        modality = infer_modality(shape)
+        rng = np.random.default_rng(opts.seed)
+        probe = rng.normal(size=(4, *shape)).astype(np.float32)
+        if opts.data_free.input_range is not None:
+            lo, hi = opts.data_free.input_range
+            probe = rng.uniform(lo, hi, size=(4, *shape)).astype(np.float32)
+        if sig.input_shape is None or sig.output_shape is None:
+            teacher.complete_signature(shape, probe if x is None else x[:4])
+        out_shape: tuple[int, ...] = tuple(teacher.signature.output_shape or ())
+        if len(out_shape) != 1:
+            raise InputError(f"the teacher outputs per-sample shape {out_shape}; (classes,) or (k,) is needed")
+        num_outputs = int(out_shape[0])
+        task = decide_task(y_raw, num_outputs, opts.task)
+        labels = prepare_labels(y_raw, task, num_outputs) if x is not None else None
+        empty = np.zeros((0,), dtype=np.int64)
+        if x is None:
+            x_all = np.zeros((0, *shape), dtype=np.float32)
+            test_out = np.zeros((0, num_outputs), dtype=np.float32)
+        else:
+            ctx.emit("progress", {"message": f"running the teacher over {x.shape[0]:,} evaluation-only samples"})
+            x_all = x
+            test_out = teacher.predict(x).reshape(x.shape[0], -1)
+        class_labels = ctx.spec.class_labels or names
+        if class_labels is not None and len(class_labels) != num_outputs:
+            class_labels = None
+        state.data = TransferData(
+            x=x_all,
+            y=labels,
+            splits={"train": empty, "val": empty, "test": np.arange(x_all.shape[0])},
+            modality=modality,
+            task=task,
+            num_outputs=num_outputs,
+            class_labels=class_labels,
+            synthetic=True,
+            notes=["data-free: no transfer rows; real data, if given, is only the test split"],
+        )
+        state.teacher_outputs = {
+            "train": np.zeros((0, num_outputs), np.float32),
+            "val": np.zeros((0, num_outputs), np.float32),
+            "test": test_out,
+        }
+        state.metrics["teacher"] = (
+            teacher_metrics(state.data, state.teacher_outputs) if x is not None else {"test_accuracy": None}
+        )
+        ctx.emit(
+            "progress",
+            {
+                "message": f"data-free {modality} {task}: input {shape}, {num_outputs} outputs"
+                + (f", {x_all.shape[0]:,} real samples for evaluation only" if x is not None else "")
+            },
             progress=5.0,
         )
 

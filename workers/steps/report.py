@@ -13,6 +13,7 @@ from typing import Any
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
 from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
+from workers.steps.distill.report_section import distillation_section, summary_lines
 from workers.steps.metrics import quality_key
 
 SCHEMA_VERSION = 1
@@ -96,6 +97,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "teacher": teacher,
         "student": dict(state.student_arch or {}),
         "training": dict(state.training or {}),
+        "distillation": distillation_section(state.distillation, state.metrics),
         "metrics": state.metrics,
         "budget": state.budget,
         "latency": {
@@ -235,6 +237,7 @@ def render_summary(report: dict[str, Any]) -> str:
         f"- Student: {student.get('family')} width {student.get('width')} depth {student.get('depth')}, "
         f"{_num(student.get('params'))} parameters, {_num(student.get('macs'))} MACs",
     ]
+    lines += summary_lines(report.get("distillation") or {})
     training = report.get("training") or {}
     if training:
         facts = [f"{k.replace('_', ' ')}: {v}" for k, v in training.items() if isinstance(v, (int, float, str, bool))]

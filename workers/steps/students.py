@@ -2,7 +2,11 @@
 
 - image (C, H, W): MobileNet-style depthwise-separable CNN (Howard et al. 2017, arXiv:1704.04861):
   Conv-BN-ReLU stem, `depth` blocks of depthwise 3x3 + pointwise 1x1 (each BN + ReLU), global
-  average pool (a MEAN op), Linear. BN folds into the convolutions at export.
+  average pool (a MEAN op), Linear. BN folds into the convolutions at export. Two more dimensions,
+  searched by method nas: `kernel` (the depthwise kernel; default 3, sequences 5) and `expansion`
+  e (MobileNetV2's inverted bottleneck, Sandler et al. 2018, arXiv:1801.04381: a 1x1 conv widens to
+  e x channels before the depthwise conv; e = 1, the default, is the plain block above). Blocks keep
+  a ReLU after the projection so every block ends in the same Conv-BN-ReLU.
 - sequence (C, T): the same blocks on (N, C, 1, T) with (1, 5) kernels, as DS-CNN does for keyword
   spotting (Zhang et al. 2017, arXiv:1711.07128); CONV_2D / DEPTHWISE_CONV_2D are what TFLM's
   optimised kernels cover, so no CONV_1D-style lowering is needed.
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -55,6 +59,9 @@ _ARENA_BYTES_PER_CHANNEL = 8  # per-channel requantisation multiplier + shift (i
 _ARENA_VERSION_MARGIN = 1024
 
 
+DEFAULT_KERNEL: dict[str, int] = {"ds_cnn2d": 3, "ds_cnn1d": 5, "mlp": 1}
+
+
 @dataclass(frozen=True)
 class StudentArch:
     family: Family
@@ -62,21 +69,36 @@ class StudentArch:
     num_outputs: int
     width: int
     depth: int
+    kernel: int | None = None  # depthwise kernel; None: DEFAULT_KERNEL of the family
+    expansion: int = 1  # inverted-bottleneck expansion of each block (CNN); 1: none
+
+    @property
+    def dw_kernel(self) -> int:
+        return self.kernel if self.kernel is not None else DEFAULT_KERNEL[self.family]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
+        d["kernel"] = self.dw_kernel if self.family != "mlp" else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudentArch:
+        kernel = d.get("kernel")
         return cls(
             family=d["family"],
             input_shape=tuple(int(v) for v in d["input_shape"]),
             num_outputs=int(d["num_outputs"]),
             width=int(d["width"]),
             depth=int(d["depth"]),
+            kernel=None if kernel is None or d["family"] == "mlp" else int(kernel),
+            expansion=int(d.get("expansion") or 1),
         )
+
+    def label(self) -> str:
+        if self.family == "mlp":
+            return f"mlp w{self.width} d{self.depth}"
+        return f"{self.family} w{self.width} d{self.depth} k{self.dw_kernel} e{self.expansion}"
 
 
 @dataclass(frozen=True)
@@ -139,11 +161,13 @@ def plan_layers(arch: StudentArch) -> list[Layer]:
     if arch.family == "ds_cnn2d":
         c, h, w = arch.input_shape
         k = (3, 3)
+        dk = (arch.dw_kernel, arch.dw_kernel)
         stem_stride = (2, 2) if min(h, w) >= 32 else (1, 1)
     else:
         c, t = arch.input_shape
         h, w = 1, t
         k = (1, 5)
+        dk = (1, arch.dw_kernel)
         stem_stride = (1, 2) if t >= 64 else (1, 1)
 
     def conv(cin: int, cout: int, kern: tuple[int, int], stride: tuple[int, int], groups: int) -> Layer:
@@ -160,8 +184,11 @@ def plan_layers(arch: StudentArch) -> list[Layer]:
         down = i % 2 == 0 and spatial >= 4
         stride = ((1, 2) if arch.family == "ds_cnn1d" else (2, 2)) if down else (1, 1)
         cout = min(ch * 2, max_ch) if down else ch
-        layers.append(conv(ch, ch, k, stride, ch))  # depthwise
-        layers.append(conv(ch, cout, (1, 1), (1, 1), 1))  # pointwise
+        mid = ch * arch.expansion
+        if arch.expansion > 1:
+            layers.append(conv(ch, mid, (1, 1), (1, 1), 1))  # expand
+        layers.append(conv(mid, mid, dk, stride, mid))  # depthwise
+        layers.append(conv(mid, cout, (1, 1), (1, 1), 1))  # pointwise (project)
         ch = cout
     layers.append(Layer("pool", ch, ch, in_hw=(h, w), out_hw=(1, 1)))
     layers.append(Layer("linear", ch, arch.num_outputs))
@@ -401,12 +428,14 @@ def choose_arch(
     width: int | None = None,
     depth: int | None = None,
     teacher_bytes: int | None = None,
+    kernel: int | None = None,
+    expansion: int | None = None,
 ) -> Choice:
     """The largest student (by parameters) that fits the profile's budgets and is at least
     TEACHER_PARAM_RATIO times smaller than the teacher, at least PREFERRED_MIN_DEPTH deep when such
     a student exists (a wide single block has the parameters but not the depth distillation needs);
     among those, one whose int8 file is TEACHER_BYTES_RATIO times smaller than teacher_bytes when one
-    exists; width/depth pin those dimensions."""
+    exists; width/depth (and kernel/expansion, default the family's plain block) pin those dimensions."""
     family = FAMILY_BY_MODALITY.get(modality)
     if family is None:
         raise InputError(f"no student family for {modality!r} data")
@@ -418,7 +447,15 @@ def choose_arch(
     candidates = []
     for w in widths:
         for d in depths:
-            arch = StudentArch(family, tuple(input_shape), num_outputs, w, d)
+            arch = StudentArch(
+                family,
+                tuple(input_shape),
+                num_outputs,
+                w,
+                d,
+                kernel=None if family == "mlp" else kernel,
+                expansion=1 if family == "mlp" else (expansion or 1),
+            )
             candidates.append((arch, estimate(arch)))
     candidates.sort(key=lambda c: (c[1].params, -c[1].macs))
 
@@ -470,10 +507,10 @@ def shrink(arch: StudentArch) -> StudentArch | None:
     widths, depths = _grid(arch.family)
     smaller_w = [w for w in widths if w < arch.width]
     if smaller_w:
-        return StudentArch(arch.family, arch.input_shape, arch.num_outputs, smaller_w[-1], arch.depth)
+        return replace(arch, width=smaller_w[-1])
     smaller_d = [d for d in depths if d < arch.depth]
     if smaller_d:
-        return StudentArch(arch.family, arch.input_shape, arch.num_outputs, arch.width, smaller_d[-1])
+        return replace(arch, depth=smaller_d[-1])
     return None
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import ArtifactOverBudget, InputError, PipelineError
+from workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
 from workers.steps.artifacts import record_artifact, staged_file
 from workers.steps.metrics import evaluate, quality_key
 
@@ -104,20 +104,24 @@ class Verify(Step):
                 np.max(np.abs(tflm_out - outputs["tflite_int8_full"][:n]))
             )
 
-        self._quality_drops(ctx, state, metrics, task, y is not None)
+        over = self._quality_drops(ctx, state, metrics, task, y is not None)
         state.metrics = metrics
 
         self._check_budgets(ctx, state, arena)
         self._write_probe(ctx, state, x, y, outputs)
+        self._after_quality(ctx, state, metrics, over)
 
     # ----------------------------------------------------------------------------------------------
 
     def _quality_drops(
         self, ctx: RunContext, state: RunState, metrics: dict[str, Any], task: str, has_labels: bool
-    ) -> None:
+    ) -> list[str]:
+        """Record each int8 variant's drop vs the float student; returns the over-budget messages."""
         key = quality_key(task, has_labels)
         base = metrics["student_fp32"].get(key)
         budget = ctx.spec.options.accuracy_budget_pp
+        over: list[str] = []
+        qat_done = bool((state.distillation.get("qat") or {}).get("done"))
         for variant in (*INT8_KINDS, "tflm"):
             if variant not in metrics or base is None or key not in metrics[variant]:
                 continue
@@ -125,13 +129,32 @@ class Verify(Step):
             metrics[variant]["quality_metric"] = key
             metrics[variant]["drop_vs_student_fp32_pp"] = drop
             if drop > budget:
-                msg = (
-                    f"{variant}: {key} {100 * metrics[variant][key]:.2f}% is {drop:.2f} pp below the float "
-                    f"student's {100 * base:.2f}% (budget {budget} pp); quantization-aware training would "
-                    "recover part of it"
+                tail = (
+                    "even after quantization-aware distillation"
+                    if qat_done
+                    else "quantization-aware training would recover part of it"
                 )
-                state.warnings.append(msg)
-                ctx.emit("warning", {"message": msg})
+                over.append(
+                    f"{variant}: {key} {100 * metrics[variant][key]:.2f}% is {drop:.2f} pp below the float "
+                    f"student's {100 * base:.2f}% (budget {budget} pp); {tail}"
+                )
+        return over
+
+    def _after_quality(self, ctx: RunContext, state: RunState, metrics: dict[str, Any], over: list[str]) -> None:
+        """Over the accuracy budget: ask the runner for quantization-aware distillation (options.qat
+        auto, not done yet), else warn."""
+        qat_done = bool((state.distillation.get("qat") or {}).get("done"))
+        if over and ctx.spec.options.qat == "auto" and not qat_done:
+            ptq = {
+                k: {m: v for m, v in metrics[k].items() if m in ("accuracy", "top1_agreement", "r2", "r2_vs_teacher",
+                                                                  "drop_vs_student_fp32_pp", "samples")}
+                for k in ("student_fp32", *INT8_KINDS, "tflm")
+                if k in metrics
+            }  # fmt: skip
+            raise Int8OverBudget("; ".join(over), stage=self.stage, details={"ptq": ptq, "warnings": over})
+        for msg in over:
+            state.warnings.append(msg)
+            ctx.emit("warning", {"message": msg})
 
     def _check_budgets(self, ctx: RunContext, state: RunState, arena_measured: int | None) -> None:
         from workers.steps.mcu import arena_reservation

@@ -57,7 +57,18 @@ def test_missing_files_and_full_out_dir_are_usage_errors(
 
 def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["teacher.onnx"]) == 2
-    assert "--data" in capsys.readouterr().err
+    assert "--profile" in capsys.readouterr().err
+
+
+def test_data_is_required_unless_the_method_is_data_free_or_auto(
+    inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(inputs["teacher"]), "--out", str(inputs["out"]), "--profile", "cpu-x86"]
+    assert cli.main(argv) == 2
+    assert "--data is required unless --method is data_free or auto" in capsys.readouterr().err
+    args = cli.build_parser().parse_args([*argv, "--method", "data_free"])
+    spec = cli.build_spec(args)
+    assert spec.data_path is None and spec.options.method == "data_free"
     assert cli.main(["--help"]) == 0
 
 

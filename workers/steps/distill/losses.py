@@ -3,11 +3,17 @@ from a dict of tensors, so later losses (features, attention, relations) plug in
 the trainer. A job's loss is a weighted sum of terms ({key, weight, kwargs}) from its options.
 
 Batch keys: "student_logits" (B, k), "teacher_logits" (B, k), "labels" ((B,) int64 classes or
-(B, k) float targets; absent without labels). Feature losses will add their own keys."""
+(B, k) float targets; absent without labels), "prev_logits" (B, k) (an earlier student's outputs,
+lifelong runs), and for feature losses "student_features" / "teacher_features": lists with one
+tensor per paired layer, (B, C, H, W) or (B, C), spatial sizes already aligned (features.py).
+
+Losses live in three modules that register on import: this one (outputs), feature_losses.py
+(FitNets, attention transfer) and relational_losses.py (RKD, similarity-preserving)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -17,15 +23,40 @@ from torch import nn
 from workers.pipeline.errors import InputError
 from workers.pipeline.spec import LossTerm
 
-Batch = Mapping[str, torch.Tensor]
+Batch = Mapping[str, Any]
+# what the feature losses read
+FEATURES = frozenset({"student_logits", "student_features", "teacher_features"})
+
+
+@dataclass(frozen=True)
+class PairShape:
+    """Per-sample shapes of one paired student/teacher feature as the batch holds them."""
+
+    student: tuple[int, ...]
+    teacher: tuple[int, ...]
+
+    @property
+    def spatial(self) -> bool:
+        return len(self.student) == 3 and len(self.teacher) == 3
 
 
 class DistillLoss(nn.Module):
-    """Base class: subclasses set key, requires (batch keys) and tasks, and implement forward."""
+    """Base class: subclasses set key, requires (batch keys) and tasks, and implement forward.
+
+    Losses with learned parts (FitNets' regressors) build them in setup(), once the feature shapes
+    are known; their parameters train with the student and are discarded after training."""
 
     key: ClassVar[str]
     requires: ClassVar[frozenset[str]] = frozenset({"student_logits", "teacher_logits"})
     tasks: ClassVar[frozenset[str]] = frozenset({"classification", "regression"})
+
+    def needs(self) -> frozenset[str]:
+        """The batch keys this configured instance reads (some depend on kwargs)."""
+        return self.requires
+
+    def setup(self, pairs: Sequence[PairShape]) -> None:
+        """Called once before training with the paired feature shapes (no-op by default)."""
+        return None
 
     def forward(self, batch: Batch) -> torch.Tensor:
         raise NotImplementedError
@@ -124,7 +155,16 @@ class WeightedSum(nn.Module):
 
     @property
     def requires(self) -> frozenset[str]:
-        return frozenset().union(*(m.requires for m in self.losses if isinstance(m, DistillLoss)))
+        return frozenset().union(*(m.needs() for m in self.losses if isinstance(m, DistillLoss)))
+
+    @property
+    def needs_features(self) -> bool:
+        return "student_features" in self.requires
+
+    def setup(self, pairs: Sequence[PairShape]) -> None:
+        for m in self.losses:
+            if isinstance(m, DistillLoss):
+                m.setup(pairs)
 
     def forward(self, batch: Batch) -> torch.Tensor:
         total = self.weights[0] * self.losses[0](batch)
@@ -134,6 +174,14 @@ class WeightedSum(nn.Module):
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"key": k, "weight": w} for k, w in zip(self.keys, self.weights, strict=True)]
+
+
+_NEEDS_TEXT = {
+    "labels": "labels (y in the data)",
+    "prev_logits": "an earlier student (options.init_from)",
+    "student_features": "intermediate features (a transfer set and a feature-capable teacher)",
+    "teacher_features": "intermediate features (a transfer set and a feature-capable teacher)",
+}
 
 
 def build_loss(terms: list[LossTerm], *, task: str, available: set[str]) -> WeightedSum:
@@ -146,42 +194,77 @@ def build_loss(terms: list[LossTerm], *, task: str, available: set[str]) -> Weig
             raise InputError(f"unknown loss {term.key!r}; known losses: {', '.join(sorted(LOSSES))}")
         if term.weight == 0:
             continue
-        missing = cls.requires - available
-        if missing:
-            what = "labels (y in the data)" if "labels" in missing else ", ".join(sorted(missing))
-            raise InputError(f"loss {term.key!r} needs {what}, which this run does not have")
         if task not in cls.tasks:
             raise InputError(f"loss {term.key!r} does not apply to {task}")
         try:
             module = cls(**term.kwargs)
         except (TypeError, ValueError) as exc:
             raise InputError(f"loss {term.key!r}: bad kwargs {term.kwargs}: {exc}") from exc
+        missing = module.needs() - available
+        if missing:
+            what = ", ".join(sorted(_NEEDS_TEXT.get(m, m) for m in missing))
+            raise InputError(f"loss {term.key!r} needs {what}, which this run does not have")
         built.append((term.key, term.weight, module))
     return WeightedSum(built)
 
 
-MethodTerms = Callable[..., list[LossTerm]]
+@register_loss
+class L1LogitsLoss(DistillLoss):
+    """Mean absolute error between student and teacher outputs, the student's loss in Data-Free
+    Adversarial Distillation (Fang et al. 2019, arXiv:1912.11006), where it also bounds the KL:
+
+        L = 1/(B k) sum_b sum_i |s_bi - t_bi|"""
+
+    key = "l1_logits"
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return (batch["student_logits"] - batch["teacher_logits"]).abs().mean()
 
 
-def _kd_terms(*, task: str, has_labels: bool, alpha: float, temperature: float) -> list[LossTerm]:
-    """Hinton KD: alpha * KD + (1 - alpha) * CE with labels; output MSE for regression."""
-    if task == "regression":
-        terms = [LossTerm(key="mse_logits", weight=alpha if has_labels else 1.0)]
-        if has_labels and alpha < 1:
-            terms.append(LossTerm(key="mse_labels", weight=1 - alpha))
-        return terms
-    terms = [LossTerm(key="kd", weight=alpha if has_labels else 1.0, kwargs={"temperature": temperature})]
-    if has_labels and alpha < 1:
-        terms.append(LossTerm(key="ce", weight=1 - alpha))
-    return terms
+@register_loss
+class LwFLoss(DistillLoss):
+    """Learning without Forgetting (Li & Hoiem 2016, arXiv:1606.09282): keep an earlier model's
+    responses on the new data with the paper's knowledge-distillation cross-entropy, T = 2:
+
+        L = -mean_batch sum_i p'_i log q'_i,  p' = softmax(prev / T), q' = softmax(s / T)
+
+    (equal to KL(p' || q') plus the constant entropy of p', so the same gradient)."""
+
+    key = "lwf"
+    requires = frozenset({"student_logits", "prev_logits"})
+    tasks = frozenset({"classification"})
+
+    def __init__(self, temperature: float = 2.0) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError("temperature must be > 0")
+        self.temperature = float(temperature)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        t = self.temperature
+        p = F.softmax(batch["prev_logits"] / t, dim=1)
+        return -(p * F.log_softmax(batch["student_logits"] / t, dim=1)).sum(1).mean()
 
 
-# method name -> default terms; more methods arrive with the feature/relational losses.
-METHODS: dict[str, MethodTerms] = {"kd": _kd_terms}
+@register_loss
+class LwFMSELoss(DistillLoss):
+    """Learning without Forgetting for regression outputs (Li & Hoiem 2016, arXiv:1606.09282, with
+    the squared error in place of the cross-entropy): L = mean (s - prev)^2."""
+
+    key = "lwf_mse"
+    requires = frozenset({"student_logits", "prev_logits"})
+    tasks = frozenset({"regression"})
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        return F.mse_loss(batch["student_logits"], batch["prev_logits"])
 
 
 def method_terms(method: str, *, task: str, has_labels: bool, alpha: float, temperature: float) -> list[LossTerm]:
-    fn = METHODS.get(method)
-    if fn is None:
-        raise InputError(f"unknown distillation method {method!r}; known: {', '.join(sorted(METHODS))}")
-    return fn(task=task, has_labels=has_labels, alpha=alpha, temperature=temperature)
+    """The default weighted terms of a distillation method (workers.steps.distill.methods)."""
+    from workers.steps.distill.methods import default_terms
+
+    return default_terms(method, task=task, has_labels=has_labels, alpha=alpha, temperature=temperature)
+
+
+# The feature and relational losses register themselves on import.
+from workers.steps.distill import feature_losses, relational_losses  # noqa: E402, F401

@@ -7,12 +7,13 @@ agreement with the teacher; R^2 against the teacher's outputs for regression).""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +21,9 @@ from torch import nn
 
 from workers.pipeline.spec import JobOptions
 from workers.steps.distill.losses import WeightedSum
+
+if TYPE_CHECKING:
+    from workers.steps.distill.features import FeaturePlan, StudentHooks
 
 EVAL_BATCH = 4096
 CHECK_EVERY_STEPS = 200  # cancel / time-limit checks inside long epochs
@@ -93,15 +97,27 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class SplitTensors:
-    """One split's arrays as tensors on the training device; y is None without labels."""
+    """One split's arrays as tensors on the training device; y is None without labels. feats holds the
+    cached teacher features (float16, one tensor per feature pair) and prev an earlier student's
+    outputs (lifelong runs), when the loss needs them."""
 
     x: torch.Tensor
     t: torch.Tensor
     y: torch.Tensor | None
+    feats: tuple[torch.Tensor, ...] = ()
+    prev: torch.Tensor | None = None
 
     @classmethod
     def from_numpy(
-        cls, x: np.ndarray, t: np.ndarray, y: np.ndarray | None, *, task: str, device: torch.device
+        cls,
+        x: np.ndarray,
+        t: np.ndarray,
+        y: np.ndarray | None,
+        *,
+        task: str,
+        device: torch.device,
+        feats: Sequence[np.ndarray] = (),
+        prev: np.ndarray | None = None,
     ) -> SplitTensors:
         yt = None
         if y is not None:
@@ -111,6 +127,8 @@ class SplitTensors:
             x=torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(device),
             t=torch.as_tensor(np.ascontiguousarray(t, dtype=np.float32)).to(device),
             y=yt,
+            feats=tuple(torch.as_tensor(f).to(device) for f in feats),
+            prev=None if prev is None else torch.as_tensor(np.ascontiguousarray(prev, dtype=np.float32)).to(device),
         )
 
 
@@ -155,8 +173,13 @@ def train_student(
     config: TrainConfig,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     check_cancel: Callable[[], None] | None = None,
+    features: FeaturePlan | None = None,
 ) -> TrainResult:
     """Train in place with AdamW + cosine decay; returns the curve and loads the best weights.
+
+    With feature losses, `features` (features.plan_features) names the student layers whose outputs
+    are hooked during training and train.feats holds the matching cached teacher features; the
+    losses' own parameters (FitNets regressors) train alongside and are not part of the student.
 
     Usable on its own (the benchmark trains a labels-only baseline with a `ce`-only loss)."""
     started = time.monotonic()
@@ -164,21 +187,65 @@ def train_student(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     student.to(device).train()
+    needs_features = loss_fn.needs_features
+    if needs_features:
+        if features is None or len(train.feats) != len(features.pairs):
+            raise ValueError("feature losses need a FeaturePlan and cached teacher features for the train split")
+        loss_fn.setup(features.shapes)
     loss_fn.to(device)
+    needs_prev = "prev_logits" in loss_fn.requires
+    if needs_prev and train.prev is None:
+        raise ValueError("the loss needs an earlier student's outputs (train.prev)")
 
     n = int(train.x.shape[0])
     bs = min(config.batch_size, n)
     steps_per_epoch = max(1, n // bs if n % bs < 2 else math.ceil(n / bs))  # never a 1-sample batch (BN)
-    opt = torch.optim.AdamW(
-        student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True
-    )
+    params = list(student.parameters()) + list(loss_fn.parameters())
+    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay, foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine(config.epochs * steps_per_epoch))
     needs_labels = "labels" in loss_fn.requires
 
     result = TrainResult()
+    deadline = started + config.max_train_seconds if config.max_train_seconds else None
+    hooks = features.hooks(student) if needs_features and features is not None else contextlib.nullcontext()
+    with hooks as taps:
+        stopped = _epochs(
+            student, loss_fn, task=task, train=train, val=val, config=config, opt=opt, sched=sched, gen=gen,
+            bs=bs, steps_per_epoch=steps_per_epoch, needs_labels=needs_labels, needs_prev=needs_prev,
+            taps=taps, result=result, deadline=deadline, on_epoch=on_epoch, check_cancel=check_cancel,
+        )  # fmt: skip
+    student.load_state_dict(stopped)
+    student.eval()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _epochs(
+    student: nn.Module,
+    loss_fn: WeightedSum,
+    *,
+    task: str,
+    train: SplitTensors,
+    val: SplitTensors,
+    config: TrainConfig,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    bs: int,
+    steps_per_epoch: int,
+    needs_labels: bool,
+    needs_prev: bool,
+    taps: StudentHooks | None,
+    result: TrainResult,
+    deadline: float | None,
+    on_epoch: Callable[[EpochRecord], None] | None,
+    check_cancel: Callable[[], None] | None,
+) -> dict[str, Any]:
+    """The epoch loop; returns the best state dict."""
+    device = torch.device(config.device)
+    n = int(train.x.shape[0])
     best_state = copy.deepcopy(student.state_dict())
     stale = 0
-    deadline = started + config.max_train_seconds if config.max_train_seconds else None
     out_of_time = False
     for epoch in range(1, config.epochs + 1):
         if check_cancel:
@@ -195,6 +262,11 @@ def train_student(
             }
             if needs_labels and train.y is not None:
                 batch["labels"] = train.y.index_select(0, idx)
+            if taps is not None:
+                batch["student_features"] = taps.collect()
+                batch["teacher_features"] = [f.index_select(0, idx).float() for f in train.feats]
+            if needs_prev and train.prev is not None:
+                batch["prev_logits"] = train.prev.index_select(0, idx)
             loss = loss_fn(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -243,8 +315,4 @@ def train_student(
             result.stopped_early = True
             result.stop_reason = f"no validation fidelity gain for {config.patience} epochs"
             break
-
-    student.load_state_dict(best_state)
-    student.eval()
-    result.seconds = time.monotonic() - started
-    return result
+    return best_state

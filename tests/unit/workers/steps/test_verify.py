@@ -122,8 +122,10 @@ def test_ops_outside_the_allowlist_are_named(exported: Any, run_factory: Any, ma
     assert state.budget["ops"]["tflite_int8_full"]["not_allowed"] == ["MEAN"]
 
 
-def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: Any) -> None:
-    """Degrade the int8 model's outputs by swapping in a worse file: verify must notice the drop."""
+@pytest.mark.parametrize("qat", ["never", "auto"])
+def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: Any, qat: str) -> None:
+    """Degrade the int8 model's outputs by swapping in a worse file: verify must notice the drop, and
+    with options.qat auto ask the runner for quantization-aware distillation instead of warning."""
     _, state = exported("mobile-arm64", "digits")
     # The fp32 ONNX of an untrained copy stands in for a badly quantized onnx_int8.
     import copy
@@ -136,12 +138,22 @@ def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: An
     with torch.no_grad():
         for p in bad.parameters():
             p.mul_(-1.0)
-    run = run_factory("mobile-arm64", accuracy_budget_pp=1.0)
+    run = run_factory("mobile-arm64", accuracy_budget_pp=1.0, qat=qat)
     path = run.ctx.work_dir / "bad.onnx"
     export_student_onnx(bad, state.data.x_of("test")[:1], path)
     state.artifacts["onnx_int8"] = type(state.artifacts["onnx_int8"])(
         kind="onnx_int8", path=path, sha256="-", size_bytes=path.stat().st_size, metadata={}
     )
+    if qat == "auto":
+        from workers.pipeline.errors import Int8OverBudget
+
+        with pytest.raises(Int8OverBudget, match="onnx_int8: accuracy") as info:
+            Verify().run(run.ctx, state)
+        ptq = info.value.details["ptq"]
+        assert ptq["onnx_int8"]["drop_vs_student_fp32_pp"] > 1.0  # type: ignore[index]
+        assert "student_fp32" in ptq and "probe" in state.artifacts  # verify finished its work first
+        assert not any(w.startswith("onnx_int8") for w in state.warnings)
+        return
     Verify().run(run.ctx, state)
     drop = state.metrics["onnx_int8"]["drop_vs_student_fp32_pp"]
     assert drop > 1.0

@@ -98,7 +98,7 @@ def test_weighted_sum_combines_terms() -> None:
 @pytest.mark.parametrize(
     ("terms", "task", "available", "message"),
     [
-        ([LossTerm(key="nope")], "classification", CLS, "unknown loss 'nope'; known losses: ce, kd"),
+        ([LossTerm(key="nope")], "classification", CLS, "unknown loss 'nope'; known losses: at, ce, fitnet, kd"),
         ([LossTerm(key="ce")], "classification", CLS - {"labels"}, r"needs labels \(y in the data\)"),
         ([LossTerm(key="kd")], "regression", CLS, "does not apply to regression"),
         ([LossTerm(key="kd", kwargs={"temperature": -1})], "classification", CLS, "bad kwargs"),
@@ -141,13 +141,13 @@ def test_registering_a_new_loss() -> None:
     class L1Logits(DistillLoss):
         """Mean absolute logit difference (test only)."""
 
-        key = "l1_logits"
+        key = "test_l1_logits"
 
         def forward(self, batch):  # type: ignore[no-untyped-def]
             return (batch["student_logits"] - batch["teacher_logits"]).abs().mean()
 
     s, t, _ = _logits(4)
-    loss = build_loss([LossTerm(key="l1_logits", weight=2.0)], task="regression", available=CLS)
+    loss = build_loss([LossTerm(key="test_l1_logits", weight=2.0)], task="regression", available=CLS)
     assert loss(_batch(s, t)).item() == pytest.approx(2 * np.mean(np.abs(s - t)), rel=1e-12)
     with pytest.raises(ValueError, match="registered twice"):
         register_loss(L1Logits)

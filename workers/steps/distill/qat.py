@@ -1,0 +1,240 @@
+"""Quantization-aware distillation (method qat_kd, options.qat): fine-tune the distilled student with
+fake-quant int8 while it keeps distilling from the teacher's cached outputs.
+
+The fake-quant graph is the one the TFLite export converts: the student (BatchNorm folded into the
+convolutions, as the whitepaper recommends for the last phase of QAT, Krishnamoorthi 2018,
+arXiv:1806.08342, sec. 3.2) is made channel-last like export_tflite does, exported with
+torch.export, and prepared by torchao's `prepare_qat_pt2e` with litert-torch's symmetric per-channel
+int8 scheme whose observers are FusedMovingAvgObsFakeQuantize (weights per channel, activations per
+tensor). litert-torch 0.10's QAT annotators match conv-BN patterns with a call that torch 2.13
+refuses (torch.export of a plain function), so the config keeps the QAT observers and is annotated
+with the static (conv, conv-relu, linear ...) patterns, which is exact once BN is folded.
+
+After training, the float weights (trained under fake quantization) go back into the student, so
+the ONNX fp32/int8 exports use them (onnxruntime recalibrates activation ranges), and
+state.qat_model holds the fake-quant graph that export_tflite converts with its learned scales.
+
+Used explicitly (method qat_kd or options.qat = always) and automatically: verify raises
+Int8OverBudget when post-training int8 loses more than options.accuracy_budget_pp, and the runner
+resumes from this step (options.qat = auto), keeping the PTQ figures for the report."""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from workers.pipeline.base import Step
+from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.errors import InputError
+
+# Loss terms the fake-quant graph can be trained with (no hooks into its layers).
+LOGIT_TERMS = frozenset({"kd", "ce", "mse_logits", "mse_labels", "l1_logits", "lwf", "lwf_mse"})
+
+
+@dataclass
+class QatModel:
+    graph: Any  # torch.fx.GraphModule prepared for QAT, trained, in eval mode
+    layout: str | None  # the graph's input layout (NHWC or the data's)
+    quantizer: Any  # the litert-torch PT2EQuantizer it was prepared with
+
+
+def qat_quantizer() -> Any:
+    from litert_torch.quantize import pt2e_quantizer
+
+    cfg = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
+    # keep the fake-quant observers, annotate with the static patterns (module docstring)
+    cfg = cfg._replace(is_qat=False) if hasattr(cfg, "_replace") else replace(cfg, is_qat=False)
+    return pt2e_quantizer.PT2EQuantizer().set_global(cfg)
+
+
+def fuse_batchnorm(module: Any) -> Any:
+    """A copy of module with every Conv2d directly followed by BatchNorm2d (in a Sequential) folded
+    into one Conv2d with bias; the BN becomes Identity."""
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    module = copy.deepcopy(module).cpu().eval()
+    for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        children = list(seq)
+        for i in range(len(children) - 1):
+            conv, bn = children[i], children[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                seq[i] = fuse_conv_bn_eval(conv, bn)
+                seq[i + 1] = nn.Identity()
+    return module
+
+
+def _layout_module(graph: Any, layout: str | None) -> Any:
+    """The fake-quant graph behind the data's layout, with train()/eval() that exported graphs accept."""
+    import torch
+    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+
+    class LayoutAdapter(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = graph
+
+        def train(self, mode: bool = True) -> LayoutAdapter:
+            self.training = mode
+            (move_exported_model_to_train if mode else move_exported_model_to_eval)(self.graph)
+            return self
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if layout == "NHWC":
+                x = x.permute(0, 2, 3, 1) if x.dim() == 4 else x.permute(0, 2, 1).unsqueeze(1)
+            return self.graph(x.contiguous())
+
+    return LayoutAdapter()
+
+
+def prepare_qat(student: Any, modality: str, example: np.ndarray) -> tuple[QatModel, Any]:
+    """(fake-quant graph, BN-folded float student): channel-last, exported with a dynamic batch."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import torch
+    from torchao.quantization.pt2e import move_exported_model_to_train, quantize_pt2e
+
+    from workers.steps.export_tflite import channel_last_module
+    from workers.steps.runtimes import to_model_layout
+
+    fused = fuse_batchnorm(student)
+    module, layout = channel_last_module(fused, modality)
+    x = torch.from_numpy(to_model_layout(np.ascontiguousarray(example[:4], dtype=np.float32), layout))
+    if x.shape[0] < 2:
+        x = torch.cat([x, x])
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    quantizer = qat_quantizer()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        program = torch.export.export(module, (x,), dynamic_shapes=(({0: batch},),))
+        graph = quantize_pt2e.prepare_qat_pt2e(program.module(), quantizer)
+    move_exported_model_to_train(graph)
+    return QatModel(graph=graph, layout=layout, quantizer=quantizer), fused
+
+
+def copy_back(graph: Any, fused: Any) -> Any:
+    """The trained float weights of the QAT graph, by parameter name, into the BN-folded student."""
+    import torch
+
+    trained = dict(graph.named_parameters())
+    state = fused.state_dict()
+    for name in state:
+        match = [k for k in trained if k == name or k.endswith("." + name)]
+        if len(match) != 1:
+            continue  # buffers (none after folding) or parameters the graph does not own
+        with torch.no_grad():
+            state[name] = trained[match[0]].detach().clone()
+    fused.load_state_dict(state)
+    return fused.eval()
+
+
+def _should_run(ctx: RunContext, state: RunState) -> str | None:
+    opts = ctx.spec.options
+    info = state.distillation.get("qat") or {}
+    if state.qat_model is not None or info.get("done"):
+        return None
+    if info.get("trigger"):
+        return str(info["trigger"])
+    if opts.method == "qat_kd" or state.distillation.get("method") == "qat_kd":
+        return "method qat_kd"
+    if opts.qat == "always":
+        return "options.qat = always"
+    return None
+
+
+class QatKD(Step):
+    """Reads state.student, state.data, state.teacher_outputs, state.distillation; writes state.student
+    (float weights trained under fake quantization, BN folded), state.qat_model, state.distillation["qat"]
+    and state.metrics["student_fp32"]. A no-op unless asked for (method qat_kd, options.qat, or the
+    runner after an int8 accuracy drop over budget)."""
+
+    name = "qat_kd"
+    stage = "distill"
+
+    def run(self, ctx: RunContext, state: RunState) -> None:
+        why = _should_run(ctx, state)
+        if why is None:
+            return
+        import torch
+
+        from workers.steps.distill.step import epoch_reporter, finish_student, fit
+        from workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
+
+        opts, data = ctx.spec.options, state.data
+        terms = [LossTermLike(t) for t in (state.distillation.get("loss_terms") or [])]
+        kept = [t.term for t in terms if t.term.key in LOGIT_TERMS]
+        dropped = sorted({t.term.key for t in terms} - LOGIT_TERMS)
+        if not kept:
+            from workers.steps.distill.methods import default_terms
+
+            kept = default_terms(
+                "kd", task=data.task, has_labels=data.has_labels, alpha=opts.alpha, temperature=opts.temperature
+            )
+        if any(t.key in ("lwf", "lwf_mse") for t in kept) and ctx.spec.init_from_path is None:
+            kept = [t for t in kept if t.key not in ("lwf", "lwf_mse")]
+        prev = None
+        if any(t.key in ("lwf", "lwf_mse") for t in kept):
+            from workers.steps.distill.lifelong import previous_outputs
+
+            prev = previous_outputs(ctx, state)
+        ctx.emit("progress", {"message": f"quantization-aware distillation ({why}): {opts.qat_epochs} epochs"})
+        try:
+            qat, fused = prepare_qat(state.student, data.modality, data.x_of("train"))
+        except Exception as exc:
+            raise InputError(f"the student cannot be prepared for quantization-aware training: {exc}") from exc
+        adapter = _layout_module(qat.graph, qat.layout)
+        config = replace(
+            TrainConfig.from_options(opts, "cpu"),
+            epochs=opts.qat_epochs,
+            learning_rate=opts.qat_learning_rate,
+            patience=max(opts.qat_epochs, 1),
+        )
+        start = ctx.progress
+        fitted = fit(ctx, state, adapter, kept, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
+        adapter.eval()
+        test_x = torch.from_numpy(np.ascontiguousarray(data.x_of("test"), dtype=np.float32))
+        test_t = torch.from_numpy(np.asarray(state.teacher_outputs["test"], dtype=np.float32))
+        y = data.y_of("test")
+        test_y = None if y is None else torch.as_tensor(y)
+        fq = predict(adapter, test_x)
+        before = dict(state.metrics.get("student_fp32") or {})
+        student = copy_back(qat.graph, fused)
+        finish_student(ctx, state, student)
+        state.qat_model = qat
+        info = dict(state.distillation.get("qat") or {})
+        info.update(
+            {
+                "done": True,
+                "why": why,
+                "epochs_run": len(fitted.result.curve),
+                "learning_rate": opts.qat_learning_rate,
+                "loss_terms": fitted.loss.describe(),
+                "terms_not_used": dropped,
+                "scheme": "PT2E QAT: int8 symmetric per-channel weights, per-tensor activations, BN folded",
+                "fake_quant_test": {
+                    "fidelity": fidelity(fq, test_t, data.task),
+                    "accuracy": accuracy(fq, test_y, data.task),
+                },
+                "float_before_qat": before,
+                "float_after_qat": dict(state.metrics["student_fp32"]),
+                "seconds": round(fitted.result.seconds, 3),
+            }
+        )
+        state.distillation["qat"] = info
+
+
+@dataclass(frozen=True)
+class LossTermLike:
+    """A loss term recorded in state.distillation["loss_terms"] ({key, weight, kwargs})."""
+
+    raw: dict[str, Any]
+
+    @property
+    def term(self) -> Any:
+        from workers.pipeline.spec import LossTerm
+
+        return LossTerm(key=self.raw["key"], weight=self.raw["weight"], kwargs=self.raw.get("kwargs") or {})
