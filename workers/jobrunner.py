@@ -98,7 +98,11 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
         if job.status in TERMINAL:
             return f"skipped:{job.status}"
         claimed = jobs_repo.claim_job(
-            session, job_id=job_id, worker_id=worker_id, stale_after_s=settings.job_heartbeat_timeout_s
+            session,
+            job_id=job_id,
+            worker_id=worker_id,
+            stale_after_s=settings.job_heartbeat_timeout_s,
+            max_attempts=MAX_ATTEMPTS,
         )
     if not claimed and redelivered:
         claimed = _take_over(job_id, worker_id, settings)
@@ -158,7 +162,9 @@ def _take_over(job_id: str, worker_id: str, settings: Settings) -> bool:
                     return False
             else:
                 attempt = job.attempts + 1
-                if jobs_repo.claim_job(session, job_id=job_id, worker_id=worker_id, stale_after_s=stale_after):
+                if jobs_repo.claim_job(
+                    session, job_id=job_id, worker_id=worker_id, stale_after_s=stale_after, max_attempts=MAX_ATTEMPTS
+                ):
                     log.warning("job %s: took over from a worker that stopped (attempt %d)", job_id, attempt)
                     return True
         time.sleep(interval / 2)

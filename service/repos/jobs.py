@@ -127,10 +127,17 @@ def _update(session: Session, job_id: str, condition: ColumnElement[bool], **val
 
 
 def claim_job(
-    session: Session, *, job_id: str, worker_id: str, stale_after_s: float | None = None, now: datetime | None = None
+    session: Session,
+    *,
+    job_id: str,
+    worker_id: str,
+    stale_after_s: float | None = None,
+    max_attempts: int | None = None,
+    now: datetime | None = None,
 ) -> bool:
     """Take a queued job, or (stale_after_s given) a running one whose worker stopped heartbeating,
-    as a redelivered message does after a crash. False: someone else has it or it has ended."""
+    as a redelivered message does after a crash, unless it has been started max_attempts times
+    already. False: someone else has it, it has ended or it has used up its attempts."""
     now = now or utcnow()
     condition: ColumnElement[bool] = and_(Job.status == "queued", Job.cancel_requested.is_(False))
     if stale_after_s is not None:
@@ -138,6 +145,8 @@ def claim_job(
             Job.status == "running",
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - timedelta(seconds=stale_after_s)),
         )
+        if max_attempts is not None:
+            stale = and_(stale, Job.attempts < max_attempts)
         condition = or_(condition, stale)
     job = session.get(Job, job_id)
     previous = job.worker_id if job is not None else None
