@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
 
     children: list[subprocess.Popen[bytes]] = []
     uvicorn_cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
-    uvicorn_cmd += ["--host", args.host, "--port", str(args.port)]
+    uvicorn_cmd += ["--host", args.host, "--port", str(args.port), "--timeout-graceful-shutdown", "5"]
     children.append(subprocess.Popen(uvicorn_cmd, env=env))
     if not args.no_worker:
         worker_cmd = [sys.executable, "-m", "workers.worker_cli", "--concurrency", str(args.concurrency)]
