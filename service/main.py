@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,13 +20,15 @@ from service.api.bodylimit import JsonBodyLimit
 from service.api.errors import install_error_handlers
 from service.api.ratelimit import RateLimiter
 from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
+from service.api.uploads import sweep_stale_staging
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import JobQueue, make_queue
 from service.schemas.common import ErrorOut
 from service.settings import Settings, get_settings
-from service.storage import ArtifactStore, get_store
+from service.storage import ArtifactStore, LocalStore, get_store
 
 API_PREFIX = "/api/v1"
+log = logging.getLogger(__name__)
 
 # What any authenticated API route may answer besides its own codes; every error body is {"detail": ...}.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -52,6 +55,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        staging = [settings.upload_tmp_dir]
+        if isinstance(_app.state.store, LocalStore):
+            staging.append(_app.state.store.tmp)
+        swept = sweep_stale_staging(staging)
+        if swept:
+            log.info("removed %d staging leftovers of killed uploads or store writes", swept)
         yield
         close = getattr(job_queue, "close", None)
         if callable(close):

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -60,6 +61,34 @@ class ReceivedUpload:
 
 
 MAX_FILENAME_BYTES = 255  # file systems count bytes: 255 characters of emoji are 1020
+
+
+STALE_STAGING_S = 6 * 3600  # far longer than any upload or artifact write takes
+
+
+def sweep_stale_staging(folders: list[Path], *, older_than_s: float = STALE_STAGING_S) -> int:
+    """Remove what a killed process left in staging folders: upload-* folders of uploads cut off by an
+    API crash, put-* files of store writes cut off by a worker crash. Only entries untouched for
+    older_than_s go, so another process's upload in progress is never removed. Returns the count."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if not entry.name.startswith(("upload-", "put-")):
+                continue
+            try:
+                if entry.lstat().st_mtime >= cutoff:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+            except OSError:
+                continue
+    return removed
 
 
 def safe_filename(raw: str, default: str = "upload.bin") -> str:
