@@ -79,9 +79,12 @@ def sweep_stale_staging(folders: list[Path], *, older_than_s: float = STALE_STAG
             if not entry.name.startswith(("upload-", "put-")):
                 continue
             try:
-                if entry.lstat().st_mtime >= cutoff:
+                is_dir = entry.is_dir() and not entry.is_symlink()
+                # An upload in progress keeps writing its file: its folder's own mtime stays at the start.
+                touched = [entry, *entry.iterdir()] if is_dir else [entry]
+                if max(p.lstat().st_mtime for p in touched) >= cutoff:
                     continue
-                if entry.is_dir() and not entry.is_symlink():
+                if is_dir:
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()

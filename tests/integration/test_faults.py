@@ -233,7 +233,8 @@ def test_api_killed_during_upload_leaves_no_model_and_the_retry_succeeds(
         # The killed process could not remove its staging folder; the next start sweeps it once it is old.
         (leftover,) = (stack.data_dir / "tmp").glob("upload-*")
         hours_ago = time.time() - 7 * 3600
-        os.utime(leftover, (hours_ago, hours_ago))
+        for path in [*leftover.iterdir(), leftover]:
+            os.utime(path, (hours_ago, hours_ago))
 
         stack.start_api()
         assert not leftover.exists()

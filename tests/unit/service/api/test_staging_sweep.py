@@ -16,14 +16,17 @@ from service.settings import Settings
 OLD = STALE_STAGING_S + 60
 
 
-def _make(path: Path, *, folder: bool = False, age_s: float = 0) -> Path:
+def _make(path: Path, *, folder: bool = False, age_s: float = 0, file_age_s: float | None = None) -> Path:
+    then = time.time() - age_s
     if folder:
         path.mkdir(parents=True)
-        (path / "big.onnx").write_bytes(b"x")
+        inner = path / "big.onnx"
+        inner.write_bytes(b"x")
+        inner_then = time.time() - (age_s if file_age_s is None else file_age_s)
+        os.utime(inner, (inner_then, inner_then))
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    then = time.time() - age_s
     os.utime(path, (then, then))
     return path
 
@@ -31,11 +34,12 @@ def _make(path: Path, *, folder: bool = False, age_s: float = 0) -> Path:
 def test_only_old_staging_entries_go(tmp_path: Path) -> None:
     _make(tmp_path / "upload-old", folder=True, age_s=OLD)
     _make(tmp_path / "upload-new", folder=True)
+    _make(tmp_path / "upload-long", folder=True, age_s=OLD, file_age_s=5)  # started long ago, still writing
     _make(tmp_path / "put-old", age_s=OLD)
     _make(tmp_path / "put-new")
     _make(tmp_path / "unrelated", age_s=OLD)
     assert sweep_stale_staging([tmp_path, tmp_path / "missing"]) == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["put-new", "unrelated", "upload-new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["put-new", "unrelated", "upload-long", "upload-new"]
 
 
 def test_the_api_sweeps_at_start(settings: Settings, fake_queue) -> None:  # type: ignore[no-untyped-def]
