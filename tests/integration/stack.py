@@ -150,6 +150,7 @@ class Stack:
     def start_api(self) -> None:
         cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        cmd += ["--timeout-graceful-shutdown", "5"]  # kept-alive client connections must not hold up stop()
         self.api = subprocess.Popen(
             cmd, env=self.env, cwd=REPO, stdout=self.log("api").open("ab"), stderr=subprocess.STDOUT
         )
