@@ -69,8 +69,16 @@ class StudentArch:
     num_outputs: int
     width: int
     depth: int
-    kernel: int | None = None  # depthwise kernel; None: DEFAULT_KERNEL of the family
+    kernel: int | None = None  # depthwise kernel; None: DEFAULT_KERNEL of the family (set on creation)
     expansion: int = 1  # inverted-bottleneck expansion of each block (CNN); 1: none
+
+    def __post_init__(self) -> None:
+        # one spelling per architecture: CNNs carry their kernel, MLPs neither kernel nor expansion
+        if self.family == "mlp":
+            object.__setattr__(self, "kernel", None)
+            object.__setattr__(self, "expansion", 1)
+        elif self.kernel is None:
+            object.__setattr__(self, "kernel", DEFAULT_KERNEL[self.family])
 
     @property
     def dw_kernel(self) -> int:

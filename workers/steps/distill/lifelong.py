@@ -115,8 +115,8 @@ def import_onnx_weights(module: nn.Module, onnx_path: Path, x: np.ndarray) -> No
         weight = getattr(mod, "weight")  # noqa: B009
         if tuple(w.shape) != tuple(weight.shape):
             raise InputError(f"earlier student {kind} weight {w.shape} does not fit {tuple(weight.shape)}")
-        weight.copy_(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)))
-        bias = torch.zeros(weight.shape[0]) if b is None else torch.from_numpy(b.astype(np.float32))
+        weight.copy_(torch.tensor(np.asarray(w, dtype=np.float32)))
+        bias = torch.zeros(weight.shape[0]) if b is None else torch.tensor(np.asarray(b, dtype=np.float32))
         own_bias = getattr(mod, "bias", None)
         if bn is not None:
             # exact identity in eval mode, plus the folded bias: BN(z) = z + b

@@ -2,8 +2,11 @@
 registry) and the training procedure it needs (plain, data-free, quantization-aware, lifelong, NAS).
 
 `options.losses` replaces a method's default terms with any weighted sum (the hybrid case); the
-procedure still follows the method. `auto` picks a method by modality, data size and inputs and says
-why (resolve_method)."""
+procedure still follows the method. `auto` picks a method by the inputs given, modality and data size
+and says why (auto_method). Its rules come from the digits benchmark (docs/benchmarks.md, "Distillation
+methods"): data-free without data, lifelong with an earlier student, FitNets for small image/sequence
+transfer sets, RKD for larger ones, plain KD for vectors and regression. They were read off that
+benchmark's test figures, so its auto rows are not an independent validation of the rule."""
 
 from __future__ import annotations
 
@@ -17,11 +20,16 @@ from workers.pipeline.spec import JobOptions, LossTerm
 
 Procedure = Literal["train", "data_free", "nas"]
 
-# Default weights of the extra terms, as the papers use them (see each loss's docstring).
+# Default weights of the extra terms. The AT and SP losses carry their papers' constants (AT: the
+# authors' beta = 1000 with a per-position mean, tuned on 32x32 CIFAR maps; SP: gamma = 3000). On the
+# engine's small students the maps are 2x2-8x8, where the per-position mean makes AT 16-250x larger than
+# on 32x32 maps, and both terms then swamp KD: with a tenth (beta_eff = 100, gamma_eff = 300) the
+# validation fidelity on digits was equal or better in both benchmark settings (docs/benchmarks.md), so
+# the methods use 0.1. FitNets and RKD use the papers' weights.
 FITNET_WEIGHT = 1.0
-AT_WEIGHT = 1.0  # the AT loss carries the paper's beta/2 = 500 itself
+AT_WEIGHT = 0.1
 RKD_WEIGHT = 1.0
-SP_WEIGHT = 1.0  # the SP loss carries Tung & Mori's gamma = 3000 itself
+SP_WEIGHT = 0.1
 # auto: below this many training samples per class the transfer set counts as small (see docs/benchmarks.md)
 SMALL_DATA_PER_CLASS = 40
 
@@ -181,17 +189,17 @@ def auto_method(
         return "lifelong", "an earlier student was given (init_from): continue it without forgetting (LwF)"
     per_class = train_samples / max(1, num_outputs) if task == "classification" else float(train_samples)
     if task != "classification":
-        return "kd", "regression outputs: output matching (MSE to the teacher and the labels) is the tested choice"
+        return "kd", "regression outputs: output matching (MSE to the teacher and the labels)"
     if modality in ("image", "sequence") and per_class < SMALL_DATA_PER_CLASS:
-        return "hybrid", (
+        return "fitnet", (
             f"{modality} data with a small transfer set ({per_class:.0f} training samples per class < "
-            f"{SMALL_DATA_PER_CLASS}): spatial attention and batch relations add teacher signal per sample "
-            "beyond the logits (KD + AT + RKD)"
+            f"{SMALL_DATA_PER_CLASS}): FitNets hints give the student the teacher's intermediate features as "
+            "extra targets per sample (best mean on the 10 % digits benchmark: 82.0 % vs KD 79.6 %)"
         )
     if modality in ("image", "sequence"):
-        return "at", (
-            f"{modality} data with {per_class:.0f} training samples per class: KD plus attention transfer, "
-            "the cheapest feature term"
+        return "rkd", (
+            f"{modality} data with {per_class:.0f} training samples per class: KD + relational KD (best on the "
+            "full digits benchmark: 98.4 % vs KD 97.1 %; it hurt with 10 % of the data)"
         )
     return "kd", "vector data: the student is an MLP without spatial features; plain KD"
 
