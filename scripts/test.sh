@@ -31,7 +31,7 @@ if [ -z "${EDGEDISTILL_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/i
   echo "PostgreSQL for tests: $EDGEDISTILL_TEST_POSTGRES_URL"
 fi
 
-echo "== ruff"; .venv/bin/ruff check service workers tests bench scripts migrations
-.venv/bin/ruff format --check service workers tests bench scripts migrations
-echo "== mypy"; .venv/bin/mypy service workers
+echo "== ruff"; .venv/bin/ruff check service workers agent tests bench scripts migrations
+.venv/bin/ruff format --check service workers agent tests bench scripts migrations
+echo "== mypy"; .venv/bin/mypy service workers agent
 echo "== pytest"; .venv/bin/pytest "$@"
