@@ -22,3 +22,8 @@ def digits_teacher_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     files = {fmt: save_teacher(model, example, root / f"teacher{SUFFIX[fmt]}", fmt) for fmt in SUFFIX}
     files["npz"] = write_npz(root / "data.npz", x=x, y=y)
     return files
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests run last: their stack and Chromium are the heaviest and the least isolated."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -38,7 +38,9 @@ def teacher_and_data(digits_teacher_files: dict[str, Path]) -> tuple[Path, Path]
     return digits_teacher_files["onnx"], digits_teacher_files["npz"]
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+# open, which breaks any later test that starts its own loop (asyncio.run, anyio).
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Any]:
     if not CHROMIUM.exists():  # scripts/test.sh installs it when run as root
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
