@@ -10,39 +10,18 @@ labelled source "estimated" and is not sent as a host measurement.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# Host and device measure with the same timing code: the agent's (a light leaf package).
+from agent.bench import latency_stats, time_calls
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
 
 ARTIFACT_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
-
-
-def latency_stats(samples_ns: list[int]) -> dict[str, float]:
-    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    return {
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-        "std_ms": float(ms.std()),
-    }
-
-
-def time_calls(fn: Callable[[], Any], *, warmup: int, runs: int) -> list[int]:
-    for _ in range(warmup):
-        fn()
-    out: list[int] = []
-    for _ in range(runs):
-        t0 = time.perf_counter_ns()
-        fn()
-        out.append(time.perf_counter_ns() - t0)
-    return out
 
 
 @contextlib.contextmanager
