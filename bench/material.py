@@ -573,10 +573,12 @@ def _files_under(roots: list[Path], min_size: int) -> Iterator[Path]:
                 yield p
 
 
-def collect_files(count: int, seed: int = 0) -> list[Path]:
+FILE_ROOTS = (Path("/usr/share"), Path("/usr/lib"), Path("/usr/bin"), Path("/usr/include"), Path("/etc"))
+
+
+def collect_files(count: int, seed: int = 0, roots: tuple[Path, ...] = FILE_ROOTS) -> list[Path]:
     """A seeded sample of regular files on this machine, spread over kinds: source, text, binaries,
     shared libraries, images, compressed data, Python, R, fonts, ..."""
-    roots = [Path("/usr/share"), Path("/usr/lib"), Path("/usr/bin"), Path("/usr/include"), Path("/etc")]
     files = list(_files_under([r for r in roots if r.is_dir()], min_size=8))
     # one bucket per extension so that a folder with 20k .py files does not drown the rest
     buckets: dict[str, list[Path]] = {}
@@ -598,12 +600,12 @@ def collect_files(count: int, seed: int = 0) -> list[Path]:
     return picked
 
 
-def magika(work: Path, transfer: int = 3000, heldout: int = 1000) -> Case:
+def magika(work: Path, transfer: int = 3000, heldout: int = 1000, roots: tuple[Path, ...] = FILE_ROOTS) -> Case:
     def build(folder: Path) -> Case:
         cfg = magika_config()
         feats: list[np.ndarray] = []
         seen: set[bytes] = set()
-        for p in collect_files(int((transfer + heldout) * 1.3)):
+        for p in collect_files(int((transfer + heldout) * 1.3), roots=roots):
             try:
                 f = magika_features(p, cfg)
             except OSError:
