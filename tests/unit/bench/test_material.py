@@ -10,8 +10,6 @@ import pytest
 
 from bench import material as m
 
-pytest.importorskip("magika")
-
 
 def test_magika_features_give_magikas_own_predictions() -> None:
     from magika import Magika
