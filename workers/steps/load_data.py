@@ -11,6 +11,8 @@ data_free becomes the test split only, for evaluation; the distill step adds the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from workers.pipeline.base import Step
@@ -59,6 +61,7 @@ class LoadData(Step):
                 "outputs are supported"
             )
 
+        check_outputs_budget(x.shape[0], out_shape, opts.teacher_outputs_mb)
         ctx.emit("progress", {"message": f"running the teacher over {x.shape[0]:,} samples"}, progress=2.0)
         outputs = teacher.predict(x).reshape(x.shape[0], -1)
         finite = np.isfinite(outputs).all(axis=1)
@@ -189,6 +192,18 @@ class LoadData(Step):
             },
             progress=5.0,
         )
+
+
+def check_outputs_budget(samples: int, out_shape: tuple[int, ...], budget_mb: float) -> int:
+    """Bytes of the teacher-output cache (float32, every sample, kept for the whole run); refused with a
+    clear message when over options.teacher_outputs_mb, before the teacher spends time on it."""
+    need = samples * math.prod(out_shape) * 4
+    if need > budget_mb * 2**20:
+        raise InputError(
+            f"caching the teacher's outputs for {samples:,} samples x {math.prod(out_shape):,} values needs "
+            f"{need / 2**20:,.0f} MiB, over options.teacher_outputs_mb={budget_mb:g}; raise it or send fewer samples"
+        )
+    return need
 
 
 def teacher_metrics(data: object, outputs: dict[str, np.ndarray]) -> dict[str, float | None]:
