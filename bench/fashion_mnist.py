@@ -166,6 +166,12 @@ def main() -> None:
     ap.add_argument("--profiles", nargs="+", default=list(PROFILES))
     ap.add_argument("--threads", type=int, default=1, help="runtime threads for latency, the same for every model")
     ap.add_argument("--runs", type=int, default=200, help="timed calls at batch 1 (batch 64: a tenth)")
+    ap.add_argument(
+        "--job-seeds", type=int, nargs="+", default=None, help="seeds of the pipeline jobs (default --seeds)"
+    )
+    ap.add_argument("--max-train-seconds", type=float, default=None, help="options.max_train_seconds of every job")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the teacher fp32 / int8 rows")
+    ap.add_argument("--tag", default="", help="suffix of the JSON file (runs split by profile)")
     args = ap.parse_args()
     # The shared CPU: one torch thread is faster than two when other processes hold the cores.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -188,10 +194,11 @@ def main() -> None:
     def row(name: str) -> dict[str, Any]:
         return rows.setdefault(name, {"name": name, "acc": [], "wall_s": [], "files": []})
 
-    r = row("teacher fp32")
-    r["acc"].append(_acc(run_any(teacher, x_test, args.threads), y_test))
-    r["files"].append(teacher)
-    for seed in args.seeds:
+    if not args.no_baselines:
+        r = row("teacher fp32")
+        r["acc"].append(_acc(run_any(teacher, x_test, args.threads), y_test))
+        r["files"].append(teacher)
+    for seed in [] if args.no_baselines else args.seeds:
         calib = _calibration(data.x_train, CALIBRATION, seed)
         dst = root / f"teacher_ort_int8_s{seed}.onnx"
         s = ort_int8(teacher, dst, calib)
@@ -210,8 +217,10 @@ def main() -> None:
 
     for profile in args.profiles:
         for variant, method in (("labels-only student", "labels_only"), ("edgedistill (kd)", "kd")):
-            for seed in args.seeds:
-                opts = {"seed": seed, "epochs": args.epochs, "device": "cpu", "method": method}
+            for seed in args.job_seeds or args.seeds:
+                opts: dict[str, Any] = {"seed": seed, "epochs": args.epochs, "device": "cpu", "method": method}
+                if args.max_train_seconds:
+                    opts["max_train_seconds"] = args.max_train_seconds
                 result, seconds = compress(teacher, transfer, profile, root / f"{profile}-{method}-s{seed}", opts)
                 primary = result.report["headline"]["primary_artifact"]
                 r = row(f"{profile}: {variant}")
@@ -221,7 +230,11 @@ def main() -> None:
                 r["wall_s"].append(seconds)
                 r["files"].append(path)
                 r.setdefault("onnx_int8", []).append(result.artifacts["onnx_int8"].path)
-                r.setdefault("epochs_run", []).append(result.report.get("training", {}).get("epochs_run"))
+                tr = result.report.get("training", {})
+                r.setdefault("epochs_run", []).append(tr.get("epochs_run"))
+                r.setdefault("train_seconds", []).append(tr.get("seconds"))
+                r.setdefault("train_samples_per_s", []).append(tr.get("samples_per_second"))
+                r.setdefault("stop_reason", []).append(tr.get("stop_reason"))
                 console.print(f"{profile} {method} seed {seed}: {primary} acc {r['acc'][-1]:.4f}, {seconds:.0f} s")
 
     # Latency and size from the first seed's files; the same threads and probe images for every model.
@@ -254,12 +267,15 @@ def main() -> None:
     out = {
         "teacher": teacher_meta,
         "seeds": args.seeds,
+        "job_seeds": args.job_seeds or args.seeds,
         "student_epochs": args.epochs,
+        "max_train_seconds": args.max_train_seconds,
         "threads": args.threads,
         "rows": [{k: v for k, v in r.items() if k not in ("files", "onnx_int8")} for r in rows.values()],
     }
-    (root / "fashion_mnist.json").write_text(json.dumps(out, indent=2, default=str))
-    console.print(f"figures in {root / 'fashion_mnist.json'}")
+    path = root / f"fashion_mnist{args.tag}.json"
+    path.write_text(json.dumps(out, indent=2, default=str))
+    console.print(f"figures in {path}")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-        log(f"teacher epoch {epoch + 1}/{epochs}: loss {float(loss):.3f}, {time.perf_counter() - t0:.0f} s")
+        log(f"teacher epoch {epoch + 1}/{epochs}: loss {float(loss.detach()):.3f}, {time.perf_counter() - t0:.0f} s")
     return model.eval()
 
 

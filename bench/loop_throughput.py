@@ -45,14 +45,16 @@ def bare_kd_loop(
     steps = math.ceil(n / batch)
     opt = torch.optim.AdamW(student.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
-    soft_t = torch.softmax(t / T, dim=1)
     student.train()
     seen = 0
     t0 = time.perf_counter()
     for _ in range(epochs):
         for idx in torch.randperm(n, generator=gen).split(batch):
             out = student(x[idx])
-            kd = nn.functional.kl_div(nn.functional.log_softmax(out / T, dim=1), soft_t[idx], reduction="batchmean")
+            log_p = nn.functional.log_softmax(t[idx] / T, dim=1)
+            kd = nn.functional.kl_div(
+                nn.functional.log_softmax(out / T, dim=1), log_p, reduction="batchmean", log_target=True
+            )
             loss = ALPHA * T * T * kd + (1 - ALPHA) * nn.functional.cross_entropy(out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
