@@ -99,7 +99,7 @@ def run_job(teacher: Path, data: Path, out: Path, extra: list[str]) -> dict[str,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 60000], help="samples at 28x28")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 60000], help="samples at 28x28")
     ap.add_argument(
         "--shapes", nargs="+", default=["1x64x64", "3x128x128"], help="the 28x28 point is on the size curve"
     )

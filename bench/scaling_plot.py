@@ -1,7 +1,7 @@
 """PNG plots of bench/scaling.py's figures: one per curve (transfer-set size, input size), wall time
 and peak RSS of the job's process tree on two axes.
 
-    .venv/bin/python -m bench.scaling_plot /tmp/scaling/scaling.json docs/img
+    .venv/bin/python -m bench.scaling_plot /tmp/scaling/scaling.json [more.json ...] --out-dir docs/img
 """
 
 from __future__ import annotations
@@ -45,11 +45,14 @@ def _plot(rows: list[dict[str, Any]], x_key: str, xlabel: str, title: str, path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("figures", type=Path)
-    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("figures", type=Path, nargs="+", help="scaling.json files of runs with the same options")
+    ap.add_argument("--out-dir", type=Path, required=True)
     args = ap.parse_args()
-    data = json.loads(args.figures.read_text())
-    rows = data["rows"]
+    runs = [json.loads(f.read_text()) for f in args.figures]
+    if any(r["options"] != runs[0]["options"] for r in runs):
+        raise SystemExit("the runs were made with different options; plot them separately")
+    data = runs[0]
+    rows = [row for r in runs for row in r["rows"]]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     opts = data["options"]
     method, epochs = opts.get("method", "kd"), opts.get("epochs")
@@ -60,8 +63,9 @@ def main() -> None:
             f"edgedistill compress, cpu-x86, {method}, {epochs} epoch(s): cost vs transfer-set size",
             args.out_dir / "scaling_size.png", [f"{r['samples']:,}" for r in size],
         )  # fmt: skip
-    base = [r for r in size if r["samples"] == (rows[-1]["samples"] if rows else 0)]
-    shape = sorted(base + [r for r in rows if r["curve"] == "shape"], key=lambda r: _pixels(r["shape"]))
+    shaped = [r for r in rows if r["curve"] == "shape"]
+    base = [r for r in size if shaped and r["samples"] == shaped[0]["samples"]]  # the 28x28 point
+    shape = sorted(base + shaped, key=lambda r: _pixels(r["shape"]))
     for r in shape:
         r["pixels"] = _pixels(r["shape"])
     if len(shape) > 1:
