@@ -414,9 +414,7 @@ def _summarise(arrays: dict[str, ArrayInfo], what: str) -> NpzSummary:
             raise DataFileError(f"{what}: y has non-numeric dtype {y.dtype}")
         if len(y.shape) not in (1, 2) or y.shape[0] != n:
             first = "x" if "x" in arrays else inputs[0]
-            raise DataFileError(
-                f"{what}: y has shape {y.shape} but {first} has {n} rows; y must be ({n},) or ({n}, k)"
-            )
+            raise DataFileError(f"{what}: y has shape {y.shape} but {first} has {n} rows; y must be ({n},) or ({n}, k)")
         y_dtype = y.dtype
     extra = tuple(k for k in arrays if k in METADATA_KEYS)
     return NpzSummary(

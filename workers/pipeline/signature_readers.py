@@ -34,24 +34,13 @@ class SignatureError(InputError):
     sequence tensors...). The API answers 422 with this message."""
 
 
-def looks_like_tflite(path: Path) -> bool:
-    """A TFLite FlatBuffer carries the file identifier 'TFL3' at bytes 4..8."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError:
-        return False
-    return len(head) == 8 and head[4:8] == b"TFL3"
-
-
 def inspect_model(
     path: Path, *, max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES
 ) -> tuple[str, ModelSignature | None]:
     """The file's format (judged by its bytes) and its signature where the format records one.
 
-    Raises ModelFileError (not a usable model file) or SignatureError (usable format, unusable I/O)."""
-    if looks_like_tflite(path):
-        return "tflite", read_tflite_signature(path)
+    Raises ModelFileError (not a usable model file) or SignatureError (usable format, unusable I/O).
+    workers.formats decides which formats are accepted; TFLite is read here once it accepts it."""
     fmt = sniff_model_format(path, max_uncompressed_bytes=max_uncompressed_bytes)
     return fmt, read_signature(path, fmt)
 
@@ -81,7 +70,13 @@ def read_onnx_signature(path: Path) -> ModelSignature | None:
         raise ModelFileError(f"{what} is not a valid ONNX model: {_first_line(exc)}") from exc
     # An upload is one file: weights stored beside it never arrived.
     external = sorted(
-        {e.value for t in _get_all_tensors(model) if uses_external_data(t) for e in t.external_data if e.key == "location"}
+        {
+            e.value
+            for t in _get_all_tensors(model)
+            if uses_external_data(t)
+            for e in t.external_data
+            if e.key == "location"
+        }
     )
     if external:
         raise SignatureError(
