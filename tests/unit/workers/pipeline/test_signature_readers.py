@@ -178,7 +178,7 @@ def test_magika_content_type_model_signature() -> None:
 def test_torchscript_and_pt2_signatures_stay_unknown(digits_teacher_files: dict[str, Path]) -> None:
     assert inspect_model(digits_teacher_files["torchscript"]) == ("torchscript", None)
     assert inspect_model(digits_teacher_files["pt2"]) == ("pt2", None)
-    fmt, sig = inspect_model(digits_teacher_files["onnx"])
+    _fmt, sig = inspect_model(digits_teacher_files["onnx"])
     assert sig is not None and _io(sig) == ([("x", "float32", (None, 1, 8, 8))], [("logits", "float32", (None, 10))])
 
 
