@@ -165,8 +165,8 @@ def precheck(spec: PipelineSpec) -> str | None:
     try:
         fmt, signature = inspect_model(spec.teacher_path)
         summary = check_npz(spec.data_path) if spec.data_path is not None else None
-    except PipelineError as exc:
-        return str(exc)
+    except PipelineError:
+        return None  # an unreadable file: the pipeline's load stage reports it, with its stage
     data = {k: (summary.arrays[k].shape, summary.arrays[k].dtype) for k in summary.input_keys} if summary else None
     problems = submit_problems(signature, model_format=fmt, data=data, options=spec.options)
     return one_line(problems) if problems else None
