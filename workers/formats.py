@@ -20,7 +20,7 @@ import numpy as np
 
 from workers.pipeline.errors import InputError
 
-ModelFormat = Literal["onnx", "torchscript", "pt2"]
+ModelFormat = Literal["onnx", "torchscript", "pt2", "tflite"]
 
 # Bounds that keep a hostile upload from exhausting the worker (zip bombs, absurd headers).
 MAX_UNCOMPRESSED_BYTES = 8 * 1024**3
@@ -148,7 +148,7 @@ def _classify_torch_zip(zf: zipfile.ZipFile, names: list[str], what: str) -> Mod
 # torch.export graphs name their call targets; the deserializer resolves any "torch.*" attribute path
 # (torch.serialization.os.system would resolve too), so only operator namespaces are accepted.
 _PT2_OP_NAMESPACES = frozenset({"aten", "prims", "higher_order", "quantized_decomposed", "quantized"})
-_PT2_TARGET_RE = re.compile(r"^torch\.ops\.([a-z_][a-z0-9_]*)\.[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$")
+_PT2_TARGET_RE = re.compile(r"^torch\.ops\.([a-z_][a-z0-9_]*)\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$")
 _PT2_PLAIN_TARGET_RE = re.compile(r"^(_operator|math)\.[a-z][a-z0-9_]*$")
 
 
@@ -303,11 +303,13 @@ def sniff_model_format(path: Path, *, max_uncompressed_bytes: int = MAX_UNCOMPRE
             f"{what} is a raw Python pickle (e.g. a legacy torch.save() file); loading it would execute "
             f"code, so it is refused. Please {_HOW_TO_SAVE}"
         )
-    if head.startswith(b"TFL3", 4):
-        raise UnsupportedModelFormat(f"{what} is a TFLite flatbuffer; upload the source model instead ({_HOW_TO_SAVE})")
+    if head.startswith(b"TFL3", 4):  # the FlatBuffer file identifier of the TFLite schema, at bytes 4-7
+        if size < 16:
+            raise ModelFileError(f"{what} has a TFLite identifier but only {size} bytes")
+        return "tflite"
     if _looks_like_onnx(path, size):
         return "onnx"
-    raise ModelFileError(f"{what} is not a recognised model (ONNX, TorchScript or .pt2): {_HOW_TO_SAVE}")
+    raise ModelFileError(f"{what} is not a recognised model (ONNX, TorchScript, .pt2 or TFLite): {_HOW_TO_SAVE}")
 
 
 @dataclass(frozen=True)
@@ -348,9 +350,11 @@ def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     raise ValueError(f"unsupported .npy format version {version}")
 
 
-def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES) -> NpzSummary:
+def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES, input_names: tuple[str, ...] | None = None) -> NpzSummary:
     """Validate a transfer-data .npz from its headers: one numeric (N, ...) array per teacher input
     ('x' for a single-input teacher, else each input's name), optional y (N,) numeric labels.
+    x_shape / x_dtype describe x, else the first input array (the first of input_names present,
+    else the first array in the file).
 
     Only member headers are read, never the array data, and never with pickling enabled.
     """
@@ -388,11 +392,20 @@ def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES) -> NpzSummary:
                     f"{info.file_size - header_len} bytes"
                 )
             arrays[key] = ArrayInfo(shape=tuple(int(s) for s in shape), dtype=str(dtype))
-    return _summarise(arrays, what)
+    return _summarise(arrays, what, input_names)
 
 
-def _summarise(arrays: dict[str, ArrayInfo], what: str) -> NpzSummary:
-    inputs = [k for k in arrays if k != LABEL_KEY and k not in METADATA_KEYS]
+NON_INPUT_KEYS: frozenset[str] = frozenset({LABEL_KEY}) | METADATA_KEYS
+
+
+def _primary_key(inputs: list[str], input_names: tuple[str, ...] | None) -> str:
+    if "x" in inputs:
+        return "x"
+    return next((name for name in input_names or () if name in inputs), inputs[0])
+
+
+def _summarise(arrays: dict[str, ArrayInfo], what: str, input_names: tuple[str, ...] | None = None) -> NpzSummary:
+    inputs = [k for k in arrays if k not in NON_INPUT_KEYS]
     if not inputs:
         found = ", ".join(sorted(arrays)) or "no arrays"
         raise DataFileError(
@@ -405,7 +418,8 @@ def _summarise(arrays: dict[str, ArrayInfo], what: str) -> NpzSummary:
     if len(set(rows.values())) > 1:
         listed = ", ".join(f"{k}: {n}" for k, n in rows.items())
         raise DataFileError(f"{what}: the input arrays have different numbers of rows ({listed})")
-    x = arrays["x"] if "x" in arrays else arrays[inputs[0]]
+    first = _primary_key(inputs, input_names)
+    x = arrays[first]
     n = x.shape[0]
     y_dtype = None
     if LABEL_KEY in arrays:
@@ -413,7 +427,6 @@ def _summarise(arrays: dict[str, ArrayInfo], what: str) -> NpzSummary:
         if np.dtype(y.dtype).kind not in "fiub":
             raise DataFileError(f"{what}: y has non-numeric dtype {y.dtype}")
         if len(y.shape) not in (1, 2) or y.shape[0] != n:
-            first = "x" if "x" in arrays else inputs[0]
             raise DataFileError(f"{what}: y has shape {y.shape} but {first} has {n} rows; y must be ({n},) or ({n}, k)")
         y_dtype = y.dtype
     extra = tuple(k for k in arrays if k in METADATA_KEYS)

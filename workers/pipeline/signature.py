@@ -60,6 +60,7 @@ class TensorSpec(BaseModel):
 
 class OutputSpec(TensorSpec):
     kind: OutputKind | None = Field(default=None, description="None until inferred or set by the job")
+    scores: str | None = Field(default=None, description="boxes: the output whose scores weight this one")
 
 
 class ModelSignature(BaseModel):
