@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 from workers.formats import MAX_UNCOMPRESSED_BYTES, ModelFileError, sniff_model_format
 from workers.pipeline.errors import InputError
-from workers.pipeline.signature import DType, ModelSignature, OutputSpec, TensorSpec
+from workers.pipeline.signature import FLOAT_DTYPES, DType, ModelSignature, OutputSpec, TensorSpec
 
 _DTYPES: frozenset[str] = frozenset(get_args(DType))
 _MAX_NAME = 256  # TensorSpec.name max_length
@@ -141,7 +141,8 @@ def _onnx_tensor(value: Any, role: str, what: str) -> dict[str, Any] | None:
 
 
 def read_tflite_signature(path: Path) -> ModelSignature:
-    """The main subgraph's inputs and outputs. Dynamic dims come from shape_signature (-1 = dynamic)."""
+    """The main subgraph's inputs and outputs as the engine's TFLite teacher presents them: dynamic
+    dims from shape_signature (-1 = dynamic), quantised tensors as float32 (see _as_fed)."""
     what = f"model file {path.name!r}"
     try:
         with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
@@ -160,11 +161,7 @@ def _tflite_signature(buf: mmap.mmap, what: str) -> ModelSignature:
         model = tflite.Model.GetRootAsModel(buf, 0)
         if model.SubgraphsLength() == 0:
             raise ModelFileError(f"{what} is a TFLite model without a subgraph")
-        # The serving signature names the main subgraph; without one the interpreter runs subgraph 0.
-        index = model.SignatureDefs(0).SubgraphIndex() if model.SignatureDefsLength() else 0
-        if not 0 <= index < model.SubgraphsLength():
-            raise ModelFileError(f"{what}: its signature names subgraph {index}, which does not exist")
-        graph = model.Subgraphs(index)
+        graph = model.Subgraphs(0)  # the interpreter's inputs/outputs are subgraph 0's
         n_tensors = graph.TensorsLength()
 
         def spec(tensor_index: int, role: str) -> dict[str, Any]:
@@ -179,10 +176,15 @@ def _tflite_signature(buf: mmap.mmap, what: str) -> ModelSignature:
                     f"{', '.join(sorted(_DTYPES))} tensors"
                 )
             if t.ShapeSignatureLength():
-                shape = tuple(None if d < 0 else int(d) for d in map(t.ShapeSignature, range(t.ShapeSignatureLength())))
+                dims = [t.ShapeSignature(j) for j in range(t.ShapeSignatureLength())]
             else:
-                shape = tuple(int(d) for d in map(t.Shape, range(t.ShapeLength())))
-            return {"name": _checked_name(name, role, what), "dtype": dtype, "shape": shape}
+                dims = [t.Shape(j) for j in range(t.ShapeLength())]
+            shape = tuple(int(d) if d > 0 else None for d in dims)
+            if not shape:
+                if role == "input":
+                    raise SignatureError(f"{what}: input {name!r} is a scalar; it needs a batch axis")
+                shape = (None,)
+            return {"name": _checked_name(name, role, what), "dtype": _as_fed(t, dtype, role), "shape": shape}
 
         inputs = tuple(TensorSpec(**spec(graph.Inputs(i), "input")) for i in range(graph.InputsLength()))
         outputs = tuple(OutputSpec(**spec(graph.Outputs(i), "output")) for i in range(graph.OutputsLength()))
@@ -191,6 +193,18 @@ def _tflite_signature(buf: mmap.mmap, what: str) -> ModelSignature:
     if not inputs or not outputs:
         raise SignatureError(f"{what}'s main subgraph has {len(inputs)} inputs and {len(outputs)} outputs")
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _as_fed(tensor: Any, dtype: str, role: str) -> str:
+    """The dtype the engine exchanges with this tensor (workers.steps.teacher_tflite): per-tensor
+    quantised int8/uint8/int16 tensors take and give float32 (quantised with the model's own
+    scale/zero-point); float outputs come back float32, other outputs as int64."""
+    q = tensor.Quantization()
+    if dtype in ("int8", "uint8", "int16") and q is not None and q.ScaleLength() == 1 and q.Scale(0) != 0:
+        return "float32"
+    if role == "output":
+        return "float32" if dtype in FLOAT_DTYPES else "int64"
+    return dtype
 
 
 def _checked_name(name: str, role: str, what: str) -> str:

