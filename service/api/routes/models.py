@@ -70,7 +70,7 @@ async def receive_checked(
 async def upload_model(
     request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> TeacherModelOut:
-    """Upload a teacher: ONNX, TorchScript or a torch.export .pt2 (pickles are refused). Its signature
+    """Upload a teacher: ONNX, TorchScript, a torch.export .pt2 or TFLite (pickles are refused). Its signature
     (every input and output: name, dtype, shape) is read from ONNX and TFLite files and shown in
     `signature`; TorchScript and .pt2 record it once a job has loaded the model."""
     upload, (fmt, signature), stored = await receive_checked(
