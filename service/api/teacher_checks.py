@@ -5,31 +5,15 @@ The API and the dashboard (which submits through the API's submit function) shar
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from service.db.models import Dataset, TeacherModel
-from workers.formats import LABEL_KEY, METADATA_KEYS
-from workers.pipeline.signature import ModelSignature
+from service.schemas.models import stored_signature
+from workers.formats import NON_INPUT_KEYS
 from workers.pipeline.spec import JobOptions
 from workers.pipeline.submit_checks import DataArrays, SubmitProblem, submit_problems
-
-log = logging.getLogger(__name__)
-
-
-def stored_signature(model: TeacherModel) -> ModelSignature | None:
-    """The signature recorded for the model, or None when it is unknown (or in a shape this version
-    cannot read: the worker checks the real model then)."""
-    if model.signature is None:
-        return None
-    try:
-        return ModelSignature.model_validate(model.signature)
-    except ValidationError as exc:
-        log.warning("model %s has an unreadable stored signature, not checked at submit: %s", model.id, exc)
-        return None
 
 
 def dataset_arrays(summary: dict[str, Any]) -> DataArrays | None:
@@ -40,7 +24,7 @@ def dataset_arrays(summary: dict[str, Any]) -> DataArrays | None:
         return None
     keys = summary.get("input_keys")
     if not isinstance(keys, list):
-        keys = [k for k in shapes if k != LABEL_KEY and k not in METADATA_KEYS]
+        keys = [k for k in shapes if k not in NON_INPUT_KEYS]
     return {str(k): (tuple(int(d) for d in shapes[k]), str(dtypes[k])) for k in keys if k in shapes and k in dtypes}
 
 
