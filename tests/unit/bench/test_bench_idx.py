@@ -58,5 +58,5 @@ def test_load_fashion_mnist_layout(tmp_path: Path) -> None:
     s = load_fashion_mnist(tmp_path)
     assert s.x_train.shape == (6, 1, 28, 28) and s.x_train.dtype == np.float32
     assert s.x_test.shape == (2, 1, 28, 28)
-    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0
+    assert s.x_train.min() >= 0.0 and s.x_train.max() <= 1.0
     assert s.y_train.dtype == np.int64 and s.y_train.shape == (6,)
