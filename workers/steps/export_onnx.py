@@ -83,6 +83,7 @@ class ExportOnnx(Step):
 
         from workers.steps.model_info import describe_onnx
         from workers.steps.runtimes import run_onnx
+        from workers.steps.students import standardized_export
 
         data = state.data
         x_check = data.x_of("test")[:CHECK_SAMPLES]
@@ -91,8 +92,12 @@ class ExportOnnx(Step):
         reference = torch_predict(state.student, x_check)
 
         with staged_file(ctx.work_dir, FILENAME) as tmp:
+            # An MLP keeps its input standardisation as float Sub/Div nodes in front of the first Gemm,
+            # which quantize_static leaves float: the int8 layers see standardised features, not raw
+            # ones of very different magnitudes under one scale (see export_tflite's docstring).
+            module, _, float_pre = standardized_export(state.student, float_io=True)
             try:
-                export_student_onnx(state.student, x_check[:1], tmp)
+                export_student_onnx(module, x_check[:1], tmp)
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as exc:
                 raise PipelineError(f"ONNX export of the student failed: {exc}", stage=self.stage) from exc
@@ -108,6 +113,8 @@ class ExportOnnx(Step):
             info = describe_onnx(tmp)
 
         info["signature"]["layout"] = DATA_LAYOUTS.get(data.modality, "as-is")
+        if float_pre:
+            info["float_preprocessing"] = "per-feature (x - mean) / std (Sub, Div) before the first Gemm"
         record_artifact(
             ctx,
             state,

@@ -14,6 +14,18 @@ per-channel weights, int8 activations), calibrated on training samples, then lit
 Images and sequences are exported channel-last (litert_torch.to_channel_last_io): the TFLite input is
 NHWC (sequences (N, 1, T, C)) and the converter adds no TRANSPOSE op. Batch is fixed at 1.
 The converter's per-op debug tensor names are stripped (strip_debug_names): flash is the MCU budget.
+
+MLP students standardise their inputs ((x - mean) / std per feature, folded into the first Linear after
+training). Quantising the raw features instead breaks two things: one int8 scale for features of very
+different magnitudes (e.g. 0.05 next to 4000) rounds the small ones to nothing, and the folded weights
+(W / std) times that input scale make the first FULLY_CONNECTED's requantisation scale
+input_scale * weight_scale / output_scale reach hundreds; XNNPACK (ai-edge-litert's default delegate)
+refuses any >= 256 ("failed to create XNNPACK runtime ... TfLiteXNNPackDelegate failed to prepare").
+So (standardized_export):
+- float I/O: the standardisation stays in the graph as float SUB/MUL ops before the QUANTIZE op (only the
+  Linear body is annotated for PT2E), so the model still takes the teacher's raw features;
+- int8 I/O: the int8 input holds the standardised features; the metadata's input_standardization (mean,
+  std) says so, the C header carries both arrays and the runtimes apply it when quantising the input.
 """
 
 from __future__ import annotations
@@ -90,7 +102,13 @@ def _strict_qdq_mode() -> Iterator[None]:
 
 
 def convert_int8(
-    student: Any, modality: str, calibration: np.ndarray, path: Path, *, float_io: bool, qat: Any = None
+    student: Any,
+    modality: str,
+    calibration: np.ndarray,
+    path: Path,
+    *,
+    float_io: bool,
+    qat: Any = None,
 ) -> str | None:
     """PT2E-quantize the student on the calibration samples (data layout) and write a .tflite.
     Returns the model's input layout ("NHWC" or None for the data's own layout).
@@ -189,7 +207,8 @@ class ExportTflite(Step):
         from workers.steps.export_onnx import max_abs_diff, torch_predict
         from workers.steps.model_info import describe_tflite
         from workers.steps.quantize import calibration_samples
-        from workers.steps.runtimes import run_tflite
+        from workers.steps.runtimes import apply_standardization, run_tflite
+        from workers.steps.students import standardized_export
 
         opts = ctx.spec.options
         data = state.data
@@ -210,10 +229,18 @@ class ExportTflite(Step):
                 },
             )
             filename = FILENAMES[kind]
+            module, standardization, float_pre = state.student, None, False
+            if state.qat_model is None:  # a QAT graph carries its own learned input scale
+                module, standardization, float_pre = standardized_export(state.student, float_io)
             with staged_file(ctx.work_dir, filename) as tmp:
                 try:
                     layout = convert_int8(
-                        state.student, data.modality, samples, tmp, float_io=float_io, qat=state.qat_model
+                        module,
+                        data.modality,
+                        apply_standardization(samples, standardization),
+                        tmp,
+                        float_io=float_io,
+                        qat=state.qat_model,
                     )
                 except PipelineError:
                     raise
@@ -222,7 +249,7 @@ class ExportTflite(Step):
                 saved = strip_debug_names(tmp)
                 info = describe_tflite(tmp)
                 _check_io(info, kind)
-                got = run_tflite(tmp, x_check, layout=layout)
+                got = run_tflite(tmp, x_check, layout=layout, standardization=standardization)
                 if got.shape != reference.shape or not np.isfinite(got).all():
                     raise PipelineError(f"the {kind} model produced invalid outputs", stage=self.stage)
 
@@ -231,6 +258,14 @@ class ExportTflite(Step):
                 info["signature"]["input_mapping"] = "data (N, C, T) -> model (N, 1, T, C)"
             elif data.modality == "image":
                 info["signature"]["input_mapping"] = "data (N, C, H, W) -> model (N, H, W, C)"
+            if standardization is not None:
+                info["signature"]["input_mapping"] = (
+                    "data (N, F) -> (x - input_standardization.mean) / input_standardization.std per feature, "
+                    "then quantised to the int8 input"
+                )
+                info["input_standardization"] = standardization
+            elif float_pre:
+                info["float_preprocessing"] = "per-feature (x - mean) / std in float before the int8 layers"
             record_artifact(
                 ctx,
                 state,

@@ -91,17 +91,42 @@ def _is_int(dtype: Any) -> bool:
     return bool(np.issubdtype(np.dtype(dtype), np.integer))
 
 
-def layout_from_sidecar(path: Path) -> str | None:
-    """The layout recorded in an artifact's `<file>.json`, if the sidecar exists."""
+def _sidecar(path: Path) -> dict[str, Any]:
     side = path.with_name(path.name + ".json")
     if not side.is_file():
-        return None
+        return {}
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    layout = (meta.get("signature") or {}).get("layout")
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def layout_from_sidecar(path: Path) -> str | None:
+    """The layout recorded in an artifact's `<file>.json`, if the sidecar exists."""
+    layout = (_sidecar(path).get("signature") or {}).get("layout")
     return layout if isinstance(layout, str) else None
+
+
+Standardization = dict[str, list[float]]
+
+
+def standardization_from_sidecar(path: Path) -> Standardization | None:
+    """The per-feature (x - mean) / std an int8-input MLP expects before quantisation, if recorded."""
+    found = _sidecar(path).get("input_standardization")
+    if isinstance(found, dict) and isinstance(found.get("mean"), list) and isinstance(found.get("std"), list):
+        return {"mean": [float(v) for v in found["mean"]], "std": [float(v) for v in found["std"]]}
+    return None
+
+
+def apply_standardization(x: np.ndarray, standardization: Standardization | None) -> np.ndarray:
+    if standardization is None:
+        return x
+    mean = np.asarray(standardization["mean"], dtype=np.float32)
+    std = np.asarray(standardization["std"], dtype=np.float32)
+    if x.shape[-1] != mean.shape[0]:
+        raise PipelineError(f"input_standardization has {mean.shape[0]} features, the input {x.shape[-1]}")
+    return ((x - mean) / std).astype(np.float32)
 
 
 def _resolve_layout(path: Path, layout: str | None, x: np.ndarray, model_shape: tuple[int, ...]) -> str | None:
@@ -175,7 +200,9 @@ class TfliteModel:
 
     runtime_name = "ai-edge-litert"
 
-    def __init__(self, path: Path, threads: int = 1, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int = 1, layout: str | None = None, standardization: Standardization | None = None
+    ) -> None:
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
 
@@ -189,13 +216,14 @@ class TfliteModel:
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.layout = layout
+        self.standardization = standardization or standardization_from_sidecar(path)
         self.input_shape = tuple(int(d) for d in self.inp["shape"])
         sig = self.inp.get("shape_signature")
         self.dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Float batch in the data's layout -> the model's input layout and dtype."""
-        x = _check_batch(x)
+        x = apply_standardization(_check_batch(x), self.standardization)
         self.layout = _resolve_layout(self.path, self.layout, x, self.input_shape)
         xm = to_model_layout(x, self.layout)
         if tuple(xm.shape[1:]) != self.input_shape[1:]:
@@ -244,8 +272,14 @@ class TfliteModel:
         return np.concatenate(outs)
 
 
-def run_tflite(path: Path, x: np.ndarray, threads: int = 1, layout: str | None = None) -> np.ndarray:
-    return TfliteModel(path, threads, layout).predict(x)
+def run_tflite(
+    path: Path,
+    x: np.ndarray,
+    threads: int = 1,
+    layout: str | None = None,
+    standardization: Standardization | None = None,
+) -> np.ndarray:
+    return TfliteModel(path, threads, layout, standardization).predict(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,10 +344,12 @@ def _tflm_interpreter(data: bytes, arena_size: int | None) -> tuple[Any, int]:
             size *= 4
 
 
-def run_tflm(path: Path, x: np.ndarray, arena_size: int | None = None) -> tuple[np.ndarray, int]:
+def run_tflm(
+    path: Path, x: np.ndarray, arena_size: int | None = None, standardization: Standardization | None = None
+) -> tuple[np.ndarray, int]:
     """Run every sample through the real TFLM interpreter (as firmware would: one at a time).
     Returns (float outputs, arena bytes TFLM allocated, from its RecordingMicroAllocator)."""
-    x = _check_batch(x)
+    x = apply_standardization(_check_batch(x), standardization or standardization_from_sidecar(path))
     data = path.read_bytes()
     it, _ = _tflm_interpreter(data, arena_size)
     inp = it.get_input_details(0)
