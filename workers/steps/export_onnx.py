@@ -68,6 +68,36 @@ def export_student_onnx(module: Any, example: np.ndarray, path: Any) -> None:
         )
 
 
+def export_signature_onnx(
+    module: Any,
+    examples: tuple[Any, ...],
+    path: Any,
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+) -> None:
+    """torch.onnx.export of a multi-input/-output module (heads.export_module of a student) under the
+    teacher's input and output names, every axis 0 dynamic; integer inputs keep their dtype."""
+    import torch
+
+    module = module.cpu().eval()
+    dynamic = {name: {0: "batch"} for name in (*input_names, *output_names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            module,
+            tuple(examples),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
+
+
 class ExportOnnx(Step):
     """Reads state.student, state.data; writes state.artifacts["onnx_fp32"]. Runs when the profile
     targets onnx_fp32 or onnx_int8 (the int8 model is quantized from this file)."""
