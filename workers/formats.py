@@ -20,7 +20,7 @@ import numpy as np
 
 from workers.pipeline.errors import InputError
 
-ModelFormat = Literal["onnx", "torchscript", "pt2"]
+ModelFormat = Literal["onnx", "torchscript", "pt2", "tflite"]
 
 # Bounds that keep a hostile upload from exhausting the worker (zip bombs, absurd headers).
 MAX_UNCOMPRESSED_BYTES = 8 * 1024**3
@@ -148,7 +148,7 @@ def _classify_torch_zip(zf: zipfile.ZipFile, names: list[str], what: str) -> Mod
 # torch.export graphs name their call targets; the deserializer resolves any "torch.*" attribute path
 # (torch.serialization.os.system would resolve too), so only operator namespaces are accepted.
 _PT2_OP_NAMESPACES = frozenset({"aten", "prims", "higher_order", "quantized_decomposed", "quantized"})
-_PT2_TARGET_RE = re.compile(r"^torch\.ops\.([a-z_][a-z0-9_]*)\.[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$")
+_PT2_TARGET_RE = re.compile(r"^torch\.ops\.([a-z_][a-z0-9_]*)\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$")
 _PT2_PLAIN_TARGET_RE = re.compile(r"^(_operator|math)\.[a-z][a-z0-9_]*$")
 
 
@@ -303,11 +303,13 @@ def sniff_model_format(path: Path, *, max_uncompressed_bytes: int = MAX_UNCOMPRE
             f"{what} is a raw Python pickle (e.g. a legacy torch.save() file); loading it would execute "
             f"code, so it is refused. Please {_HOW_TO_SAVE}"
         )
-    if head.startswith(b"TFL3", 4):
-        raise UnsupportedModelFormat(f"{what} is a TFLite flatbuffer; upload the source model instead ({_HOW_TO_SAVE})")
+    if head.startswith(b"TFL3", 4):  # the FlatBuffer file identifier of the TFLite schema, at bytes 4-7
+        if size < 16:
+            raise ModelFileError(f"{what} has a TFLite identifier but only {size} bytes")
+        return "tflite"
     if _looks_like_onnx(path, size):
         return "onnx"
-    raise ModelFileError(f"{what} is not a recognised model (ONNX, TorchScript or .pt2): {_HOW_TO_SAVE}")
+    raise ModelFileError(f"{what} is not a recognised model (ONNX, TorchScript, .pt2 or TFLite): {_HOW_TO_SAVE}")
 
 
 @dataclass(frozen=True)
@@ -340,8 +342,10 @@ def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     raise ValueError(f"unsupported .npy format version {version}")
 
 
-def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES) -> NpzSummary:
-    """Validate a transfer-data .npz from its headers: x (N, ...) numeric, optional y (N,) numeric.
+def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES, input_names: tuple[str, ...] | None = None) -> NpzSummary:
+    """Validate a transfer-data .npz from its headers: x (N, ...) numeric, or one array per teacher
+    input named after it (multi-input teachers), optional y (N,) numeric. x_shape / x_dtype describe
+    x, else the first input array (the first of input_names present, else the first array).
 
     Only member headers are read, never the array data, and never with pickling enabled.
     """
@@ -379,36 +383,55 @@ def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES) -> NpzSummary:
                     f"{info.file_size - header_len} bytes"
                 )
             arrays[key] = ArrayInfo(shape=tuple(int(s) for s in shape), dtype=str(dtype))
-    return _summarise(arrays, what)
+    return _summarise(arrays, what, input_names)
 
 
-def _summarise(arrays: dict[str, ArrayInfo], what: str) -> NpzSummary:
-    if "x" not in arrays:
+NON_INPUT_KEYS = frozenset({"y", "class_names"})
+
+
+def _primary_key(arrays: dict[str, ArrayInfo], input_names: tuple[str, ...] | None) -> str | None:
+    if "x" in arrays:
+        return "x"
+    for name in input_names or ():
+        if name in arrays:
+            return name
+    return next((k for k in arrays if k not in NON_INPUT_KEYS), None)
+
+
+def _summarise(arrays: dict[str, ArrayInfo], what: str, input_names: tuple[str, ...] | None = None) -> NpzSummary:
+    key = _primary_key(arrays, input_names)
+    if key is None:
         found = ", ".join(sorted(arrays)) or "no arrays"
         raise DataFileError(
-            f"{what} has no array named 'x' (found: {found}); save with numpy.savez(path, x=..., y=...)"
+            f"{what} has no array named 'x' nor any other input array (found: {found}); save with "
+            "numpy.savez(path, x=..., y=...) or one array per teacher input named after it"
         )
-    x = arrays["x"]
+    x = arrays[key]
     if np.dtype(x.dtype).kind not in "fiub":
-        raise DataFileError(f"{what}: x has non-numeric dtype {x.dtype}")
+        raise DataFileError(f"{what}: {key} has non-numeric dtype {x.dtype}")
     if len(x.shape) < 2:
         raise DataFileError(
-            f"{what}: x has shape {x.shape}; it needs a sample axis plus feature axes, e.g. (N, F) or (N, C, H, W)"
+            f"{what}: {key} has shape {x.shape}; it needs a sample axis plus feature axes, e.g. (N, F) or (N, C, H, W)"
         )
     if len(x.shape) > 4:
-        raise DataFileError(f"{what}: x has {len(x.shape)} axes {x.shape}; at most 4 (N, C, H, W) are supported")
+        raise DataFileError(f"{what}: {key} has {len(x.shape)} axes {x.shape}; at most 4 (N, C, H, W) are supported")
     n = x.shape[0]
     if n == 0:
-        raise DataFileError(f"{what}: x has zero rows")
+        raise DataFileError(f"{what}: {key} has zero rows")
     if any(d == 0 for d in x.shape[1:]):
-        raise DataFileError(f"{what}: x has an empty feature axis {x.shape}")
+        raise DataFileError(f"{what}: {key} has an empty feature axis {x.shape}")
+    for other, info in arrays.items():
+        if other in NON_INPUT_KEYS or other == key or not info.shape:
+            continue
+        if (input_names is None or other in input_names) and np.dtype(info.dtype).kind not in "fiub":
+            raise DataFileError(f"{what}: {other} has non-numeric dtype {info.dtype}")
     y_dtype = None
     if "y" in arrays:
         y = arrays["y"]
         if np.dtype(y.dtype).kind not in "fiub":
             raise DataFileError(f"{what}: y has non-numeric dtype {y.dtype}")
         if len(y.shape) not in (1, 2) or y.shape[0] != n:
-            raise DataFileError(f"{what}: y has shape {y.shape} but x has {n} rows; y must be ({n},) or ({n}, k)")
+            raise DataFileError(f"{what}: y has shape {y.shape} but {key} has {n} rows; y must be ({n},) or ({n}, k)")
         y_dtype = y.dtype
     extra = tuple(k for k in arrays if k not in {"x", "y"})
     return NpzSummary(

@@ -152,10 +152,12 @@ def test_unrelated_zip_is_refused(tmp_path: Path) -> None:
         sniff_model_format(p)
 
 
-def test_tflite_upload_is_refused(tmp_path: Path) -> None:
-    p = tmp_path / "m.tflite"
+def test_tflite_is_recognised_by_its_flatbuffer_identifier(tmp_path: Path) -> None:
+    p = tmp_path / "upload.bin"  # no suffix: judged by the bytes
     p.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\0" * 64)
-    with pytest.raises(UnsupportedModelFormat, match="TFLite"):
+    assert sniff_model_format(p) == "tflite"
+    p.write_bytes(b"\x1c\x00\x00\x00TFL3")
+    with pytest.raises(ModelFileError, match="only 8 bytes"):
         sniff_model_format(p)
 
 
