@@ -109,6 +109,11 @@ class ExportOnnx(Step):
         targets = ctx.spec.profile.targets
         if "onnx_fp32" not in targets and "onnx_int8" not in targets:
             return
+        from workers.steps.export_multi import export_onnx_multi, is_multi
+
+        if is_multi(state):  # several inputs/outputs or token ids: the teacher's names on every tensor
+            export_onnx_multi(ctx, state, FILENAME, OPSET)
+            return
         import onnx
 
         from workers.steps.model_info import describe_onnx

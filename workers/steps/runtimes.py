@@ -33,6 +33,7 @@ __all__ = [
     "run_onnx",
     "run_tflite",
     "run_tflm",
+    "run_tflm_all",
     "tflite_ops",
     "to_model_layout",
 ]
@@ -184,6 +185,10 @@ class OnnxModel:
         outs = [self.run_batch(x[i : i + step]) for i in range(0, x.shape[0], step)]
         return np.concatenate(outs)
 
+    def predict_all(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Every output by name for inputs by name (integer inputs fed as integers)."""
+        return onnx_predict_all(self, inputs, batch_size)
+
 
 def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
     return OnnxModel(path, threads).predict(x)
@@ -270,6 +275,19 @@ class TfliteModel:
                 raise PipelineError(f"{self.path.name} has a static batch of {step}; got {chunk.shape[0]}")
             outs.append(self.decode(self.invoke_encoded(chunk)))
         return np.concatenate(outs)
+
+    def predict_all(
+        self,
+        inputs: dict[str, np.ndarray],
+        *,
+        input_names: tuple[str, ...] | None = None,
+        output_names: tuple[str, ...] | None = None,
+        layouts: dict[str, str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every output by teacher name for inputs by teacher name: NHWC where the artifact says so
+        (layouts: input name -> "NHWC"), int8 I/O (de)quantised with the model's own scales, integer
+        inputs cast to the model's integer type; static-batch models are fed one sample at a time."""
+        return tflite_predict_all(self, inputs, input_names, output_names, layouts)
 
 
 def run_tflite(
@@ -382,3 +400,166 @@ def run_tflm(
             arena = parse_arena_total(log[0])
     assert arena is not None
     return np.concatenate(outs), arena
+
+
+# --------------------------------------------------------------------------------------------------
+# several inputs and outputs, by name (the engine contract)
+# --------------------------------------------------------------------------------------------------
+
+_NP_OF_ORT = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _batch_size_of(inputs: dict[str, np.ndarray]) -> int:
+    sizes = {int(v.shape[0]) for v in inputs.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise PipelineError(f"inputs must be non-empty batches of one size, got {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _finish(outs: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    # float outputs as float32; integer outputs (class indices) stay integers
+    return {
+        k: np.concatenate(v) if _is_int(v[0].dtype) else np.concatenate(v).astype(np.float32, copy=False)
+        for k, v in outs.items()
+    }
+
+
+def _io_names(path: Path, role: str, found: list[str], given: tuple[str, ...] | None) -> list[str]:
+    """Teacher names for a TFLite model's inputs/outputs: given, else the sidecar's teacher_io, else the
+    model's own names (litert-torch names them args_0.. / output_0..: then the order is the module's)."""
+    if given is not None:
+        names = list(given)
+    else:
+        side = (_sidecar(path).get("teacher_io") or {}).get(role)
+        names = [str(n) for n in side] if isinstance(side, list) else found
+    if len(names) != len(found):
+        raise PipelineError(f"{path.name} has {len(found)} {role}, names given for {len(names)}")
+    return names
+
+
+def _input_layouts(path: Path, given: dict[str, str] | None) -> dict[str, str]:
+    if given is not None:
+        return given
+    side = _sidecar(path).get("input_layouts")
+    return {str(k): str(v) for k, v in side.items()} if isinstance(side, dict) else {}
+
+
+def _encode_one(x: np.ndarray, details: dict[str, Any], layout: str | None) -> np.ndarray:
+    dtype = np.dtype(details["dtype"])
+    if _is_int(x.dtype) and not np.issubdtype(np.dtype(x.dtype), np.bool_) and dtype != np.int8:
+        return np.ascontiguousarray(x.astype(dtype))  # token ids / masks stay integers
+    xm = to_model_layout(np.ascontiguousarray(x, dtype=np.float32), layout)
+    if dtype == np.int8 or dtype == np.uint8 or dtype == np.int16:
+        scale, zp = _qparams(details)
+        return quantize(xm, scale, zp, dtype)
+    return xm.astype(dtype, copy=False)
+
+
+def _decode_one(raw: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(details["dtype"])
+    if dtype in (np.int8, np.uint8, np.int16):
+        scale, zp = _qparams(details)
+        return dequantize(raw, scale, zp)
+    return np.array(raw)
+
+
+def onnx_predict_all(model: OnnxModel, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+    sess = model.session
+    n = _batch_size_of(inputs)
+    feeds_spec = sess.get_inputs()
+    missing = [i.name for i in feeds_spec if i.name not in inputs]
+    if missing:
+        raise PipelineError(f"no data for model inputs {missing}")
+    names = [o.name for o in sess.get_outputs()]
+    first = feeds_spec[0].shape[0] if feeds_spec[0].shape else None
+    step = first if isinstance(first, int) else batch_size
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for start in range(0, n, step):
+        feed: dict[str, np.ndarray] = {
+            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=_NP_OF_ORT.get(i.type, np.float32))
+            for i in feeds_spec
+        }
+        for k, v in zip(names, sess.run(None, feed), strict=True):
+            outs[k].append(np.asarray(v))
+    return _finish(outs)
+
+
+def tflite_predict_all(
+    model: TfliteModel,
+    inputs: dict[str, np.ndarray],
+    input_names: tuple[str, ...] | None,
+    output_names: tuple[str, ...] | None,
+    layouts: dict[str, str] | None,
+) -> dict[str, np.ndarray]:
+    it = model.interpreter
+    ins = it.get_input_details()
+    outs_d = it.get_output_details()
+    in_names = _io_names(model.path, "inputs", [d["name"] for d in ins], input_names)
+    out_names = _io_names(model.path, "outputs", [d["name"] for d in outs_d], output_names)
+    lay = _input_layouts(model.path, layouts)
+    missing = [k for k in in_names if k not in inputs]
+    if missing:
+        raise PipelineError(f"no data for model inputs {missing}")
+    n = _batch_size_of({k: inputs[k] for k in in_names})
+    encoded = [_encode_one(inputs[k], d, lay.get(k)) for k, d in zip(in_names, ins, strict=True)]
+    for x, d, k in zip(encoded, ins, in_names, strict=True):
+        if tuple(x.shape[1:]) != tuple(int(v) for v in d["shape"][1:]):
+            raise PipelineError(f"{model.path.name} input {k!r} takes {list(d['shape'][1:])}, got {list(x.shape[1:])}")
+    step = int(ins[0]["shape"][0]) or 1
+    result: dict[str, list[np.ndarray]] = {k: [] for k in out_names}
+    for start in range(0, n, step):
+        for x, d in zip(encoded, ins, strict=True):
+            it.set_tensor(d["index"], x[start : start + step])
+        it.invoke()
+        for k, d in zip(out_names, outs_d, strict=True):
+            result[k].append(_decode_one(it.get_tensor(d["index"]), d))
+    return _finish(result)
+
+
+def run_tflm_all(
+    path: Path,
+    inputs: dict[str, np.ndarray],
+    *,
+    input_names: tuple[str, ...] | None = None,
+    output_names: tuple[str, ...] | None = None,
+    layouts: dict[str, str] | None = None,
+    arena_size: int | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """run_tflm for several inputs and outputs by teacher name: (outputs, arena bytes TFLM used)."""
+    it, _ = _tflm_interpreter(path.read_bytes(), arena_size)
+    from workers.steps.model_info import describe_tflite
+
+    sig = describe_tflite(path)["signature"]
+    n_in, n_out = len(sig["inputs"]), len(sig["outputs"])
+    ins = [it.get_input_details(i) for i in range(n_in)]
+    outs_d = [it.get_output_details(i) for i in range(n_out)]
+    in_names = _io_names(path, "inputs", [str(d.get("name", i)) for i, d in enumerate(ins)], input_names)
+    out_names = _io_names(path, "outputs", [str(d.get("name", i)) for i, d in enumerate(outs_d)], output_names)
+    lay = _input_layouts(path, layouts)
+    n = _batch_size_of({k: inputs[k] for k in in_names})
+    encoded = [_encode_one(inputs[k], d, lay.get(k)) for k, d in zip(in_names, ins, strict=True)]
+    result: dict[str, list[np.ndarray]] = {k: [] for k in out_names}
+    arena: int | None = None
+    for s in range(n):
+        try:
+            for i, x in enumerate(encoded):
+                it.set_input(x[s : s + 1], i)
+            it.invoke()
+        except Exception as exc:
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+        for i, (k, d) in enumerate(zip(out_names, outs_d, strict=True)):
+            result[k].append(_decode_one(np.array(it.get_output(i)), d))
+        if arena is None:
+            with capture_fds() as log:
+                it.print_allocations()
+            arena = parse_arena_total(log[0])
+    assert arena is not None
+    return _finish(result), arena
