@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
