@@ -42,6 +42,9 @@ class BuildStudent(Step):
 
             build_previous_student(ctx, state)
             return
+        if state.signature is not None and needs_multi_student(state.signature):
+            self._build_multi(ctx, state)
+            return
         choice = choose_arch(
             modality=data.modality,
             input_shape=data.sample_shape,
@@ -79,6 +82,34 @@ class BuildStudent(Step):
                 f"{choice.estimate.macs:,} MACs ({choice.reason})"
             },
         )
+
+    def _build_multi(self, ctx: RunContext, state: RunState) -> None:
+        """Several inputs/outputs or token ids: students_multi.MultiStudent via build_student."""
+        from workers.steps.students_multi import input_stats
+
+        assert isinstance(self.config, BuildStudentConfig)
+        opts = ctx.spec.options
+        pins = opts.student.model_copy(
+            update={k: v for k, v in (("width", self.config.width), ("depth", self.config.depth)) if v is not None}
+        )
+        stats = input_stats(state.signature, state.data.inputs_of("train"))
+        module, arch = build_student(
+            state.signature,
+            ctx.spec.profile,
+            pins,
+            stats,
+            teacher_params=state.teacher.param_count if state.teacher is not None else None,
+            teacher_bytes=getattr(state.teacher, "file_bytes", None),
+            seed=opts.seed,
+        )
+        state.student, state.student_arch = module, arch
+        if self.config.width is not None:
+            state.student_arch["pinned_by_retry"] = True
+        ctx.emit(
+            "progress",
+            {"message": f"student multi w{arch['width']} d{arch['depth']}: {arch['params']:,} params, "
+             f"{arch['macs']:,} MACs ({arch['chosen_because']})"},
+        )  # fmt: skip
 
 
 def needs_multi_student(signature: Any) -> bool:

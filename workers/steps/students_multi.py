@@ -12,6 +12,9 @@ Shape of the network (one encoder per input, a shared trunk, one head per traine
   the positions an integer mask input of the same shape marks (name containing "mask"), else over all.
   Long byte sequences (L >= 256, no mask) are downsampled by strided blocks as audio is.
 - vector (N, F) float: standardisation + Linear/ReLU layers (as students.MLP).
+No GRU: nn.GRU exports to ONNX (max |diff| 6e-8) but litert-torch's PT2E int8 conversion fails on it
+(IndexError inside the converter, float and int8 I/O alike; litert-torch 0.10, measured 2026-12-01), so
+recurrent teachers get the convolutional sequence encoder, which streams as a TCN does.
 The encoders' pooled features are concatenated into a Linear/ReLU trunk. Each output gets a head:
 Linear(trunk, prod(shape)) reshaped to the teacher's per-sample shape, or, for per-anchor outputs
 (A anchors = prod of the non-last dims, d values each) when an encoder has a feature map (C, P):

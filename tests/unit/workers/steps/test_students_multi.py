@@ -182,3 +182,26 @@ def test_onnx_export_keeps_names_dtypes_and_dynamic_batch(tmp_path: Path, case: 
                        for n in signature.input_names))  # fmt: skip
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_build_student_step_builds_a_multi_student_from_the_transfer_data(tmp_path: Path) -> None:
+    from tests.unit.workers.steps.conftest import make_run
+    from workers.pipeline.context import RunState
+    from workers.steps.build_student import BuildStudent
+    from workers.steps.data import TransferData, make_splits
+
+    arrays = random_inputs(TEXT, 40)
+    splits, _ = make_splits(40, None, val_fraction=0.2, test_fraction=0.2, seed=0)
+    state = RunState()
+    state.signature = TEXT
+    state.data = TransferData(
+        x=arrays["input_ids"], y=None, splits=splits, modality="vector", task="classification", num_outputs=3,
+        arrays=arrays, input_names=TEXT.input_names,
+    )  # fmt: skip
+    run = make_run(tmp_path, "mcu-cortex-m7")
+    BuildStudent().run(run.ctx, state)
+    assert isinstance(state.student, MultiStudent)
+    assert state.student_arch["encoders"] == {"input_ids": "tokens", "attention_mask": "mask"}
+    # ids seen in the data reach 299: the vocabulary is no larger than that
+    assert state.student_arch["vocab"]["input_ids"] <= 300
+    assert any("student multi" in e.data.get("message", "") for e in run.of_kind("progress"))
