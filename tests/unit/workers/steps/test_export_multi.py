@@ -103,3 +103,21 @@ def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -
     _close(got, ref, 1e-3)
     with pytest.raises(Exception, match="attention_mask"):
         OnnxModel(state.artifacts["onnx_fp32"].path).predict_all({"input_ids": x["input_ids"]})
+
+
+@pytest.mark.slow
+def test_full_int8_two_input_model_runs_in_tflm_by_name(tmp_path: Path) -> None:
+    from workers.steps.runtimes import run_tflm_all
+
+    state = _export(tmp_path, "mcu-cortex-m7", multi_state(VAD_PLUS_AGE))
+    rec = state.artifacts["tflite_int8_full"]
+    dtypes = {t["name"]: t["dtype"] for t in rec.metadata["signature"]["inputs"]}
+    assert "int8" in dtypes.values()  # the spectrogram input is int8 on the MCU
+    assert any("int8" in c for c in rec.metadata["changes_vs_teacher"])
+    x = {k: v[:8] for k, v in state.data.inputs_of("test").items()}
+    got, arena = run_tflm_all(rec.path, x)
+    lite = TfliteModel(rec.path).predict_all(x)
+    assert arena > 0 and list(got) == list(VAD_PLUS_AGE.output_names)
+    for name in got:  # the reference kernels and ai-edge-litert's agree to int8 rounding
+        assert got[name].shape == lite[name].shape
+        assert float(np.max(np.abs(got[name] - lite[name]))) <= 0.05 * (float(np.max(np.abs(lite[name]))) + 1e-3)
