@@ -54,7 +54,7 @@ WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128)
 DEPTHS = (1, 2, 3, 4)
 PREFERRED_MIN_DEPTH = 2
 # An embedding table may take at most this share of the flash budget (the rest: encoders and heads).
-VOCAB_FLASH_SHARE = 0.4
+VOCAB_FLASH_SHARE = 0.4  # of the bytes: tables stay float32 (4 bytes per weight)
 MIN_VOCAB = 16
 LONG_SEQUENCE = 256  # token sequences at least this long (without a mask) are downsampled
 
@@ -347,8 +347,9 @@ def example_inputs(signature: ModelSignature, batch: int = 1) -> tuple[torch.Ten
 
 def measure(module: nn.Module, signature: ModelSignature) -> StudentEstimate:
     """Parameters, MACs (torch's FLOP counter on one sample / 2), int8 file and arena estimates from
-    the built module: weights 1 byte, biases 4, per-tensor overhead as students.estimate fits it; the
-    arena as the largest input + output of any layer in int8 plus per-tensor bookkeeping."""
+    the built module: weights 1 byte, biases and embedding tables 4, per-tensor overhead as
+    students.estimate fits it; the arena as the largest input + output of any layer in int8 plus
+    per-tensor bookkeeping."""
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in module.parameters())
@@ -375,7 +376,11 @@ def measure(module: nn.Module, signature: ModelSignature) -> StudentEstimate:
             h.remove()
         module.train(was_training)
     macs = int(counter.get_total_flops() // 2)
-    int8_bytes = (params - biases) + 4 * biases + _TFLITE_BYTES_PER_TENSOR * tensors + _TFLITE_FIXED_BYTES
+    # litert-torch's PT2E quantizer leaves embedding tables float (EMBEDDING_LOOKUP on float32 weights)
+    tables = sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Embedding))
+    int8_bytes = (
+        (params - biases - tables) + 4 * (biases + tables) + _TFLITE_BYTES_PER_TENSOR * tensors + _TFLITE_FIXED_BYTES
+    )
     arena = live + 80 * tensors + 2048
     return StudentEstimate(params=params, macs=macs, est_int8_bytes=int(int8_bytes), est_arena_bytes=int(arena))
 
@@ -385,7 +390,9 @@ def _vocab_sizes(signature: ModelSignature, stats: InputStats, width: int, profi
     sizes: dict[str, int] = {}
     for spec in tokens:
         seen = int(stats.get(spec.name, {}).get("max_id", 255)) + 1
-        cap = int(VOCAB_FLASH_SHARE * FLASH_HEADROOM * profile.budgets.max_model_bytes / (width * max(1, len(tokens))))
+        cap = int(
+            VOCAB_FLASH_SHARE * FLASH_HEADROOM * profile.budgets.max_model_bytes / (4 * width * max(1, len(tokens)))
+        )
         sizes[spec.name] = max(MIN_VOCAB, min(seen, cap))
     return sizes
 
