@@ -120,3 +120,49 @@ def test_weights_and_methods_follow_the_options(tmp_path: Path) -> None:
     assert [t["key"] for t in state.distillation["loss_terms"]] == ["kl_output"]
     with pytest.raises(InputError, match="method fitnet supports teachers with one input and one output"):
         _run(tmp_path / "b", method="fitnet")
+
+
+def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -> None:
+    import warnings
+
+    from service.web.reportview import build
+    from workers.steps.artifacts import record_artifact
+    from workers.steps.report import Report
+    from workers.steps.verify import Verify
+
+    teacher, data = _files(tmp_path)
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, epochs=3, profile="cpu-x86")
+    state = RunState()
+    LoadTeacher().run(ctx, state)
+    LoadData().run(ctx, state)
+    torch.manual_seed(0)
+    state.student = TinyStudent(state.signature)
+    Distill().run(ctx, state)
+    sig = state.signature
+    path = ctx.work_dir / "student_fp32.onnx"
+    inputs = state.data.inputs_of("test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            state.export_module, tuple(torch.from_numpy(inputs[n][:2]) for n in sig.input_names), str(path),
+            dynamo=False, opset_version=17, input_names=list(sig.input_names), output_names=list(sig.output_names),
+            dynamic_axes={n: {0: "batch"} for n in (*sig.input_names, *sig.output_names)},
+        )  # fmt: skip
+    record_artifact(ctx, state, kind="onnx_fp32", path=path)
+    Verify().run(ctx, state)
+    m = state.metrics
+    assert set(m) >= {"teacher", "student_fp32", "onnx_fp32"}
+    assert m["teacher"]["outputs"]["wake"]["balanced_agreement"] == 1.0  # the teacher agrees with itself
+    for name in sig.output_names:  # ONNX runs what torch runs, output by output
+        assert m["onnx_fp32"]["outputs"][name]["headline"] == pytest.approx(
+            m["student_fp32"]["outputs"][name]["headline"], abs=0.01
+        )
+    assert m["onnx_fp32"]["outputs"]["label"]["kind"] == "class_index"
+    assert state.quality["variant"] in m
+    Report().run(ctx, state)
+    summary = (ctx.work_dir / "summary.md").read_text()
+    assert "## Outputs" in summary and "| wake | sigmoid |" in summary and "balanced agreement" in summary
+    assert "r2" not in summary.lower().replace("r²", "")
+    view = build(state.report)
+    assert [o.name for o in view.outputs] == ["label", "probabilities", "wake"]
+    assert view.quality_name == "headline across outputs"
