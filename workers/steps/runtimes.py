@@ -445,11 +445,23 @@ def _io_names(path: Path, role: str, found: list[str], given: tuple[str, ...] | 
     return names
 
 
-def _input_layouts(path: Path, given: dict[str, str] | None) -> dict[str, str]:
+def _input_layouts(path: Path, given: dict[str, str] | None, names: list[str]) -> dict[str, str]:
     if given is not None:
         return given
     side = _sidecar(path).get("input_layouts")
-    return {str(k): str(v) for k, v in side.items()} if isinstance(side, dict) else {}
+    if isinstance(side, dict):
+        return {str(k): str(v) for k, v in side.items()}
+    # a single-input student's file (export_tflite's own path) states one layout for its input
+    return {names[0]: CHANNEL_LAST} if len(names) == 1 and layout_from_sidecar(path) == CHANNEL_LAST else {}
+
+
+def _single_input_by_position(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """A one-input model whose input is not named as the data's one array (a single-input student's
+    file names it "input"/"args_0"): the one array is its input. The tabular MLP's recorded
+    standardisation is applied by the caller."""
+    if len(names) == 1 and names[0] not in inputs and len(inputs) == 1:
+        return {names[0]: next(iter(inputs.values()))}
+    return inputs
 
 
 def _encode_one(x: np.ndarray, details: dict[str, Any], layout: str | None) -> np.ndarray:
@@ -475,6 +487,7 @@ def onnx_predict_all(model: OnnxModel, inputs: dict[str, np.ndarray], batch_size
     sess = model.session
     n = _batch_size_of(inputs)
     feeds_spec = sess.get_inputs()
+    inputs = _single_input_by_position(inputs, [i.name for i in feeds_spec])
     missing = [i.name for i in feeds_spec if i.name not in inputs]
     if missing:
         raise PipelineError(f"no data for model inputs {missing}")
@@ -504,7 +517,10 @@ def tflite_predict_all(
     outs_d = it.get_output_details()
     in_names = _io_names(model.path, "inputs", [d["name"] for d in ins], input_names)
     out_names = _io_names(model.path, "outputs", [d["name"] for d in outs_d], output_names)
-    lay = _input_layouts(model.path, layouts)
+    lay = _input_layouts(model.path, layouts, in_names)
+    inputs = _single_input_by_position(inputs, in_names)
+    if len(in_names) == 1 and model.standardization is not None:
+        inputs = {in_names[0]: apply_standardization(inputs[in_names[0]], model.standardization)}
     missing = [k for k in in_names if k not in inputs]
     if missing:
         raise PipelineError(f"no data for model inputs {missing}")
@@ -543,7 +559,11 @@ def run_tflm_all(
     outs_d = [it.get_output_details(i) for i in range(n_out)]
     in_names = _io_names(path, "inputs", [str(d.get("name", i)) for i, d in enumerate(ins)], input_names)
     out_names = _io_names(path, "outputs", [str(d.get("name", i)) for i, d in enumerate(outs_d)], output_names)
-    lay = _input_layouts(path, layouts)
+    lay = _input_layouts(path, layouts, in_names)
+    inputs = _single_input_by_position(inputs, in_names)
+    standardization = standardization_from_sidecar(path)
+    if len(in_names) == 1 and standardization is not None:
+        inputs = {in_names[0]: apply_standardization(inputs[in_names[0]], standardization)}
     n = _batch_size_of({k: inputs[k] for k in in_names})
     encoded = [_encode_one(inputs[k], d, lay.get(k)) for k, d in zip(in_names, ins, strict=True)]
     result: dict[str, list[np.ndarray]] = {k: [] for k in out_names}
