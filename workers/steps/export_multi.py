@@ -19,16 +19,32 @@ CHECK_SAMPLES = 64
 
 
 def is_multi(state: RunState) -> bool:
+    """Whether the artifacts must be made from heads.export_module: a MultiStudent, or any teacher the
+    engine trains per output (e.g. skl2onnx label + probabilities, one sigmoid unit), whose exported
+    outputs are the teacher's, not the raw student's."""
     from workers.steps.build_student import needs_multi_student
+    from workers.steps.distill.multi import needs_multi
 
-    return state.signature is not None and needs_multi_student(state.signature)
+    sig = state.signature
+    return sig is not None and (needs_multi_student(sig) or needs_multi(sig))
 
 
 def deploy_module(state: RunState) -> Any:
+    """heads.export_module of the student; a tabular MLP (bare or in a TupleStudent) is exported with
+    its input standardisation as float ops in front of the int8 layers (students.FloatStandardized:
+    the folded form breaks XNNPACK and int8 accuracy, see export_tflite)."""
     from workers.steps.heads import export_module
+    from workers.steps.students import standardized_export
+    from workers.steps.students_multi import TupleStudent
 
+    student = state.student
+    inner = student.inner if isinstance(student, TupleStudent) else student
+    floated, _, changed = standardized_export(inner, float_io=True)
+    if changed:
+        student = TupleStudent(floated, channels_last=getattr(student, "channels_last", False))
+        return export_module(student, state.signature).cpu().eval()
     if state.export_module is None:
-        state.export_module = export_module(state.student, state.signature)
+        state.export_module = export_module(student, state.signature)
     return state.export_module.cpu().eval()
 
 
