@@ -29,7 +29,7 @@ def is_multi(state: RunState) -> bool:
     return sig is not None and (needs_multi_student(sig) or needs_multi(sig))
 
 
-def deploy_module(state: RunState) -> Any:
+def deploy_module(state: RunState, float_io: bool = True) -> Any:
     """heads.export_module of the student; a tabular MLP (bare or in a TupleStudent) is exported with
     its input standardisation as float ops in front of the int8 layers (students.FloatStandardized:
     the folded form breaks XNNPACK and int8 accuracy, see export_tflite)."""
@@ -39,8 +39,8 @@ def deploy_module(state: RunState) -> Any:
 
     student = state.student
     inner = student.inner if isinstance(student, TupleStudent) else student
-    floated, _, changed = standardized_export(inner, float_io=True)
-    if changed:
+    floated, standardization, changed = standardized_export(inner, float_io=float_io)
+    if changed or standardization is not None:  # float I/O: float Sub/Div; int8 I/O: standardised input
         student = TupleStudent(floated, channels_last=getattr(student, "channels_last", False))
         return export_module(student, state.signature).cpu().eval()
     if state.export_module is None:
@@ -144,11 +144,20 @@ def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: s
     from workers.steps.runtimes import TfliteModel
 
     opts = ctx.spec.options
+    from workers.steps.runtimes import apply_standardization
+    from workers.steps.students import standardized_export
+    from workers.steps.students_multi import TupleStudent
+
     sig = state.signature
-    module = deploy_module(state)
+    module = deploy_module(state, float_io)
     samples = calibration_inputs(state, opts.calibration_samples, opts.seed)
     x = _check_inputs(state)
-    ref = torch_predict_all(module, sig, x)
+    ref = torch_predict_all(deploy_module(state), sig, x)  # the float-I/O module: raw features in
+    inner = state.student.inner if isinstance(state.student, TupleStudent) else state.student
+    standardization = None if float_io else standardized_export(inner, float_io=False)[1]
+    if standardization is not None:  # full int8 tabular: the int8 input holds standardised features
+        name = sig.input_names[0]
+        samples = {name: apply_standardization(samples[name], standardization)}
     with staged_file(ctx.work_dir, filename) as tmp:
         try:
             meta = convert_signature_int8(module, sig, samples, tmp, float_io=float_io)
@@ -156,7 +165,7 @@ def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: s
             raise PipelineError(f"TFLite conversion ({kind}) of the student failed: {exc}", stage="export") from exc
         saved = strip_debug_names(tmp)
         info = describe_tflite(tmp)
-        model = TfliteModel(tmp)
+        model = TfliteModel(tmp, standardization=standardization)
         got = model.predict_all(
             x,
             input_names=tuple(meta["teacher_io"]["inputs"]),
@@ -167,6 +176,12 @@ def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: s
         if not all(np.isfinite(v).all() for v in got.values()):
             raise PipelineError(f"the {kind} model produced invalid outputs", stage="export")
     changes = [f"input {n!r} is NHWC (the teacher's is NCHW)" for n in meta["input_layouts"]]
+    if standardization is not None:
+        meta["input_standardization"] = standardization
+        changes.append(
+            f"input {sig.input_names[0]!r} takes (x - input_standardization.mean) / input_standardization.std "
+            "per feature, then int8"
+        )
     for t, spec in zip(info["signature"]["inputs"], sig.inputs, strict=True):
         if t["dtype"] != spec.dtype and not (float_io and spec.dtype.startswith("float")):
             changes.append(f"input {spec.name!r} is {t['dtype']} (the teacher's: {spec.dtype})")

@@ -191,6 +191,17 @@ def c_header(
         f"// Output: {out['dtype']}. Dequantize: x = (q - ZERO_POINT) * SCALE.",
         *_tensor_defines(f"{up}_OUTPUT", out),
     ]
+    # Models with several inputs/outputs: index i of the interpreter's input(i)/output(i), under the
+    # teacher's names (teacher_io in the artifact metadata), each with its own shape and int8 parameters.
+    names = info.get("teacher_io") or {}
+    for role, tensors in (("INPUT", sig["inputs"]), ("OUTPUT", sig["outputs"])):
+        teacher_names = names.get(role.lower() + "s") or []
+        if len(tensors) < 2:
+            continue
+        for i, t in enumerate(tensors):
+            label = teacher_names[i] if i < len(teacher_names) else t.get("name", "")
+            lines += ["", f"// {role.lower()} {i}: teacher name {label!r}, {t['dtype']}"]
+            lines += _tensor_defines(f"{up}_{role}{i}", t)
     if labels:
         lines += ["", f"#define {up}_NUM_CLASSES {len(labels)}", f"extern const char* const {name}_class_labels[];"]
     lines += ["", "#ifdef __cplusplus", '}  // extern "C"', "#endif", "", f"#endif  // {guard}", ""]
@@ -220,11 +231,19 @@ class ExportCArray(Step):
         if tfl is None:
             raise PipelineError("c_array needs the tflite_int8_full model; export_tflite did not make it")
         data = tfl.path.read_bytes()
-        info = {"signature": tfl.metadata["signature"]}
-        x = state.data.x_of("test")
-        if x.shape[0] == 0:
-            x = state.data.x_of("train")
-        measured = measure_arena(tfl.path, x)
+        info = {"signature": tfl.metadata["signature"], "teacher_io": tfl.metadata.get("teacher_io")}
+        from workers.steps.export_multi import is_multi
+
+        if is_multi(state):  # several inputs/outputs (or integer ones): run by the teacher's names
+            from workers.steps.export_multi import _check_inputs
+            from workers.steps.runtimes import run_tflm_all
+
+            _, measured = run_tflm_all(tfl.path, _check_inputs(state, 1))
+        else:
+            x = state.data.x_of("test")
+            if x.shape[0] == 0:
+                x = state.data.x_of("train")
+            measured = measure_arena(tfl.path, x)
         arena = arena_reservation(measured, tfl.path)
         state.budget["tflm_arena"] = arena
         labels = class_labels(ctx, state)
