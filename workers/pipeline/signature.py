@@ -7,9 +7,12 @@ Shapes include the batch axis; ``None`` marks a dynamic dimension."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # spec imports this module; the options type is only needed by mypy
+    from workers.pipeline.spec import JobOptions
 
 # numpy dtype names a teacher input or output may have.
 DType = Literal["float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
@@ -57,6 +60,7 @@ class TensorSpec(BaseModel):
 
 class OutputSpec(TensorSpec):
     kind: OutputKind | None = Field(default=None, description="None until inferred or set by the job")
+    scores: str | None = Field(default=None, description="boxes: the output whose scores weight this one")
 
 
 class ModelSignature(BaseModel):
@@ -157,6 +161,86 @@ def check_data(
         elif opts.kind == "boxes" and opts.scores is not None and opts.scores not in signature.output_names:
             problems.append(f"options.outputs[{name!r}].scores names {opts.scores!r}, which is not a teacher output")
     return problems
+
+
+# Methods that train on a teacher with several inputs or outputs, or outputs other than plain class
+# scores / regression values: the ones whose losses are defined per output kind.
+MULTI_IO_METHODS: frozenset[str] = frozenset({"kd", "labels_only", "qat_kd", "auto"})
+# Output kinds the single-output methods (feature, relational, data-free, NAS, lifelong) handle.
+LEGACY_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities", "regression"})
+CLASS_SCORE_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities"})
+
+
+def with_output_kinds(signature: ModelSignature, kinds: Mapping[str, str]) -> ModelSignature:
+    """The same signature with output kinds set (by output name; others unchanged)."""
+    outputs = tuple(o.model_copy(update={"kind": kinds[o.name]}) if o.name in kinds else o for o in signature.outputs)
+    return signature.model_copy(update={"outputs": outputs})
+
+
+def output_kind(signature: ModelSignature, name: str, options: JobOptions | None = None) -> str | None:
+    """The kind the job will use for output ``name``: the options' override, else the signature's."""
+    opts = (options.outputs or {}).get(name) if options is not None else None
+    if opts is not None and opts.kind is not None:
+        return opts.kind
+    return signature.output(name).kind
+
+
+def unsupported_reason(signature: ModelSignature, options: JobOptions) -> str | None:
+    """Why this job cannot be run on this teacher, as a sentence for a 422 or a FAILED job; None when
+    it can. Kinds still unknown (not inferred yet, not set in the options) are not judged; the engine
+    calls this again once every kind is known."""
+    method = options.method
+    kinds = {o.name: output_kind(signature, o.name, options) for o in signature.outputs}
+    weights = {n: o.weight for n, o in (options.outputs or {}).items()}
+    multi = len(signature.inputs) > 1 or len(signature.outputs) > 1
+    if method not in MULTI_IO_METHODS:
+        if multi:
+            return (
+                f"method {method} supports teachers with one input and one output only; this teacher has "
+                f"{len(signature.inputs)} input(s) ({', '.join(signature.input_names)}) and "
+                f"{len(signature.outputs)} output(s) ({', '.join(signature.output_names)}); "
+                f"use method kd, qat_kd, labels_only or auto"
+            )
+        kind = kinds[signature.outputs[0].name]
+        if kind is not None and kind not in LEGACY_KINDS:
+            return (
+                f"method {method} supports class-score and regression outputs only; output "
+                f"{signature.outputs[0].name!r} is {kind}; use method kd, qat_kd, labels_only or auto"
+            )
+    if options.losses and len(signature.outputs) > 1:
+        return (
+            "options.losses sets one loss for a single output; this teacher has several outputs "
+            f"({', '.join(signature.output_names)}): weight them with options.outputs instead"
+        )
+    known = {n: k for n, k in kinds.items() if k is not None}
+    if len(known) == len(kinds):
+        trained = [n for n, k in known.items() if k not in UNTRAINED_KINDS and weights.get(n, 1.0) > 0]
+        if not trained:
+            return (
+                "no teacher output is trained: class-index outputs are only checked, and every other "
+                "output has weight 0 in options.outputs"
+            )
+    for name, kind in known.items():
+        all_known = len(known) == len(kinds)
+        if kind in UNTRAINED_KINDS and all_known and not any(k in CLASS_SCORE_KINDS for k in known.values()):
+            return (
+                f"output {name!r} is a class index, which a student reproduces from a logits or "
+                "probabilities output, and the teacher has none"
+            )
+        if kind == "boxes":
+            scores = (options.outputs or {}).get(name)
+            score_name = scores.scores if scores is not None else None
+            if score_name is not None and score_name in kinds:
+                sk = kinds[score_name]
+                if sk is not None and sk not in ("sigmoid", "sigmoid_logits", "multilabel"):
+                    return f"boxes output {name!r} is weighted by {score_name!r}, which is {sk}, not a score output"
+    several_trained = len(known) == len(kinds) and sum(k not in UNTRAINED_KINDS for k in known.values()) > 1
+    if method == "labels_only" and several_trained:
+        return (
+            "method labels_only trains on the labels y of one output; this teacher has several trained "
+            "outputs: use kd or auto"
+        )
+    return None
 
 
 def _fmt(shape: Sequence[int | None]) -> str:

@@ -159,6 +159,14 @@ class QatKD(Step):
         why = _should_run(ctx, state)
         if why is None:
             return
+        from workers.steps.distill.multi import needs_multi
+
+        if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
+            msg = f"quantization-aware fine-tuning ({why}) is not applied to teachers with several inputs/outputs yet"
+            state.distillation["qat"] = {"skipped": msg}
+            state.warnings.append(msg)
+            ctx.emit("warning", {"message": msg})
+            return
         import torch
 
         from workers.steps.distill.step import epoch_reporter, finish_student, fit
@@ -197,7 +205,9 @@ class QatKD(Step):
         fitted = fit(ctx, state, adapter, kept, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
         adapter.eval()
         test_x = torch.from_numpy(np.ascontiguousarray(data.x_of("test"), dtype=np.float32))
-        test_t = torch.from_numpy(np.asarray(state.teacher_outputs["test"], dtype=np.float32))
+        from workers.steps.data import primary_targets
+
+        test_t = torch.from_numpy(primary_targets(data, state.teacher_outputs["test"]))
         y = data.y_of("test")
         test_y = None if y is None else torch.as_tensor(y)
         fq = predict(adapter, test_x)

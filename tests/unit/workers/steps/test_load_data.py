@@ -21,7 +21,7 @@ from factories import (
 from workers.formats import DataFileError
 from workers.pipeline.context import RunState
 from workers.pipeline.errors import InputError
-from workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels
+from workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels, primary_targets
 from workers.steps.load_data import LoadData
 from workers.steps.load_teacher import LoadTeacher
 
@@ -104,8 +104,10 @@ def test_load_data_caches_teacher_outputs_per_split(
     x, y = digits()
     with torch.inference_mode():
         ref = digits_teacher()(torch.from_numpy(x)).numpy()
+    (name,) = state.signature.output_names
+    assert state.signature.output(name).kind == "logits" and data.primary_output == name
     for split, idx in data.splits.items():
-        np.testing.assert_allclose(state.teacher_outputs[split], ref[idx], atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(state.teacher_outputs[split][name], ref[idx], atol=1e-4, rtol=1e-4)
         np.testing.assert_array_equal(data.y_of(split), y[idx])
     expected_acc = float((ref[data.splits["test"]].argmax(1) == y[data.splits["test"]]).mean())
     assert state.metrics["teacher"]["test_accuracy"] == pytest.approx(expected_acc)
@@ -145,9 +147,12 @@ def test_probability_outputs_become_log_probabilities(tmp_path: Path) -> None:
     assert any("probabilities" in w for w in state.warnings)
     with torch.inference_mode():
         probs = torch.softmax(digits_teacher()(torch.from_numpy(x[:200])), 1).numpy()
-    cached = state.teacher_outputs["train"]
+    assert state.signature.outputs[0].kind == "probabilities"
+    assert "sum to 1" in state.output_kinds[0]["how"]
     idx = state.data.splits["train"]
-    # softmax of the cached logits gives back the teacher's probabilities
+    np.testing.assert_allclose(state.teacher_outputs["train"]["output"], probs[idx], atol=1e-5)  # cached as given
+    cached = primary_targets(state.data, state.teacher_outputs["train"])
+    # softmax of the single-output training view (log-probabilities) gives back the teacher's probabilities
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(cached), 1).numpy(), probs[idx], atol=1e-4)
 
 
@@ -184,3 +189,19 @@ def test_data_is_required(digits_teacher_files: dict[str, Path], tmp_path: Path)
     LoadTeacher().run(ctx, state)
     with pytest.raises(InputError, match="transfer data is required"):
         LoadData().run(ctx, state)
+
+
+def test_teacher_output_cache_budget_is_computed_and_enforced() -> None:
+    from workers.steps.load_data import check_outputs_budget
+
+    assert check_outputs_budget(60_000, [(10,)], 1024) == 60_000 * 10 * 4
+    with pytest.raises(InputError, match=r"needs 229 MiB, over options\.teacher_outputs_mb=100"):
+        check_outputs_budget(60_000, [(600,), (400,)], 100)
+
+
+def test_load_data_refuses_an_output_cache_over_budget(digits_teacher_files: dict[str, Path], tmp_path: Path) -> None:
+    # 1,797 digits x 10 logits x 4 B = 70 KiB: refused under 0.05 MiB, cached under the default
+    with pytest.raises(InputError, match=r"options\.teacher_outputs_mb=0\.05"):
+        _run(tmp_path, digits_teacher_files["onnx"], digits_teacher_files["npz"], teacher_outputs_mb=0.05)
+    state, _ = _run(tmp_path, digits_teacher_files["onnx"], digits_teacher_files["npz"])
+    assert sum(a.nbytes for split in state.teacher_outputs.values() for a in split.values()) == 1797 * 10 * 4
