@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from service.api.routes.webhooks import webhook_url_problem
 from service.api.sse import job_event_stream, parse_last_event_id
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
@@ -80,6 +81,10 @@ def submit_job(
             ("device_profile",),
             f"unknown device profile {body.device_profile!r}; GET /api/v1/device-profiles lists the available ones",
         )
+    if body.webhook_url is not None:
+        problem = webhook_url_problem(session, settings, tenant_id=tenant, url=str(body.webhook_url))
+        if problem is not None:
+            raise _field_error(("webhook_url",), problem)
     try:
         queue_name = choose_queue(body.options.device, settings)
     except ValueError as exc:
