@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from service.fileperms import private_dir, restrict_umask
 from service.settings import Settings, get_settings
 
 LOCAL_TENANT = "local"
@@ -59,9 +60,9 @@ def local_api_key(settings: Settings) -> str:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    restrict_umask()  # the database, Redis files, uploads and artifacts: this user's only
     settings = get_settings()
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(Path(settings.data_dir))
 
     redis_server: object | None = None
     env = dict(os.environ)

@@ -97,7 +97,9 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / "secret_key"
         if not path.exists():
-            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            from service.fileperms import private_dir
+
+            private_dir(self.data_dir)
             try:
                 # O_EXCL: another process may win the race; the mode is the file's from its first byte.
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -22,6 +22,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from service.fileperms import open_private, private_dir
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
@@ -200,7 +202,7 @@ async def receive_upload(
         if int(declared) > max_bytes + BODY_OVERHEAD:
             raise HTTPException(413, f"upload of {declared} bytes is over the {max_bytes} byte limit")
 
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(tmp_dir)
     folder = Path(tempfile.mkdtemp(dir=tmp_dir, prefix="upload-"))
     receiver = _Receiver(file_field, max_bytes)
     parser = MultipartParser(boundary, cast("MultipartCallbacks", receiver.callbacks()))
@@ -220,7 +222,7 @@ async def receive_upload(
                 raise receiver.error
             if len(receiver.pending) >= chunk_bytes:
                 if out is None:
-                    out = (folder / (receiver.filename or "upload.bin")).open("wb")
+                    out = open_private(folder / (receiver.filename or "upload.bin"))
                 data, receiver.pending = bytes(receiver.pending), bytearray()
                 await run_in_threadpool(_write, out, digest, data)
         try:
@@ -232,10 +234,10 @@ async def receive_upload(
         if not receiver.file_seen:
             raise HTTPException(422, f"missing the '{file_field}' part of the multipart body")
         if out is None:
-            out = (folder / (receiver.filename or "upload.bin")).open("wb")
+            out = open_private(folder / (receiver.filename or "upload.bin"))
         data, receiver.pending = bytes(receiver.pending), bytearray()
         await run_in_threadpool(_write, out, digest, data)
-        path = Path(out.name)
+        path = folder / (receiver.filename or "upload.bin")
         await run_in_threadpool(_close, out)
         out = None
         return ReceivedUpload(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from service.fileperms import FILE_MODE, private_dir
 from service.storage.base import (
     DEFAULT_CHUNK,
     ObjectNotFound,
@@ -40,7 +41,7 @@ class LocalStore:
         return self.objects / check_key(key)
 
     def _staging_file(self) -> tuple[BinaryIO, Path]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp)
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-")
         return os.fdopen(fd, "wb"), Path(name)
 
@@ -48,7 +49,8 @@ class LocalStore:
         """Rename a complete, fsynced file into its content address (atomic on one file system)."""
         key = key_for(sha256)
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(final.parent)
+        os.chmod(staged, FILE_MODE)  # an upload moved in keeps its mode: make sure it is the owner's only
         if final.exists() and final.stat().st_size == size:
             staged.unlink(missing_ok=True)  # same content already stored
         else:
