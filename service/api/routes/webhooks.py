@@ -21,7 +21,7 @@ def webhook_url_problem(session: Session, settings: Settings, *, tenant_id: str,
     try:
         check_destination(url, Allowlist.parse(settings.webhook_allow_entries()), unresolvable_ok=True)
     except DestinationRefused as exc:
-        return str(exc)
+        return f"webhook destination refused: {exc}"
     if webhook_secrets.signing_secret(session, tenant_id=tenant_id) is None:
         return (
             "this tenant has no webhook secret yet: create one with POST /api/v1/webhook-secret "
