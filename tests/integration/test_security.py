@@ -314,7 +314,9 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_files_at_rest_are_the_owners_only(stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path]) -> None:
+def test_files_at_rest_are_the_owners_only(
+    stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path]
+) -> None:
     with Client(stack.url, keys["a"]) as client:
         client.upload_model(digits_teacher_files["onnx"])
         client.upload_dataset(digits_teacher_files["npz"])

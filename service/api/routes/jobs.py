@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from service.api.routes.webhooks import webhook_url_problem
-from service.api.sse import job_event_stream, parse_last_event_id
+from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
@@ -162,7 +162,9 @@ def job_events(
     factory: SessionFactoryDep,
     settings: SettingsDep,
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    after: int | None = Query(None, ge=0, description="Resume after this event id (or send Last-Event-ID)"),
+    after: int | None = Query(
+        None, ge=0, le=MAX_EVENT_ID, description="Resume after this event id (or send Last-Event-ID)"
+    ),
 ) -> StreamingResponse:
     """Events in order: status (queued, running, succeeded/failed/cancelled), stage_started/finished,
     progress, epoch, artifact, measurement, warning. The stream ends after the terminal status."""
