@@ -60,7 +60,8 @@ def finished_job(app: FastAPI, submit: Callable[..., dict[str, Any]]) -> Callabl
         ids: dict[str, str] = {"job": job["id"]}
         with app.state.sessionmaker() as s:
             jobs_repo.claim_job(s, job_id=job["id"], worker_id="w")
-            for kind, data in (("onnx_int8", b"model-bytes-" + job["id"].encode()), ("probe", b"probe")):
+            files = (("onnx_int8", b"model-bytes-" + job["id"].encode()), ("probe", b"probe"), ("report", b"{}"))
+            for kind, data in files:
                 obj = store.put_stream(iter([data]))
                 row = artifacts_repo.upsert_artifact(
                     s,
@@ -186,8 +187,13 @@ def test_device_reads_and_downloads_its_profiles_artifacts_only(
             assert r.status_code == 404, suffix
         r = client.post(f"{A}/{ids['onnx_int8']}/measurements", json=M, headers=headers)
         assert r.status_code == 404
+    # runnable artifacts and probes only: the job's report (and summary, ...) stay with API keys
+    assert client.get(f"{A}/{mine['probe']}/download", headers=headers).status_code == 200
+    for suffix in ("", "/download"):
+        assert client.get(f"{A}/{mine['report']}{suffix}", headers=headers).status_code == 404
     # the API key keeps working everywhere as before
     assert client.get(f"{A}/{other_profile['onnx_int8']}/download", headers=alice.headers).status_code == 200
+    assert client.get(f"{A}/{mine['report']}/download", headers=alice.headers).status_code == 200
 
 
 def test_me_and_pending_artifacts(
