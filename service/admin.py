@@ -5,6 +5,7 @@ edgedistill admin create-key --tenant acme [--name ci]    # prints the key once,
 edgedistill admin list-keys [--tenant acme]
 edgedistill admin revoke-key edk_AbCdEfGh
 edgedistill admin webhook-secret --tenant acme            # new webhook signing secret, printed once
+edgedistill admin scrub                                   # re-hash every stored object; exit 1 on damage
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("prefix", help="the key's prefix as list-keys shows it (or the whole key)")
     hook = sub.add_parser("webhook-secret", help="create or rotate a tenant's webhook signing secret (printed once)")
     hook.add_argument("--tenant", required=True, help="tenant name")
+    sub.add_parser("scrub", help="re-hash every stored upload and artifact and report missing or damaged ones")
     listing = sub.add_parser("list-keys", help="list keys (never their secrets)")
     listing.add_argument("--tenant", help="only this tenant's keys")
     return p
@@ -92,6 +94,22 @@ def _webhook_secret(settings: Settings, tenant_name: str) -> int:
     return 0
 
 
+def _scrub(settings: Settings) -> int:
+    from service.repos.storage_refs import all_storage_refs
+    from service.storage import get_store
+    from service.storage.integrity import scrub
+
+    with session_scope(settings) as session:
+        refs = all_storage_refs(session)
+    checked, problems = scrub(get_store(settings), refs)
+    for p in problems:
+        print(f"{p.problem.upper():8} {p.ref.what} {p.ref.row_id} ({p.ref.key}): {p.detail}")
+    print(f"scrubbed {checked} stored objects for {len(refs)} rows: {len(problems)} problem(s)")
+    if problems:
+        print("a damaged object is repaired by uploading the same bytes again (or rerunning the job)", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _list_keys(settings: Settings, tenant_name: str | None) -> int:
     with session_scope(settings) as session:
         tenant_id = None
@@ -136,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return _revoke_key(settings, args.prefix)
         if args.command == "webhook-secret":
             return _webhook_secret(settings, args.tenant)
+        if args.command == "scrub":
+            return _scrub(settings)
         return _list_keys(settings, args.tenant)
     finally:
         dispose_engines()

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     s3_region: str | None = None
 
     max_upload_bytes: int = Field(default=2 * GiB, gt=0)
+    # Re-hash an object before serving a download of it (costs a read of the whole object per download);
+    # `edgedistill admin scrub` checks the whole store on demand either way.
+    store_verify_on_read: bool = False
     upload_chunk_bytes: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
     # Every other API request body (JSON) is refused with 413 past this, before it is read into memory.
     max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)

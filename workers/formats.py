@@ -8,8 +8,8 @@ their .npy headers.
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import re
 import struct
 import zipfile

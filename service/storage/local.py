@@ -51,7 +51,9 @@ class LocalStore:
         final = self._path(key)
         private_dir(final.parent)
         os.chmod(staged, FILE_MODE)  # an upload moved in keeps its mode: make sure it is the owner's only
-        if final.exists() and final.stat().st_size == size:
+        # Compared by content, not size: an object changed on disk (bit rot, tampering) is repaired by the
+        # next write of the same bytes instead of being kept, and served under the original ETag.
+        if final.exists() and final.stat().st_size == size and sha256_file(final) == sha256:
             staged.unlink(missing_ok=True)  # same content already stored
         else:
             os.replace(staged, final)

@@ -354,3 +354,18 @@ def test_mcu_comparison_labels_the_estimate_and_firmware_can_post(
     dev = comp["devices"][0]
     assert dev["device"] == "stm32l4" and dev["meets_target"] is False and dev["latency_ratio"] is None
     assert dev["facts"]["cpu_model"].startswith("STM32")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"store_verify_on_read": True}])
+def test_verify_on_read_refuses_a_changed_object(
+    app: FastAPI, client: TestClient, alice: Any, finished_job: Any
+) -> None:
+    ids = finished_job(alice)
+    url = f"{A}/{ids['onnx_int8']}/download"
+    assert client.get(url, headers=alice.headers).status_code == 200
+    with app.state.sessionmaker() as s:
+        key = artifacts_repo.get_artifact(s, tenant_id=alice.tenant_id, artifact_id=ids["onnx_int8"]).storage_key
+    path = app.state.store.objects / key
+    path.write_bytes(b"X" + path.read_bytes()[1:])  # same size, other bytes
+    r = client.get(url, headers=alice.headers)
+    assert r.status_code == 500 and "damaged in the store" in r.json()["detail"]
