@@ -107,6 +107,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "EDGEDISTILL_WEBHOOK_ALLOWLIST": "127.0.0.2",
         "EDGEDISTILL_WEBHOOK_TIMEOUT_S": str(WEBHOOK_TIMEOUT_S),
         "EDGEDISTILL_WEBHOOK_RETRIES": "0",
+        "EDGEDISTILL_MAX_UPLOAD_BYTES": str(8 * 1024 * 1024),  # a dashboard form cap a test can pass quickly
     }
     with running_stack(tmp, f"sqlite:///{tmp / 'data' / 'edgedistill.db'}", env=env) as s:
         yield s
@@ -333,3 +334,113 @@ def test_files_at_rest_are_the_owners_only(
     folders += [p for p in (data / "tmp", data / "artifacts" / "tmp") if p.exists()]
     for folder in folders:
         assert _mode(folder) == 0o700, (folder, oct(_mode(folder)))
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _npz_declaring(path: Path, shape: tuple[int, ...]) -> Path:
+    import zipfile
+
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+    return path
+
+
+def _finished_job(stack: Stack, key: str, files: dict[str, Path]) -> str:
+    """A succeeded job of the tenant (the earlier tests made one; run one when this test runs alone)."""
+    jobs = httpx.get(f"{stack.url}/api/v1/jobs?status=succeeded", headers=_h(key), timeout=30).json()["items"]
+    if jobs:
+        return str(jobs[0]["id"])
+    with Client(stack.url, key) as client:
+        job = client.submit(files["onnx"], data=files["npz"], profile="cpu-x86", options=FAST)
+        job.wait(timeout=600)
+        assert job.status == "succeeded", job.data
+        return job.id
+
+
+def test_each_bound_answers_4xx_with_a_reason_and_memory_stays_flat(
+    stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path], tmp_path: Path
+) -> None:
+    assert stack.api is not None
+    h = _h(keys["a"])
+    api = f"{stack.url}/api/v1"
+    job_id = _finished_job(stack, keys["a"], digits_teacher_files)
+    artifact = httpx.get(f"{api}/jobs/{job_id}/artifacts", headers=h, timeout=30).json()[0]
+    rss_before = _rss_mib(stack.api.pid)
+
+    # 4,000 multipart text fields, or 20 of 60 KB: refused as they arrive, never kept in memory.
+    boundary = "bnd"
+    for count, size, reason in ((4000, 1000, "parts"), (20, 60_000, "in all")):
+        fields = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\n'.encode() + b"v" * size + b"\r\n"
+            for i in range(count)
+        )
+        for _ in range(5):
+            r = httpx.post(
+                f"{api}/datasets", content=fields + f"--{boundary}--\r\n".encode(),
+                headers={**h, "Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=60,
+            )  # fmt: skip
+            assert r.status_code == 413 and reason in r.json()["detail"], r.text
+
+    # A 300-byte npz declaring 2^61 x 8 float samples.
+    tiny = _npz_declaring(tmp_path / "tiny.npz", (2**61, 8))
+    r = httpx.post(f"{api}/datasets", files={"file": ("tiny.npz", tiny.read_bytes())}, headers=h, timeout=60)
+    assert r.status_code == 422 and "over the" in r.json()["detail"], r.text
+
+    # A Range header with 5,000 digits; event cursors past 2^63.
+    r = httpx.get(f"{api}/artifacts/{artifact['id']}/download", headers={**h, "Range": f"bytes={'9' * 5000}-"})
+    assert r.status_code == 416 and "outside" in r.json()["detail"]
+    r = httpx.get(f"{api}/jobs/{job_id}/events", headers={**h, "Last-Event-ID": str(2**63)}, timeout=30)
+    assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"]
+    r = httpx.get(f"{api}/jobs/{job_id}/events?after={2**64}", headers=h, timeout=30)
+    assert r.status_code == 422
+
+    # A dashboard upload sent chunked (no Content-Length), past the form's cap (2 x 8 MiB + 1 MiB here):
+    # cut off while it streams.
+    browser = _login(stack, keys["a"])
+    token = browser.csrf("/ui/jobs/new")
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    sent = 0
+
+    def chunked() -> Iterator[bytes]:
+        nonlocal sent
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="teacher_file"; filename="t.onnx"\r\n\r\n'
+        ).encode()
+        for _ in range(256):  # 128 MiB
+            sent += 512 * 1024
+            yield b"x" * (512 * 1024)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    try:
+        r = httpx.post(
+            f"{stack.url}/ui/jobs/new", content=chunked(),
+            headers={"Cookie": cookie, "Content-Type": f"multipart/form-data; boundary={boundary}"}, timeout=120,
+        )  # fmt: skip
+        assert r.status_code == 413, r.text[:300]
+    except httpx.HTTPError:
+        pass  # the server may close the connection on the 413 while the client is still sending
+    browser.close()
+    staging = stack.data_dir / "tmp"
+    assert not staging.exists() or not [p for p in staging.iterdir() if p.name.startswith("web-upload-")]
+
+    # Non-finite device figures.
+    r = httpx.post(
+        f"{api}/artifacts/{artifact['id']}/measurements",
+        content=b'{"source":"device","device_name":"x","runtime":"r","runtime_version":"1","threads":1,"count":1,'
+        b'"p50_ms":1,"p90_ms":1,"p99_ms":1,"mean_ms":1,"max_abs_diff":Infinity}',
+        headers={**h, "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 422 and "max_abs_diff" in r.text
+
+    grown = _rss_mib(stack.api.pid) - rss_before
+    assert grown < 60, f"the API grew by {grown:.0f} MiB"
