@@ -244,6 +244,7 @@ def _deliveries(stack: Stack, key: str, job_id: str) -> list[dict[str, Any]]:
     return body
 
 
+@pytest.mark.slow  # runs real jobs
 def test_allowlisted_receiver_gets_signed_timestamped_deliveries_and_replays_are_refused(
     stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path]
 ) -> None:
@@ -278,6 +279,7 @@ def test_allowlisted_receiver_gets_signed_timestamped_deliveries_and_replays_are
         receiver.stop()
 
 
+@pytest.mark.slow  # runs real jobs
 def test_a_tarpit_receiver_does_not_delay_another_tenants_job(
     stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path]
 ) -> None:
@@ -365,6 +367,7 @@ def _finished_job(stack: Stack, key: str, files: dict[str, Path]) -> str:
         return job.id
 
 
+@pytest.mark.slow  # runs real jobs
 def test_each_bound_answers_4xx_with_a_reason_and_memory_stays_flat(
     stack: Stack, keys: dict[str, str], digits_teacher_files: dict[str, Path], tmp_path: Path
 ) -> None:
