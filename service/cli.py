@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: edgedistill COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'edgedistill COMMAND --help' for a command's options."]
+    lines += [
+        "",
+        "Run 'edgedistill COMMAND --help' for a command's options and exit statuses",
+        "(README.md: Exit codes).",
+    ]
     return "\n".join(lines)
 
 
