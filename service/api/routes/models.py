@@ -56,16 +56,25 @@ async def receive_checked(
     status_code=201,
     response_model=TeacherModelOut,
     openapi_extra=MULTIPART_OPENAPI,
-    responses={413: {"description": "over the upload limit"}, 415: {"description": "not a supported model"}},
+    responses={
+        200: {"description": "this tenant uploaded the same bytes (sha256) before: the existing model"},
+        413: {"description": "over the upload limit"},
+        415: {"description": "not a supported model"},
+    },
 )
 async def upload_model(
-    request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
+    request: Request,
+    response: Response,
+    principal: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> TeacherModelOut:
     """Upload a teacher: ONNX, TorchScript or a torch.export .pt2 (pickles are refused)."""
     upload, fmt, stored = await receive_checked(request, settings, store, sniff_model_format, ModelFileError, 415)
 
     def create() -> TeacherModelOut:
-        row = repo.create_model(
+        row, created = repo.get_or_create_model(
             session,
             tenant_id=principal.tenant_id,
             name=(upload.fields.get("name") or upload.filename)[:255],
@@ -76,6 +85,8 @@ async def upload_model(
             storage_key=stored.key,
         )
         session.commit()
+        if not created:
+            response.status_code = 200  # the same bytes were uploaded before: that record, not a copy
         return TeacherModelOut.from_row(row)
 
     return await run_in_threadpool(create)

@@ -249,3 +249,13 @@ def test_uploads_over_the_limit_get_a_page_not_a_stored_file(
         r = browser.post_form("/ui/jobs/new", {"device_profile": "cpu-x86"}, files=files, page="/ui/jobs/new")
         assert r.status_code == 422 and "upload limit" in _field_error(r.text, "teacher")
     assert models.list_models(db, tenant_id=tenant.id).items == []
+
+
+def test_the_same_file_twice_selects_the_first_upload(alice: Browser, npz_bytes: bytes, db: Session) -> None:
+    assert alice.tenant
+    files = {"teacher_file": ("teacher.onnx", b"this is not a model"), "data_file": ("digits.npz", npz_bytes)}
+    _submit(alice, {"device_profile": "cpu-x86"}, files)
+    r = _submit(alice, {"device_profile": "cpu-x86"}, {**files, "data_file": ("again.npz", npz_bytes)})
+    assert "Transfer set digits.npz was uploaded before (same sha256)" in r.text
+    stored = datasets.list_datasets(db, tenant_id=alice.tenant.id).items
+    assert len(stored) == 1 and f'<option value="{stored[0].id}" selected>' in r.text
