@@ -74,7 +74,7 @@ def describe(exc: BaseException, *, url: str) -> tuple[int, str] | None:
     if isinstance(exc, ApiError):
         return (
             EXIT_REFUSED,
-            f"the server answered HTTP {exc.status_code}: {_detail_text(exc.detail)} ({_http_hint(exc.status_code)})",
+            f"HTTP {exc.status_code}: {_detail_text(exc.detail)} ({_http_hint(exc.status_code)})",
         )
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
         return EXIT_USAGE, f"--url {url} is not a usable URL ({exc}): e.g. http://127.0.0.1:8000"
