@@ -60,6 +60,7 @@ def get_or_create_model(
     size_bytes: int,
     sha256: str,
     storage_key: str,
+    signature: dict[str, Any] | None = None,
 ) -> tuple[TeacherModel, bool]:
     """Uploads are deduplicated per tenant by sha256: the same bytes again give the existing row
     (its name unchanged). Returns (row, created)."""
@@ -75,6 +76,7 @@ def get_or_create_model(
         size_bytes=size_bytes,
         sha256=sha256,
         storage_key=storage_key,
+        signature=signature,
     )
     return row, True
 
