@@ -36,6 +36,7 @@ from service.queue import JobQueue, make_queue
 from service.schemas.common import ErrorOut
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStore, LocalStore, get_store
+from service.web import apidocs
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -77,7 +78,15 @@ def create_app(
             close()
         engine.dispose()
 
-    app = FastAPI(title="edgedistill", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc come from service.web.apidocs: FastAPI's defaults load their assets from a CDN.
+    app = FastAPI(
+        title="edgedistill",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -107,6 +116,7 @@ def create_app(
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.
     app.include_router(health.router, include_in_schema=False)
+    apidocs.install(app)
 
     _mount_dashboard(app, settings)
     return app

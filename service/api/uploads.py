@@ -162,6 +162,13 @@ class _Receiver:
             self.file_seen = True
             self.part_is_file = True
             self.filename = safe_filename(params.get(b"filename", b"").decode("utf-8", "replace"))
+        elif b"filename" in params and self.error is None:
+            # A file under another name (-F model=@x.onnx) would otherwise be read as an over-long text field.
+            self.error = HTTPException(
+                422,
+                f"the file must be sent in the '{self.file_field}' field, not {name!r} "
+                f"(curl -F {self.file_field}=@FILE)",
+            )
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.error is not None:
@@ -178,7 +185,11 @@ class _Receiver:
             if self.fields_total > FIELDS_TOTAL_LIMIT:
                 self.error = HTTPException(413, f"the form's text fields are over {FIELDS_TOTAL_LIMIT} bytes in all")
             elif len(self.field_value) > FIELD_LIMIT:
-                self.error = HTTPException(413, f"form field {self.part_name!r} is over {FIELD_LIMIT} bytes")
+                self.error = HTTPException(
+                    413,
+                    f"form field {self.part_name!r} is over {FIELD_LIMIT} bytes; "
+                    f"the file itself goes in the '{self.file_field}' field",
+                )
 
     def on_part_end(self) -> None:
         if self.error is None and not self.part_is_file and self.part_name:

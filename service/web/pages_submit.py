@@ -262,7 +262,7 @@ def _submit_sync(
         except ValueError as exc:
             errors["teacher"] = str(exc)
         else:
-            row = models_repo.create_model(
+            row, created = models_repo.get_or_create_model(
                 session,
                 tenant_id=user.tenant_id,
                 name=staged.filename[:255],
@@ -275,7 +275,8 @@ def _submit_sync(
             )
             session.commit()
             values["model_id"] = row.id
-            notes.append(f"Teacher {row.name} uploaded ({fmt_bytes(row.size_bytes)}); it is selected below.")
+            done = "uploaded" if created else "was uploaded before (same sha256)"
+            notes.append(f"Teacher {row.name} {done} ({fmt_bytes(row.size_bytes)}); it is selected below.")
     elif not values["model_id"]:
         errors["teacher"] = "Upload a teacher model (ONNX, TorchScript or .pt2) or pick one uploaded before."
     elif models_repo.get_model(session, tenant_id=user.tenant_id, model_id=values["model_id"]) is None:
@@ -288,7 +289,7 @@ def _submit_sync(
         except ValueError as exc:
             errors["data"] = str(exc)
         else:
-            drow = datasets_repo.create_dataset(
+            drow, dcreated = datasets_repo.get_or_create_dataset(
                 session,
                 tenant_id=user.tenant_id,
                 name=staged.filename[:255],
@@ -300,7 +301,8 @@ def _submit_sync(
             )
             session.commit()
             values["dataset_id"] = drow.id
-            notes.append(f"Transfer set {drow.name} uploaded ({fmt_bytes(drow.size_bytes)}); it is selected below.")
+            done = "uploaded" if dcreated else "was uploaded before (same sha256)"
+            notes.append(f"Transfer set {drow.name} {done} ({fmt_bytes(drow.size_bytes)}); it is selected below.")
     elif not values["dataset_id"]:
         if values.get("method") not in forms.DATA_FREE_METHODS:
             errors["data"] = "Upload transfer data (.npz with x, and y if you have labels) or pick one uploaded before."

@@ -290,6 +290,16 @@ def test_chunked_uploads_are_counted_as_they_stream(
     assert not staging.exists() or not [p for p in staging.iterdir() if p.name.startswith("web-upload-")]
 
 
+def test_the_same_file_twice_selects_the_first_upload(alice: Browser, npz_bytes: bytes, db: Session) -> None:
+    assert alice.tenant
+    files = {"teacher_file": ("teacher.onnx", b"this is not a model"), "data_file": ("digits.npz", npz_bytes)}
+    _submit(alice, {"device_profile": "cpu-x86"}, files)
+    r = _submit(alice, {"device_profile": "cpu-x86"}, {**files, "data_file": ("again.npz", npz_bytes)})
+    assert "Transfer set digits.npz was uploaded before (same sha256)" in r.text
+    stored = datasets.list_datasets(db, tenant_id=alice.tenant.id).items
+    assert len(stored) == 1 and f'<option value="{stored[0].id}" selected>' in r.text
+
+
 def test_teacher_data_mismatch_is_shown_next_to_the_data_field(
     alice: Browser, db: Session, fake_queue: FakeQueue
 ) -> None:
