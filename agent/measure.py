@@ -109,7 +109,7 @@ def measure_artifact(api: DeviceApi, artifact: dict[str, Any], *, threads: int, 
         work = Path(tmp)
         # Both files are verified before anything runs: a mismatch raises IntegrityError here.
         model_path = api.download(artifact, work)
-        probe_path = api.download(api.artifact(str(probe_id)), work)
+        probe_path = api.download(api.artifact(str(probe_id)), work, role="probe")
         body, _ = measure_files(model_path, probe_path, artifact, threads=threads, options=options)
     posted = api.post_measurement(str(artifact["id"]), body)
     result = Result(artifact_id=str(artifact["id"]), kind=str(artifact["kind"]), measurement=posted)

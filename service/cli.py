@@ -12,6 +12,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("service.serve", "run API + worker on this machine with embedded defaults"),
     "worker": ("workers.worker_cli", "run a Celery worker process"),
     "submit": ("service.submit_cli", "upload a teacher, submit a job, follow it, download artifacts"),
+    "quickstart": ("workers.quickstart", "make a sample teacher + data and run a first job end to end"),
     "admin": ("service.admin", "administration: API keys, tenants, database migrations"),
 }
 
@@ -19,7 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: edgedistill COMMAND [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'edgedistill COMMAND --help' for a command's options."]
+    lines += [
+        "",
+        "Run 'edgedistill COMMAND --help' for a command's options and exit statuses",
+        "(README.md: Exit codes).",
+    ]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ from typing import Any
 import httpx
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")  # service.db.base.new_id: uuid4().hex
+# Artifacts that `edgedistill compress` writes without a `<file>.json` metadata sidecar
+# (workers/steps/report.py: the report itself and its markdown summary).
+NO_SIDECAR_KINDS = frozenset({"report", "summary"})
+SIDECAR_SUFFIX = ".json"
 
 
 class ApiError(RuntimeError):
@@ -88,6 +94,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_local(what: str, value: str | Path) -> None:
+    path = Path(value)
+    if path.is_file() or (isinstance(value, str) and ID_PATTERN.fullmatch(value)):
+        return
+    if path.is_dir():
+        raise FileNotFoundError(f"{what} {value} is a folder, not a file")
+    raise FileNotFoundError(f"{what} file {value} does not exist (nor is it an uploaded id: 32 hex digits)")
+
+
 class Client:
     def __init__(self, url: str, api_key: str, *, timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
         self.base = url.rstrip("/")
@@ -134,7 +149,11 @@ class Client:
         idempotency_key: str | None = None,
         webhook_url: str | None = None,
     ) -> Job:
-        """model/data: an uploaded id, or a local file path that is uploaded first."""
+        """model/data: an uploaded id, or a local file path that is uploaded first. A value that is
+        neither an existing file nor an id raises FileNotFoundError before anything is sent."""
+        _check_local("teacher model", model)
+        if data is not None:
+            _check_local("transfer set", data)
         model_id = self.upload_model(model)["id"] if Path(model).is_file() else str(model)
         dataset_id: str | None = None
         if data is not None:
@@ -219,15 +238,28 @@ class Job:
         return result
 
     def download(self, out_dir: str | Path, *, kinds: set[str] | None = None) -> list[Path]:
-        """Download artifacts (all, or those of the given kinds) and verify each sha256."""
+        """Download artifacts (all, or those of the given kinds), verify each sha256 and write the same
+        `<file>.json` metadata sidecars `edgedistill compress` writes. Returns the artifact files."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths: list[Path] = []
         for art in self.artifacts():
             if kinds and art["kind"] not in kinds:
                 continue
-            paths.append(download_artifact(self.client, art, out))
+            path = download_artifact(self.client, art, out)
+            if art["kind"] not in NO_SIDECAR_KINDS and isinstance(art.get("metadata"), dict):
+                write_sidecar(path, art["metadata"])
+            paths.append(path)
         return paths
+
+
+def write_sidecar(path: Path, metadata: dict[str, Any]) -> Path:
+    """`<file>.json` beside an artifact, formatted as workers/steps/artifacts.py writes it."""
+    sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+    tmp = sidecar.with_name(sidecar.name + ".part")
+    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.replace(sidecar)
+    return sidecar
 
 
 def download_artifact(client: Client, art: dict[str, Any], out: Path) -> Path:

@@ -19,13 +19,24 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.api.bodylimit import JsonBodyLimit
 from service.api.errors import install_error_handlers
 from service.api.ratelimit import RateLimiter
-from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
+from service.api.routes import (
+    artifacts,
+    datasets,
+    devices,
+    devices_profiles,
+    health,
+    jobs,
+    measurements,
+    models,
+    webhooks,
+)
 from service.api.uploads import sweep_stale_staging
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import JobQueue, make_queue
 from service.schemas.common import ErrorOut
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStore, LocalStore, get_store
+from service.web import apidocs
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -67,7 +78,15 @@ def create_app(
             close()
         engine.dispose()
 
-    app = FastAPI(title="edgedistill", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc come from service.web.apidocs: FastAPI's defaults load their assets from a CDN.
+    app = FastAPI(
+        title="edgedistill",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -92,11 +111,12 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
-    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements):
+    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, webhooks):
         api.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.
     app.include_router(health.router, include_in_schema=False)
+    apidocs.install(app)
 
     _mount_dashboard(app, settings)
     return app

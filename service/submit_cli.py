@@ -1,4 +1,8 @@
-"""`edgedistill submit`: upload, submit, follow progress over SSE, download and verify artifacts."""
+"""`edgedistill submit`: upload, submit, follow progress over SSE, download and verify artifacts.
+
+With --wait it ends with the same summary `edgedistill compress` prints (tables of the test-split
+metrics and the artifacts, the headline, the warnings); --json prints JSON instead, for machines.
+Every failure is one line with what to do (no traceback)."""
 
 from __future__ import annotations
 
@@ -14,37 +18,51 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.client import ApiError, Client, JobFailed, SseEvent
+from service.cli_errors import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, UsageError, describe
+from service.client import Client, Job, JobFailed, SseEvent
+from service.summary_view import ArtifactRow, print_summary
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgedistill submit", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="edgedistill submit",
+        description=__doc__,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("teacher", help="teacher model file (.onnx, TorchScript, .pt2) or an uploaded model id")
     p.add_argument("--data", help="transfer set .npz or an uploaded dataset id")
     p.add_argument("--profile", required=True, help="device profile name (built-in or your custom one)")
     p.add_argument("--options", type=Path, help="job options as a YAML/JSON file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="one option, e.g. epochs=30")
-    p.add_argument("--url", default=os.environ.get("EDGEDISTILL_URL", "http://127.0.0.1:8000"))
+    p.add_argument(
+        "--url", default=os.environ.get("EDGEDISTILL_URL", "http://127.0.0.1:8000"), help="or EDGEDISTILL_URL"
+    )
     p.add_argument("--api-key", default=os.environ.get("EDGEDISTILL_API_KEY"), help="or EDGEDISTILL_API_KEY")
     p.add_argument("--idempotency-key")
     p.add_argument("--webhook-url")
-    p.add_argument("--wait", action="store_true", help="follow progress until the job ends")
+    p.add_argument("--wait", action="store_true", help="follow progress until the job ends, then print its summary")
     p.add_argument("--download", type=Path, metavar="DIR", help="download artifacts here (implies --wait)")
-    p.add_argument("--timeout", type=float, default=None, help="seconds to wait at most")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the job at most")
+    p.add_argument("--http-timeout", type=float, default=60.0, help="seconds one HTTP request may take (default 60)")
+    p.add_argument("--json", action="store_true", help="print JSON (the job; with --wait also its report) on stdout")
     return p
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if args.options:
-        loaded = yaml.safe_load(args.options.read_text(encoding="utf-8"))  # safe_load: no object tags
+        try:
+            loaded = yaml.safe_load(args.options.read_text(encoding="utf-8"))  # safe_load: no object tags
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--options {args.options} is not valid YAML/JSON: {exc}".replace("\n", " ")) from exc
         if not isinstance(loaded, dict):
-            raise SystemExit(f"error: {args.options} must hold a mapping of options")
+            raise UsageError(f"--options {args.options} must hold a mapping of options")
         opts.update(loaded)
     for item in args.set:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set takes KEY=VALUE, got {item!r}")
+        if not sep or not key:
+            raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
         opts[key] = yaml.safe_load(value)
     return opts
 
@@ -84,60 +102,79 @@ def _follow(job_wait: Any, console: Console, timeout: float | None) -> Any:
     return job
 
 
-def _api_error_line(exc: ApiError) -> str:
-    """One line: a 422's entries as 'field: message; ...' (e.g. each teacher/data mismatch)."""
-    if isinstance(exc.detail, list):
-        parts = []
-        for err in exc.detail:
-            if isinstance(err, dict):
-                loc = ".".join(str(p) for p in err.get("loc", []) if p != "body")
-                parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+def _finish(job: Job, args: argparse.Namespace, out: Console, err: Console) -> int:
+    """After the job succeeded: download, then the summary (or JSON)."""
+    downloaded: list[Path] = []
+    if args.download:
+        downloaded = job.download(args.download)
+        if not args.json:
+            table = Table("downloaded", "bytes", "sha256", title_justify="left")
+            for path in downloaded:
+                table.add_row(str(path), f"{path.stat().st_size:,}", "verified")
+            err.print(table)
+    artifacts = job.artifacts()
+    report = job.report()
+    if args.json:
+        doc = {"job": job.data, "report": report, "artifacts": artifacts, "downloaded": [str(p) for p in downloaded]}
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    rows = [ArtifactRow(a["kind"], a["filename"], int(a["size_bytes"]), a["sha256"]) for a in artifacts]
+    print_summary(out, report, rows, report.get("warnings") or [])
+    where = f": {args.download}" if args.download else f" ({args.url}/ui/jobs/{job.id})"
+    seconds = job.data.get("duration_s")
+    out.print(
+        f"done in {seconds:.1f} s{where}" if isinstance(seconds, int | float) else f"done{where}", highlight=False
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if not args.api_key:
+        raise UsageError("an API key is needed: --api-key or EDGEDISTILL_API_KEY (edgedistill serve prints one)")
+    options = _options(args)
+    with Client(args.url, args.api_key, timeout=args.http_timeout) as client:
+        job = client.submit(
+            args.teacher,
+            data=args.data,
+            profile=args.profile,
+            options=options,
+            idempotency_key=args.idempotency_key,
+            webhook_url=args.webhook_url,
+        )
+        err.print(f"job [bold]{job.id}[/] {job.status} ({args.url}/api/v1/jobs/{job.id})", highlight=False)
+        if not (args.wait or args.download):
+            if args.json:
+                print(json.dumps(job.data, indent=2))
             else:
-                parts.append(str(err))
-        return f"HTTP {exc.status_code}: " + "; ".join(parts)
-    return str(exc)
+                out.print(job.id, highlight=False)
+            return EXIT_OK
+        job = _follow(job.wait, err, args.timeout)
+        if job.status != "succeeded":
+            if args.json:
+                print(json.dumps({"job": job.data}, indent=2))
+            raise JobFailed(job.data)
+        return _finish(job, args, out, err)
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
-    console = Console(stderr=True)
-    if not args.api_key:
-        console.print("error: an API key is needed: --api-key or EDGEDISTILL_API_KEY")
-        return 2
     try:
-        with Client(args.url, args.api_key) as client:
-            job = client.submit(
-                args.teacher,
-                data=args.data,
-                profile=args.profile,
-                options=_options(args),
-                idempotency_key=args.idempotency_key,
-                webhook_url=args.webhook_url,
-            )
-            console.print(f"job [bold]{job.id}[/] {job.status} ({args.url}/api/v1/jobs/{job.id})")
-            if not (args.wait or args.download):
-                print(json.dumps(job.data, indent=2))
-                return 0
-            job = _follow(job.wait, console, args.timeout)
-            if job.status != "succeeded":
-                raise JobFailed(job.data)
-            if args.download:
-                table = Table("artifact", "bytes", "sha256 (verified)")
-                for path in job.download(args.download):
-                    table.add_row(str(path), str(path.stat().st_size), "ok")
-                console.print(table)
-            print(json.dumps(job.data, indent=2))
-            return 0
-    except JobFailed as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 1
-    except ApiError as exc:
-        console.print("[red]error:[/]", end=" ")
-        console.print(_api_error_line(exc), markup=False, highlight=False, soft_wrap=True)
-        return 1
-    except (OSError, TimeoutError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        return 1
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 on bad usage (its message printed), 0 for --help
+        return int(exc.code or 0)
+    out, err = Console(), Console(stderr=True)
+    try:
+        return _run(args, out, err)
+    except KeyboardInterrupt:
+        err.print("interrupted; a submitted job goes on on the server")
+        return 130
+    except Exception as exc:
+        known = describe(exc, url=args.url.rstrip("/"))
+        if known is None:
+            raise  # a bug: the traceback is what a report needs
+        code, line = known
+        err.print("[red]error:[/]", end=" ")
+        err.print(line, markup=False, highlight=False, soft_wrap=True)
+        return code if code != EXIT_OK else EXIT_USAGE
 
 
 if __name__ == "__main__":

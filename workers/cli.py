@@ -20,8 +20,8 @@ import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from service.summary_view import ArtifactRow, print_summary
 from workers.pipeline.errors import PipelineError
 from workers.pipeline.events import PipelineEvent
 from workers.pipeline.spec import METHODS, JobOptions, PipelineSpec
@@ -229,90 +229,6 @@ class ProgressView:
             self.progress.update(self.task, **update)
 
 
-def _fmt(value: Any, kind: str = "") -> str:
-    if value is None:
-        return "-"
-    if kind == "pct":
-        return f"{100 * value:.2f}%"
-    if kind == "pp":
-        return f"{value:+.2f}"
-    if kind == "bytes":
-        return f"{int(value):,} B"
-    if kind == "ms":
-        return f"{value:.3f}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-# (metric key, column title, format) per task; the first present key of each row wins.
-_QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("accuracy", "accuracy", "pct"),
-    ("top1_agreement", "agreement w/ teacher", "pct"),
-    ("r2", "R² (labels)", ""),
-    ("r2_vs_teacher", "R² vs teacher", ""),
-    ("drop_vs_student_fp32_pp", "drop vs fp32 (pp)", "pp"),
-)
-
-
-def headline_text(report: dict[str, Any]) -> str | None:
-    h = report.get("headline")
-    if not isinstance(h, dict):
-        return None
-    parts = []
-    for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
-        if isinstance(h.get(key), (int, float)):
-            parts.append(f"{h[key]:.1f}x {label}")
-    if isinstance(h.get("quality_kept_pct"), (int, float)):
-        parts.append(f"{h['quality_kept_pct']:.1f}% of the teacher's {h.get('quality_metric', 'quality')} kept")
-    if isinstance(h.get("estimated_device_latency_ms"), (int, float)):
-        parts.append(f"~{h['estimated_device_latency_ms']:.2f} ms estimated on the device")
-    if not parts:
-        return None
-    return f"{h.get('primary_artifact') or 'student'}: " + ", ".join(parts)
-
-
-def summary_tables(result: Any) -> list[Table]:
-    """Per-model quality, size and host latency from the run's report, then the artifact files."""
-    report = result.report if isinstance(result.report, dict) else {}
-    tables = []
-    metrics = report.get("metrics")
-    if isinstance(metrics, dict) and metrics:
-        sizes = (report.get("sizes") or {}).get("artifact_bytes") or {}
-        p50 = {
-            m.get("artifact_kind"): m.get("p50_ms")
-            for m in (report.get("latency") or {}).get("measurements") or []
-            if m.get("source") == "host" and m.get("p50_ms") is not None
-        }
-        rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-        columns = [c for c in _QUALITY_COLUMNS if any(c[0] in v for v in rows.values())]
-        table = Table(title="Test split", title_justify="left")
-        table.add_column("model")
-        table.add_column("runtime")
-        for _, title, _ in columns:
-            table.add_column(title, justify="right")
-        table.add_column("size", justify="right")
-        table.add_column("p50 ms", justify="right")
-        for name, values in rows.items():
-            size = sizes.get(name) or ((report.get("teacher") or {}).get("file_bytes") if name == "teacher" else None)
-            table.add_row(
-                name,
-                str(values.get("runtime", "")),
-                *(_fmt(values.get(key), kind) for key, _, kind in columns),
-                _fmt(size, "bytes"),
-                _fmt(p50.get(name), "ms"),
-            )
-        tables.append(table)
-
-    arts = Table(title="Artifacts", title_justify="left")
-    for col in ("kind", "file", "size", "sha256"):
-        arts.add_column(col, justify="right" if col == "size" else "left")
-    for kind, art in sorted(result.artifacts.items()):
-        arts.add_row(kind, art.path.name, f"{art.size_bytes:,} B", art.sha256[:12])
-    tables.append(arts)
-    return tables
-
-
 def _error(console: Console, message: str) -> None:
     # soft_wrap: paths and reasons stay on one line, whatever the terminal width; markup off so
     # brackets in user-supplied names print as they are.
@@ -353,14 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         _error(err, "interrupted; nothing was written")
         return 130
 
-    for table in summary_tables(result):
-        out.print(table)
-    headline = headline_text(result.report)
-    if headline:
-        out.print(f"[bold]{headline}[/]", highlight=False)
-    for warning in result.warnings:
-        out.print("[yellow]warning:[/]", end=" ")
-        out.print(warning, markup=False, highlight=False, soft_wrap=True)
+    # The same summary `edgedistill submit --wait` prints for a job (service/summary_view.py).
+    arts = [ArtifactRow(k, a.path.name, a.size_bytes, a.sha256) for k, a in result.artifacts.items()]
+    print_summary(out, result.report if isinstance(result.report, dict) else {}, arts, result.warnings)
     out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
     return 0
 

@@ -40,6 +40,47 @@ def create_model(
     return model
 
 
+def find_model_by_sha256(session: Session, *, tenant_id: str, sha256: str) -> TeacherModel | None:
+    """This tenant's live model with these exact bytes (the oldest, if a race stored two)."""
+    return session.scalar(
+        select(TeacherModel)
+        .where(TeacherModel.tenant_id == tenant_id, TeacherModel.sha256 == sha256, TeacherModel.deleted_at.is_(None))
+        .order_by(TeacherModel.created_at, TeacherModel.id)
+        .limit(1)
+    )
+
+
+def get_or_create_model(
+    session: Session,
+    *,
+    tenant_id: str,
+    name: str,
+    filename: str,
+    format: str,
+    size_bytes: int,
+    sha256: str,
+    storage_key: str,
+    signature: dict[str, Any] | None = None,
+) -> tuple[TeacherModel, bool]:
+    """Uploads are deduplicated per tenant by sha256: the same bytes again give the existing row
+    (its name unchanged). Returns (row, created)."""
+    existing = find_model_by_sha256(session, tenant_id=tenant_id, sha256=sha256)
+    if existing is not None:
+        return existing, False
+    row = create_model(
+        session,
+        tenant_id=tenant_id,
+        name=name,
+        filename=filename,
+        format=format,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        storage_key=storage_key,
+        signature=signature,
+    )
+    return row, True
+
+
 def get_model(session: Session, *, tenant_id: str, model_id: str) -> TeacherModel | None:
     """A live model of this tenant; another tenant's (or a deleted) model is None."""
     return session.scalar(

@@ -55,7 +55,11 @@ def chart(rows: list[MeasurementRow]) -> Markup | None:
     """p50 per measurement, grouped by artifact, coloured by source; p90 in each bar's label."""
     if not rows:
         return None
-    ordered = sorted(rows[:CHART_ROWS], key=lambda r: (r.job_id, r.kind, r.m.source, r.m.device_name, r.m.runtime))
+    # By time (oldest first): an artifact's bars sit where its first measurement falls, so a new job's
+    # figures come after the old ones however its id sorts.
+    ordered = sorted(
+        rows[:CHART_ROWS], key=lambda r: (r.m.created_at, r.m.id, r.kind, r.m.source, r.m.device_name, r.m.runtime)
+    )
     largest = max(r.m.p50_ms for r in ordered)
     micro = largest < 1.0
     scale = 1000.0 if micro else 1.0

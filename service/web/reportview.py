@@ -4,6 +4,7 @@ a key a future report drops shows as a dash, never as a server error."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -447,10 +448,15 @@ def training_chart(
             )
         return out
     fid, acc = points("val_fidelity", 100.0), points("val_accuracy", 100.0)
-    lines = [charts.Line("Fidelity (agreement with teacher)", fid, "s1")] if fid else []
+    # Fidelity and accuracy are often within a point of each other: fidelity is drawn first as a wide
+    # band and accuracy on top as a thin dashed line, so both stay visible where they overlap, and the
+    # axis is zoomed to the values (0-100 % would squeeze 95-99 % into one line).
+    lines = [charts.Line("Fidelity (agreement with teacher)", fid, "s1 band")] if fid else []
     if acc:
         lines.append(charts.Line("Accuracy on labels", acc, "s0 dashed"))
     if lines:
+        values = [y for ln in lines for _, y in ln.points]
+        floor = max(0.0, math.floor((min(values) - 2.0) / 5.0) * 5.0)
         out["fidelity"] = charts.line_chart(
             f"{chart_id}-fidelity",
             lines,
@@ -458,7 +464,7 @@ def training_chart(
             x_label="Epoch",
             y_label="Validation (%)",
             y_fmt=lambda v: f"{v:g}%",
-            y_min=0.0,
+            y_min=floor,
             y_max=100.0,
             x_max=planned_epochs,
         )

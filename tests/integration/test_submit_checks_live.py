@@ -65,7 +65,7 @@ def test_submit_cli_prints_the_mismatch_on_one_line(live: LiveService, two_input
          "--data", str(two_input_files["bad"]), "--profile", "cpu-x86"],
         env=env, capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # EXIT_REFUSED: the server refused the request (README: Exit codes)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: HTTP 422: dataset_id: input 'input_ids' axis 1 is 16")

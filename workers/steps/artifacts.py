@@ -18,6 +18,7 @@ from typing import Any
 
 from workers.pipeline.context import ArtifactRecord, RunContext, RunState
 from workers.pipeline.errors import PipelineError
+from workers.steps import deployment
 
 SIDECAR_SUFFIX = ".json"
 _CHUNK = 1 << 20
@@ -119,6 +120,9 @@ def record_artifact(
     if labels is not None:
         meta["class_labels"] = labels
     meta.update(metadata or {})
+    facts = deployment.facts_for(path)  # read from the file itself: I/O, layout, int8 params, snippet
+    if facts is not None:
+        meta["deployment"] = facts
     meta = to_jsonable(meta)
     if sidecar:
         write_json_atomic(path.parent, sidecar_path(path).name, meta)

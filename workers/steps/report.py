@@ -12,6 +12,7 @@ from typing import Any
 
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
+from workers.steps import deployment
 from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
 from workers.steps.distill.report_section import distillation_section, summary_lines
 from workers.steps.metrics import quality_key
@@ -326,6 +327,7 @@ class Report(Step):
         record_artifact(
             ctx, state, kind="report", path=report_path, metadata={"schema_version": SCHEMA_VERSION}, sidecar=False
         )
-        summary_path = write_bytes_atomic(ctx.work_dir, SUMMARY_FILENAME, render_summary(report).encode("utf-8"))
+        summary = render_summary(report) + deployment.how_to_run(state.artifacts)
+        summary_path = write_bytes_atomic(ctx.work_dir, SUMMARY_FILENAME, summary.encode("utf-8"))
         record_artifact(ctx, state, kind="summary", path=summary_path, metadata={"format": "markdown"}, sidecar=False)
         state.report = report

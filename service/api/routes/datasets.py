@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
@@ -22,19 +22,25 @@ router = APIRouter(tags=["datasets"])
     response_model=DatasetOut,
     openapi_extra=MULTIPART_OPENAPI,
     responses={
+        200: {"description": "this tenant uploaded the same bytes (sha256) before: the existing data set"},
         413: {"description": "over the upload limit"},
         415: {"description": "not sent as multipart/form-data"},
         422: {"description": "not a usable .npz"},
     },
 )
 async def upload_dataset(
-    request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
+    request: Request,
+    response: Response,
+    principal: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> DatasetOut:
     """Upload transfer data: an .npz with x (N, ...) and optionally labels y (N,)."""
     upload, summary, stored = await receive_checked(request, settings, store, check_npz, DataFileError, 422)
 
     def create() -> DatasetOut:
-        row = repo.create_dataset(
+        row, created = repo.get_or_create_dataset(
             session,
             tenant_id=principal.tenant_id,
             name=(upload.fields.get("name") or upload.filename)[:255],
@@ -45,6 +51,8 @@ async def upload_dataset(
             summary=summary_dict(summary),
         )
         session.commit()
+        if not created:
+            response.status_code = 200  # the same bytes were uploaded before: that record, not a copy
         return DatasetOut.from_row(row)
 
     return await run_in_threadpool(create)

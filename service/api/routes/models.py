@@ -62,13 +62,19 @@ async def receive_checked(
     response_model=TeacherModelOut,
     openapi_extra=MULTIPART_OPENAPI,
     responses={
+        200: {"description": "this tenant uploaded the same bytes (sha256) before: the existing model"},
         413: {"description": "over the upload limit"},
         415: {"description": "not a supported model"},
         422: {"description": "a model whose inputs/outputs cannot be used (e.g. ONNX external data not uploaded)"},
     },
 )
 async def upload_model(
-    request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
+    request: Request,
+    response: Response,
+    principal: TenantDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    store: StoreDep,
 ) -> TeacherModelOut:
     """Upload a teacher: ONNX, TorchScript, a torch.export .pt2 or TFLite (pickles are refused). Its signature
     (every input and output: name, dtype, shape) is read from ONNX and TFLite files and shown in
@@ -78,7 +84,7 @@ async def upload_model(
     )
 
     def create() -> TeacherModelOut:
-        row = repo.create_model(
+        row, created = repo.get_or_create_model(
             session,
             tenant_id=principal.tenant_id,
             name=(upload.fields.get("name") or upload.filename)[:255],
@@ -90,6 +96,8 @@ async def upload_model(
             signature=signature.model_dump(mode="json") if signature is not None else None,
         )
         session.commit()
+        if not created:
+            response.status_code = 200  # the same bytes were uploaded before: that record, not a copy
         return TeacherModelOut.from_row(row)
 
     return await run_in_threadpool(create)

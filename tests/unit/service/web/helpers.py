@@ -115,7 +115,9 @@ class Rows:
         self.db.refresh(job)
         return job
 
-    def artifact(self, job: Job, kind: str, content: bytes, filename: str) -> str:
+    def artifact(
+        self, job: Job, kind: str, content: bytes, filename: str, metadata: dict[str, Any] | None = None
+    ) -> str:
         path = Path(self.app.state.settings.data_dir) / filename
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
@@ -129,6 +131,7 @@ class Rows:
             size_bytes=stored.size,
             sha256=stored.sha256,
             storage_key=stored.key,
+            metadata=metadata,
         )
         self.db.commit()
         return row.id

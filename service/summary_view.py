@@ -1,0 +1,123 @@
+"""The end-of-run summary both CLIs print: `edgedistill compress` from its local result, `edgedistill
+submit --wait` from the job's report and artifact list fetched over the API. One renderer, so the two
+show the same thing. Light: rich only (the submit CLI must not load the ML libraries)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    kind: str
+    filename: str
+    size_bytes: int
+    sha256: str
+
+
+def _fmt(value: Any, kind: str = "") -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{100 * value:.2f}%"
+    if kind == "pp":
+        return f"{value:+.2f}"
+    if kind == "bytes":
+        return f"{int(value):,} B"
+    if kind == "ms":
+        return f"{value:.3f}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# (metric key, column title, format) per task; the first present key of each row wins.
+_QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("accuracy", "accuracy", "pct"),
+    ("top1_agreement", "agreement w/ teacher", "pct"),
+    ("r2", "R² (labels)", ""),
+    ("r2_vs_teacher", "R² vs teacher", ""),
+    ("drop_vs_student_fp32_pp", "drop vs fp32 (pp)", "pp"),
+)
+
+
+def headline_text(report: dict[str, Any]) -> str | None:
+    h = report.get("headline")
+    if not isinstance(h, dict):
+        return None
+    parts = []
+    for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
+        if isinstance(h.get(key), (int, float)):
+            parts.append(f"{h[key]:.1f}x {label}")
+    if isinstance(h.get("quality_kept_pct"), (int, float)):
+        parts.append(f"{h['quality_kept_pct']:.1f}% of the teacher's {h.get('quality_metric', 'quality')} kept")
+    if isinstance(h.get("estimated_device_latency_ms"), (int, float)):
+        parts.append(f"~{h['estimated_device_latency_ms']:.2f} ms estimated on the device")
+    if not parts:
+        return None
+    return f"{h.get('primary_artifact') or 'student'}: " + ", ".join(parts)
+
+
+def metrics_table(report: dict[str, Any]) -> Table | None:
+    """Per-model quality, size and host latency on the test split, or None when the report has none."""
+    metrics = report.get("metrics")
+    if not isinstance(metrics, dict) or not metrics:
+        return None
+    sizes = (report.get("sizes") or {}).get("artifact_bytes") or {}
+    p50 = {
+        m.get("artifact_kind"): m.get("p50_ms")
+        for m in (report.get("latency") or {}).get("measurements") or []
+        if m.get("source") == "host" and m.get("p50_ms") is not None
+    }
+    rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
+    columns = [c for c in _QUALITY_COLUMNS if any(c[0] in v for v in rows.values())]
+    table = Table(title="Test split", title_justify="left")
+    table.add_column("model")
+    table.add_column("runtime")
+    for _, title, _ in columns:
+        table.add_column(title, justify="right")
+    table.add_column("size", justify="right")
+    table.add_column("p50 ms", justify="right")
+    for name, values in rows.items():
+        size = sizes.get(name) or ((report.get("teacher") or {}).get("file_bytes") if name == "teacher" else None)
+        table.add_row(
+            name,
+            str(values.get("runtime", "")),
+            *(_fmt(values.get(key), kind) for key, _, kind in columns),
+            _fmt(size, "bytes"),
+            _fmt(p50.get(name), "ms"),
+        )
+    return table
+
+
+def artifacts_table(artifacts: Iterable[ArtifactRow]) -> Table:
+    table = Table(title="Artifacts", title_justify="left")
+    for col in ("kind", "file", "size", "sha256"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for art in sorted(artifacts, key=lambda a: a.kind):
+        table.add_row(art.kind, art.filename, f"{art.size_bytes:,} B", art.sha256[:12])
+    return table
+
+
+def summary_tables(report: dict[str, Any], artifacts: Iterable[ArtifactRow]) -> list[Table]:
+    metrics = metrics_table(report)
+    return [*([metrics] if metrics is not None else []), artifacts_table(artifacts)]
+
+
+def print_summary(
+    console: Console, report: dict[str, Any], artifacts: Iterable[ArtifactRow], warnings: Iterable[str]
+) -> None:
+    """The tables, the headline line, then one line per warning."""
+    for table in summary_tables(report, artifacts):
+        console.print(table)
+    headline = headline_text(report)
+    if headline:
+        console.print(f"[bold]{headline}[/]", highlight=False)
+    for warning in warnings:
+        console.print("[yellow]warning:[/]", end=" ")
+        console.print(str(warning), markup=False, highlight=False, soft_wrap=True)
