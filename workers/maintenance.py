@@ -1,5 +1,6 @@
-"""Runs inside each worker's main process: re-enqueue queued jobs the broker may have lost, and fail
-jobs whose heartbeat stopped (their worker died without the broker redelivering)."""
+"""Runs inside each worker's main process: re-enqueue dispatched jobs the broker may have lost, send
+waiting jobs through the fair dispatcher (service.dispatch), fail jobs whose heartbeat stopped (their
+worker died without the broker redelivering) and apply the retention setting."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from typing import Any
 from celery import Celery
 
 from service.db.session import session_scope
+from service.repos import dispatch as dispatch_repo
 from service.repos import jobs as jobs_repo
 from service.settings import get_settings
 from workers.celery_app import QUEUES, RUN_JOB
+from workers.dispatching import dispatch_waiting
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,10 @@ def _job_id_of(item: bytes) -> str | None:
 
 
 def requeue_lost(app: Celery, *, older_than_s: float, only_missing: bool) -> int:
+    """Re-send jobs the dispatcher sent (dispatched_at set) that no worker has claimed and, with
+    only_missing, that the broker no longer holds. Jobs still waiting their turn are the dispatcher's."""
     with session_scope(get_settings()) as session:
-        queued = jobs_repo.list_queued(session, older_than_s=older_than_s)
+        queued = dispatch_repo.dispatched_queued(session, older_than_s=older_than_s)
     if only_missing and queued:
         present = broker_job_ids(app)
         queued = [(job_id, queue) for job_id, queue in queued if job_id not in present]
@@ -88,8 +93,12 @@ def maintenance_loop(app: Celery, stop: threading.Event) -> None:
             # later rounds re-send only those the broker no longer holds.
             n = requeue_lost(app, older_than_s=0.0 if first else 30.0, only_missing=not first)
             reaped = reap_stale(timeout_s=settings.job_heartbeat_timeout_s)
-            if n or reaped:
-                log.info("maintenance: re-enqueued %d queued job(s), reaped %d stale job(s)", n, len(reaped))
+            sent = dispatch_waiting(settings)
+            if n or reaped or sent:
+                log.info(
+                    "maintenance: re-enqueued %d, dispatched %d queued job(s), reaped %d stale job(s)",
+                    n, len(sent), len(reaped),
+                )  # fmt: skip
             first = False
         except Exception:  # the loop must survive a DB or broker blip; it retries next round
             log.exception("maintenance round failed")

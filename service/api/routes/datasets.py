@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from service.api import quotas
 from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from service.api.routes.models import receive_checked
 from service.api.uploads import MULTIPART_OPENAPI
@@ -31,9 +32,15 @@ async def upload_dataset(
     request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> DatasetOut:
     """Upload transfer data: an .npz with x (N, ...) and optionally labels y (N,)."""
+    await run_in_threadpool(
+        quotas.check_storage_before_upload, session, tenant_id=principal.tenant_id, settings=settings
+    )
     upload, summary, stored = await receive_checked(request, settings, store, check_npz, DataFileError, 422)
 
     def create() -> DatasetOut:
+        quotas.check_storage_after_upload(
+            session, tenant_id=principal.tenant_id, settings=settings, store=store, stored=stored
+        )
         row = repo.create_dataset(
             session,
             tenant_id=principal.tenant_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Literal
@@ -9,16 +10,20 @@ from typing import Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
+from service.api import quotas
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from service.api.sse import job_event_stream, parse_last_event_id
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
-from service.queue import QueueUnavailable, choose_queue
+from service.dispatch import dispatch
+from service.queue import JobQueue, choose_queue
 from service.repos import datasets, jobs, models, profiles
 from service.schemas.common import Page
 from service.schemas.jobs import JobCreate, JobOut
+from service.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -38,7 +43,7 @@ def _field_error(loc: tuple[str, ...], msg: str) -> RequestValidationError:
         200: {"description": "an earlier job with the same Idempotency-Key"},
         404: {"description": "model or dataset not found"},
         409: {"description": "Idempotency-Key reused with a different request"},
-        429: {"description": "submit rate limit"},
+        429: {"description": "submit rate limit, or the tenant's limit of queued + running jobs"},
     },
 )
 def submit_job(
@@ -60,6 +65,7 @@ def submit_job(
             headers={"Retry-After": retry},
         )
     tenant = principal.tenant_id
+    quotas.check_job_quota(session, tenant_id=tenant, settings=settings)
     if models.get_model(session, tenant_id=tenant, model_id=body.model_id) is None:
         raise HTTPException(404, f"model {body.model_id} not found")
     if (
@@ -99,16 +105,21 @@ def submit_job(
     )
     session.commit()
     if created:
-        try:
-            queue.enqueue(job.id, job.queue)
-        except QueueUnavailable as exc:
-            # The job is committed and stays queued; workers re-enqueue queued jobs when they start.
-            log.warning("job %s stays queued: %s", job.id, exc)
+        _dispatch_waiting(session, queue, settings)
     else:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.from_row(job, now=utcnow())
+
+
+def _dispatch_waiting(session: Session, queue: JobQueue, settings: Settings) -> None:
+    """The job waits in the database; the fair dispatcher sends it (or another tenant's) when its queue
+    has a free slot. A broker that is down leaves it waiting: the workers' maintenance round sends it."""
+    try:
+        dispatch(lambda: contextlib.nullcontext(session), queue, settings)  # the submit's session, committed
+    except Exception:  # the job is committed; a failed dispatch must not fail the submit
+        log.exception("dispatch after submit failed; the maintenance round will send the job")
 
 
 @router.get("/jobs", response_model=Page[JobOut])

@@ -9,6 +9,7 @@ from typing import TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.api import quotas
 from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from service.api.uploads import MULTIPART_OPENAPI, ReceivedUpload, receive_upload
 from service.repos import models as repo
@@ -62,9 +63,15 @@ async def upload_model(
     request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> TeacherModelOut:
     """Upload a teacher: ONNX, TorchScript or a torch.export .pt2 (pickles are refused)."""
+    await run_in_threadpool(
+        quotas.check_storage_before_upload, session, tenant_id=principal.tenant_id, settings=settings
+    )
     upload, fmt, stored = await receive_checked(request, settings, store, sniff_model_format, ModelFileError, 415)
 
     def create() -> TeacherModelOut:
+        quotas.check_storage_after_upload(
+            session, tenant_id=principal.tenant_id, settings=settings, store=store, stored=stored
+        )
         row = repo.create_model(
             session,
             tenant_id=principal.tenant_id,
