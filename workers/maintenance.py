@@ -16,7 +16,9 @@ from celery import Celery
 from service.db.session import session_scope
 from service.repos import dispatch as dispatch_repo
 from service.repos import jobs as jobs_repo
-from service.settings import get_settings
+from service.repos import lifecycle
+from service.settings import Settings, get_settings
+from service.storage import get_store
 from workers.celery_app import QUEUES, RUN_JOB
 from workers.dispatching import dispatch_waiting
 
@@ -83,6 +85,15 @@ def reap_stale(*, timeout_s: float) -> list[str]:
         return jobs_repo.reap_stale(session, timeout_s=timeout_s)
 
 
+def retention_round(settings: Settings) -> dict[str, int]:
+    """Apply EDGEDISTILL_RETENTION_DAYS (0: keep everything). Every worker runs it; deletes are
+    idempotent, so two workers at once only repeat a check."""
+    if settings.retention_days <= 0:
+        return {}
+    with session_scope(settings) as session:
+        return lifecycle.apply_retention(session, get_store(settings), older_than_days=settings.retention_days)
+
+
 def maintenance_loop(app: Celery, stop: threading.Event) -> None:
     settings = get_settings()
     interval = max(5.0, settings.job_heartbeat_timeout_s / 3)
@@ -94,6 +105,9 @@ def maintenance_loop(app: Celery, stop: threading.Event) -> None:
             n = requeue_lost(app, older_than_s=0.0 if first else 30.0, only_missing=not first)
             reaped = reap_stale(timeout_s=settings.job_heartbeat_timeout_s)
             sent = dispatch_waiting(settings)
+            retained = retention_round(settings)
+            if any(retained.values()):
+                log.info("retention: deleted %s", retained)
             if n or reaped or sent:
                 log.info(
                     "maintenance: re-enqueued %d, dispatched %d queued job(s), reaped %d stale job(s)",

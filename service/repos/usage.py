@@ -53,11 +53,8 @@ def tenant_usage(session: Session, *, tenant_id: str) -> Usage:
                                      TeacherModel.deleted_at.is_(None))  # fmt: skip
     dataset_bytes, datasets = _sum_count(session, Dataset.size_bytes, Dataset.tenant_id == tenant_id)
     artifact_bytes, artifacts = _sum_count(session, Artifact.size_bytes, Artifact.tenant_id == tenant_id)
-    counts = dict(
-        session.execute(
-            select(Job.status, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.status)
-        ).tuples()
-    )
+    rows = session.execute(select(Job.status, func.count()).where(Job.tenant_id == tenant_id).group_by(Job.status))
+    counts: dict[str, int] = {str(status): int(n) for status, n in rows.all()}
     measurements = session.scalar(select(func.count()).where(LatencyMeasurement.tenant_id == tenant_id)) or 0
     return Usage(
         model_bytes=model_bytes,

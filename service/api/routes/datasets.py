@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api import quotas
@@ -10,6 +10,7 @@ from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from service.api.routes.models import receive_checked
 from service.api.uploads import MULTIPART_OPENAPI
 from service.repos import datasets as repo
+from service.repos import lifecycle
 from service.schemas.common import Page
 from service.schemas.datasets import DatasetOut, summary_dict
 from workers.formats import DataFileError, check_npz
@@ -74,3 +75,12 @@ def get_dataset(dataset_id: str, principal: TenantDep, session: SessionDep) -> D
     if row is None:
         raise HTTPException(404, f"dataset {dataset_id} not found")
     return DatasetOut.from_row(row)
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204, responses={409: {"description": "used by an active job"}})
+def delete_dataset(dataset_id: str, principal: TenantDep, session: SessionDep, store: StoreDep) -> Response:
+    """Delete a dataset and, when no other row references the same content, its stored file."""
+    keys = lifecycle.delete_dataset(session, tenant_id=principal.tenant_id, dataset_id=dataset_id)
+    session.commit()
+    lifecycle.release_objects(session, store, keys)
+    return Response(status_code=204)

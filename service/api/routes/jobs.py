@@ -13,14 +13,14 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from service.api import quotas
-from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, StoreDep, TenantDep
 from service.api.sse import job_event_stream, parse_last_event_id
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
 from service.dispatch import dispatch
 from service.queue import JobQueue, choose_queue
-from service.repos import datasets, jobs, models, profiles
+from service.repos import datasets, jobs, lifecycle, models, profiles
 from service.schemas.common import Page
 from service.schemas.jobs import JobCreate, JobOut
 from service.settings import Settings
@@ -190,3 +190,17 @@ def get_report(job_id: str, principal: TenantDep, session: SessionDep, settings:
     if job.report is None:
         raise HTTPException(404, f"job {job_id} has no report yet (status: {job.status})")
     return {**job.report, "devices": job_devices_section(session, job=job, thresholds=thresholds_from(settings))}
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    responses={409: {"description": "the job is queued or running, or an active job continues from it"}},
+)
+def delete_job(job_id: str, principal: TenantDep, session: SessionDep, store: StoreDep) -> Response:
+    """Delete an ended job with its artifacts, measurements and events; store objects nothing else
+    references are removed."""
+    keys = lifecycle.delete_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    session.commit()
+    lifecycle.release_objects(session, store, keys)
+    return Response(status_code=204)
