@@ -48,7 +48,11 @@ class RunState:
 
     teacher: Any = None  # workers.steps.teacher.Teacher
     data: Any = None  # workers.steps.data.TransferData
-    teacher_outputs: dict[str, Any] = field(default_factory=dict)  # split -> np.ndarray of teacher outputs
+    # split -> {teacher output name -> np.ndarray}; data.primary_targets gives the single-output view
+    teacher_outputs: dict[str, Any] = field(default_factory=dict)
+    signature: Any = None  # workers.pipeline.signature.ModelSignature, every output kind set (load_data)
+    output_kinds: list[dict[str, Any]] = field(default_factory=list)  # each output's kind and how it was decided
+    export_module: Any = None  # heads.export_module(student, signature): what every exporter exports
     student: Any = None  # torch.nn.Module (float, trained)
     student_arch: dict[str, Any] = field(default_factory=dict)
     baseline_student: Any = None  # trained on labels only, for the report's comparison (optional)

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workers.pipeline.signature import OutputOptions
 from workers.profiles.schema import DeviceProfile
 
 # Distillation methods a job can ask for (workers.steps.distill.methods implements each one).
@@ -118,6 +119,12 @@ class JobOptions(BaseModel):
         description="auto: classification when labels are integers or the teacher has several outputs",
     )
     losses: list[LossTerm] | None = Field(default=None, max_length=16, description="Explicit weighted loss terms")
+    outputs: dict[str, OutputOptions] | None = Field(
+        default=None,
+        max_length=64,
+        description="Per teacher output (by name): its kind (logits, probabilities, sigmoid, boxes, ...) and "
+        "loss weight; None: every output is trained with an inferred kind",
+    )
     epochs: int = Field(default=60, ge=1, le=10_000)
     batch_size: int = Field(default=128, ge=1, le=65_536)
     learning_rate: float = Field(default=3e-3, gt=0, le=10)

@@ -1,7 +1,10 @@
 """Transfer data: the user's .npz read safely, validated against the teacher, split deterministically.
 
-x is (N, F) vector, (N, C, T) sequence or (N, C, H, W) image data; y (optional) holds class labels
-or regression targets. Without labels the student is judged by agreement with the teacher."""
+One array per teacher input, keyed by the input's name (``x`` is accepted for a single-input
+teacher): token ids and masks stay integers (int64), everything else is float32. The first input
+is also ``x`` ((N, F) vector, (N, C, T) sequence or (N, C, H, W) image data) for the steps that
+handle one input. y (optional) holds class labels or regression targets of the primary output.
+Without labels the student is judged by agreement with the teacher."""
 
 from __future__ import annotations
 
@@ -47,6 +50,10 @@ class TransferData:
     # Data-free runs: the train/val rows are generated (after distillation) and test rows, if any, are
     # real data used only for evaluation.
     synthetic: bool = False
+    # every teacher input by name, in the teacher's order (x is the first one); None: just x
+    arrays: dict[str, np.ndarray] | None = None
+    input_names: tuple[str, ...] = ("input",)
+    primary_output: str | None = None  # the teacher output y belongs to and single-output steps use
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -58,6 +65,14 @@ class TransferData:
 
     def x_of(self, split: str) -> np.ndarray:
         return self.x[self.splits[split]]
+
+    def all_inputs(self) -> dict[str, np.ndarray]:
+        return dict(self.arrays) if self.arrays is not None else {self.input_names[0]: self.x}
+
+    def inputs_of(self, split: str) -> dict[str, np.ndarray]:
+        """Every input's rows of one split by input name, in the teacher's input order."""
+        idx = self.splits[split]
+        return {name: arr[idx] for name, arr in self.all_inputs().items()}
 
     def y_of(self, split: str) -> np.ndarray | None:
         return None if self.y is None else self.y[self.splits[split]]
@@ -74,6 +89,7 @@ class TransferData:
             "num_outputs": self.num_outputs,
             "labels": self.has_labels,
             "splits": self.sizes(),
+            "inputs": {k: {"shape": list(v.shape[1:]), "dtype": str(v.dtype)} for k, v in self.all_inputs().items()},
             "stratified": self.stratified,
             **({"synthetic": True, "notes": list(self.notes)} if self.synthetic else {}),
         }
@@ -100,6 +116,46 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] | Non
     if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
         raise DataFileError("data y contains NaN or Inf values")
     return x, y, names
+
+
+def read_npz_inputs(
+    path: Path, input_names: tuple[str, ...]
+) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[str] | None]:
+    """One array per teacher input (by name; ``x`` for a single-input teacher), y and class names.
+    Integer arrays stay integers (int64: token ids, masks), others become float32."""
+    summary = check_npz(path, input_names=input_names)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            for name in input_names:
+                key = name if name in summary.arrays else "x"
+                if key not in summary.arrays:
+                    found = ", ".join(sorted(summary.arrays))
+                    raise DataFileError(f"data has no array for the teacher's input {name!r} (found: {found})")
+                arr = np.asarray(npz[key])
+                arrays[name] = arr.astype(np.int64 if arr.dtype.kind in "iub" else np.float32, copy=False)
+            y = np.asarray(npz["y"]) if summary.has_labels else None
+            names = None
+            if "class_names" in summary.arrays:
+                raw = np.asarray(npz["class_names"])
+                if raw.dtype.kind in "US" and raw.ndim == 1:
+                    names = [str(v) for v in raw.tolist()]
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFileError(f"data file {path.name!r} cannot be read: {exc}") from exc
+    rows = {k: int(v.shape[0]) for k, v in arrays.items()}
+    if len(set(rows.values())) > 1:
+        raise DataFileError(
+            "the input arrays have different numbers of samples ("
+            + ", ".join(f"{k}: {n}" for k, n in rows.items())
+            + ")"
+        )
+    for k, v in arrays.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            bad = int((~np.isfinite(v)).reshape(v.shape[0], -1).any(axis=1).sum())
+            raise DataFileError(f"data {k!r} contains NaN or Inf values in {bad} of {v.shape[0]} samples")
+    if y is not None and y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataFileError("data y contains NaN or Inf values")
+    return arrays, y, names
 
 
 def _is_integral(y: np.ndarray) -> bool:
@@ -164,3 +220,21 @@ def make_splits(
     train, val = train_test_split(rest, test_size=n_val, random_state=seed + 1, stratify=strat_rest)
     splits = {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
     return splits, stratify is not None
+
+
+def primary_targets(data: TransferData, split_outputs: Any) -> np.ndarray:
+    """The primary teacher output of one split as the single-output steps train on it: (n, k) float32,
+    probabilities as their logarithms (logits up to a per-row constant, which softmax ignores).
+    Accepts the per-name dict of state.teacher_outputs[split] or, from older callers, one array."""
+    if isinstance(split_outputs, np.ndarray):
+        return split_outputs.astype(np.float32, copy=False)
+    name = data.primary_output or next(iter(split_outputs))
+    out = np.asarray(split_outputs[name])
+    out = out.reshape(out.shape[0], -1).astype(np.float32, copy=False)
+    if data.task == "classification" and out.shape[0] and _looks_like_probabilities(out):
+        out = np.log(np.clip(out, 1e-12, None)).astype(np.float32)
+    return out
+
+
+def _looks_like_probabilities(out: np.ndarray) -> bool:
+    return bool(out.shape[1] >= 2 and (out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))

@@ -1,6 +1,11 @@
-"""Teacher models behind one interface: ONNX (onnxruntime), TorchScript (torch.jit) and torch.export
-(.pt2). Every file is sniffed by workers.formats first, so pickles and unsafe archives never reach a
-loader. A teacher predicts float32 outputs for numpy batches and reports its size and cost."""
+"""Teacher models behind one interface: ONNX (onnxruntime), TorchScript (torch.jit), torch.export
+(.pt2) and TFLite (ai-edge-litert, workers.steps.teacher_tflite). Every file is sniffed by
+workers.formats first, so pickles and unsafe archives never reach a loader.
+
+A teacher declares its whole I/O as a ModelSignature (``teacher.io``: every input and output with
+name, dtype, shape with None for dynamic dims, layout) and runs ``predict_all`` over dicts of numpy
+arrays by input name. Shapes a format does not record (TorchScript) are completed from the data.
+``signature``/``predict`` are the single-input, first-output view the older steps use."""
 
 from __future__ import annotations
 
@@ -8,8 +13,8 @@ import contextlib
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +22,14 @@ import numpy as np
 
 from workers.formats import ModelFileError, ModelFormat, UnsafeModelFile, sniff_model_format
 from workers.pipeline.errors import InputError
+from workers.pipeline.signature import INT_DTYPES, ModelSignature, OutputSpec, TensorSpec
 
 
 @dataclass(frozen=True)
 class Signature:
-    """What the teacher consumes and produces, per sample (no batch axis).
+    """Single-input view of the teacher, per sample (no batch axis): its first input and first output.
 
-    input_shape / output_shape are None while unknown: TorchScript programs carry no shapes, so they
-    are completed from the transfer data (Teacher.complete_signature)."""
+    input_shape / output_shape are None while unknown (TorchScript carries no shapes)."""
 
     input_name: str
     input_shape: tuple[int, ...] | None
@@ -38,32 +43,87 @@ def _batches(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, n))
 
 
+def guess_layout(dtype: str, shape: tuple[int | None, ...]) -> str:
+    """The axes' likely meaning from dtype and rank (batch included): token ids, NCHW/NHWC images..."""
+    rank = len(shape)
+    if dtype in INT_DTYPES and rank == 2:
+        return "tokens"
+    if rank == 2:
+        return "NC"
+    if rank == 4:
+        if shape[1] in (1, 2, 3, 4) and shape[-1] not in (1, 2, 3, 4):
+            return "NCHW"
+        if shape[-1] in (1, 2, 3, 4):
+            return "NHWC"
+    if rank == 3:
+        return "NCL"
+    return "unknown"
+
+
+def _known(shape: tuple[int | None, ...]) -> tuple[int, ...] | None:
+    dims = [d for d in shape if d is not None]
+    return tuple(int(d) for d in dims) if len(dims) == len(shape) else None
+
+
+def _out_dtype(arr: np.ndarray) -> np.ndarray:
+    """Float outputs as float32, integer (class index) outputs as int64."""
+    if arr.dtype.kind in "iub":
+        return arr.astype(np.int64, copy=False)
+    return arr.astype(np.float32, copy=False)
+
+
+def _data_dtype(dtype: np.dtype[Any]) -> str:
+    return "int64" if dtype.kind in "iub" else "float32"
+
+
 class Teacher(ABC):
     format: ModelFormat
     runtime_name: str
     runtime_version: str
+    ranks_known = True  # False: the file records no input ranks (TorchScript), the data decides
 
-    def __init__(self, path: Path, signature: Signature) -> None:
+    def __init__(self, path: Path, io: ModelSignature) -> None:
         self.path = path
-        self.signature = signature
+        self.io = io  # kinds unset; shapes with None where dynamic or still unknown
+        self.declared_io = io  # as the file declares it, before completion from the data
         self.file_bytes = _files_bytes(path)
         self._macs: int | None = None
         self._macs_done = False
 
+    # ---- what each format provides -------------------------------------------------------------
     @property
     @abstractmethod
     def param_count(self) -> int: ...
 
     @abstractmethod
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """One batch in the model's dtype -> first output as float32 with a batch axis."""
+    def _run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One batch by input name (each in its model dtype) -> every output, in io.outputs order."""
 
     @abstractmethod
     def _count_macs(self) -> int | None: ...
 
+    # ---- shared behaviour ------------------------------------------------------------------------
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.io.inputs[0].fixed_batch
+
+    @property
+    def signature(self) -> Signature:
+        first, out = self.io.inputs[0], self.io.outputs[0]
+        return Signature(
+            input_name=first.name,
+            input_shape=_known(first.per_sample),
+            input_dtype=first.dtype,
+            output_shape=_known(out.per_sample),
+            fixed_batch=first.fixed_batch,
+        )
+
+    def shapes_known(self) -> bool:
+        return all(_known(t.per_sample) is not None for t in (*self.io.inputs, *self.io.outputs))
+
     def macs(self) -> int | None:
         """Multiply-accumulates per sample, or None when it cannot be computed."""
-        if self.signature.input_shape is None:
+        if any(_known(t.per_sample) is None for t in self.io.inputs):
             return None
         if not self._macs_done:
             try:
@@ -73,62 +133,101 @@ class Teacher(ABC):
             self._macs_done = True
         return self._macs
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Outputs for x (N, *input_shape) as float32 (N, *output_shape)."""
-        if x.ndim < 1 or x.shape[0] == 0:
-            raise InputError("teacher.predict needs at least one sample")
-        x = np.ascontiguousarray(x, dtype=np.dtype(self.signature.input_dtype))
-        fixed = self.signature.fixed_batch
+    def _feeds(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds: dict[str, np.ndarray] = {}
+        for spec in self.io.inputs:
+            if spec.name not in inputs:
+                raise InputError(f"the teacher's input {spec.name!r} was not given (given: {', '.join(inputs)})")
+            feeds[spec.name] = np.ascontiguousarray(inputs[spec.name], dtype=np.dtype(spec.dtype))
+        rows = {int(a.shape[0]) if a.ndim else 0 for a in feeds.values()}
+        if len(rows) != 1 or 0 in rows:
+            raise InputError(f"the teacher's inputs need the same, non-zero number of samples (got {sorted(rows)})")
+        return feeds
+
+    def predict_all(self, inputs: Mapping[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Every output by name for inputs by name ((N, *per-sample) each): float32, or int64 for integer
+        (class index) outputs. Fixed-batch models are fed in chunks of their batch (batch 1: one sample
+        at a time), the last chunk padded by repeating its last sample and the padding dropped."""
+        feeds = self._feeds(inputs)
+        n = next(iter(feeds.values())).shape[0]
+        fixed = self.fixed_batch
         step = fixed or max(1, batch_size)
-        outs: list[np.ndarray] = []
-        for sl in _batches(x.shape[0], step):
-            chunk = x[sl]
-            n = chunk.shape[0]
-            if fixed and n < fixed:  # pad the last chunk up to the static batch, drop the padding after
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - n, axis=0)])
+        parts: list[list[np.ndarray]] = [[] for _ in self.io.outputs]
+        for sl in _batches(n, step):
+            chunk = {k: v[sl] for k, v in feeds.items()}
+            m = sl.stop - sl.start
+            if fixed and m < fixed:
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], fixed - m, axis=0)]) for k, v in chunk.items()}
             try:
-                out = self._run(chunk)
+                outs = self._run_all(chunk)
             except InputError:
                 raise
             except Exception as exc:
+                shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in chunk.items())
                 raise InputError(
-                    f"the teacher failed on inputs of shape {tuple(chunk.shape)} ({self.runtime_name}): "
-                    f"{_first_line(exc)}"
+                    f"the teacher failed on inputs of shape {shapes} ({self.runtime_name}): {_first_line(exc)}"
                 ) from exc
-            outs.append(out[:n])
-        return np.concatenate(outs).astype(np.float32, copy=False)
+            if len(outs) != len(self.io.outputs):
+                raise InputError(f"the teacher returned {len(outs)} outputs; it declares {len(self.io.outputs)}")
+            for i, out in enumerate(outs):
+                arr = np.asarray(out)
+                if arr.ndim == 0 or arr.shape[0] != chunk[self.io.inputs[0].name].shape[0]:
+                    raise InputError(
+                        f"the teacher's output {self.io.outputs[i].name!r} has shape {tuple(arr.shape)}, "
+                        "without the batch axis first"
+                    )
+                parts[i].append(_out_dtype(arr[:m]))
+        return {spec.name: np.concatenate(p) for spec, p in zip(self.io.outputs, parts, strict=True)}
 
-    def complete_signature(self, sample_shape: tuple[int, ...], probe: np.ndarray) -> None:
-        """Fix unknown shapes from the transfer data: probe is a few real samples (k, *sample_shape)."""
-        sig = self.signature
-        if sig.input_shape is not None and sig.input_shape != sample_shape:
-            raise InputError(f"data x has per-sample shape {sample_shape} but the teacher expects {sig.input_shape}")
-        fixed = sig.fixed_batch
-        if fixed is None and sig.input_shape is None:
-            fixed = self._detect_fixed_batch(probe)
-        self.signature = replace(sig, input_shape=sample_shape, fixed_batch=fixed)
-        out = self.predict(probe[: max(1, fixed or 1)])
-        self.signature = replace(self.signature, output_shape=tuple(int(d) for d in out.shape[1:]))
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Single-input view: the first output as float32 (N, *output_shape) for x (N, *input_shape)."""
+        if x.ndim < 1 or x.shape[0] == 0:
+            raise InputError("teacher.predict needs at least one sample")
+        if len(self.io.inputs) != 1:
+            raise InputError(f"the teacher takes {len(self.io.inputs)} inputs; use predict_all")
+        out = self.predict_all({self.io.inputs[0].name: x}, batch_size=batch_size)
+        return out[self.io.outputs[0].name].astype(np.float32, copy=False)
+
+    def complete_io(self, probe: Mapping[str, np.ndarray]) -> None:
+        """Fix unknown per-sample dims (and, for TorchScript, dtypes and output names) from a few real
+        samples by input name; refuses data whose fixed dims differ from the model's."""
+        inputs: list[TensorSpec] = []
+        for spec in self.io.inputs:
+            if spec.name not in probe:
+                raise InputError(f"no data for the teacher's input {spec.name!r}")
+            arr = probe[spec.name]
+            got = tuple(int(d) for d in arr.shape[1:])
+            want = spec.per_sample
+            mismatch = len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=False))
+            if self.ranks_known and mismatch:
+                raise InputError(
+                    f"data for input {spec.name!r} has per-sample shape {got} but the teacher expects "
+                    f"{tuple('?' if d is None else d for d in want)}"
+                )
+            inputs.append(spec.model_copy(update={"shape": (spec.shape[0], *got)}))
+        self.io = self.io.model_copy(update={"inputs": tuple(inputs)})
+        self._complete_more(probe)
+        fixed = self.fixed_batch or 1
+        sample = {k: np.asarray(v)[:fixed] for k, v in probe.items()}
+        outs = self.predict_all(sample)
+        outputs = tuple(
+            o.model_copy(update={"shape": (o.shape[0] if o.shape else None, *outs[o.name].shape[1:])})
+            for o in self.io.outputs
+        )
+        self.io = self.io.model_copy(update={"outputs": outputs})
         self._macs_done = False
 
-    def _detect_fixed_batch(self, probe: np.ndarray) -> int | None:
-        """Traced programs sometimes bake in batch 1; try two samples, fall back to one at a time."""
-        x = np.ascontiguousarray(probe, dtype=np.dtype(self.signature.input_dtype))
-        if x.shape[0] < 2:
-            return None
-        try:
-            out = self._run(x[:2])
-            if out.shape[0] == 2:
-                return None
-        except Exception:
-            pass
-        try:
-            out = self._run(x[:1])
-        except Exception as exc:
-            raise InputError(
-                f"the teacher failed on data of per-sample shape {tuple(x.shape[1:])}: {_first_line(exc)}"
-            ) from exc
-        return 1
+    def _complete_more(self, probe: Mapping[str, np.ndarray]) -> None:
+        """Format-specific completion before the output probe (TorchScript: dtypes, fixed batch)."""
+        return None
+
+    def complete_signature(self, sample_shape: tuple[int, ...], probe: np.ndarray) -> None:
+        """Single-input view of complete_io."""
+        name = self.io.inputs[0].name
+        want = self.signature.input_shape
+        if want is not None and tuple(want) != tuple(sample_shape):
+            raise InputError(f"data x has per-sample shape {tuple(sample_shape)} but the teacher expects {want}")
+        self.complete_io({name: probe})
 
     def describe(self) -> dict[str, Any]:
         sig = self.signature
@@ -140,6 +239,9 @@ class Teacher(ABC):
             "input_shape": list(sig.input_shape) if sig.input_shape else None,
             "input_dtype": sig.input_dtype,
             "output_shape": list(sig.output_shape) if sig.output_shape else None,
+            "inputs": [t.model_dump() for t in self.io.inputs],
+            "outputs": [t.model_dump(exclude={"kind"}) for t in self.io.outputs],
+            "declared": self.declared_io.model_dump(exclude={"outputs": {"__all__": {"kind"}}}),
             "params": self.param_count,
             "file_bytes": self.file_bytes,
             "macs": self.macs(),
@@ -165,8 +267,10 @@ _ONNX_DTYPES = {
     "tensor(float16)": "float16",
     "tensor(int64)": "int64",
     "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
     "tensor(uint8)": "uint8",
     "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
 }
 
 
@@ -206,6 +310,18 @@ def check_onnx_external_data(model: Any, model_dir: Path) -> list[Path]:
     return files
 
 
+def _onnx_dims(shape: Any) -> tuple[int | None, ...]:
+    return tuple(int(d) if isinstance(d, int) and d > 0 else None for d in (shape or []))
+
+
+def _zipmap_to_array(out: Any) -> np.ndarray:
+    """skl2onnx's ZipMap output (a list of {class: probability} per sample) as (N, classes) float32."""
+    if isinstance(out, list) and out and isinstance(out[0], dict):
+        keys = sorted(out[0])
+        return np.asarray([[row[k] for k in keys] for row in out], dtype=np.float32)
+    return np.asarray(out)
+
+
 class OnnxTeacher(Teacher):
     format: ModelFormat = "onnx"
     runtime_name = "onnxruntime"
@@ -231,41 +347,44 @@ class OnnxTeacher(Teacher):
         except Exception as exc:
             raise InputError(f"onnxruntime cannot load the teacher: {_first_line(exc)}") from exc
         self.runtime_version = ort.__version__
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1:
-            names = ", ".join(i.name for i in inputs)
-            raise InputError(
-                f"the ONNX teacher has {len(inputs)} inputs ({names}); only single-input models are supported"
-            )
-        inp, out = inputs[0], outputs[0]
-        dtype = _ONNX_DTYPES.get(inp.type)
-        if dtype is None:
-            raise InputError(f"the ONNX teacher's input {inp.name!r} has unsupported type {inp.type}")
-        shape = list(inp.shape)
-        if not shape:
-            raise InputError(f"the ONNX teacher's input {inp.name!r} is a scalar; it needs a batch axis")
-        fixed = int(shape[0]) if isinstance(shape[0], int) and shape[0] > 0 else None
-        per_sample = tuple(shape[1:])
-        in_shape = tuple(int(d) for d in per_sample) if all(isinstance(d, int) and d > 0 for d in per_sample) else None
-        out_dims = list(out.shape)[1:]
-        out_shape = tuple(int(d) for d in out_dims) if all(isinstance(d, int) and d > 0 for d in out_dims) else None
-        self._output_name = out.name
-        super().__init__(path, Signature(inp.name, in_shape, dtype, out_shape, fixed_batch=fixed))
+        inputs: list[TensorSpec] = []
+        for inp in self._session.get_inputs():
+            dtype = _ONNX_DTYPES.get(inp.type)
+            if dtype is None:
+                raise InputError(f"the ONNX teacher's input {inp.name!r} has unsupported type {inp.type}")
+            shape = _onnx_dims(inp.shape)
+            if not shape:
+                raise InputError(f"the ONNX teacher's input {inp.name!r} is a scalar; it needs a batch axis")
+            inputs.append(TensorSpec(name=inp.name, dtype=dtype, shape=shape, layout=guess_layout(dtype, shape)))  # type: ignore[arg-type]
+        outputs: list[OutputSpec] = []
+        for out in self._session.get_outputs():
+            if out.type.startswith("seq(map("):  # skl2onnx ZipMap: class -> probability per sample
+                outputs.append(OutputSpec(name=out.name, dtype="float32", shape=(None, None)))
+                continue
+            dtype = _ONNX_DTYPES.get(out.type)
+            if dtype is None:
+                raise InputError(f"the ONNX teacher's output {out.name!r} has unsupported type {out.type}")
+            shape = _onnx_dims(out.shape)
+            outputs.append(OutputSpec(name=out.name, dtype=dtype, shape=shape or (None,)))  # type: ignore[arg-type]
+        super().__init__(path, ModelSignature(inputs=tuple(inputs), outputs=tuple(outputs)))
         self.file_bytes += sum(f.stat().st_size for f in self._external)
 
     @property
     def param_count(self) -> int:
         return sum(math.prod(t.dims) for t in self._proto.graph.initializer)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        (out,) = self._session.run([self._output_name], {self.signature.input_name: x})
-        return np.asarray(out, dtype=np.float32)
+    def _run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        outs = self._session.run([o.name for o in self.io.outputs], feeds)
+        return [_zipmap_to_array(o) for o in outs]
 
     def _count_macs(self) -> int | None:
         from workers.steps.onnx_macs import count_onnx_macs
 
-        assert self.signature.input_shape is not None
-        return count_onnx_macs(self._proto, self.signature.input_name, self.signature.input_shape)
+        if len(self.io.inputs) != 1:
+            return None  # the counter propagates shapes from one input
+        sig = self.signature
+        assert sig.input_shape is not None
+        return count_onnx_macs(self._proto, sig.input_name, sig.input_shape)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -273,56 +392,80 @@ class OnnxTeacher(Teacher):
 # --------------------------------------------------------------------------------------------------
 
 
-def _first_tensor(out: Any) -> Any:
+def flatten_outputs(out: Any) -> list[tuple[str, Any]]:
+    """A torch model's result as (name, tensor) pairs: dict keys, tuple/list positions, or 'output'."""
     import torch
 
     if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-        return out[0]
-    if isinstance(out, dict) and out:
-        first = next(iter(out.values()))
-        if isinstance(first, torch.Tensor):
-            return first
-    raise InputError(f"the teacher returned {type(out).__name__}; edgedistill needs a tensor of outputs")
+        return [("output", out)]
+    pairs: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, torch.Tensor):
+            pairs.append((prefix, node))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(node, (tuple, list)):
+            for i, v in enumerate(node):
+                walk(f"{prefix}.{i}" if prefix else f"output_{i}", v)
+        else:
+            raise InputError(f"the teacher returned {type(node).__name__}; edgedistill needs tensors")
+
+    walk("", out)
+    if not pairs:
+        raise InputError("the teacher returned no tensors")
+    return pairs
 
 
 class _TorchTeacher(Teacher):
     runtime_name: str
 
-    def __init__(self, path: Path, module: Any, signature: Signature, device: str) -> None:
+    def __init__(self, path: Path, module: Any, io: ModelSignature, device: str) -> None:
         import torch
 
         self._module = module
         self._device = torch.device(device)
         self.runtime_version = torch.__version__
-        super().__init__(path, signature)
+        super().__init__(path, io)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def _call(self, feeds: dict[str, np.ndarray]) -> list[tuple[str, Any]]:
         import torch
 
         with torch.inference_mode():
-            t = torch.from_numpy(x).to(self._device)
-            out = _first_tensor(self._module(t))
-            return out.detach().float().cpu().numpy()
+            args = [torch.from_numpy(feeds[s.name]).to(self._device) for s in self.io.inputs]
+            return flatten_outputs(self._module(*args))
+
+    def _run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        pairs = self._call(feeds)
+        return [
+            t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy() for _, t in pairs
+        ]
 
     def _count_macs(self) -> int | None:
         import torch
         from torch.utils.flop_counter import FlopCounterMode
 
-        assert self.signature.input_shape is not None
-        n = self.signature.fixed_batch or 1
-        x = torch.zeros((n, *self.signature.input_shape), dtype=getattr(torch, self.signature.input_dtype))
+        n = self.fixed_batch or 1
+        args = []
+        for s in self.io.inputs:
+            shape = _known(s.per_sample)
+            assert shape is not None
+            args.append(torch.zeros((n, *shape), dtype=getattr(torch, s.dtype)).to(self._device))
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
-            self._module(x.to(self._device))
+            self._module(*args)
         # FlopCounterMode counts 2 FLOPs per multiply-accumulate.
         return int(counter.get_total_flops() // 2 // n) or None
 
 
 class TorchScriptTeacher(_TorchTeacher):
+    """TorchScript records argument names but no shapes or dtypes: those come from the data, the output
+    names and count from a probe run (dict keys when the model returns a dict)."""
+
     format: ModelFormat = "torchscript"
     runtime_name = "torch.jit"
+    ranks_known = False
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
         import torch
@@ -333,7 +476,55 @@ class TorchScriptTeacher(_TorchTeacher):
             raise ModelFileError(f"torch.jit cannot load {path.name!r}: {_first_line(exc)}") from exc
         module.eval()
         self._params = sum(p.numel() for p in module.parameters())
-        super().__init__(path, module, Signature("input", None, "float32", None), device)
+        try:
+            names = [a.name for a in module.forward.schema.arguments][1:]  # [0] is self
+        except Exception:
+            names = []
+        names = [n for n in names if n] or ["input"]
+        if len(names) == 1:
+            names = ["input"]  # the single-input name older runs and exports use
+        io = ModelSignature(
+            inputs=tuple(TensorSpec(name=n, dtype="float32", shape=(None, None)) for n in names),
+            outputs=(OutputSpec(name="output", dtype="float32", shape=(None, None)),),
+        )
+        super().__init__(path, module, io, device)
+
+    def _complete_more(self, probe: Mapping[str, np.ndarray]) -> None:
+        inputs = []
+        for s in self.io.inputs:
+            arr = np.asarray(probe[s.name])
+            dtype = _data_dtype(arr.dtype)
+            inputs.append(s.model_copy(update={"dtype": dtype, "layout": guess_layout(dtype, s.shape)}))
+        self.io = self.io.model_copy(update={"inputs": tuple(inputs)})
+        feeds = {s.name: np.ascontiguousarray(probe[s.name], dtype=np.dtype(s.dtype)) for s in self.io.inputs}
+        n = next(iter(feeds.values())).shape[0]
+        fixed: int | None = None
+        pairs: list[tuple[str, Any]] | None = None
+        if n >= 2:  # traced programs sometimes bake in batch 1: try two samples, else one at a time
+            try:
+                pairs = self._call({k: v[:2] for k, v in feeds.items()})
+                if any(t.ndim == 0 or t.shape[0] != 2 for _, t in pairs):
+                    pairs = None
+            except Exception:
+                pairs = None
+        if pairs is None:
+            try:
+                pairs = self._call({k: v[:1] for k, v in feeds.items()})
+            except Exception as exc:
+                shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in feeds.items())
+                raise InputError(
+                    f"the teacher failed on data of per-sample shape {shapes}: {_first_line(exc)}"
+                ) from exc
+            fixed = 1
+        inputs = [s.model_copy(update={"shape": (fixed, *s.shape[1:])}) for s in self.io.inputs]
+        outputs = tuple(
+            OutputSpec(
+                name=name, dtype="float32" if t.dtype.is_floating_point else "int64", shape=(fixed, *t.shape[1:])
+            )
+            for name, t in pairs
+        )
+        self.io = ModelSignature(inputs=tuple(inputs), outputs=outputs)
+        self.declared_io = self.io
 
     @property
     def param_count(self) -> int:
@@ -357,6 +548,14 @@ def _weights_only_torch_load() -> Iterator[None]:
             os.environ[key] = old
 
 
+def _fx_spec(val: Any) -> tuple[str, tuple[int | None, ...]]:
+    dtype = str(val.dtype).removeprefix("torch.") if val is not None else "float32"
+    shape = tuple(int(d) if isinstance(d, int) else None for d in val.shape) if val is not None else (None,)
+    if dtype not in ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"):
+        dtype = "float32"
+    return dtype, shape
+
+
 class ExportedProgramTeacher(_TorchTeacher):
     format: ModelFormat = "pt2"
     runtime_name = "torch.export"
@@ -374,22 +573,28 @@ class ExportedProgramTeacher(_TorchTeacher):
             from torch.export.passes import move_to_device_pass
 
             ep = move_to_device_pass(ep, device)
-        user_inputs = list(ep.graph_signature.user_inputs)
-        if len(user_inputs) != 1:
-            raise InputError(
-                f"the exported teacher takes {len(user_inputs)} inputs; only single-input models are supported"
-            )
-        node = next(n for n in ep.graph.nodes if n.op == "placeholder" and n.name == user_inputs[0])
-        val = node.meta.get("val")
-        shape = tuple(val.shape) if val is not None else ()
-        if not shape:
-            raise InputError("the exported teacher's input has no batch axis")
-        static = [isinstance(d, int) for d in shape]
-        in_shape = tuple(int(d) for d in shape[1:]) if all(static[1:]) else None
-        fixed = int(shape[0]) if static[0] else None
-        dtype = str(val.dtype).removeprefix("torch.") if val is not None else "float32"
+        nodes = {n.name: n for n in ep.graph.nodes}
+        inputs: list[TensorSpec] = []
+        for name in ep.graph_signature.user_inputs:
+            dtype, shape = _fx_spec(nodes[name].meta.get("val") if name in nodes else None)
+            if not shape:
+                raise InputError(f"the exported teacher's input {name!r} has no batch axis")
+            inputs.append(TensorSpec(name=name, dtype=dtype, shape=shape, layout=guess_layout(dtype, shape)))  # type: ignore[arg-type]
+        if not inputs:
+            raise InputError("the exported teacher takes no tensor inputs")
+        outputs: list[OutputSpec] = []
+        out_node = next(n for n in ep.graph.nodes if n.op == "output")
+        leaves = list(out_node.args[0]) if out_node.args else []
+        user_outputs = list(ep.graph_signature.user_outputs)
+        leaves = leaves[len(leaves) - len(user_outputs) :]  # buffer mutations come first
+        for i, name in enumerate(user_outputs):
+            node = leaves[i] if i < len(leaves) else None
+            val = node.meta.get("val") if node is not None and hasattr(node, "meta") else None
+            dtype, shape = _fx_spec(val)
+            dtype = "int64" if dtype in INT_DTYPES else "float32"
+            outputs.append(OutputSpec(name=name, dtype=dtype, shape=shape or (None,)))  # type: ignore[arg-type]
         self._params = sum(int(p.numel()) for p in ep.parameters())
-        super().__init__(path, ep.module(), Signature(user_inputs[0], in_shape, dtype, None, fixed_batch=fixed), device)
+        super().__init__(path, ep.module(), ModelSignature(inputs=tuple(inputs), outputs=tuple(outputs)), device)
 
     @property
     def param_count(self) -> int:
@@ -405,4 +610,8 @@ def load_teacher(path: Path, *, device: str = "cpu") -> Teacher:
         return OnnxTeacher(path)  # this machine's onnxruntime has only the CPU provider
     if fmt == "torchscript":
         return TorchScriptTeacher(path, device=device)
+    if fmt == "tflite":
+        from workers.steps.teacher_tflite import TfliteTeacher
+
+        return TfliteTeacher(path)
     return ExportedProgramTeacher(path, device=device)

@@ -334,7 +334,7 @@ def synthesize(g: Generator, n: int, seed: int, device: str = "cpu", batch: int 
 def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float, end: float) -> None:
     """The distill step for method data_free: train, then replace the (empty) transfer rows by a
     generated set and evaluate (on real held-out data when it was given for evaluation)."""
-    from workers.steps.data import TransferData
+    from workers.steps.data import TransferData, primary_targets
     from workers.steps.distill.losses import build_loss
     from workers.steps.distill.step import finish_student
 
@@ -395,7 +395,8 @@ def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float
         if y_real is not None:
             pseudo = t_syn.argmax(1) if data.task == "classification" else t_syn
             y = np.concatenate([pseudo.astype(y_real.dtype), y_real])
-        outs = {"train": t_syn[splits["train"]], "val": t_syn[splits["val"]], "test": state.teacher_outputs["test"]}
+        test_t = primary_targets(data, state.teacher_outputs["test"])
+        outs = {"train": t_syn[splits["train"]], "val": t_syn[splits["val"]], "test": test_t}
         note = (
             f"accuracy on {real_test.shape[0]:,} real held-out samples that the method never trained, validated "
             "or calibrated on (the data given with method data_free is used only for evaluation)"
@@ -419,7 +420,10 @@ def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float
         synthetic=True,
         notes=[note, "train/val rows are generated inputs labelled by the teacher"],
     )
-    state.teacher_outputs = outs
+    out_name = data.primary_output or state.teacher.io.outputs[0].name
+    state.data.primary_output = out_name
+    state.data.input_names = data.input_names
+    state.teacher_outputs = {split: {out_name: arr} for split, arr in outs.items()}
     if has_real:
         from workers.steps.load_data import teacher_metrics
 

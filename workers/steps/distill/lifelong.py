@@ -266,7 +266,9 @@ def forgetting_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     assert spec.init_from_path is not None
     task = data.task
     x_new, y_new = data.x_of("test"), data.y_of("test")
-    t_new = np.asarray(state.teacher_outputs["test"])
+    from workers.steps.data import primary_targets
+
+    t_new = primary_targets(data, state.teacher_outputs["test"])
     prev_new = run_onnx(spec.init_from_path, x_new)
     after_new = torch_predict(state.student, x_new)
     report: dict[str, Any] = {

@@ -7,8 +7,9 @@ Batch keys: "student_logits" (B, k), "teacher_logits" (B, k), "labels" ((B,) int
 lifelong runs), and for feature losses "student_features" / "teacher_features": lists with one
 tensor per paired layer, (B, C, H, W) or (B, C), spatial sizes already aligned (features.py).
 
-Losses live in three modules that register on import: this one (outputs), feature_losses.py
-(FitNets, attention transfer) and relational_losses.py (RKD, similarity-preserving)."""
+Losses live in four modules that register on import: this one (single outputs), output_losses.py
+(one term per output of any kind, for multi-output teachers), feature_losses.py (FitNets, attention
+transfer) and relational_losses.py (RKD, similarity-preserving)."""
 
 from __future__ import annotations
 
@@ -267,4 +268,4 @@ def method_terms(method: str, *, task: str, has_labels: bool, alpha: float, temp
 
 
 # The feature and relational losses register themselves on import.
-from workers.steps.distill import feature_losses, relational_losses  # noqa: E402, F401
+from workers.steps.distill import feature_losses, output_losses, relational_losses  # noqa: E402, F401

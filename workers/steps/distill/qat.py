@@ -197,7 +197,9 @@ class QatKD(Step):
         fitted = fit(ctx, state, adapter, kept, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
         adapter.eval()
         test_x = torch.from_numpy(np.ascontiguousarray(data.x_of("test"), dtype=np.float32))
-        test_t = torch.from_numpy(np.asarray(state.teacher_outputs["test"], dtype=np.float32))
+        from workers.steps.data import primary_targets
+
+        test_t = torch.from_numpy(primary_targets(data, state.teacher_outputs["test"]))
         y = data.y_of("test")
         test_y = None if y is None else torch.as_tensor(y)
         fq = predict(adapter, test_x)

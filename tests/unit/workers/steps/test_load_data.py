@@ -21,7 +21,7 @@ from factories import (
 from workers.formats import DataFileError
 from workers.pipeline.context import RunState
 from workers.pipeline.errors import InputError
-from workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels
+from workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels, primary_targets
 from workers.steps.load_data import LoadData
 from workers.steps.load_teacher import LoadTeacher
 
@@ -104,8 +104,10 @@ def test_load_data_caches_teacher_outputs_per_split(
     x, y = digits()
     with torch.inference_mode():
         ref = digits_teacher()(torch.from_numpy(x)).numpy()
+    (name,) = state.signature.output_names
+    assert state.signature.output(name).kind == "logits" and data.primary_output == name
     for split, idx in data.splits.items():
-        np.testing.assert_allclose(state.teacher_outputs[split], ref[idx], atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(state.teacher_outputs[split][name], ref[idx], atol=1e-4, rtol=1e-4)
         np.testing.assert_array_equal(data.y_of(split), y[idx])
     expected_acc = float((ref[data.splits["test"]].argmax(1) == y[data.splits["test"]]).mean())
     assert state.metrics["teacher"]["test_accuracy"] == pytest.approx(expected_acc)
@@ -145,9 +147,12 @@ def test_probability_outputs_become_log_probabilities(tmp_path: Path) -> None:
     assert any("probabilities" in w for w in state.warnings)
     with torch.inference_mode():
         probs = torch.softmax(digits_teacher()(torch.from_numpy(x[:200])), 1).numpy()
-    cached = state.teacher_outputs["train"]
+    assert state.signature.outputs[0].kind == "probabilities"
+    assert "sum to 1" in state.output_kinds[0]["how"]
     idx = state.data.splits["train"]
-    # softmax of the cached logits gives back the teacher's probabilities
+    np.testing.assert_allclose(state.teacher_outputs["train"]["output"], probs[idx], atol=1e-5)  # cached as given
+    cached = primary_targets(state.data, state.teacher_outputs["train"])
+    # softmax of the single-output training view (log-probabilities) gives back the teacher's probabilities
     np.testing.assert_allclose(torch.softmax(torch.from_numpy(cached), 1).numpy(), probs[idx], atol=1e-4)
 
 

@@ -139,17 +139,110 @@ def test_onnx_external_data_symlink_out_of_the_folder_is_refused(tmp_path: Path)
         load_teacher(path)
 
 
-def test_multi_input_onnx_is_refused(tmp_path: Path) -> None:
-    class Two(torch.nn.Module):
-        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return a + b
+class TwoInTwoOut(torch.nn.Module):
+    """Token ids + attention mask -> class logits and a sigmoid score (a text model's shape)."""
 
-    path = tmp_path / "two.onnx"
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(30, 8)
+        self.cls = torch.nn.Linear(8, 3)
+        self.score = torch.nn.Linear(8, 1)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = attention_mask.unsqueeze(-1).float()
+        h = (self.emb(input_ids) * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.cls(h), torch.sigmoid(self.score(h))
+
+
+def _tokens(n: int = 9) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 30, size=(n, 12)).astype(np.int64)
+    mask = (rng.random((n, 12)) > 0.2).astype(np.int64)
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _save_two(tmp_path: Path, fmt: str) -> Path:
+    model = TwoInTwoOut().eval()
+    feeds = _tokens(2)
+    args = (torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+    path = tmp_path / f"two.{fmt}"
+    if fmt == "onnx":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, args, str(path), dynamo=False, input_names=["input_ids", "attention_mask"],
+                output_names=["logits", "score"],
+                dynamic_axes={k: {0: "batch"} for k in ("input_ids", "attention_mask", "logits", "score")},
+            )  # fmt: skip
+    elif fmt == "torchscript":
+        torch.jit.save(torch.jit.trace(model, args), str(path))
+    else:
+        batch = torch.export.Dim("batch", min=1)
+        ep = torch.export.export(model, args, dynamic_shapes=({0: batch}, {0: batch}))
+        torch.export.save(ep, str(path))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "pt2"])
+def test_two_input_two_output_teachers_declare_every_tensor_and_predict_all(tmp_path: Path, fmt: str) -> None:
+    teacher = load_teacher(_save_two(tmp_path, fmt))
+    feeds = _tokens(9)
+    teacher.complete_io({k: v[:4] for k, v in feeds.items()})
+    io = teacher.io
+    assert io.input_names == ("input_ids", "attention_mask")
+    assert [t.dtype for t in io.inputs] == ["int64", "int64"]
+    assert [t.per_sample for t in io.inputs] == [(12,), (12,)]
+    assert io.inputs[0].layout == "tokens"
+    assert len(io.outputs) == 2 and [o.per_sample for o in io.outputs] == [(3,), (1,)]
+    if fmt == "onnx":
+        assert io.output_names == ("logits", "score") and io.inputs[0].shape[0] is None
+    out = teacher.predict_all(feeds, batch_size=4)
+    with torch.inference_mode():
+        ref = TwoInTwoOut().eval()(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+    got = [out[name] for name in io.output_names]
+    assert all(g.dtype == np.float32 and g.shape[0] == 9 for g in got)
+    np.testing.assert_allclose(got[0], ref[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(got[1], ref[1].numpy(), atol=1e-5)
+    with pytest.raises(InputError, match="'attention_mask' was not given"):
+        teacher.predict_all({"input_ids": feeds["input_ids"]})
+
+
+def test_a_batch_one_teacher_runs_one_sample_at_a_time(tmp_path: Path) -> None:
+    model = TwoInTwoOut().eval()
+    feeds = _tokens(1)
+    path = tmp_path / "b1.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Two(), (torch.zeros(1, 3), torch.zeros(1, 3)), str(path), dynamo=False)
-    with pytest.raises(InputError, match="2 inputs"):
-        load_teacher(path)
+        torch.onnx.export(
+            model, (torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])), str(path),
+            dynamo=False, input_names=["input_ids", "attention_mask"], output_names=["logits", "score"],
+        )  # fmt: skip
+    teacher = load_teacher(path)
+    assert teacher.fixed_batch == 1
+    feeds = _tokens(5)
+    out = teacher.predict_all(feeds)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"]))
+    np.testing.assert_allclose(out["logits"], ref[0].numpy(), atol=1e-5)
+
+
+def test_skl2onnx_label_and_zipmap_probabilities(tmp_path: Path) -> None:
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 5)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1).astype(np.int64)
+    clf = LogisticRegression(max_iter=200).fit(x, y)
+    path = tmp_path / "clf.onnx"
+    path.write_bytes(to_onnx(clf, x[:1]).SerializeToString())  # with ZipMap: a list of dicts per sample
+    teacher = load_teacher(path)
+    assert teacher.io.output_names == ("output_label", "output_probability")
+    out = teacher.predict_all({teacher.io.input_names[0]: x})
+    assert out["output_label"].dtype == np.int64
+    np.testing.assert_array_equal(out["output_label"], clf.predict(x))
+    np.testing.assert_allclose(out["output_probability"], clf.predict_proba(x), atol=1e-5)
 
 
 def test_missing_file(tmp_path: Path) -> None:

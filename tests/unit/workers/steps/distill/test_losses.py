@@ -98,7 +98,12 @@ def test_weighted_sum_combines_terms() -> None:
 @pytest.mark.parametrize(
     ("terms", "task", "available", "message"),
     [
-        ([LossTerm(key="nope")], "classification", CLS, "unknown loss 'nope'; known losses: at, ce, fitnet, kd"),
+        (
+            [LossTerm(key="nope")],
+            "classification",
+            CLS,
+            "unknown loss 'nope'; known losses: at, bce_output, boxes_output, ce",
+        ),
         ([LossTerm(key="ce")], "classification", CLS - {"labels"}, r"needs labels \(y in the data\)"),
         ([LossTerm(key="kd")], "regression", CLS, "does not apply to regression"),
         ([LossTerm(key="kd", kwargs={"temperature": -1})], "classification", CLS, "bad kwargs"),
