@@ -29,6 +29,7 @@ from service.api.routes import (
     measurements,
     models,
     usage,
+    webhooks,
 )
 from service.api.uploads import sweep_stale_staging
 from service.db.session import make_engine, make_sessionmaker
@@ -108,7 +109,7 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
-    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, usage):
+    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, webhooks, usage):
         api.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.

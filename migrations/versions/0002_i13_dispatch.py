@@ -2,7 +2,7 @@
 the dispatcher and the per-tenant quotas query by
 
 Revision ID: 0002_i13
-Revises: 0001
+Revises: 0002_i11_security
 Create Date: 2026-12-01
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002_i13"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_i11_security"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

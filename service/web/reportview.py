@@ -34,6 +34,7 @@ QUALITY_NAMES: dict[str, str] = {
     "top1_agreement": "top-1 agreement with the teacher",
     "r2": "R² on labels",
     "r2_vs_teacher": "R² against the teacher",
+    "headline": "headline across outputs",
 }
 
 
@@ -60,6 +61,47 @@ class QualityRow:
     max_abs_diff: float | None
     primary: bool
     subset: bool
+
+
+@dataclass
+class OutputRow:
+    """One teacher output: its kind, how the kind was decided, and its headline per variant as text
+    (agreements in %, R² as a number)."""
+
+    name: str
+    kind: str
+    how: str
+    metric: str
+    cells: list[tuple[str, str]]
+
+
+def _figure(value: Any, metric: str | None) -> str:
+    v = _num(value)
+    if v is None:
+        return "n/a"
+    if metric and metric.startswith("R^2"):
+        return f"R² {v:.3f}"
+    return f"{100 * v:.2f} %"
+
+
+def _outputs(report: dict[str, Any]) -> list[OutputRow]:
+    rows: list[OutputRow] = []
+    for o in report.get("outputs") or []:
+        if not isinstance(o, dict):
+            continue
+        raw = o.get("headline")
+        per: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        metric = o.get("metric")
+        rows.append(
+            OutputRow(
+                name=str(o.get("name") or "?"),
+                kind=str(o.get("kind") or "?"),
+                how=str(o.get("how") or ""),
+                metric=str(metric or "not trained (checked)"),
+                cells=[(variant_label(str(k)), _figure(v, metric)) for k, v in per.items()],
+            )
+        )
+    return rows
 
 
 @dataclass
@@ -102,6 +144,8 @@ class ReportView:
     training: dict[str, Any]
     charts: dict[str, Markup] = field(default_factory=dict)
     regression: bool = False
+    outputs: list[OutputRow] = field(default_factory=list)
+    quality_problem: str | None = None
 
 
 def build(report: dict[str, Any]) -> ReportView:
@@ -205,6 +249,10 @@ def build(report: dict[str, Any]) -> ReportView:
         teacher=dict(teacher),
         training=dict(report.get("training") or {}),
         regression=regression,
+        outputs=_outputs(report),
+        quality_problem=(report.get("quality") or {}).get("problem")
+        if isinstance(report.get("quality"), dict)
+        else None,
     )
     view.charts = _charts(view)
     return view

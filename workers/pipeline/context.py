@@ -52,6 +52,8 @@ class RunState:
     teacher_outputs: dict[str, Any] = field(default_factory=dict)
     signature: Any = None  # workers.pipeline.signature.ModelSignature, every output kind set (load_data)
     output_kinds: list[dict[str, Any]] = field(default_factory=list)  # each output's kind and how it was decided
+    # verify's judgement: {"problem": sentence or None, "variant": judged variant, "action": "warning"}
+    quality: dict[str, Any] = field(default_factory=dict)
     export_module: Any = None  # heads.export_module(student, signature): what every exporter exports
     student: Any = None  # torch.nn.Module (float, trained)
     student_arch: dict[str, Any] = field(default_factory=dict)

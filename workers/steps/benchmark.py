@@ -111,7 +111,19 @@ class Benchmark(Step):
         opts = ctx.spec.options
         ctx.emit("progress", {"message": "timing the teacher at batch 1"})
         fixed = getattr(teacher.signature, "fixed_batch", None)
-        if teacher.format == "onnx" and fixed in (None, 1):
+        io = getattr(teacher, "io", None)
+        if io is not None and (len(io.inputs) > 1 or io.inputs[0].dtype not in ("float32", "float16", "float64")):
+            # several inputs or token ids: the teacher's own predict_all on one sample of each input
+            split = "test" if len(state.data.splits["test"]) else "train"
+            one = {k: v[:1] for k, v in state.data.inputs_of(split).items()}
+            with torch_threads(threads):
+                samples = time_calls(
+                    lambda: teacher.predict_all(one, batch_size=1),
+                    warmup=opts.benchmark_warmup,
+                    runs=opts.benchmark_runs,
+                )
+            runtime, version = teacher.runtime_name, teacher.runtime_version
+        elif teacher.format == "onnx" and fixed in (None, 1):
             # An ORT session of our own fixes the thread count, as for the student's ONNX files.
             runner = OnnxModel(teacher.path, threads)
             xt = x1.astype(np.dtype(getattr(teacher.signature, "input_dtype", "float32")), copy=False)

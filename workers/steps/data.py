@@ -128,7 +128,7 @@ def read_npz_inputs(
     try:
         with np.load(path, allow_pickle=False) as npz:
             for name in input_names:
-                key = name if name in summary.arrays else "x"
+                key = name if name in summary.arrays or len(input_names) > 1 else "x"
                 if key not in summary.arrays:
                     found = ", ".join(sorted(summary.arrays))
                     raise DataFileError(f"data has no array for the teacher's input {name!r} (found: {found})")

@@ -72,6 +72,10 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     qkey = quality_key(task, has_labels)
     teacher_q = (state.metrics.get("teacher") or {}).get(qkey)
     primary_q = (state.metrics.get(primary) or {}).get(qkey) if primary else None
+    if "outputs" in (state.metrics.get("student_fp32") or {}):  # per-output run: the headline across outputs
+        qkey = "headline"
+        teacher_q = (state.metrics.get("teacher") or {}).get("headline")
+        primary_q = (state.metrics.get(primary) or {}).get("headline") if primary else None
 
     sizes = {k: state.artifacts[k].size_bytes for k in MODEL_KINDS if k in state.artifacts}
     headline = {
@@ -95,6 +99,9 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "profile": profile.as_yaml_dict(),
         "data": data.describe() if data is not None and hasattr(data, "describe") else None,
         "teacher": teacher,
+        "signature": state.signature.model_dump() if state.signature is not None else None,
+        "outputs": output_section(state),
+        "quality": dict(state.quality or {}),
         "student": dict(state.student_arch or {}),
         "training": dict(state.training or {}),
         "distillation": distillation_section(state.distillation, state.metrics),
@@ -125,6 +132,22 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     return to_jsonable(report)
 
 
+def output_section(state: RunState) -> list[dict[str, Any]]:
+    """Per teacher output: its kind, how the kind was decided and its headline in every variant."""
+    rows: list[dict[str, Any]] = []
+    for entry in state.output_kinds or []:
+        name = entry["name"]
+        per_variant: dict[str, Any] = {}
+        metric_name = None
+        for variant, m in (state.metrics or {}).items():
+            om = (m.get("outputs") or {}).get(name) if isinstance(m, dict) else None
+            if om is not None:
+                per_variant[variant] = om.get("headline")
+                metric_name = om.get("headline_name")
+        rows.append({**entry, "metric": metric_name, "headline": per_variant})
+    return rows
+
+
 # --------------------------------------------------------------------------------------------------
 # summary.md
 # --------------------------------------------------------------------------------------------------
@@ -142,6 +165,15 @@ def _num(v: Any, fmt: str = ",") -> str:
     return "n/a" if v is None else format(v, fmt)
 
 
+def _fig(v: Any, metric: str | None) -> str:
+    """A headline as people read it: agreements in %, R^2 as a plain number (never 'r2 -1390 %')."""
+    if v is None:
+        return "n/a"
+    if metric and metric.startswith("R^2"):
+        return f"R² {v:.3f}"
+    return f"{100 * v:.2f}%"
+
+
 def render_summary(report: dict[str, Any]) -> str:
     h = report["headline"]
     prof = report["profile"]
@@ -150,10 +182,17 @@ def render_summary(report: dict[str, Any]) -> str:
         "top1_agreement": "top-1 agreement with the teacher",
         "r2": "R² on the labels",
         "r2_vs_teacher": "R² against the teacher",
+        "headline": "headline across outputs",
     }.get(h["quality_metric"], h["quality_metric"])
-    lines = [
-        f"# edgedistill report: {prof['name']}",
-        "",
+    lines = [f"# edgedistill report: {prof['name']}", ""]
+    problem = (report.get("quality") or {}).get("problem")
+    if problem:
+        lines += [
+            f"> **Quality warning ({report['quality'].get('variant')}): this student does not reproduce its "
+            f"teacher.** {problem}",
+            "",
+        ]
+    lines += [
         f"Device artifact: **{h['primary_artifact'] or 'none'}**.",
         "",
         "| | |",
@@ -172,6 +211,24 @@ def render_summary(report: dict[str, Any]) -> str:
     if warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
 
+    outputs = report.get("outputs") or []
+    if outputs:
+        variants = list(dict.fromkeys(v for o in outputs for v in (o.get("headline") or {})))
+        lines += [
+            "",
+            "## Outputs",
+            "",
+            "| output | kind | decided by | metric | " + " | ".join(variants) + " |",
+            "|---|---|---|---|" + "---|" * len(variants),
+        ]
+        for o in outputs:
+            vals = [_fig(o["headline"].get(v), o.get("metric")) for v in variants]
+            lines.append(
+                f"| {o['name']} | {o['kind']} | {o.get('how', '')} | {o.get('metric') or 'not trained'} | "
+                + " | ".join(vals)
+                + " |"
+            )
+
     lines += [
         "",
         "## Accuracy on the test split",
@@ -180,6 +237,10 @@ def render_summary(report: dict[str, Any]) -> str:
     ]
     lines.append("|---|---|---|---|---|")
     for variant, m in report["metrics"].items():
+        if "outputs" in m:
+            value = _pct(m.get("headline")) if "headline" in m else m.get("error", "n/a")
+            lines.append(f"| {variant} | {m.get('samples')} | headline across outputs | {value} | |")
+            continue
         key = (
             h["quality_metric"]
             if h["quality_metric"] in m

@@ -56,10 +56,14 @@ class Verify(Step):
     stage = "verify"
 
     def run(self, ctx: RunContext, state: RunState) -> None:
+        from workers.steps.distill.multi import needs_multi
         from workers.steps.export_onnx import torch_predict
         from workers.steps.runtimes import run_onnx, run_tflite, run_tflm
 
         data = state.data
+        if needs_multi(state.signature):
+            self._run_multi(ctx, state)
+            return
         x = data.x_of("test")
         if x.shape[0] == 0:
             raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
@@ -109,7 +113,27 @@ class Verify(Step):
 
         self._check_budgets(ctx, state, arena)
         self._write_probe(ctx, state, x, y, outputs)
+        record_quality(ctx, state, _primary_flash_kind(ctx, state))
         self._after_quality(ctx, state, metrics, over)
+
+    def _run_multi(self, ctx: RunContext, state: RunState) -> None:
+        """Per-output metrics for every variant (verify_multi), budgets as for any run, the quality check."""
+        from workers.steps.verify_multi import verify_multi
+
+        if len(state.data.splits["test"]) == 0:
+            raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
+        metrics = verify_multi(ctx, state)
+        state.metrics = metrics
+        self._check_budgets(ctx, state, None)
+        record_quality(ctx, state, _primary_flash_kind(ctx, state))
+        for kind in INT8_KINDS:
+            drop = metrics.get(kind, {}).get("drop_vs_student_fp32_pp")
+            budget = ctx.spec.options.accuracy_budget_pp
+            if drop is not None and drop > budget:
+                msg = f"{kind}: headline {metrics[kind]['headline']:.4f} is {drop:.2f} pp below the float student's"
+                state.warnings.append(f"{msg} (budget {budget} pp)")
+                ctx.emit("warning", {"message": msg})
+        ctx.emit("progress", {"message": "no probe.npz for teachers with several inputs/outputs (single x only)"})
 
     # ----------------------------------------------------------------------------------------------
 
@@ -281,6 +305,42 @@ class Verify(Step):
                 "outputs": "float32; int8 models' outputs are dequantized with the model's own scale/zero-point",
             },
         )
+
+
+def record_quality(ctx: RunContext, state: RunState, deployed: str | None) -> None:
+    """metrics.quality_problem on the artifact the device runs (else the float student). A student far
+    below its teacher is not failed here: the run completes with state.quality set, which the report,
+    summary.md and the job page show as a prominent warning above every figure."""
+    from workers.steps.metrics import quality_problem
+
+    variant = deployed if deployed in state.metrics and "outputs" in state.metrics[deployed] else "student_fp32"
+    per = state.metrics.get(variant, {}).get("outputs")
+    if per is None:  # single-output run: judge its one output with the metric of its kind
+        per = _single_output_metrics(state, variant)
+    problem = quality_problem(per) if per else None
+    state.quality = {"problem": problem, "variant": variant, "action": "warning" if problem else None}
+    if problem:
+        msg = f"quality warning ({variant}): the student does not reproduce its teacher: {problem}"
+        state.warnings.insert(0, msg)
+        ctx.emit("warning", {"message": msg})
+
+
+def _single_output_metrics(state: RunState, variant: str) -> dict[str, Any] | None:
+    m = state.metrics.get(variant, {})
+    sig = state.signature
+    if sig is None or not m:
+        return None
+    out = sig.outputs[0]
+    if out.kind in ("logits", "probabilities", "log_probabilities") and "top1_agreement" in m:
+        from workers.steps.data import primary_targets
+
+        t = primary_targets(state.data, state.teacher_outputs["test"])
+        counts = np.bincount(t.argmax(1), minlength=t.shape[1])
+        return {out.name: {"kind": out.kind, "top1_agreement": m["top1_agreement"],
+                           "constant_agreement": float(counts.max() / max(1, counts.sum()))}}  # fmt: skip
+    if out.kind == "regression" and "r2_vs_teacher" in m:
+        return {out.name: {"kind": "regression", "headline": m["r2_vs_teacher"], "headline_name": "R^2 vs the teacher"}}
+    return None
 
 
 def _runtime_of(variant: str) -> str:

@@ -65,6 +65,19 @@ def add_measurement(
     and only the latest measurements_kept_per_device rows per artifact are kept."""
     art = readable_artifact(session, caller, artifact_id)
     _check_measurement_limits(body, caller, settings, limiter)
+    claimed = body.extra.get("artifact_sha256")
+    if body.source == "device" and claimed is not None and str(claimed).lower() != art.sha256:
+        # The device ran other bytes than this artifact (a swapped download): its figures are not this one's.
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "extra", "artifact_sha256"),
+                    "msg": f"the device measured bytes with sha256 {str(claimed)[:64]}, not this artifact's "
+                    f"{art.sha256}; measurement refused",
+                    "type": "value_error",
+                }
+            ]
+        )
     fields = body.model_dump()
     if caller.device is not None:
         if body.source != "device":

@@ -159,6 +159,14 @@ class QatKD(Step):
         why = _should_run(ctx, state)
         if why is None:
             return
+        from workers.steps.distill.multi import needs_multi
+
+        if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
+            msg = f"quantization-aware fine-tuning ({why}) is not applied to teachers with several inputs/outputs yet"
+            state.distillation["qat"] = {"skipped": msg}
+            state.warnings.append(msg)
+            ctx.emit("warning", {"message": msg})
+            return
         import torch
 
         from workers.steps.distill.step import epoch_reporter, finish_student, fit

@@ -36,10 +36,15 @@ PROGRESS_START, PROGRESS_END = 5.0, 70.0
 
 def make_plan(ctx: RunContext, state: RunState) -> Plan:
     from workers.steps.distill.methods import plan_for
+    from workers.steps.distill.multi import needs_multi
 
     data = state.data
-    return plan_for(
-        ctx.spec.options,
+    opts = ctx.spec.options
+    multi = needs_multi(state.signature)
+    if multi and opts.method == "auto":  # only the per-output KD methods train these teachers
+        opts = opts.model_copy(update={"method": "kd"})
+    plan = plan_for(
+        opts,
         task=data.task,
         has_labels=data.has_labels and data.x_of("train").shape[0] > 0,
         modality=data.modality,
@@ -48,6 +53,12 @@ def make_plan(ctx: RunContext, state: RunState) -> Plan:
         has_data=not getattr(data, "synthetic", False) and data.x_of("train").shape[0] > 0,
         has_init=ctx.spec.init_from_path is not None,
     )
+    if multi:
+        plan.requested = ctx.spec.options.method
+        if ctx.spec.options.method == "auto":
+            plan.reason = "a teacher with several inputs/outputs or outputs of other kinds: per-output KD"
+        plan.notes.append("one loss term per teacher output, by its kind (options.outputs sets kinds and weights)")
+    return plan
 
 
 def epoch_reporter(ctx: RunContext, start: float, end: float) -> Callable[[EpochRecord], None]:
@@ -70,6 +81,7 @@ class Fitted:
     result: TrainResult
     loss: WeightedSum
     features: FeaturePlan | None
+    terms: list[LossTerm] | None = None  # the terms actually built (per-output runs), else the plan's
 
 
 def fit(
@@ -87,11 +99,16 @@ def fit(
     are computed (once) when a term needs them and `features` is not given."""
     import torch
 
+    from workers.steps.data import primary_targets
     from workers.steps.distill.features import plan_features
     from workers.steps.distill.losses import build_loss
+    from workers.steps.distill.multi import needs_multi
     from workers.steps.distill.trainer import SplitTensors, train_student
 
-    data, outs = state.data, state.teacher_outputs
+    if needs_multi(state.signature):
+        return _fit_multi(ctx, state, student, config, on_epoch=on_epoch)
+    data = state.data
+    outs = {k: primary_targets(data, v) for k, v in state.teacher_outputs.items()}
     device = torch.device(config.device)
     available = {"student_logits", "teacher_logits", "student_features", "teacher_features"}
     if data.has_labels:
@@ -131,18 +148,65 @@ def fit(
     return Fitted(result, loss_fn, features if loss_fn.needs_features else None)
 
 
-def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None:
-    """Fold the MLP's input standardisation, evaluate on the test split, keep the student on the CPU."""
+def _fit_multi(
+    ctx: RunContext,
+    state: RunState,
+    student: nn.Module,
+    config: TrainConfig,
+    *,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> Fitted:
+    """Per-output terms (multi.output_terms), inputs by name, validation on the headline across outputs."""
     import torch
 
+    from workers.steps.distill.losses import build_loss
+    from workers.steps.distill.multi import output_terms, score_fn, split_tensors
+    from workers.steps.distill.trainer import train_student
+
+    data, opts = state.data, ctx.spec.options
+    terms = output_terms(
+        state.signature, opts, state.teacher_outputs["train"], method=state.distillation.get("method", opts.method),
+        has_labels=data.has_labels, primary=data.primary_output,
+    )  # fmt: skip
+    state.distillation["loss_terms_planned"] = [t.model_dump() for t in terms]
+    available = {"student_outputs", "teacher_outputs", *({"labels"} if data.has_labels else set())}
+    loss_fn = build_loss(terms, task=data.task, available=available)
+    device = torch.device(config.device)
+    train, val = split_tensors(state, "train", device), split_tensors(state, "val", device)
+    result = train_student(
+        student, loss_fn, task=data.task, train=train, val=val, config=config, on_epoch=on_epoch,
+        check_cancel=ctx.check_cancel, score_fn=score_fn(state, opts, "val"),
+    )  # fmt: skip
+    return Fitted(result, loss_fn, None, terms)
+
+
+def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None:
+    """Fold the MLP's input standardisation, evaluate on the test split, keep the student on the CPU;
+    state.export_module wraps it with the teacher's output semantics (heads.py)."""
+    import torch
+
+    from workers.steps.distill.multi import needs_multi, student_test_metrics
     from workers.steps.distill.trainer import SplitTensors, accuracy, fidelity, predict
+    from workers.steps.heads import export_module
 
     data = state.data
     fold = getattr(student, "fold_input_standardization", None)
     if callable(fold):
         fold()
+    if needs_multi(state.signature):
+        student = student.cpu().eval()
+        state.metrics["student_fp32"] = student_test_metrics(state, ctx.spec.options, student)
+        state.student = student
+        state.export_module = export_module(student, state.signature)
+        return
+    from workers.steps.data import primary_targets
+
     test = SplitTensors.from_numpy(
-        data.x_of("test"), state.teacher_outputs["test"], data.y_of("test"), task=data.task, device=torch.device("cpu")
+        data.x_of("test"),
+        primary_targets(data, state.teacher_outputs["test"]),
+        data.y_of("test"),
+        task=data.task,
+        device=torch.device("cpu"),
     )
     student = student.cpu().eval()
     test_out = predict(student, test.x)
@@ -151,6 +215,8 @@ def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None
         "test_accuracy": accuracy(test_out, test.y, data.task),
     }
     state.student = student
+    if state.signature is not None:
+        state.export_module = export_module(student, state.signature)
 
 
 class Distill(Step):
@@ -195,8 +261,9 @@ class Distill(Step):
             )
         if fitted.features is not None:
             state.distillation["features"] = fitted.features.describe()
+        used = fitted.terms if fitted.terms is not None else plan.terms
         state.distillation["loss_terms"] = [
-            {**d, "kwargs": t.kwargs} for d, t in zip(fitted.loss.describe(), _positive(plan.terms), strict=True)
+            {**d, "kwargs": t.kwargs} for d, t in zip(fitted.loss.describe(), _positive(used), strict=True)
         ]
         finish_student(ctx, state, student)
         if plan.lifelong:

@@ -106,6 +106,35 @@ class SplitTensors:
     y: torch.Tensor | None
     feats: tuple[torch.Tensor, ...] = ()
     prev: torch.Tensor | None = None
+    # multi-input / multi-output runs: every input in signature order (x is xs[0]) and the teacher's
+    # output for every student output (t is ts[0]); empty for the single-input fast path
+    xs: tuple[torch.Tensor, ...] = ()
+    ts: tuple[torch.Tensor, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        return self.xs or (self.x,)
+
+    @classmethod
+    def from_outputs(
+        cls,
+        inputs: Sequence[np.ndarray],
+        teacher: Sequence[np.ndarray],
+        y: np.ndarray | None,
+        *,
+        task: str,
+        device: torch.device,
+    ) -> SplitTensors:
+        """Inputs keep integer dtypes (token ids as int64), floats become float32; teacher outputs float32."""
+        xs = tuple(
+            torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64 if a.dtype.kind in "iub" else np.float32)).to(device)
+            for a in inputs
+        )
+        ts = tuple(torch.as_tensor(np.ascontiguousarray(t, dtype=np.float32)).to(device) for t in teacher)
+        yt = None
+        if y is not None:
+            yt = torch.as_tensor(y, dtype=torch.int64 if task == "classification" else torch.float32).to(device)
+        return cls(x=xs[0], t=ts[0], y=yt, xs=xs, ts=ts)
 
     @classmethod
     def from_numpy(
@@ -132,13 +161,25 @@ class SplitTensors:
         )
 
 
+def as_outputs(out: Any) -> tuple[torch.Tensor, ...]:
+    """A student's result as a tuple (the contract allows a bare tensor for one output)."""
+    return (out,) if isinstance(out, torch.Tensor) else tuple(out)
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Single-input, first-output view of predict_outputs."""
+    return predict_outputs(model, (x,))[0]
+
+
+@torch.inference_mode()
+def predict_outputs(model: nn.Module, xs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     was_training = model.training
     model.eval()
-    out = torch.cat([model(x[i : i + EVAL_BATCH]) for i in range(0, x.shape[0], EVAL_BATCH)])
+    n = int(xs[0].shape[0])
+    parts = [as_outputs(model(*(x[i : i + EVAL_BATCH] for x in xs))) for i in range(0, n, EVAL_BATCH)]
     model.train(was_training)
-    return out
+    return tuple(torch.cat([p[j] for p in parts]) for j in range(len(parts[0])))
 
 
 def fidelity(student_out: torch.Tensor, teacher_out: torch.Tensor, task: str) -> float:
@@ -174,12 +215,17 @@ def train_student(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     check_cancel: Callable[[], None] | None = None,
     features: FeaturePlan | None = None,
+    score_fn: Callable[[tuple[torch.Tensor, ...], SplitTensors], tuple[float, float | None]] | None = None,
 ) -> TrainResult:
     """Train in place with AdamW + cosine decay; returns the curve and loads the best weights.
 
     With feature losses, `features` (features.plan_features) names the student layers whose outputs
     are hooked during training and train.feats holds the matching cached teacher features; the
     losses' own parameters (FitNets regressors) train alongside and are not part of the student.
+
+    Multi-input / multi-output runs pass splits built with SplitTensors.from_outputs and a score_fn
+    (raw student outputs, the split -> (validation headline, accuracy)); the batch then also holds
+    "student_outputs" / "teacher_outputs" (one entry per student output) for the per-output losses.
 
     Usable on its own (the benchmark trains a labels-only baseline with a `ce`-only loss)."""
     started = time.monotonic()
@@ -213,6 +259,7 @@ def train_student(
             student, loss_fn, task=task, train=train, val=val, config=config, opt=opt, sched=sched, gen=gen,
             bs=bs, steps_per_epoch=steps_per_epoch, needs_labels=needs_labels, needs_prev=needs_prev,
             taps=taps, result=result, deadline=deadline, on_epoch=on_epoch, check_cancel=check_cancel,
+            score_fn=score_fn,
         )  # fmt: skip
     student.load_state_dict(stopped)
     student.eval()
@@ -240,6 +287,7 @@ def _epochs(
     deadline: float | None,
     on_epoch: Callable[[EpochRecord], None] | None,
     check_cancel: Callable[[], None] | None,
+    score_fn: Callable[[tuple[torch.Tensor, ...], SplitTensors], tuple[float, float | None]] | None = None,
 ) -> dict[str, Any]:
     """The epoch loop; returns the best state dict."""
     device = torch.device(config.device)
@@ -256,10 +304,20 @@ def _epochs(
         seen = 0
         for step in range(steps_per_epoch):
             idx = perm[step * bs : (step + 1) * bs] if step < steps_per_epoch - 1 else perm[step * bs :]
-            batch = {
-                "student_logits": student(train.x.index_select(0, idx)),
-                "teacher_logits": train.t.index_select(0, idx),
-            }
+            if train.xs:
+                outs = as_outputs(student(*(x.index_select(0, idx) for x in train.xs)))
+                teach = [t.index_select(0, idx) for t in train.ts]
+                batch: dict[str, Any] = {
+                    "student_outputs": outs,
+                    "teacher_outputs": teach,
+                    "student_logits": outs[0],
+                    "teacher_logits": teach[0],
+                }
+            else:
+                batch = {
+                    "student_logits": as_outputs(student(train.x.index_select(0, idx)))[0],
+                    "teacher_logits": train.t.index_select(0, idx),
+                }
             if needs_labels and train.y is not None:
                 batch["labels"] = train.y.index_select(0, idx)
             if taps is not None:
@@ -283,13 +341,17 @@ def _epochs(
         result.samples_seen += seen
         result.train_seconds += time.monotonic() - epoch_start
 
-        out = predict(student, val.x)
+        if score_fn is not None:
+            val_fid, val_acc = score_fn(predict_outputs(student, val.inputs), val)
+        else:
+            out = predict(student, val.x)
+            val_fid, val_acc = fidelity(out, val.t, task), accuracy(out, val.y, task)
         record = EpochRecord(
             epoch=epoch,
             epochs=config.epochs,
             train_loss=float(total) / max(seen, 1),
-            val_fidelity=fidelity(out, val.t, task),
-            val_accuracy=accuracy(out, val.y, task),
+            val_fidelity=val_fid,
+            val_accuracy=val_acc,
             lr=float(opt.param_groups[0]["lr"]),
             seconds=time.monotonic() - epoch_start,
         )

@@ -60,3 +60,26 @@ def test_dynamic_batch_tflite_is_resized_per_chunk() -> None:
     out = teacher.predict(x, batch_size=16)
     assert out.shape == (50, 1)
     np.testing.assert_allclose(out[:, 0], np.sin(x[:, 0]), atol=0.2)  # the model approximates sin
+
+
+@pytest.mark.slow  # litert-torch conversion, ~30 s
+def test_int8_io_teacher_is_fed_quantised_floats_and_its_outputs_dequantised(tmp_path: Path) -> None:
+    import torch
+
+    from workers.steps.export_tflite import convert_int8
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 8)).astype(np.float32)
+    path = tmp_path / "int8.tflite"
+    convert_int8(net, "vector", x[:100], path, float_io=False)
+    teacher = load_teacher(path)
+    assert teacher.io.inputs[0].dtype == "float32"  # the user feeds floats; the model's own scale quantises
+    assert teacher.quantized_io  # both ends are int8 in the file
+    out = teacher.predict(x[100:])
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x[100:])).numpy()
+    assert out.dtype == np.float32
+    assert float(np.mean(out.argmax(1) == ref.argmax(1))) > 0.9
+    assert float(np.mean(np.abs(out - ref))) < 0.1 * float(np.std(ref))
