@@ -14,6 +14,8 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
+# workers/steps/benchmark.py times calls with agent.bench: the worker cannot finish a job without it.
+COPY agent ./agent
 
 FROM base AS api
 RUN pip install -c constraints.txt .

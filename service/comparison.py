@@ -216,10 +216,23 @@ def mcu_figures(job: Job) -> McuFigures | None:
     )
 
 
-def compare_artifact(session: Session, *, artifact: Artifact, job: Job, thresholds: Thresholds) -> ArtifactComparison:
+def compare_artifact(
+    session: Session,
+    *,
+    artifact: Artifact,
+    job: Job,
+    thresholds: Thresholds,
+    cursor: str | None = None,
+    limit: int = MAX_ROWS,
+) -> ArtifactComparison:
+    """host/devices are worked out from the newest MAX_ROWS rows; `measurements` is one page of
+    `limit` rows from `cursor` (next_cursor continues)."""
     rows = measurements_repo.list_measurements(
         session, tenant_id=artifact.tenant_id, artifact_id=artifact.id, limit=MAX_ROWS
     ).items
+    page = measurements_repo.list_measurements(
+        session, tenant_id=artifact.tenant_id, artifact_id=artifact.id, cursor=cursor, limit=limit
+    )
     target = _target_ms(job)
     host = _host(rows, target)
     devices = [_device(m, host, target, thresholds) for m in latest_per_device(r for r in rows if r.source == "device")]
@@ -234,7 +247,8 @@ def compare_artifact(session: Session, *, artifact: Artifact, job: Job, threshol
         devices=devices,
         mcu=mcu_figures(job) if artifact.kind in MCU_KINDS else None,
         failing_on=[d.device for d in devices if d.ok is False],
-        measurements=[MeasurementOut.from_row(m) for m in rows],
+        measurements=[MeasurementOut.from_row(m) for m in page.items],
+        next_cursor=page.next_cursor,
     )
 
 

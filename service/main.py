@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from service.api.bodylimit import JsonBodyLimit
 from service.api.errors import install_error_handlers
-from service.api.ratelimit import RateLimiter
+from service.api.ratelimit import make_limiter
 from service.api.routes import (
     artifacts,
     datasets,
@@ -28,6 +28,7 @@ from service.api.routes import (
     jobs,
     measurements,
     models,
+    usage,
     webhooks,
 )
 from service.api.uploads import sweep_stale_staging
@@ -92,7 +93,13 @@ def create_app(
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.store = store or get_store(settings)
     app.state.queue = job_queue
-    app.state.submit_limiter = RateLimiter(settings.submit_rate_limit_per_minute)
+    # Shared by every API replica through Redis when a broker is configured (service/api/ratelimit.py).
+    app.state.submit_limiter = make_limiter(
+        settings.submit_rate_limit_per_minute, settings.broker_url, prefix="edgedistill:rl:submit"
+    )
+    app.state.measurement_limiter = make_limiter(
+        settings.device_measurements_per_minute, settings.broker_url, prefix="edgedistill:rl:measure"
+    )
     install_error_handlers(app)
     app.add_middleware(
         JsonBodyLimit,
@@ -111,7 +118,7 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
-    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, webhooks):
+    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, webhooks, usage):
         api.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.

@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     # Set when a worker consumes the "gpu" queue; jobs asking for device=cuda are routed there.
     gpu_queue_enabled: bool = False
 
+    # Per-tenant quotas and fair dispatch (0 turns a limit off). Jobs wait in the database; the
+    # dispatcher keeps dispatch_ahead messages per queue in the broker, picking tenants round-robin.
+    tenant_max_active_jobs: int = Field(default=1000, ge=0, description="queued + running jobs per tenant (429)")
+    tenant_max_running_jobs: int = Field(default=0, ge=0, description="jobs of one tenant running at once")
+    tenant_max_stored_bytes: int = Field(default=0, ge=0, description="uploads + artifacts per tenant (413)")
+    dispatch_ahead: int = Field(default=1, ge=1, description="messages waiting in the broker per queue")
+    # Device measurements: posts per device per minute, the size of `extra`, rows kept per (artifact, device).
+    device_measurements_per_minute: int = Field(default=30, ge=0)
+    measurement_extra_max_bytes: int = Field(default=16 * 1024, ge=256)
+    measurements_kept_per_device: int = Field(default=50, ge=1)
+    # Retention, run by the workers' maintenance loop: ended jobs and uploads older than this many days
+    # (uploads only when no job still uses them) are deleted with their store objects. 0: keep forever.
+    retention_days: float = Field(default=0, ge=0)
+
     secret_key: str = Field(default="", description="signs session cookies; generated into data_dir if empty")
     cors_origins: list[str] = Field(default_factory=list)
     broker_ping_timeout_s: float = Field(default=2.0, gt=0)

@@ -17,6 +17,7 @@ from service.repos import jobs as jobs_repo
 from service.repos import models as models_repo
 from service.settings import Settings, get_settings
 from service.storage import ArtifactStore, get_store
+from workers.dispatching import dispatch_after_claim
 from workers.persistence import JobRecorder
 from workers.pipeline.errors import Cancelled, PipelineError
 from workers.pipeline.spec import JobOptions, PipelineSpec
@@ -95,8 +96,11 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
         if job is None:
             log.warning("job %s not in the database; dropping the message", job_id)
             return "skipped:missing"
-        if job.status in TERMINAL:
-            return f"skipped:{job.status}"
+        ended = job.status if job.status in TERMINAL else None
+    if ended is not None:
+        dispatch_after_claim(settings)  # e.g. cancelled while waiting in the broker: its slot is free
+        return f"skipped:{ended}"
+    with session_scope(settings) as session:
         claimed = jobs_repo.claim_job(
             session,
             job_id=job_id,
@@ -108,6 +112,7 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
         claimed = _take_over(job_id, worker_id, settings)
     if not claimed:
         return "skipped:claimed-elsewhere"
+    dispatch_after_claim(settings)  # this job left the broker: its slot goes to the next tenant in turn
     with session_scope(settings) as session:
         job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
         assert job is not None

@@ -1,5 +1,6 @@
-"""Runs inside each worker's main process: re-enqueue queued jobs the broker may have lost, and fail
-jobs whose heartbeat stopped (their worker died without the broker redelivering)."""
+"""Runs inside each worker's main process: re-enqueue dispatched jobs the broker may have lost, send
+waiting jobs through the fair dispatcher (service.dispatch), fail jobs whose heartbeat stopped (their
+worker died without the broker redelivering) and apply the retention setting."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from typing import Any
 from celery import Celery
 
 from service.db.session import session_scope
+from service.repos import dispatch as dispatch_repo
 from service.repos import jobs as jobs_repo
-from service.settings import get_settings
+from service.repos import lifecycle
+from service.settings import Settings, get_settings
+from service.storage import get_store
 from workers.celery_app import QUEUES, RUN_JOB
+from workers.dispatching import dispatch_waiting
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,10 @@ def _job_id_of(item: bytes) -> str | None:
 
 
 def requeue_lost(app: Celery, *, older_than_s: float, only_missing: bool) -> int:
+    """Re-send jobs the dispatcher sent (dispatched_at set) that no worker has claimed and, with
+    only_missing, that the broker no longer holds. Jobs still waiting their turn are the dispatcher's."""
     with session_scope(get_settings()) as session:
-        queued = jobs_repo.list_queued(session, older_than_s=older_than_s)
+        queued = dispatch_repo.dispatched_queued(session, older_than_s=older_than_s)
     if only_missing and queued:
         present = broker_job_ids(app)
         queued = [(job_id, queue) for job_id, queue in queued if job_id not in present]
@@ -78,6 +85,15 @@ def reap_stale(*, timeout_s: float) -> list[str]:
         return jobs_repo.reap_stale(session, timeout_s=timeout_s)
 
 
+def retention_round(settings: Settings) -> dict[str, int]:
+    """Apply EDGEDISTILL_RETENTION_DAYS (0: keep everything). Every worker runs it; deletes are
+    idempotent, so two workers at once only repeat a check."""
+    if settings.retention_days <= 0:
+        return {}
+    with session_scope(settings) as session:
+        return lifecycle.apply_retention(session, get_store(settings), older_than_days=settings.retention_days)
+
+
 def maintenance_loop(app: Celery, stop: threading.Event) -> None:
     settings = get_settings()
     interval = max(5.0, settings.job_heartbeat_timeout_s / 3)
@@ -88,8 +104,15 @@ def maintenance_loop(app: Celery, stop: threading.Event) -> None:
             # later rounds re-send only those the broker no longer holds.
             n = requeue_lost(app, older_than_s=0.0 if first else 30.0, only_missing=not first)
             reaped = reap_stale(timeout_s=settings.job_heartbeat_timeout_s)
-            if n or reaped:
-                log.info("maintenance: re-enqueued %d queued job(s), reaped %d stale job(s)", n, len(reaped))
+            sent = dispatch_waiting(settings)
+            retained = retention_round(settings)
+            if any(retained.values()):
+                log.info("retention: deleted %s", retained)
+            if n or reaped or sent:
+                log.info(
+                    "maintenance: re-enqueued %d, dispatched %d queued job(s), reaped %d stale job(s)",
+                    n, len(sent), len(reaped),
+                )  # fmt: skip
             first = False
         except Exception:  # the loop must survive a DB or broker blip; it retries next round
             log.exception("maintenance round failed")

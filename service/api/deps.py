@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.ratelimit import RateLimiter
+from service.api.ratelimit import Limiter
 from service.queue import JobQueue
 from service.repos import api_keys, devices
 from service.settings import Settings
@@ -45,8 +45,13 @@ def get_queue(request: Request) -> JobQueue:
     return queue
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.submit_limiter
+def get_rate_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.submit_limiter
+    return limiter
+
+
+def get_measurement_limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.measurement_limiter
     return limiter
 
 
@@ -55,7 +60,8 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+RateLimiterDep = Annotated[Limiter, Depends(get_rate_limiter)]
+MeasurementLimiterDep = Annotated[Limiter, Depends(get_measurement_limiter)]
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,7 @@ class Job(Base):
         UniqueConstraint("tenant_id", "idempotency_key"),
         Index("ix_jobs_tenant_created", "tenant_id", "created_at", "id"),
         Index("ix_jobs_status", "status"),
+        Index("ix_jobs_tenant_status", "tenant_id", "status"),
         CheckConstraint(_in("status", JOB_STATUSES), name="status"),
         CheckConstraint("progress >= 0 AND progress <= 100", name="progress"),
     )
@@ -153,6 +154,8 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when the fair dispatcher sends the job to the broker; a queued job without it waits its turn.
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -193,6 +196,7 @@ class LatencyMeasurement(Base):
     __tablename__ = "latency_measurements"
     __table_args__ = (
         Index("ix_latency_measurements_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_latency_measurements_artifact_device", "artifact_id", "device_id", "created_at"),
         CheckConstraint(_in("source", MEASUREMENT_SOURCES), name="source"),
     )
 

@@ -146,3 +146,26 @@ def replace_host_measurements(
             create_measurement(session, artifact_id=artifact.id, tenant_id=artifact.tenant_id, extra=extra, **fields)
         )
     return created
+
+
+def trim_device_measurements(session: Session, *, artifact_id: str, device_name: str, keep: int) -> int:
+    """Keep the latest `keep` device measurements of (artifact, device); returns how many were deleted.
+    Devices are told apart by name: a registered device's rows carry its name too."""
+    newest = (
+        select(LatencyMeasurement.id)
+        .where(
+            LatencyMeasurement.artifact_id == artifact_id,
+            LatencyMeasurement.source == "device",
+            LatencyMeasurement.device_name == device_name,
+        )
+        .order_by(LatencyMeasurement.created_at.desc(), LatencyMeasurement.id.desc())
+        .limit(keep)
+    )
+    kept = list(session.scalars(newest))
+    stmt = delete(LatencyMeasurement).where(
+        LatencyMeasurement.artifact_id == artifact_id,
+        LatencyMeasurement.source == "device",
+        LatencyMeasurement.device_name == device_name,
+        LatencyMeasurement.id.not_in(kept),
+    )
+    return int(session.execute(stmt.execution_options(synchronize_session=False)).rowcount)  # type: ignore[attr-defined]

@@ -89,4 +89,5 @@ class ArtifactComparison(BaseModel):
     devices: list[DeviceComparison] = Field(description="The latest measurement of each device")
     mcu: McuFigures | None = Field(description="MCU profiles only")
     failing_on: list[str] = Field(description="Devices on which the artifact's outputs disagree with the host")
-    measurements: list[MeasurementOut] = Field(description="Every measurement of the artifact, newest first")
+    measurements: list[MeasurementOut] = Field(description="One page of the artifact's measurements, newest first")
+    next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for the next page")

@@ -23,7 +23,9 @@ from service.db.base import utcnow
 from service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
 from service.repos import jobs as jobs_repo
 from service.repos import models as models_repo
+from service.repos import usage as usage_repo
 from service.repos.errors import InvalidCursor
+from service.settings import Settings
 from service.web import auth, jobview
 from service.web.auth import StreamUserDep, UserDep
 from service.web.errors import PageNotFound
@@ -87,8 +89,30 @@ def jobs_page(
             "next_cursor": page.next_cursor,
             "paged": bool(cursor),
             "live": not cursor,
+            "usage": usage_summary(session, user.tenant_id, request.app.state.settings),
         },
     )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def usage_summary(session: Session, tenant_id: str, settings: Settings) -> str:
+    """The tenant's storage and job usage next to its limits (GET /api/v1/usage has the details)."""
+    u = usage_repo.tenant_usage(session, tenant_id=tenant_id)
+    stored = _size(u.stored_bytes)
+    if settings.tenant_max_stored_bytes:
+        stored += f" of {_size(settings.tenant_max_stored_bytes)}"
+    active = f"{u.jobs_queued} queued, {u.jobs_running} running"
+    if settings.tenant_max_active_jobs:
+        active += f" (limit {settings.tenant_max_active_jobs})"
+    return f"Storage used: {stored} · Jobs: {active}"
 
 
 def _signature(row: JobRow) -> tuple[Any, ...]:

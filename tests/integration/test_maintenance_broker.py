@@ -18,7 +18,7 @@ from stack import RedisServer
 from service.db.migrate import upgrade_head
 from service.db.session import dispose_engines, session_scope
 from service.queue import CeleryJobQueue
-from service.repos import jobs, models, tenants
+from service.repos import dispatch, jobs, models, tenants
 from service.settings import get_settings
 from workers.celery_app import RUN_JOB, create_worker_app
 from workers.maintenance import broker_job_ids, requeue_lost
@@ -89,6 +89,7 @@ def _queued_job(tenant_name: str = "t") -> str:
         job, _ = jobs.create_job(
             s, tenant_id=tenant.id, model_id=model.id, dataset_id=None, profile_name="cpu-x86", profile={}, options={}
         )
+        dispatch.mark_dispatched(s, job_id=job.id)  # sent by the fair dispatcher; requeue_lost watches those
         return job.id
 
 

@@ -90,6 +90,8 @@ def _routes(t: Tenants) -> dict[tuple[str, str], dict[str, Any]]:
         ("POST", "/datasets"): {"files": {"file": ("d.npz", b"PK")}},
         ("GET", "/datasets"): {},
         ("GET", "/datasets/{dataset_id}"): {"path": f"/datasets/{i['dataset']}"},
+        ("DELETE", "/datasets/{dataset_id}"): {"path": f"/datasets/{i['dataset']}", "destructive": True},
+        ("GET", "/usage"): {},
         ("GET", "/device-profiles"): {},
         ("POST", "/device-profiles"): {
             "json": {
@@ -101,6 +103,7 @@ def _routes(t: Tenants) -> dict[tuple[str, str], dict[str, Any]]:
             }
         },
         ("GET", "/device-profiles/{name}"): {"path": "/device-profiles/a-board"},
+        ("DELETE", "/device-profiles/{name}"): {"path": "/device-profiles/a-board", "destructive": True},
         ("GET", "/devices"): {},
         ("POST", "/devices"): {"json": {"name": "other", "profile": "a-board"}},
         ("GET", "/devices/me"): {"device_only": True},
@@ -112,6 +115,7 @@ def _routes(t: Tenants) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("GET", "/jobs"): {},
         ("GET", "/jobs/{job_id}"): {"path": f"/jobs/{i['job']}"},
+        ("DELETE", "/jobs/{job_id}"): {"path": f"/jobs/{i['job']}", "destructive": True},
         ("POST", "/jobs/{job_id}/cancel"): {"path": f"/jobs/{i['job']}/cancel"},
         ("GET", "/jobs/{job_id}/events"): {"path": f"/jobs/{i['job']}/events"},
         ("GET", "/jobs/{job_id}/report"): {"path": f"/jobs/{i['job']}/report"},
@@ -183,6 +187,8 @@ def test_another_tenants_ids_are_404_and_change_nothing(t: Tenants) -> None:
         assert a.get(f"/models/{t.ids['model']}").status_code == 200
         assert a.get(f"/devices/{t.ids['device_a']}").json()["revoked_at"] is None
         assert a.get(f"/jobs/{t.ids['job']}").json()["status"] == "succeeded"
+        assert a.get(f"/datasets/{t.ids['dataset']}").status_code == 200
+        assert a.get("/device-profiles/a-board").status_code == 200
         rows = a.get(f"/artifacts/{t.ids['artifact']}/measurements").json()["measurements"]
         assert [m["source"] for m in rows].count("device") == 1
 

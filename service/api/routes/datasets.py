@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.api import quotas
 from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from service.api.routes.models import receive_checked
 from service.api.uploads import MULTIPART_OPENAPI
 from service.repos import datasets as repo
+from service.repos import lifecycle
 from service.schemas.common import Page
 from service.schemas.datasets import DatasetOut, summary_dict
 from workers.formats import DataFileError, check_npz
@@ -37,9 +39,17 @@ async def upload_dataset(
     store: StoreDep,
 ) -> DatasetOut:
     """Upload transfer data: an .npz with x (N, ...) and optionally labels y (N,)."""
+    await run_in_threadpool(
+        quotas.check_storage_before_upload, session, tenant_id=principal.tenant_id, settings=settings
+    )
     upload, summary, stored = await receive_checked(request, settings, store, check_npz, DataFileError, 422)
 
     def create() -> DatasetOut:
+        # a re-upload of bytes this tenant already has stores nothing new: no quota check
+        if repo.find_dataset_by_sha256(session, tenant_id=principal.tenant_id, sha256=stored.sha256) is None:
+            quotas.check_storage_after_upload(
+                session, tenant_id=principal.tenant_id, settings=settings, store=store, stored=stored
+            )
         row, created = repo.get_or_create_dataset(
             session,
             tenant_id=principal.tenant_id,
@@ -75,3 +85,12 @@ def get_dataset(dataset_id: str, principal: TenantDep, session: SessionDep) -> D
     if row is None:
         raise HTTPException(404, f"dataset {dataset_id} not found")
     return DatasetOut.from_row(row)
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204, responses={409: {"description": "used by an active job"}})
+def delete_dataset(dataset_id: str, principal: TenantDep, session: SessionDep, store: StoreDep) -> Response:
+    """Delete a dataset and, when no other row references the same content, its stored file."""
+    keys = lifecycle.delete_dataset(session, tenant_id=principal.tenant_id, dataset_id=dataset_id)
+    session.commit()
+    lifecycle.release_objects(session, store, keys)
+    return Response(status_code=204)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
 from service.api.deps import SessionDep, TenantDep
+from service.repos import lifecycle
 from service.repos import profiles as repo
 from service.schemas.profiles import DeviceProfileOut
 from workers.profiles import builtin_profiles
@@ -42,3 +43,16 @@ def get_profile(name: str, principal: TenantDep, session: SessionDep) -> DeviceP
     if row is None:
         raise HTTPException(404, f"device profile {name!r} not found")
     return DeviceProfileOut.from_row(row)
+
+
+@router.delete(
+    "/device-profiles/{name}",
+    status_code=204,
+    responses={409: {"description": "built-in, or used by an active job"}},
+)
+def delete_profile(name: str, principal: TenantDep, session: SessionDep) -> Response:
+    if name in builtin_profiles():
+        raise HTTPException(409, f"device profile {name!r} is built in and cannot be deleted")
+    lifecycle.delete_profile(session, tenant_id=principal.tenant_id, name=name)
+    session.commit()
+    return Response(status_code=204)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Literal
@@ -9,18 +10,22 @@ from typing import Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
+from service.api import quotas
+from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, StoreDep, TenantDep
 from service.api.routes.webhooks import webhook_url_problem
 from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
 from service.api.teacher_checks import check_job_against_teacher
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
-from service.queue import QueueUnavailable, choose_queue
-from service.repos import datasets, jobs, models, profiles
+from service.dispatch import dispatch
+from service.queue import JobQueue, choose_queue
+from service.repos import datasets, jobs, lifecycle, models, profiles
 from service.schemas.common import Page
 from service.schemas.jobs import JobCreate, JobOut
+from service.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -41,7 +46,7 @@ def _field_error(loc: tuple[str, ...], msg: str) -> RequestValidationError:
         404: {"description": "model or dataset not found"},
         409: {"description": "Idempotency-Key reused with a different request"},
         422: {"description": "invalid request, or the data / options do not fit the teacher (one entry each)"},
-        429: {"description": "submit rate limit"},
+        429: {"description": "submit rate limit, or the tenant's limit of queued + running jobs"},
     },
 )
 def submit_job(
@@ -63,6 +68,7 @@ def submit_job(
             headers={"Retry-After": retry},
         )
     tenant = principal.tenant_id
+    quotas.check_job_quota(session, tenant_id=tenant, settings=settings)
     model = models.get_model(session, tenant_id=tenant, model_id=body.model_id)
     if model is None:
         raise HTTPException(404, f"model {body.model_id} not found")
@@ -108,16 +114,21 @@ def submit_job(
     )
     session.commit()
     if created:
-        try:
-            queue.enqueue(job.id, job.queue)
-        except QueueUnavailable as exc:
-            # The job is committed and stays queued; workers re-enqueue queued jobs when they start.
-            log.warning("job %s stays queued: %s", job.id, exc)
+        _dispatch_waiting(session, queue, settings)
     else:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/api/v1/jobs/{job.id}"
     return JobOut.from_row(job, now=utcnow())
+
+
+def _dispatch_waiting(session: Session, queue: JobQueue, settings: Settings) -> None:
+    """The job waits in the database; the fair dispatcher sends it (or another tenant's) when its queue
+    has a free slot. A broker that is down leaves it waiting: the workers' maintenance round sends it."""
+    try:
+        dispatch(lambda: contextlib.nullcontext(session), queue, settings)  # the submit's session, committed
+    except Exception:  # the job is committed; a failed dispatch must not fail the submit
+        log.exception("dispatch after submit failed; the maintenance round will send the job")
 
 
 @router.get("/jobs", response_model=Page[JobOut])
@@ -190,3 +201,17 @@ def get_report(job_id: str, principal: TenantDep, session: SessionDep, settings:
     if job.report is None:
         raise HTTPException(404, f"job {job_id} has no report yet (status: {job.status})")
     return {**job.report, "devices": job_devices_section(session, job=job, thresholds=thresholds_from(settings))}
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=204,
+    responses={409: {"description": "the job is queued or running, or an active job continues from it"}},
+)
+def delete_job(job_id: str, principal: TenantDep, session: SessionDep, store: StoreDep) -> Response:
+    """Delete an ended job with its artifacts, measurements and events; store objects nothing else
+    references are removed."""
+    keys = lifecycle.delete_job(session, tenant_id=principal.tenant_id, job_id=job_id)
+    session.commit()
+    lifecycle.release_objects(session, store, keys)
+    return Response(status_code=204)

@@ -9,6 +9,7 @@ from typing import TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from service.api import quotas
 from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from service.api.uploads import MULTIPART_OPENAPI, ReceivedUpload, receive_upload
 from service.repos import models as repo
@@ -79,11 +80,19 @@ async def upload_model(
     """Upload a teacher: ONNX, TorchScript, a torch.export .pt2 or TFLite (pickles are refused). Its signature
     (every input and output: name, dtype, shape) is read from ONNX and TFLite files and shown in
     `signature`; TorchScript and .pt2 record it once a job has loaded the model."""
+    await run_in_threadpool(
+        quotas.check_storage_before_upload, session, tenant_id=principal.tenant_id, settings=settings
+    )
     upload, (fmt, signature), stored = await receive_checked(
         request, settings, store, inspect_model, ModelFileError, 415, {SignatureError: 422}
     )
 
     def create() -> TeacherModelOut:
+        # a re-upload of bytes this tenant already has stores nothing new: no quota check
+        if repo.find_model_by_sha256(session, tenant_id=principal.tenant_id, sha256=stored.sha256) is None:
+            quotas.check_storage_after_upload(
+                session, tenant_id=principal.tenant_id, settings=settings, store=store, stored=stored
+            )
         row, created = repo.get_or_create_model(
             session,
             tenant_id=principal.tenant_id,

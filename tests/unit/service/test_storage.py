@@ -1,4 +1,4 @@
-"""Both artifact stores against the same contract (S3 through moto's in-process mock)."""
+"""Both artifact stores against the same contract (S3: a moto server process, over HTTP)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
+from s3server import CREDENTIALS, moto_server, new_bucket, s3_client
 
 from service.settings import Settings
 from service.storage import ArtifactStore, InvalidKey, LocalStore, ObjectNotFound, TooLarge, get_store
@@ -18,15 +17,19 @@ from service.storage.s3 import S3Store
 DATA = bytes(range(256)) * 1000  # 256 kB
 
 
+@pytest.fixture(scope="module")
+def s3_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        yield url
+
+
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactStore]:
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="arts")
-        yield S3Store(bucket="arts", client=client, prefix="edge/", staging_dir=tmp_path / "staging")
+    client = s3_client(request.getfixturevalue("s3_url"))
+    yield S3Store(bucket=new_bucket(client), client=client, prefix="edge/", staging_dir=tmp_path / "staging")
 
 
 def _chunks(data: bytes, n: int = 10_000) -> Iterator[bytes]:
@@ -98,9 +101,13 @@ def test_local_store_rename_leaves_no_staging_files(tmp_path: Path) -> None:
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
-def test_get_store_follows_settings(tmp_path: Path) -> None:
+def test_get_store_follows_settings(tmp_path: Path, s3_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     local = get_store(Settings(data_dir=tmp_path))
     assert isinstance(local, LocalStore) and local.root == tmp_path.resolve() / "artifacts"
-    with mock_aws():
-        s3 = get_store(Settings(data_dir=tmp_path, storage_backend="s3", s3_bucket="b", s3_region="us-east-1"))
-        assert isinstance(s3, S3Store) and s3.bucket == "b"
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    bucket = new_bucket(s3_client(s3_url))
+    s3 = get_store(Settings(data_dir=tmp_path, storage_backend="s3", s3_bucket=bucket, s3_endpoint_url=s3_url))
+    assert isinstance(s3, S3Store) and s3.bucket == bucket
+    stored = s3.put_stream([b"through the settings"])
+    assert s3.exists(stored.key)

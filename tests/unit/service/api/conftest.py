@@ -58,6 +58,7 @@ def settings(tmp_path: Path, sqlite_url: str, settings_overrides: dict[str, Any]
         "data_dir": tmp_path / "data",
         "database_url": sqlite_url,
         "submit_rate_limit_per_minute": 1000,
+        "dispatch_ahead": 1000,  # the fake broker never consumes: send every job (fair dispatch: test_dispatch.py)
         "sse_poll_interval_s": 0.02,
         "broker_ping_timeout_s": 0.5,
     }

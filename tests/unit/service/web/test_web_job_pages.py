@@ -284,3 +284,13 @@ def test_device_verdicts_show_on_the_job_page(
     assert table.group(0).index("jetson") < table.group(0).index("pi5")  # the failing device first
     assert "disagrees" in table.group(0) and "matches host" in table.group(0) and f"4.0{X} slower" in table.group(0)
     assert "ONNX int8 disagrees with the host on jetson" in page and "below 0.99" in page
+
+
+def test_jobs_page_shows_the_tenants_usage(alice: Browser, bob: Browser, rows: Rows) -> None:
+    assert alice.tenant and bob.tenant
+    rows.job(alice.tenant)
+    rows.job(bob.tenant)
+    rows.job(bob.tenant)
+    usage = re.search(r'<p class="muted" id="usage">([^<]+)</p>', alice.client.get("/ui/jobs").text)
+    assert usage is not None
+    assert "Storage used:" in usage.group(1) and "1 queued, 0 running (limit 1000)" in usage.group(1)
