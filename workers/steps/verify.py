@@ -69,7 +69,9 @@ class Verify(Step):
             raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
         y = data.y_of("test")
         task = data.task
-        teacher = np.asarray(state.teacher_outputs["test"], dtype=np.float32)
+        from workers.steps.data import primary_targets
+
+        teacher = primary_targets(data, state.teacher_outputs["test"])
         student = torch_predict(state.student, x)
 
         outputs: dict[str, np.ndarray] = {"teacher": teacher, "student_fp32": student}
