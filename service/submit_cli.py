@@ -84,6 +84,20 @@ def _follow(job_wait: Any, console: Console, timeout: float | None) -> Any:
     return job
 
 
+def _api_error_line(exc: ApiError) -> str:
+    """One line: a 422's entries as 'field: message; ...' (e.g. each teacher/data mismatch)."""
+    if isinstance(exc.detail, list):
+        parts = []
+        for err in exc.detail:
+            if isinstance(err, dict):
+                loc = ".".join(str(p) for p in err.get("loc", []) if p != "body")
+                parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+            else:
+                parts.append(str(err))
+        return f"HTTP {exc.status_code}: " + "; ".join(parts)
+    return str(exc)
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     console = Console(stderr=True)
@@ -118,7 +132,8 @@ def main(argv: list[str]) -> int:
         console.print(f"[red]error:[/] {exc}")
         return 1
     except ApiError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print("[red]error:[/]", end=" ")
+        console.print(_api_error_line(exc), markup=False, highlight=False, soft_wrap=True)
         return 1
     except (OSError, TimeoutError) as exc:
         console.print(f"[red]error:[/] {exc}")

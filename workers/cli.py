@@ -155,6 +155,23 @@ def _lifelong_paths(options: JobOptions) -> tuple[Path | None, Path | None, Path
     return onnx_path, report, old
 
 
+def precheck(spec: PipelineSpec) -> str | None:
+    """The API's submit-time checks before anything runs: the teacher's recorded signature (ONNX,
+    TFLite) against the data's arrays and the options. One line naming every problem, or None."""
+    from workers.formats import check_npz
+    from workers.pipeline.signature_readers import inspect_model
+    from workers.pipeline.submit_checks import one_line, submit_problems
+
+    try:
+        fmt, signature = inspect_model(spec.teacher_path)
+        summary = check_npz(spec.data_path) if spec.data_path is not None else None
+    except PipelineError:
+        return None  # an unreadable file: the pipeline's load stage reports it, with its stage
+    data = {k: (summary.arrays[k].shape, summary.arrays[k].dtype) for k in summary.input_keys} if summary else None
+    problems = submit_problems(signature, model_format=fmt, data=data, options=spec.options)
+    return one_line(problems) if problems else None
+
+
 def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors())
 
@@ -315,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _error(err, str(exc))
         return 2
+    problems = precheck(spec)
+    if problems:
+        _error(err, problems)
+        return 1
 
     from workers.pipeline.runner import run_pipeline
 

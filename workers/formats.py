@@ -318,15 +318,23 @@ class ArrayInfo:
     dtype: str  # numpy dtype string, e.g. "float32"
 
 
+# npz keys that are not model inputs: labels, and their names for the report.
+LABEL_KEY = "y"
+METADATA_KEYS: frozenset[str] = frozenset({"class_names"})
+
+
 @dataclass(frozen=True)
 class NpzSummary:
     arrays: dict[str, ArrayInfo]
     n_samples: int
-    x_shape: tuple[int, ...]  # per sample
+    x_shape: tuple[int, ...]  # per sample, of 'x' (or of the first input array when there is no 'x')
     x_dtype: str
     has_labels: bool
     y_dtype: str | None = None
-    extra_keys: tuple[str, ...] = field(default_factory=tuple)
+    extra_keys: tuple[str, ...] = field(default_factory=tuple)  # neither an input nor y
+    # Every array a teacher input may be fed from (all but y and class_names), in file order; which
+    # one feeds which input is decided against the teacher's signature (signature.check_data).
+    input_keys: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -343,9 +351,10 @@ def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
 
 
 def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES, input_names: tuple[str, ...] | None = None) -> NpzSummary:
-    """Validate a transfer-data .npz from its headers: x (N, ...) numeric, or one array per teacher
-    input named after it (multi-input teachers), optional y (N,) numeric. x_shape / x_dtype describe
-    x, else the first input array (the first of input_names present, else the first array).
+    """Validate a transfer-data .npz from its headers: one numeric (N, ...) array per teacher input
+    ('x' for a single-input teacher, else each input's name), optional y (N,) numeric labels.
+    x_shape / x_dtype describe x, else the first input array (the first of input_names present,
+    else the first array in the file).
 
     Only member headers are read, never the array data, and never with pickling enabled.
     """
@@ -386,60 +395,65 @@ def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES, input_names: tuple[
     return _summarise(arrays, what, input_names)
 
 
-NON_INPUT_KEYS = frozenset({"y", "class_names"})
+NON_INPUT_KEYS: frozenset[str] = frozenset({LABEL_KEY}) | METADATA_KEYS
 
 
-def _primary_key(arrays: dict[str, ArrayInfo], input_names: tuple[str, ...] | None) -> str | None:
-    if "x" in arrays:
+def _primary_key(inputs: list[str], input_names: tuple[str, ...] | None) -> str:
+    if "x" in inputs:
         return "x"
-    for name in input_names or ():
-        if name in arrays:
-            return name
-    return next((k for k in arrays if k not in NON_INPUT_KEYS), None)
+    return next((name for name in input_names or () if name in inputs), inputs[0])
 
 
 def _summarise(arrays: dict[str, ArrayInfo], what: str, input_names: tuple[str, ...] | None = None) -> NpzSummary:
-    key = _primary_key(arrays, input_names)
-    if key is None:
+    inputs = [k for k in arrays if k not in NON_INPUT_KEYS]
+    if not inputs:
         found = ", ".join(sorted(arrays)) or "no arrays"
         raise DataFileError(
-            f"{what} has no array named 'x' nor any other input array (found: {found}); save with "
-            "numpy.savez(path, x=..., y=...) or one array per teacher input named after it"
+            f"{what} has no input arrays (found: {found}); save with numpy.savez(path, x=..., y=...), or one "
+            "array per teacher input name: numpy.savez(path, input_ids=..., attention_mask=..., y=...)"
         )
-    x = arrays[key]
-    if np.dtype(x.dtype).kind not in "fiub":
-        raise DataFileError(f"{what}: {key} has non-numeric dtype {x.dtype}")
-    if len(x.shape) < 2:
-        raise DataFileError(
-            f"{what}: {key} has shape {x.shape}; it needs a sample axis plus feature axes, e.g. (N, F) or (N, C, H, W)"
-        )
-    if len(x.shape) > 4:
-        raise DataFileError(f"{what}: {key} has {len(x.shape)} axes {x.shape}; at most 4 (N, C, H, W) are supported")
+    for key in inputs:
+        _check_input_array(key, arrays[key], what)
+    rows = {k: arrays[k].shape[0] for k in inputs}
+    if len(set(rows.values())) > 1:
+        listed = ", ".join(f"{k}: {n}" for k, n in rows.items())
+        raise DataFileError(f"{what}: the input arrays have different numbers of rows ({listed})")
+    first = _primary_key(inputs, input_names)
+    x = arrays[first]
     n = x.shape[0]
-    if n == 0:
-        raise DataFileError(f"{what}: {key} has zero rows")
-    if any(d == 0 for d in x.shape[1:]):
-        raise DataFileError(f"{what}: {key} has an empty feature axis {x.shape}")
-    for other, info in arrays.items():
-        if other in NON_INPUT_KEYS or other == key or not info.shape:
-            continue
-        if (input_names is None or other in input_names) and np.dtype(info.dtype).kind not in "fiub":
-            raise DataFileError(f"{what}: {other} has non-numeric dtype {info.dtype}")
     y_dtype = None
-    if "y" in arrays:
-        y = arrays["y"]
+    if LABEL_KEY in arrays:
+        y = arrays[LABEL_KEY]
         if np.dtype(y.dtype).kind not in "fiub":
             raise DataFileError(f"{what}: y has non-numeric dtype {y.dtype}")
         if len(y.shape) not in (1, 2) or y.shape[0] != n:
-            raise DataFileError(f"{what}: y has shape {y.shape} but {key} has {n} rows; y must be ({n},) or ({n}, k)")
+            raise DataFileError(f"{what}: y has shape {y.shape} but {first} has {n} rows; y must be ({n},) or ({n}, k)")
         y_dtype = y.dtype
-    extra = tuple(k for k in arrays if k not in {"x", "y"})
+    extra = tuple(k for k in arrays if k in METADATA_KEYS)
     return NpzSummary(
         arrays=arrays,
         n_samples=n,
         x_shape=x.shape[1:],
         x_dtype=x.dtype,
-        has_labels="y" in arrays,
+        has_labels=LABEL_KEY in arrays,
         y_dtype=y_dtype,
         extra_keys=extra,
+        input_keys=tuple(inputs),
     )
+
+
+def _check_input_array(key: str, a: ArrayInfo, what: str) -> None:
+    """What every array fed to a teacher input must be: numeric, (N, ...) with 1-3 feature axes, not empty."""
+    if np.dtype(a.dtype).kind not in "fiub":
+        raise DataFileError(f"{what}: {key} has non-numeric dtype {a.dtype}")
+    if len(a.shape) < 2:
+        raise DataFileError(
+            f"{what}: {key} has shape {a.shape}; it needs a sample axis plus feature axes, e.g. (N, F) or "
+            "(N, C, H, W) (every array other than y and class_names is read as a model input)"
+        )
+    if len(a.shape) > 4:
+        raise DataFileError(f"{what}: {key} has {len(a.shape)} axes {a.shape}; at most 4 (N, C, H, W) are supported")
+    if a.shape[0] == 0:
+        raise DataFileError(f"{what}: {key} has zero rows")
+    if any(d == 0 for d in a.shape[1:]):
+        raise DataFileError(f"{what}: {key} has an empty feature axis {a.shape}")

@@ -35,6 +35,7 @@ def summary_dict(summary: NpzSummary) -> dict[str, Any]:
     """What the dataset row keeps about an .npz: read from headers only, no array data."""
     return {
         "keys": list(summary.keys),
+        "input_keys": list(summary.input_keys),  # arrays a teacher input may be fed from
         "shapes": {k: list(a.shape) for k, a in summary.arrays.items()},
         "dtypes": {k: a.dtype for k, a in summary.arrays.items()},
         "num_samples": summary.n_samples,

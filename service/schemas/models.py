@@ -1,11 +1,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from service.db.models import TeacherModel
+from workers.pipeline.signature import ModelSignature
+
+
+def stored_signature(row: TeacherModel) -> ModelSignature | None:
+    """The recorded signature, or None when unknown or unreadable by this version (then it is not
+    shown, and not checked at submit: the worker checks the real model)."""
+    if row.signature is None:
+        return None
+    try:
+        return ModelSignature.model_validate(row.signature)
+    except ValidationError:
+        return None
 
 
 class TeacherModelOut(BaseModel):
@@ -15,7 +26,10 @@ class TeacherModelOut(BaseModel):
     format: str
     size_bytes: int
     sha256: str
-    signature: dict[str, Any] | None
+    signature: ModelSignature | None = Field(
+        description="Every input and output (name, dtype, shape with the batch axis, None = dynamic), read "
+        "from ONNX and TFLite files at upload; null until known (TorchScript, .pt2)"
+    )
     created_at: datetime
 
     @classmethod
@@ -27,6 +41,6 @@ class TeacherModelOut(BaseModel):
             format=row.format,
             size_bytes=row.size_bytes,
             sha256=row.sha256,
-            signature=row.signature,
+            signature=stored_signature(row),
             created_at=row.created_at,
         )

@@ -35,7 +35,9 @@ from service.storage import ArtifactStore
 from service.web import auth, forms
 from service.web.auth import UserDep, WebUser
 from service.web.templating import fmt_bytes, render
-from workers.formats import DataFileError, ModelFileError, check_npz, sniff_model_format
+from workers.formats import DataFileError, check_npz
+from workers.pipeline.errors import InputError
+from workers.pipeline.signature_readers import inspect_model
 from workers.pipeline.spec import JobOptions
 from workers.profiles import builtin_profiles
 
@@ -242,7 +244,7 @@ def _submit_sync(
     teacher_file, data_file = _file(form, "teacher_file"), _file(form, "data_file")
     if teacher_file is not None:
         try:
-            staged, fmt, stored = _receive(teacher_file, settings, store, sniff_model_format, ModelFileError)
+            staged, (fmt, signature), stored = _receive(teacher_file, settings, store, inspect_model, InputError)
         except ValueError as exc:
             errors["teacher"] = str(exc)
         else:
@@ -255,6 +257,7 @@ def _submit_sync(
                 size_bytes=stored.size,
                 sha256=stored.sha256,
                 storage_key=stored.key,
+                signature=signature.model_dump(mode="json") if signature is not None else None,
             )
             session.commit()
             values["model_id"] = row.id
@@ -328,15 +331,32 @@ def _submit_sync(
             errors["form"] = str(exc.detail)
         except RequestValidationError as exc:
             for err in exc.errors():
-                loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-                name = "device" if loc[-1:] == ["device"] else (loc[0] if loc else "form")
-                errors[name if name in (*forms.OPTION_FIELDS, "device_profile") else "form"] = str(err.get("msg"))
+                name = _error_field([str(p) for p in err.get("loc", ()) if p != "body"])
+                # Several teacher/data mismatches can concern one field: show them all there.
+                errors[name] = f"{errors[name]} {err.get('msg')}" if name in errors else str(err.get("msg"))
         break
     else:  # pragma: no cover - the second attempt has no key, so no Conflict
         errors["form"] = "The job could not be submitted; try again."
     if errors:
         return _rerender(request, session, user, values, errors, notes)
     return RedirectResponse(f"/ui/jobs/{job.id}", status_code=303)
+
+
+# Request fields the submit checks name (service.api.teacher_checks) -> the form field they concern.
+_REQUEST_FIELDS = {"model_id": "teacher", "dataset_id": "data", "device_profile": "device_profile"}
+
+
+def _error_field(loc: list[str]) -> str:
+    """The form field to show a submit error next to, from its location in the job request."""
+    if not loc:
+        return "form"
+    if loc[0] in _REQUEST_FIELDS:
+        return _REQUEST_FIELDS[loc[0]]
+    if loc[-1:] == ["device"]:
+        return "device"
+    if loc[:1] == ["options"] and len(loc) > 1 and loc[1] in forms.OPTION_FIELDS:
+        return loc[1]  # options.method -> the method select
+    return loc[0] if loc[0] in forms.OPTION_FIELDS else "form"
 
 
 def _rerender(

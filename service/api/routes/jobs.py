@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
 from service.api.sse import job_event_stream, parse_last_event_id
+from service.api.teacher_checks import check_job_against_teacher
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
 from service.db.models import TERMINAL_STATUSES
@@ -38,6 +39,7 @@ def _field_error(loc: tuple[str, ...], msg: str) -> RequestValidationError:
         200: {"description": "an earlier job with the same Idempotency-Key"},
         404: {"description": "model or dataset not found"},
         409: {"description": "Idempotency-Key reused with a different request"},
+        422: {"description": "invalid request, or the data / options do not fit the teacher (one entry each)"},
         429: {"description": "submit rate limit"},
     },
 )
@@ -60,13 +62,14 @@ def submit_job(
             headers={"Retry-After": retry},
         )
     tenant = principal.tenant_id
-    if models.get_model(session, tenant_id=tenant, model_id=body.model_id) is None:
+    model = models.get_model(session, tenant_id=tenant, model_id=body.model_id)
+    if model is None:
         raise HTTPException(404, f"model {body.model_id} not found")
-    if (
-        body.dataset_id is not None
-        and datasets.get_dataset(session, tenant_id=tenant, dataset_id=body.dataset_id) is None
-    ):
-        raise HTTPException(404, f"dataset {body.dataset_id} not found")
+    dataset = None
+    if body.dataset_id is not None:
+        dataset = datasets.get_dataset(session, tenant_id=tenant, dataset_id=body.dataset_id)
+        if dataset is None:
+            raise HTTPException(404, f"dataset {body.dataset_id} not found")
     # Options that name an earlier job or a data set resolve inside the caller's tenant only.
     init_from = getattr(body.options, "init_from", None)
     if init_from is not None and jobs.get_job(session, tenant_id=tenant, job_id=init_from) is None:
@@ -84,6 +87,7 @@ def submit_job(
         queue_name = choose_queue(body.options.device, settings)
     except ValueError as exc:
         raise _field_error(("options", "device"), str(exc)) from exc
+    check_job_against_teacher(model, dataset, body.options)  # 422 naming each teacher/data mismatch
 
     job, created = jobs.create_job(
         session,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -17,7 +17,8 @@ from service.schemas.common import Page
 from service.schemas.models import TeacherModelOut
 from service.settings import Settings
 from service.storage import ArtifactStore, StoredObject
-from workers.formats import ModelFileError, sniff_model_format
+from workers.formats import ModelFileError
+from workers.pipeline.signature_readers import SignatureError, inspect_model
 
 router = APIRouter(tags=["models"])
 
@@ -31,9 +32,11 @@ async def receive_checked(
     check: Callable[[Path], R],
     error: type[Exception],
     status: int,
+    more_errors: Mapping[type[Exception], int] | None = None,
 ) -> tuple[ReceivedUpload, R, StoredObject]:
-    """Receive the upload, run check(path) on it (415/422 with its message when it refuses the file),
-    then move it into the store. A refused upload is never stored."""
+    """Receive the upload, run check(path) on it (415/422 with its message when it refuses the file;
+    more_errors maps other refusals to their status), then move it into the store. A refused upload
+    is never stored."""
     upload = await receive_upload(
         request,
         max_bytes=settings.max_upload_bytes,
@@ -41,10 +44,12 @@ async def receive_checked(
         chunk_bytes=settings.upload_chunk_bytes,
     )
     try:
+        refusals: dict[type[Exception], int] = {**(more_errors or {}), error: status}
         try:
             result = await run_in_threadpool(check, upload.path)
-        except error as exc:
-            raise HTTPException(status, str(exc)) from exc
+        except tuple(refusals) as exc:
+            code = next(c for kind, c in refusals.items() if isinstance(exc, kind))
+            raise HTTPException(code, str(exc)) from exc
         stored = await run_in_threadpool(store.put_file, upload.path, sha256=upload.sha256, move=True)
     finally:
         upload.cleanup()
@@ -56,13 +61,21 @@ async def receive_checked(
     status_code=201,
     response_model=TeacherModelOut,
     openapi_extra=MULTIPART_OPENAPI,
-    responses={413: {"description": "over the upload limit"}, 415: {"description": "not a supported model"}},
+    responses={
+        413: {"description": "over the upload limit"},
+        415: {"description": "not a supported model"},
+        422: {"description": "a model whose inputs/outputs cannot be used (e.g. ONNX external data not uploaded)"},
+    },
 )
 async def upload_model(
     request: Request, principal: TenantDep, session: SessionDep, settings: SettingsDep, store: StoreDep
 ) -> TeacherModelOut:
-    """Upload a teacher: ONNX, TorchScript or a torch.export .pt2 (pickles are refused)."""
-    upload, fmt, stored = await receive_checked(request, settings, store, sniff_model_format, ModelFileError, 415)
+    """Upload a teacher: ONNX, TorchScript, a torch.export .pt2 or TFLite (pickles are refused). Its signature
+    (every input and output: name, dtype, shape) is read from ONNX and TFLite files and shown in
+    `signature`; TorchScript and .pt2 record it once a job has loaded the model."""
+    upload, (fmt, signature), stored = await receive_checked(
+        request, settings, store, inspect_model, ModelFileError, 415, {SignatureError: 422}
+    )
 
     def create() -> TeacherModelOut:
         row = repo.create_model(
@@ -74,6 +87,7 @@ async def upload_model(
             size_bytes=stored.size,
             sha256=stored.sha256,
             storage_key=stored.key,
+            signature=signature.model_dump(mode="json") if signature is not None else None,
         )
         session.commit()
         return TeacherModelOut.from_row(row)

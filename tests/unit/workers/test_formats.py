@@ -227,7 +227,17 @@ def test_check_npz_summarises_headers(tmp_path: Path) -> None:
     s = check_npz(p)
     assert (s.n_samples, s.x_shape, s.x_dtype, s.has_labels, s.y_dtype) == (7, (3, 5), "float32", True, "int64")
     assert set(s.keys) == {"x", "y", "class_names"}
-    assert s.extra_keys == ("class_names",)
+    assert s.extra_keys == ("class_names",) and s.input_keys == ("x",)
+
+
+def test_check_npz_one_array_per_teacher_input(tmp_path: Path) -> None:
+    p = tmp_path / "d.npz"
+    ids = np.zeros((6, 16), np.int64)
+    np.savez(p, input_ids=ids, attention_mask=np.ones((6, 16), np.int32), y=np.arange(6), class_names=np.array(["a"]))
+    s = check_npz(p)
+    assert s.input_keys == ("input_ids", "attention_mask") and s.n_samples == 6 and s.has_labels
+    assert (s.x_shape, s.x_dtype) == ((16,), "int64")  # the first input stands in for x
+    assert s.arrays["attention_mask"].dtype == "int32" and s.extra_keys == ("class_names",)
 
 
 def test_object_arrays_are_refused_without_unpickling(tmp_path: Path) -> None:
@@ -244,7 +254,18 @@ def test_object_arrays_are_refused_without_unpickling(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("arrays", "message"),
     [
-        ({"y": np.arange(3)}, "no array named 'x'"),
+        ({"y": np.arange(3)}, "no input arrays"),
+        ({"y": np.arange(3), "class_names": np.array(["a"])}, r"no input arrays \(found: class_names, y\)"),
+        (
+            {"ids": np.zeros((4, 3), np.int64), "mask": np.zeros((5, 3), np.int64)},
+            r"different numbers of rows \(ids: 4, mask: 5\)",
+        ),
+        (
+            {"ids": np.zeros((4, 3), np.int64), "mask": np.zeros(4, np.int64)},
+            r"mask has shape \(4,\).*read as a model input",
+        ),
+        ({"ids": np.zeros((4, 3), np.int64), "y": np.arange(3)}, r"y has shape \(3,\) but ids has 4 rows"),
+        ({"ids": np.zeros((4, 3), np.int64), "text": np.array([["a"]] * 4)}, "text has non-numeric dtype"),
         ({"x": np.zeros((0, 4), np.float32)}, "zero rows"),
         ({"x": np.zeros((5, 4), np.float32), "y": np.arange(4)}, r"y has shape \(4,\) but x has 5 rows"),
         ({"x": np.array([["a", "b"], ["c", "d"]])}, "non-numeric dtype"),

@@ -249,3 +249,35 @@ def test_uploads_over_the_limit_get_a_page_not_a_stored_file(
         r = browser.post_form("/ui/jobs/new", {"device_profile": "cpu-x86"}, files=files, page="/ui/jobs/new")
         assert r.status_code == 422 and "upload limit" in _field_error(r.text, "teacher")
     assert models.list_models(db, tenant_id=tenant.id).items == []
+
+
+def test_teacher_data_mismatch_is_shown_next_to_the_data_field(
+    alice: Browser, db: Session, fake_queue: FakeQueue
+) -> None:
+    import io
+
+    import numpy as np
+    from signature_models import token_classifier_onnx
+
+    assert alice.tenant
+    buf = io.BytesIO()
+    np.savez(buf, input_ids=np.zeros((20, 12), np.int64), y=np.zeros(20, np.int64))
+    files = {"teacher_file": ("tokens.onnx", token_classifier_onnx(seq=16)), "data_file": ("d.npz", buf.getvalue())}
+    r = _submit(alice, {"device_profile": "cpu-x86"}, files)
+    assert r.status_code == 422
+    msg = _field_error(r.text, "data")
+    assert "input &#39;input_ids&#39; axis 1 is 16 but data &#39;input_ids&#39; has 12" in msg
+    assert "input &#39;attention_mask&#39;" in msg  # both mismatches, next to the same field
+    assert fake_queue.sent == []
+    # Both uploads were kept and selected; the stored teacher shows its inputs in the picker.
+    (model,) = models.list_models(db, tenant_id=alice.tenant.id).items
+    assert model.signature is not None and [i["name"] for i in model.signature["inputs"]] == [
+        "input_ids",
+        "attention_mask",
+    ]
+    assert "inputs: input_ids, attention_mask" in r.text
+
+    (data,) = datasets.list_datasets(db, tenant_id=alice.tenant.id).items
+    again = _submit(alice, {"device_profile": "cpu-x86", "model_id": model.id, "dataset_id": data.id, "method": "rkd"})
+    assert again.status_code == 422
+    assert "one input and one output only" in _field_error(again.text, "method")

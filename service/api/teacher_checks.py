@@ -1,0 +1,48 @@
+"""Submit-time checks of a job against its teacher's recorded signature and its data set's recorded
+summary (both read at upload), so a job that cannot run is refused with a 422 before it is queued.
+
+The API and the dashboard (which submits through the API's submit function) share this."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+
+from service.db.models import Dataset, TeacherModel
+from service.schemas.models import stored_signature
+from workers.formats import NON_INPUT_KEYS
+from workers.pipeline.spec import JobOptions
+from workers.pipeline.submit_checks import DataArrays, SubmitProblem, submit_problems
+
+
+def dataset_arrays(summary: dict[str, Any]) -> DataArrays | None:
+    """The data set's input arrays (key -> (shape with N, dtype)) from its summary; None when the
+    summary predates recording them."""
+    shapes, dtypes = summary.get("shapes"), summary.get("dtypes")
+    if not isinstance(shapes, dict) or not isinstance(dtypes, dict):
+        return None
+    keys = summary.get("input_keys")
+    if not isinstance(keys, list):
+        keys = [k for k in shapes if k not in NON_INPUT_KEYS]
+    return {str(k): (tuple(int(d) for d in shapes[k]), str(dtypes[k])) for k in keys if k in shapes and k in dtypes}
+
+
+def job_problems(model: TeacherModel, dataset: Dataset | None, options: JobOptions) -> list[SubmitProblem]:
+    return submit_problems(
+        stored_signature(model),
+        model_format=model.format,
+        data=dataset_arrays(dataset.summary) if dataset is not None else None,
+        options=options,
+        has_data=dataset is not None,
+    )
+
+
+def check_job_against_teacher(model: TeacherModel, dataset: Dataset | None, options: JobOptions) -> None:
+    """Raise a 422 (RequestValidationError) with one entry per problem, located at the request field
+    it concerns (dataset_id, options.outputs.NAME, options.method, ...)."""
+    problems = job_problems(model, dataset, options)
+    if problems:
+        raise RequestValidationError(
+            [{"loc": ("body", *p.loc), "msg": p.message, "type": "teacher_mismatch"} for p in problems]
+        )
