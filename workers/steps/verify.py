@@ -321,6 +321,7 @@ def record_quality(ctx: RunContext, state: RunState, deployed: str | None) -> No
         per = _single_output_metrics(state, variant)
     problem = quality_problem(per) if per else None
     state.quality = {"problem": problem, "variant": variant, "action": "warning" if problem else None}
+    state.warnings[:] = [w for w in state.warnings if not w.startswith("quality warning (")]  # verify may rerun
     if problem:
         msg = f"quality warning ({variant}): the student does not reproduce its teacher: {problem}"
         state.warnings.insert(0, msg)
