@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,23 @@ from agent.errors import ApiError, IntegrityError
 
 API_PREFIX = "/api/v1"
 _CHUNK = 1 << 16
+# Artifact ids go into request paths: anything else than the service's own id alphabet is refused.
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_EXTENSIONS = (("onnx", ".onnx"), ("tflite", ".tflite"), ("probe", ".npz"))
+
+
+def checked_id(value: object) -> str:
+    text = str(value)
+    if not _ID_RE.match(text):
+        raise IntegrityError(f"the service sent an invalid artifact id {text[:80]!r}; nothing was downloaded")
+    return text
+
+
+def local_name(kind: object, role: str) -> str:
+    """The file name a download gets here: made from its role and kind, never from what the server sends
+    (an id or file name such as ../../.bashrc must not choose where the agent writes)."""
+    ext = next((e for prefix, e in _EXTENSIONS if str(kind).startswith(prefix)), ".bin")
+    return f"{role}{ext}"
 
 
 def _detail(resp: httpx.Response) -> str:
@@ -67,25 +85,28 @@ class DeviceApi:
         return body
 
     def artifact(self, artifact_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self._request("GET", f"/artifacts/{artifact_id}").json()
+        body: dict[str, Any] = self._request("GET", f"/artifacts/{checked_id(artifact_id)}").json()
         return body
 
-    def download(self, artifact: dict[str, Any], dest_dir: Path) -> Path:
-        """Stream the artifact to dest_dir and check its sha256 against the one the service lists.
-        On a mismatch the file is deleted and IntegrityError raised: the caller runs nothing."""
+    def download(self, artifact: dict[str, Any], dest_dir: Path, *, role: str = "model") -> Path:
+        """Stream the artifact to dest_dir/<role><ext> and check its sha256 against the one the service
+        lists. On a mismatch the file is deleted and IntegrityError raised: the caller runs nothing."""
+        artifact_id = checked_id(artifact["id"])
         expected = str(artifact["sha256"]).lower()
-        name = Path(str(artifact.get("filename") or artifact["id"])).name or str(artifact["id"])
-        path = dest_dir / f"{artifact['id']}-{name}"
+        if not re.fullmatch(r"[0-9a-f]{64}", expected):
+            raise IntegrityError(f"the service lists no valid sha256 for artifact {artifact_id}; nothing was run")
+        path = dest_dir / local_name(artifact.get("kind"), role)
         h = hashlib.sha256()
         try:
-            with self.http.stream("GET", f"/artifacts/{artifact['id']}/download") as resp:
+            with self.http.stream("GET", f"/artifacts/{artifact_id}/download") as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise ApiError(
                         f"download of artifact {artifact['id']}: HTTP {resp.status_code}: {_detail(resp)}",
                         resp.status_code,
                     )
-                with path.open("wb") as f:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+                with os.fdopen(fd, "wb") as f:
                     for chunk in resp.iter_bytes(_CHUNK):
                         h.update(chunk)
                         f.write(chunk)
@@ -99,9 +120,9 @@ class DeviceApi:
                 f"refusing artifact {artifact['id']} ({artifact.get('kind')}): the downloaded bytes have sha256 "
                 f"{actual}, the service lists {expected}. Nothing was run or posted."
             )
-        os.chmod(path, 0o600)
         return path
 
     def post_measurement(self, artifact_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        out: dict[str, Any] = self._request("POST", f"/artifacts/{artifact_id}/measurements", json=body).json()
+        path = f"/artifacts/{checked_id(artifact_id)}/measurements"
+        out: dict[str, Any] = self._request("POST", path, json=body).json()
         return out

@@ -49,6 +49,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: the device profile's)")
     p.add_argument("--timeout", type=float, default=60.0, help="HTTP timeout in seconds (default 60)")
     p.add_argument("--json", action="store_true", help="print each result as one JSON line")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plain http:// service URL (anyone on the path could swap the models it runs and the results)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +83,14 @@ def _config(args: argparse.Namespace) -> tuple[str, str]:
     token = args.token or os.environ.get(TOKEN_ENV)
     if not url:
         raise ConfigError(f"no service URL: pass --url or set {URL_ENV}")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("https", "http"):
+        raise ConfigError(f"the service URL must start with https:// (got {url[:80]!r})")
+    if scheme == "http" and not args.insecure:
+        raise ConfigError(
+            "the service URL is plain http: whoever is on the network path could rewrite the artifacts this agent "
+            "runs, their sha256 and the results it posts. Use https://, or pass --insecure on a network you trust"
+        )
     if not token:
         raise ConfigError(f"no device token: pass --token or set {TOKEN_ENV}")
     if not token.startswith("edd_"):
@@ -154,6 +167,8 @@ def _child_command(args: argparse.Namespace, url: str, artifact_id: str) -> list
         cmd += ["--threads", str(args.threads)]
     if args.json:
         cmd.append("--json")
+    if args.insecure:
+        cmd.append("--insecure")
     return cmd
 
 

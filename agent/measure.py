@@ -14,7 +14,7 @@ from agent.bench import latency_stats, peak_rss_bytes, time_calls
 from agent.errors import AgentError
 from agent.facts import device_facts
 from agent.probe import Agreement, compare, is_classification, load_probe
-from agent.runtimes import load_model
+from agent.runtimes import load_model, standardize_input
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ def measure_files(
     probe = load_probe(probe_path)
     model = load_model(model_path, kind, threads=threads, layout=_layout(artifact))
     reference_name, reference = probe.reference_for(kind)
-    outputs = model.predict(probe.x)
+    x = standardize_input(probe.x, artifact.get("metadata") or {})
+    outputs = model.predict(x)
     agreement = compare(outputs, reference, classification=is_classification(artifact.get("task"), reference, probe.y))
-    samples = time_calls(model.timed_call(probe.x[:1]), warmup=options.warmup, runs=options.runs)
+    samples = time_calls(model.timed_call(x[:1]), warmup=options.warmup, runs=options.runs)
     stats = latency_stats(samples)
     extra: dict[str, Any] = {
         "device": device_facts(model.runtime_name, model.runtime_version),
@@ -108,7 +109,7 @@ def measure_artifact(api: DeviceApi, artifact: dict[str, Any], *, threads: int, 
         work = Path(tmp)
         # Both files are verified before anything runs: a mismatch raises IntegrityError here.
         model_path = api.download(artifact, work)
-        probe_path = api.download(api.artifact(str(probe_id)), work)
+        probe_path = api.download(api.artifact(str(probe_id)), work, role="probe")
         body, _ = measure_files(model_path, probe_path, artifact, threads=threads, options=options)
     posted = api.post_measurement(str(artifact["id"]), body)
     result = Result(artifact_id=str(artifact["id"]), kind=str(artifact["kind"]), measurement=posted)

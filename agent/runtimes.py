@@ -284,6 +284,19 @@ class TfliteModel:
         return lambda: self.invoke(xe)
 
 
+def standardize_input(x: np.ndarray, metadata: dict[str, Any]) -> np.ndarray:
+    """Full-int8 tabular models take standardised features: (x - mean) / std per feature, as the
+    artifact's metadata records it (input_standardization); other models take x as it is."""
+    found = metadata.get("input_standardization")
+    if not isinstance(found, dict):
+        return x
+    mean = np.asarray(found.get("mean"), dtype=np.float32)
+    std = np.asarray(found.get("std"), dtype=np.float32)
+    if mean.ndim != 1 or mean.shape != std.shape or x.shape[-1] != mean.shape[0] or not np.all(std > 0):
+        raise AgentError(f"input_standardization does not fit the probe's {x.shape[-1]} features")
+    return ((x - mean) / std).astype(np.float32)
+
+
 def load_model(path: Path, kind: str, *, threads: int, layout: str | None) -> Model:
     fam = family(kind)
     if fam == "onnx":

@@ -4,6 +4,8 @@ edgedistill admin migrate
 edgedistill admin create-key --tenant acme [--name ci]    # prints the key once, on stdout
 edgedistill admin list-keys [--tenant acme]
 edgedistill admin revoke-key edk_AbCdEfGh
+edgedistill admin webhook-secret --tenant acme            # new webhook signing secret, printed once
+edgedistill admin scrub                                   # re-hash every stored object; exit 1 on damage
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.engine import make_url
 
 from service.db.migrate import current_revision, upgrade_head
 from service.db.session import dispose_engines, session_scope
-from service.repos import api_keys, tenants
+from service.repos import api_keys, tenants, webhook_secrets
 from service.repos.errors import Conflict
 from service.settings import Settings, get_settings
 
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="default", help="a label for the key")
     revoke = sub.add_parser("revoke-key", help="revoke the key whose prefix is given")
     revoke.add_argument("prefix", help="the key's prefix as list-keys shows it (or the whole key)")
+    hook = sub.add_parser("webhook-secret", help="create or rotate a tenant's webhook signing secret (printed once)")
+    hook.add_argument("--tenant", required=True, help="tenant name")
+    sub.add_parser("scrub", help="re-hash every stored upload and artifact and report missing or damaged ones")
     listing = sub.add_parser("list-keys", help="list keys (never their secrets)")
     listing.add_argument("--tenant", help="only this tenant's keys")
     return p
@@ -72,6 +77,37 @@ def _revoke_key(settings: Settings, prefix: str) -> int:
         return 1
     print(f"revoked key {key.prefix} ({key.name!r})")
     return 0
+
+
+def _webhook_secret(settings: Settings, tenant_name: str) -> int:
+    with session_scope(settings) as session:
+        tenant = tenants.get_tenant_by_name(session, name=tenant_name)
+        if tenant is None:
+            print(f"error: no tenant named {tenant_name!r}", file=sys.stderr)
+            return 1
+        secret = webhook_secrets.rotate_secret(session, tenant_id=tenant.id).secret
+    print(secret)
+    print(
+        f"new webhook secret for tenant {tenant_name!r}; it replaces the old one and is shown only once",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _scrub(settings: Settings) -> int:
+    from service.repos.storage_refs import all_storage_refs
+    from service.storage import get_store
+    from service.storage.integrity import scrub
+
+    with session_scope(settings) as session:
+        refs = all_storage_refs(session)
+    checked, problems = scrub(get_store(settings), refs)
+    for p in problems:
+        print(f"{p.problem.upper():8} {p.ref.what} {p.ref.row_id} ({p.ref.key}): {p.detail}")
+    print(f"scrubbed {checked} stored objects for {len(refs)} rows: {len(problems)} problem(s)")
+    if problems:
+        print("a damaged object is repaired by uploading the same bytes again (or rerunning the job)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _list_keys(settings: Settings, tenant_name: str | None) -> int:
@@ -116,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return _create_key(settings, args.tenant, args.name)
         if args.command == "revoke-key":
             return _revoke_key(settings, args.prefix)
+        if args.command == "webhook-secret":
+            return _webhook_secret(settings, args.tenant)
+        if args.command == "scrub":
+            return _scrub(settings)
         return _list_keys(settings, args.tenant)
     finally:
         dispose_engines()

@@ -19,7 +19,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from service.api.bodylimit import JsonBodyLimit
 from service.api.errors import install_error_handlers
 from service.api.ratelimit import RateLimiter
-from service.api.routes import artifacts, datasets, devices, devices_profiles, health, jobs, measurements, models
+from service.api.routes import (
+    artifacts,
+    datasets,
+    devices,
+    devices_profiles,
+    health,
+    jobs,
+    measurements,
+    models,
+    webhooks,
+)
 from service.api.uploads import sweep_stale_staging
 from service.db.session import make_engine, make_sessionmaker
 from service.queue import JobQueue, make_queue
@@ -92,7 +102,7 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(health.router)
-    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements):
+    for module in (models, datasets, devices_profiles, devices, jobs, artifacts, measurements, webhooks):
         api.include_router(module.router, responses=ERROR_RESPONSES)
     app.include_router(api)
     # Also at the root, where load balancers and compose healthchecks look.

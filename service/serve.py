@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from service.fileperms import private_dir, restrict_umask
 from service.settings import Settings, get_settings
 
 LOCAL_TENANT = "local"
@@ -38,8 +39,9 @@ def start_embedded_redis(data_dir: Path) -> tuple[object, str]:
     return server, f"redis+socket://{server.socket_file}"
 
 
-def local_api_key(settings: Settings) -> str:
-    """The local tenant's key: created once, kept (0600) in the data folder so every serve prints it."""
+def local_api_key(settings: Settings) -> tuple[str, bool]:
+    """The local tenant's key and whether it was made just now: created once, kept (0600) in the data
+    folder. Only a new key is printed; later starts name the file, so the key never lands in logs again."""
     from service.db.session import session_scope
     from service.repos import api_keys
 
@@ -48,20 +50,20 @@ def local_api_key(settings: Settings) -> str:
         key = path.read_text(encoding="utf-8").strip()
         with session_scope(settings) as session:
             if api_keys.authenticate(session, secret=key) is not None:
-                return key
+                return key, False
     with session_scope(settings) as session:
         key = api_keys.create_key(session, tenant_name=LOCAL_TENANT, name="serve").secret
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(key + "\n")
-    return key
+    return key, True
 
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    restrict_umask()  # the database, Redis files, uploads and artifacts: this user's only
     settings = get_settings()
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_dir(Path(settings.data_dir))
 
     redis_server: object | None = None
     env = dict(os.environ)
@@ -76,7 +78,7 @@ def main(argv: list[str]) -> int:
     from service.db.migrate import upgrade_head
 
     upgrade_head(settings.database_url)
-    key = local_api_key(settings)
+    key, created = local_api_key(settings)
 
     children: list[subprocess.Popen[bytes]] = []
     uvicorn_cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
@@ -88,7 +90,10 @@ def main(argv: list[str]) -> int:
 
     url = f"http://{args.host}:{args.port}"
     print(f"\nedgedistill is up: {url}  (dashboard {url}/, API {url}/api/v1, docs {url}/docs)")
-    print(f"API key for tenant '{LOCAL_TENANT}': {key}")
+    if created:
+        print(f"API key for tenant '{LOCAL_TENANT}': {key}  (shown this once; kept in {data_dir / KEY_FILE})")
+    else:
+        print(f"API key for tenant '{LOCAL_TENANT}': {key[:12]}... (the whole key is in {data_dir / KEY_FILE})")
     print("Ctrl-C stops everything.\n", flush=True)
 
     stopping = False

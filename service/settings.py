@@ -6,7 +6,9 @@ pass a Settings to create_app) and call get_settings.cache_clear().
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -35,12 +37,21 @@ class Settings(BaseSettings):
     s3_region: str | None = None
 
     max_upload_bytes: int = Field(default=2 * GiB, gt=0)
+    # Re-hash an object before serving a download of it (costs a read of the whole object per download);
+    # `edgedistill admin scrub` checks the whole store on demand either way.
+    store_verify_on_read: bool = False
     upload_chunk_bytes: int = Field(default=1 * MiB, ge=4096, le=64 * MiB)
     # Every other API request body (JSON) is refused with 413 past this, before it is read into memory.
     max_json_body_bytes: int = Field(default=1 * MiB, ge=1024)
 
-    webhook_secret: str | None = None
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Webhooks are signed with each tenant's own secret (POST /api/v1/webhook-secret), never with an
+    # install-wide one. Each attempt has this total deadline (connect + answer), however slowly a
+    # receiver trickles bytes.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    webhook_retries: int = Field(default=2, ge=0, le=10)
+    # Internal receivers webhooks may reach despite the public-addresses-only policy: comma-separated
+    # networks or host names, e.g. "10.20.0.0/16,hooks.internal".
+    webhook_allowlist: str = ""
     submit_rate_limit_per_minute: int = Field(default=120, ge=0, description="0 turns the limit off")
     job_soft_time_limit_s: float = Field(default=6 * 3600.0, gt=0)
     job_heartbeat_timeout_s: float = Field(default=300.0, gt=0)
@@ -89,17 +100,26 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / "secret_key"
         if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            from service.fileperms import private_dir
+
+            private_dir(self.data_dir)
             try:
-                with path.open("x", encoding="ascii") as f:  # "x": another process may win the race
-                    f.write(secrets.token_urlsafe(48))
-                path.chmod(0o600)
+                # O_EXCL: another process may win the race; the mode is the file's from its first byte.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 pass
-        return path.read_text(encoding="ascii").strip()
+            else:
+                with os.fdopen(fd, "w", encoding="ascii") as f:
+                    f.write(secrets.token_urlsafe(48))
+        for _ in range(50):  # the process that won the race may not have written it yet
+            value = path.read_text(encoding="ascii").strip()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty; delete it to have a new secret key generated")
 
-    def webhook_signing_secret(self) -> str:
-        return self.webhook_secret or self.resolved_secret_key()
+    def webhook_allow_entries(self) -> list[str]:
+        return [e.strip() for e in self.webhook_allowlist.split(",") if e.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -9,6 +9,7 @@ their .npy headers.
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import zipfile
@@ -385,7 +386,12 @@ def check_npz(path: Path, *, max_bytes: int = MAX_NPZ_BYTES, input_names: tuple[
                 raise DataFileError(
                     f"{what}: array {key!r} has dtype object (pickled Python objects); store plain numeric arrays"
                 )
-            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+            # Python ints: numpy's int64 product wraps around (a shape of 2^61 x 8 floats "is" 0 bytes).
+            declared = math.prod(int(d) for d in shape) * dtype.itemsize
+            if any(int(d) < 0 for d in shape) or declared > max_bytes:
+                raise DataFileError(
+                    f"{what}: array {key!r} declares shape {shape} ({declared} bytes), over the {max_bytes} byte limit"
+                )
             if declared != info.file_size - header_len:
                 raise DataFileError(
                     f"{what}: array {key!r} declares shape {shape} ({declared} bytes) but stores "

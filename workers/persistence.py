@@ -6,6 +6,7 @@ outage does not kill a job that has been training for an hour."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -179,13 +180,10 @@ class JobRecorder:
         self.final_status = status
         return True
 
-    def notify_webhook(self, url: str | None) -> None:
+    def notify_webhook(self, url: str | None) -> threading.Thread | None:
+        """Start the job's webhook delivery off this worker slot (workers.webhook_dispatch)."""
         if not url or self.final_status is None:
-            return
-        from service.webhooks import deliver
+            return None
+        from workers.webhook_dispatch import dispatch
 
-        job = self._write(lambda s: jobs_repo.job_summary(s, job_id=self.job_id))
-        try:
-            deliver(url, {"event": "job.finished", "job": job}, secret=self.settings.webhook_signing_secret())
-        except Exception:  # a dead webhook receiver must not fail a finished job
-            log.exception("webhook delivery for job %s failed", self.job_id)
+        return dispatch(self.settings, self.job_id)

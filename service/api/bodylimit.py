@@ -14,8 +14,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class JsonBodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, path_prefix: str, upload_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        path_prefix: str,
+        upload_paths: frozenset[str],
+        check_declared: bool = True,
+    ) -> None:
+        """check_declared=False: only count the bytes as they arrive (the route answers a declared
+        Content-Length itself, e.g. with an HTML page)."""
         self.app = app
+        self.check_declared = check_declared
         self.max_bytes = max_bytes
         self.path_prefix = path_prefix
         self.upload_paths = upload_paths
@@ -30,7 +41,12 @@ class JsonBodyLimit:
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
-        if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
+        if (
+            self.check_declared
+            and declared is not None
+            and declared.strip().isdigit()
+            and int(declared) > self.max_bytes
+        ):
             await JSONResponse({"detail": self._detail()}, status_code=413)(scope, receive, send)
             return
         received = 0

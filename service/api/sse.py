@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-from fastapi import Request
+from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,11 +25,19 @@ def format_event(payload: dict[str, Any]) -> str:
     return f"id: {payload['id']}\nevent: {payload['kind']}\ndata: {data}\n\n"
 
 
+# Event ids are 64-bit database integers; a cursor past this would overflow the query's parameter.
+MAX_EVENT_ID = 2**63 - 1
+
+
 def parse_last_event_id(value: str | None) -> int:
-    try:
-        return max(0, int(value)) if value else 0
-    except ValueError:
-        return 0  # the spec lets a server ignore an id it did not issue
+    """The id to resume after; 0 for a missing or non-numeric one (the spec lets a server ignore an id it
+    did not issue); HTTP 400 for a number past any event id, which no server issued either."""
+    text = (value or "").strip()
+    if not text or not text.isdigit():
+        return 0
+    if len(text) > 19 or int(text) > MAX_EVENT_ID:
+        raise HTTPException(400, f"Last-Event-ID is larger than any event id ({MAX_EVENT_ID})")
+    return int(text)
 
 
 def _poll(factory: sessionmaker[Session], job_id: str, after_id: int) -> tuple[str | None, list[dict[str, Any]]]:

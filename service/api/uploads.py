@@ -22,10 +22,15 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from service.fileperms import open_private, private_dir
+
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
 FIELD_LIMIT = 64 * 1024  # text fields (name) are tiny
+# Text fields are kept in memory: their number and their total are capped too, not only each one.
+MAX_PARTS = 32
+FIELDS_TOTAL_LIMIT = 256 * 1024
 BODY_OVERHEAD = 1024 * 1024  # multipart boundaries and headers on top of the file itself
 
 # OpenAPI description of the body, since the route reads the stream itself.
@@ -64,6 +69,8 @@ MAX_FILENAME_BYTES = 255  # file systems count bytes: 255 characters of emoji ar
 
 
 STALE_STAGING_S = 6 * 3600  # far longer than any upload or artifact write takes
+# API uploads, dashboard uploads, store writes (local and S3 staging).
+STAGING_PREFIXES = ("upload-", "web-upload-", "put-", "s3put-")
 
 
 def sweep_stale_staging(folders: list[Path], *, older_than_s: float = STALE_STAGING_S) -> int:
@@ -76,7 +83,7 @@ def sweep_stale_staging(folders: list[Path], *, older_than_s: float = STALE_STAG
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if not entry.name.startswith(("upload-", "put-")):
+            if not entry.name.startswith(STAGING_PREFIXES):
                 continue
             try:
                 is_dir = entry.is_dir() and not entry.is_symlink()
@@ -119,6 +126,8 @@ class _Receiver:
         self.pending = bytearray()
         self.file_size = 0
         self.error: HTTPException | None = None
+        self.parts = 0
+        self.fields_total = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -132,6 +141,9 @@ class _Receiver:
         }
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS and self.error is None:
+            self.error = HTTPException(413, f"the multipart body has more than {MAX_PARTS} parts")
         self.headers = {}
         self.part_name, self.part_is_file = None, False
         self.field_value = bytearray()
@@ -162,11 +174,14 @@ class _Receiver:
             self.pending.extend(data[start:end])
         else:
             self.field_value.extend(data[start:end])
-            if len(self.field_value) > FIELD_LIMIT:
+            self.fields_total += end - start
+            if self.fields_total > FIELDS_TOTAL_LIMIT:
+                self.error = HTTPException(413, f"the form's text fields are over {FIELDS_TOTAL_LIMIT} bytes in all")
+            elif len(self.field_value) > FIELD_LIMIT:
                 self.error = HTTPException(413, f"form field {self.part_name!r} is over {FIELD_LIMIT} bytes")
 
     def on_part_end(self) -> None:
-        if not self.part_is_file and self.part_name:
+        if self.error is None and not self.part_is_file and self.part_name:
             self.fields[self.part_name] = self.field_value.decode("utf-8", "replace")
 
 
@@ -200,7 +215,7 @@ async def receive_upload(
         if int(declared) > max_bytes + BODY_OVERHEAD:
             raise HTTPException(413, f"upload of {declared} bytes is over the {max_bytes} byte limit")
 
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(tmp_dir)
     folder = Path(tempfile.mkdtemp(dir=tmp_dir, prefix="upload-"))
     receiver = _Receiver(file_field, max_bytes)
     parser = MultipartParser(boundary, cast("MultipartCallbacks", receiver.callbacks()))
@@ -220,7 +235,7 @@ async def receive_upload(
                 raise receiver.error
             if len(receiver.pending) >= chunk_bytes:
                 if out is None:
-                    out = (folder / (receiver.filename or "upload.bin")).open("wb")
+                    out = open_private(folder / (receiver.filename or "upload.bin"))
                 data, receiver.pending = bytes(receiver.pending), bytearray()
                 await run_in_threadpool(_write, out, digest, data)
         try:
@@ -232,10 +247,10 @@ async def receive_upload(
         if not receiver.file_seen:
             raise HTTPException(422, f"missing the '{file_field}' part of the multipart body")
         if out is None:
-            out = (folder / (receiver.filename or "upload.bin")).open("wb")
+            out = open_private(folder / (receiver.filename or "upload.bin"))
         data, receiver.pending = bytes(receiver.pending), bytearray()
         await run_in_threadpool(_write, out, digest, data)
-        path = Path(out.name)
+        path = folder / (receiver.filename or "upload.bin")
         await run_in_threadpool(_close, out)
         out = None
         return ReceivedUpload(

@@ -57,6 +57,9 @@ class Tenant(Base):
     id: Mapped[str] = _id()
     name: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = _created()
+    # The tenant's own webhook signing secret (HMAC needs the plaintext); shown once when made or rotated.
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), default=None)
+    webhook_secret_created_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ApiKey(Base):
@@ -231,3 +234,43 @@ class Device(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = _created()
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A dashboard login. The cookie holds a random token; only its sha256 is stored, so a session ends
+    (logout, key revocation, expiry) by changing this row, and a cookie made by anyone else finds no row."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = _id()
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+WEBHOOK_DELIVERY_STATES = ("pending", "delivered", "failed", "refused")
+
+
+class WebhookDelivery(Base):
+    """One webhook delivery of a job (all its attempts): the per-job delivery log the API shows."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_job_id_created", "job_id", "created_at"),
+        CheckConstraint(_in("state", WEBHOOK_DELIVERY_STATES), name="state"),
+    )
+
+    id: Mapped[str] = _id()  # also the X-Edgedistill-Delivery header value
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    event: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    address: Mapped[str | None] = mapped_column(String(64), default=None)  # the IP actually connected to
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

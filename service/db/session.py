@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.fileperms import private_dir, touch_private
 from service.settings import Settings, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -36,7 +37,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            db_file = Path(parsed.database).expanduser()
+            private_dir(db_file.parent)
+            touch_private(db_file)  # 0600; SQLite gives its -wal and -shm files the database file's mode
         connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -13,6 +13,7 @@ from service.db.models import ApiKey, Tenant
 from service.repos.errors import Conflict
 from service.repos.tenants import get_or_create_tenant
 from service.repos.tokens import matches, new_secret, secret_prefix
+from service.repos.web_sessions import end_sessions_of_key
 
 KEY_TAG = "edk"
 # last_used_at is a write on the request path: refresh it at most this often per key.
@@ -83,6 +84,7 @@ def revoke_key(session: Session, *, prefix: str, tenant_id: str | None = None) -
     if len(keys) > 1:
         raise Conflict(f"{len(keys)} keys start with {prefix!r}; give more characters of the prefix")
     keys[0].revoked_at = utcnow()
+    end_sessions_of_key(session, key_id=keys[0].id)  # its dashboard logins end with it
     session.flush()
     return keys[0]
 

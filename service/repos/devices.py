@@ -91,6 +91,9 @@ def revoke_device(session: Session, *, tenant_id: str, device_id: str) -> Device
 
 # The artifacts an agent can run: ONNX with onnxruntime, TFLite with ai-edge-litert.
 MEASURABLE_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+# What a device token may read at all: those, and the probe inputs it checks them against. Reports,
+# summaries and the rest stay with API keys.
+DEVICE_READABLE_KINDS = (*MEASURABLE_KINDS, "probe")
 
 
 def _scope(device: DeviceRef) -> list[ColumnElement[bool]]:
@@ -102,8 +105,13 @@ def _scope(device: DeviceRef) -> list[ColumnElement[bool]]:
 
 
 def get_visible_artifact(session: Session, *, device: DeviceRef, artifact_id: str) -> Artifact | None:
-    """The artifact if the device may read it (same tenant, a job for the device's profile), else None."""
-    stmt = select(Artifact).join(Job, Job.id == Artifact.job_id).where(*_scope(device), Artifact.id == artifact_id)
+    """The artifact if the device may read it (same tenant, a job for the device's profile, a runnable
+    kind or the probe), else None."""
+    stmt = (
+        select(Artifact)
+        .join(Job, Job.id == Artifact.job_id)
+        .where(*_scope(device), Artifact.id == artifact_id, Artifact.kind.in_(DEVICE_READABLE_KINDS))
+    )
     return session.scalar(stmt)
 
 

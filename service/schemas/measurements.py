@@ -1,16 +1,29 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from service.db.models import LatencyMeasurement
 from workers.pipeline.strictness import refuse_boolean_numbers
 
 
+def _non_finite_path(value: Any, path: str) -> str | None:
+    """Where in a JSON value a NaN or infinity sits (Python's json reads NaN/Infinity literals)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _non_finite_path(v, f"{path}.{k}"))), None)
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := _non_finite_path(v, f"{path}[{i}]"))), None)
+    return None
+
+
 class MeasurementCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: "max_abs_diff": Infinity would be stored and judged as within any threshold.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: Literal["host", "device"]
     device_name: str | None = Field(
@@ -39,6 +52,14 @@ class MeasurementCreate(BaseModel):
     @classmethod
     def _no_boolean_numbers(cls, data: Any) -> Any:
         return refuse_boolean_numbers(cls, data)
+
+    @field_validator("extra")
+    @classmethod
+    def _finite_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        where = _non_finite_path(value, "extra")
+        if where is not None:
+            raise ValueError(f"{where} is not a finite number (NaN and infinities are refused)")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self) -> MeasurementCreate:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from service.fileperms import FILE_MODE, private_dir
 from service.storage.base import (
     DEFAULT_CHUNK,
     ObjectNotFound,
@@ -40,7 +41,7 @@ class LocalStore:
         return self.objects / check_key(key)
 
     def _staging_file(self) -> tuple[BinaryIO, Path]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        private_dir(self.tmp)
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix="put-")
         return os.fdopen(fd, "wb"), Path(name)
 
@@ -48,8 +49,11 @@ class LocalStore:
         """Rename a complete, fsynced file into its content address (atomic on one file system)."""
         key = key_for(sha256)
         final = self._path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists() and final.stat().st_size == size:
+        private_dir(final.parent)
+        os.chmod(staged, FILE_MODE)  # an upload moved in keeps its mode: make sure it is the owner's only
+        # Compared by content, not size: an object changed on disk (bit rot, tampering) is repaired by the
+        # next write of the same bytes instead of being kept, and served under the original ETag.
+        if final.exists() and final.stat().st_size == size and sha256_file(final) == sha256:
             staged.unlink(missing_ok=True)  # same content already stored
         else:
             os.replace(staged, final)

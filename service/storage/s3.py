@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, cast
 import boto3
 from botocore.exceptions import ClientError
 
+from service.fileperms import private_dir
 from service.settings import Settings
 from service.storage.base import (
     DEFAULT_CHUNK,
@@ -55,7 +56,7 @@ class S3Store:
 
     def _temp(self) -> tuple[BinaryIO, Path]:
         if self.staging_dir is not None:
-            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.staging_dir)
         fd, name = tempfile.mkstemp(dir=self.staging_dir, prefix="s3put-")
         return os.fdopen(fd, "wb"), Path(name)
 

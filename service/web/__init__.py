@@ -38,10 +38,12 @@ def mount(app: FastAPI, settings: Settings) -> None:
     )
     app.add_middleware(
         JsonBodyLimit,
-        # A backstop for chunked bodies: the route itself answers an HTML 413 on Content-Length.
-        max_bytes=4 * settings.max_upload_bytes + 16 * 1024 * 1024,
+        # Chunked bodies declare no length: counted as they stream, with the same cap the route applies
+        # to Content-Length (two files plus the form), before Starlette spools them anywhere.
+        max_bytes=pages_submit.body_limit(settings),
         path_prefix=NEW_JOB_PATH,
         upload_paths=frozenset(),
+        check_declared=False,
     )
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     # /ui/jobs/new and /ui/jobs/events come before /ui/jobs/{job_id}; the catch-all 404 comes last.

@@ -1,8 +1,9 @@
 """Dashboard sessions and CSRF protection, with hmac/hashlib only.
 
-- Session: an HTTP-only, SameSite=Lax cookie holding ``{"k": <api key id>, "t": <issued at>}`` signed
-  with HMAC-SHA256 under a key derived from settings.resolved_secret_key(). It never holds the API key
-  itself; every request re-checks that the key is live (a revoked key logs its browsers out).
+- Session: an HTTP-only, SameSite=Lax cookie holding a random 256-bit token; the server keeps the
+  session (its sha256, the API key it was opened with, expiry) in web_sessions. Nothing in the cookie
+  can be made from a secret: logout and key revocation end a session by ending its row, and every
+  request re-checks that the key is live.
 - CSRF: a signed double-submit token. The token lives in its own HTTP-only cookie and in a hidden
   field of every form; a POST must carry both, equal, with a valid signature, and (when the browser
   sends one) an Origin header of this site. SameSite=Lax already keeps the session cookie off
@@ -14,9 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import quote, urlsplit
@@ -25,7 +24,7 @@ from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from service.api.deps import Principal, SessionDep
-from service.repos import api_keys
+from service.repos import api_keys, web_sessions
 
 SESSION_COOKIE = "edgedistill_session"
 CSRF_COOKIE = "edgedistill_csrf"
@@ -79,29 +78,6 @@ def _key(secret: str, purpose: str) -> bytes:
 
 def _sign(secret: str, purpose: str, data: str) -> str:
     return _b64(hmac.new(_key(secret, purpose), data.encode("ascii"), hashlib.sha256).digest())
-
-
-def make_session_value(secret: str, key_id: str, *, now: float | None = None) -> str:
-    payload = _b64(json.dumps({"k": key_id, "t": int(now if now is not None else time.time())}).encode())
-    return f"{payload}.{_sign(secret, 'session', payload)}"
-
-
-def read_session_value(secret: str, value: str | None, *, now: float | None = None) -> str | None:
-    """The key id in a valid, unexpired session cookie; None otherwise."""
-    if not value or value.count(".") != 1:
-        return None
-    payload, signature = value.split(".")
-    if not hmac.compare_digest(signature, _sign(secret, "session", payload)):
-        return None
-    try:
-        data = json.loads(_unb64(payload))
-        key_id, issued = str(data["k"]), int(data["t"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    age = (now if now is not None else time.time()) - issued
-    if age < -60 or age > SESSION_MAX_AGE_S:
-        return None
-    return key_id
 
 
 def new_csrf_token(secret: str) -> str:
@@ -197,11 +173,12 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         raise CsrfError("the form's security token is missing or stale; reload the page and try again")
 
 
-def set_session(request: Request, response: Response, key_id: str) -> None:
-    secret = secret_of(request)
+def set_session(request: Request, response: Response, session: Session, key_id: str) -> None:
+    """Open a server-side session for the key and set its cookie; the caller commits."""
+    opened = web_sessions.open_session(session, key_id=key_id, max_age_s=SESSION_MAX_AGE_S)
     response.set_cookie(
         SESSION_COOKIE,
-        make_session_value(secret, key_id),
+        opened.token,
         max_age=SESSION_MAX_AGE_S,
         httponly=True,
         samesite="lax",
@@ -210,19 +187,31 @@ def set_session(request: Request, response: Response, key_id: str) -> None:
     )
     # A new token after login: one seen before the login is not trusted after it.
     response.set_cookie(
-        CSRF_COOKIE, new_csrf_token(secret), httponly=True, samesite="lax", secure=cookie_secure(request), path="/"
+        CSRF_COOKIE,
+        new_csrf_token(secret_of(request)),
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
+        path="/",
     )
 
 
-def clear_session(request: Request, response: Response) -> None:
+def clear_session(request: Request, response: Response, session: Session) -> None:
+    """End this browser's session on the server (a copied cookie stops working too) and drop the cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        web_sessions.end_session(session, token=token)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(request))
 
 
 def user_from_request(request: Request, session: Session) -> WebUser | None:
-    key_id = read_session_value(secret_of(request), request.cookies.get(SESSION_COOKIE))
-    if key_id is None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
         return None
-    auth = api_keys.get_live_key(session, key_id=key_id)
+    row = web_sessions.live_session(session, token=token)
+    if row is None:
+        return None
+    auth = api_keys.get_live_key(session, key_id=row.key_id)
     if auth is None:
         return None
     return WebUser(

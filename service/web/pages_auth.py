@@ -1,4 +1,4 @@
-"""Login and logout: an API key in, a signed session cookie out."""
+"""Login and logout: an API key in, a server-side session (its random token in a cookie) out."""
 
 from __future__ import annotations
 
@@ -56,16 +56,17 @@ async def login(request: Request, session: SessionDep) -> Response:
     found = await run_in_threadpool(lambda: api_keys.authenticate(session, secret=key))
     if found is None:
         return _login_page(request, next_url, "That key is unknown or has been revoked.", 401)
-    await run_in_threadpool(session.commit)  # last_used_at
     response = RedirectResponse(auth.safe_next(next_url), status_code=303)
-    auth.set_session(request, response, found.key.id)
+    await run_in_threadpool(lambda: auth.set_session(request, response, session, found.key.id))
+    await run_in_threadpool(session.commit)  # the session row and last_used_at
     return response
 
 
 @router.post("/ui/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, session: SessionDep) -> Response:
     form = await request.form()
     auth.check_csrf(request, str(form.get(auth.CSRF_FIELD) or ""))
     response = RedirectResponse("/ui/login", status_code=303)
-    auth.clear_session(request, response)
+    await run_in_threadpool(lambda: auth.clear_session(request, response, session))
+    await run_in_threadpool(session.commit)
     return response

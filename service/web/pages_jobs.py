@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api.deps import SessionDep, SessionFactoryDep, SettingsDep, StoreDep
 from service.api.device_auth import Caller
 from service.api.routes.artifacts import download_artifact
-from service.api.sse import job_event_stream
+from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
 from service.db.base import utcnow
 from service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
 from service.repos import jobs as jobs_repo
@@ -221,6 +221,7 @@ def download(
     user: StreamUserDep,
     session: SessionDep,
     store: StoreDep,
+    settings: SettingsDep,
     range_header: str | None = Header(None, alias="Range"),
     if_none_match: str | None = Header(None, alias="If-None-Match"),
     if_range: str | None = Header(None, alias="If-Range"),
@@ -231,6 +232,7 @@ def download(
         Caller(tenant_id=user.tenant_id, principal=user.principal()),
         session,
         store,
+        settings,
         range_header=range_header,
         if_none_match=if_none_match,
         if_range=if_range,
@@ -245,16 +247,14 @@ def job_events(
     session: SessionDep,
     factory: SessionFactoryDep,
     settings: SettingsDep,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_EVENT_ID),
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
 ) -> Response:
     """The API's job event stream (same events, same ids) for a logged-in browser."""
     if jobs_repo.get_job(session, tenant_id=user.tenant_id, job_id=job_id) is None:
         return Response("job not found", status_code=404, media_type="text/plain")
     session.close()
-    start = after
-    if last_event_id and last_event_id.isdigit():
-        start = max(start, int(last_event_id))
+    start = max(after, parse_last_event_id(last_event_id))
     stream = job_event_stream(request, factory, job_id, after_id=start, poll_s=settings.sse_poll_interval_s)
     return StreamingResponse(_until_shutdown(stream), media_type="text/event-stream", headers=_SSE_HEADERS)
 

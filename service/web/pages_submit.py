@@ -24,6 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from service.api.deps import SessionDep, SettingsDep, StoreDep
 from service.api.routes.jobs import submit_job
 from service.api.uploads import safe_filename
+from service.fileperms import open_private, private_dir
 from service.repos import datasets as datasets_repo
 from service.repos import models as models_repo
 from service.repos import profiles as profiles_repo
@@ -136,9 +137,11 @@ class _Staged:
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
-def _stage(upload: UploadFile, tmp_dir: Path) -> _Staged:
-    """Copy a received form file into the upload staging folder (beside the store), hashing it."""
-    tmp_dir.mkdir(parents=True, exist_ok=True)
+def _stage(upload: UploadFile, tmp_dir: Path, max_bytes: int) -> _Staged:
+    """Copy a received form file into the upload staging folder (beside the store), hashing it and
+    counting its bytes as they are copied (a chunked body declares no size): over max_bytes, the copy
+    stops and nothing is kept. Leftovers of a killed process are swept at start (sweep_stale_staging)."""
+    private_dir(tmp_dir)
     folder = Path(tempfile.mkdtemp(dir=tmp_dir, prefix="web-upload-"))
     name = safe_filename(upload.filename or "", "upload.bin")
     path = folder / name
@@ -146,12 +149,18 @@ def _stage(upload: UploadFile, tmp_dir: Path) -> _Staged:
     size = 0
     src: BinaryIO = upload.file
     src.seek(0)
-    with path.open("wb") as out:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
-            size += len(chunk)
-        out.flush()
+    try:
+        with open_private(path) as out:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"The file is larger than the {fmt_bytes(max_bytes)} upload limit.")
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return _Staged(path=path, filename=name, size=size, sha256=digest.hexdigest())
 
 
@@ -173,7 +182,7 @@ def _receive(
     with a message for the form when the file is refused."""
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise ValueError(f"The file is larger than the {fmt_bytes(settings.max_upload_bytes)} upload limit.")
-    staged = _stage(upload, settings.upload_tmp_dir)
+    staged = _stage(upload, settings.upload_tmp_dir, settings.max_upload_bytes)
     try:
         if staged.size == 0:
             raise ValueError("The file is empty.")
@@ -189,6 +198,11 @@ def _receive(
     return staged, result, stored
 
 
+def body_limit(settings: Settings) -> int:
+    """The most a New job form may send: two files of max_upload_bytes and the form around them."""
+    return 2 * settings.max_upload_bytes + 1024 * 1024
+
+
 @router.post("/ui/jobs/new")
 async def submit(
     request: Request,
@@ -198,7 +212,7 @@ async def submit(
     store: StoreDep,
 ) -> Response:
     declared = request.headers.get("content-length")
-    limit = 2 * settings.max_upload_bytes + 1024 * 1024
+    limit = body_limit(settings)
     if declared and declared.isdigit() and int(declared) > limit:
         return render(
             request,

@@ -35,7 +35,9 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         url = make_postgres_database(server)
     else:
         url = f"sqlite:///{tmp / 'edgedistill.db'}"
-    with running_stack(tmp, url) as stack:
+    # Receivers in these tests listen on 127.0.0.2, the one internal address the operator allows;
+    # 127.0.0.1 stays refused like every other loopback address.
+    with running_stack(tmp, url, env={"EDGEDISTILL_WEBHOOK_ALLOWLIST": "127.0.0.2"}) as stack:
         yield LiveService(stack, stack.create_key("tenant-a"), stack.create_key("tenant-b"))
 
 

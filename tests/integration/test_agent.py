@@ -77,7 +77,12 @@ def run_agent(live: LiveService, token: str, *args: str) -> subprocess.Completed
         "OMP_NUM_THREADS": "1",
     }
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "agent.cli", *args, "--insecure"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

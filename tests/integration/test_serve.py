@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -22,15 +23,19 @@ def _children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_serve_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    port = free_port()
+def _start(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEDISTILL_")}
     env.update(EDGEDISTILL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-    log = tmp_path / "serve.log"
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+
+def test_serve_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = _start(tmp_path, port, log)
     try:
         text = wait_until(lambda: "API key" in log.read_text() and log.read_text(), 120, "serve to print its key")
         key = re.search(r"API key for tenant 'local': (\S+)", text)
@@ -53,8 +58,23 @@ def test_serve_starts_everything_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=2)
-        # A second start reuses the database and prints the same key.
         assert (tmp_path / "data" / "local-api-key").read_text().strip() == key.group(1)
+        # Everything serve made in its data folder is the owner's only (umask 077 and explicit modes).
+        data = tmp_path / "data"
+        for path in [data, *data.rglob("*")]:
+            if path.is_socket() or path.is_symlink():
+                continue
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode & 0o077 == 0, (path, oct(mode))
+
+        # A second start reuses the database and the key, but no longer prints it (it would land in logs).
+        log2 = tmp_path / "serve2.log"
+        proc = _start(tmp_path, port, log2)
+        text2 = wait_until(lambda: "API key" in log2.read_text() and log2.read_text(), 120, "the second start")
+        assert key.group(1) not in text2 and "local-api-key" in text2
+        wait_until(lambda: _get(f"{url}/readyz"), 60, "/readyz after the restart")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()

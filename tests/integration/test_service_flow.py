@@ -40,7 +40,7 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook_receiver() -> Any:
     _Receiver.received = []
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    server = HTTPServer(("127.0.0.2", 0), _Receiver)  # allowlisted by the live fixture
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server, _Receiver.received
     server.shutdown()
@@ -51,8 +51,10 @@ def test_submit_follow_sse_download_and_run(
 ) -> None:
     teacher, data = teacher_and_data
     server, received = webhook_receiver
-    hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    hook = f"http://127.0.0.2:{server.server_address[1]}/hook"
     events: list[SseEvent] = []
+    secret = httpx.post(f"{live.url}/api/v1/webhook-secret", headers={"Authorization": f"Bearer {live.key_a}"})
+    secret.raise_for_status()
     with Client(live.url, live.key_a) as client:
         job = client.submit(teacher, data=data, profile="cpu-x86", options=FAST, webhook_url=hook)
         assert job.status == "queued"
@@ -78,17 +80,18 @@ def test_submit_follow_sse_download_and_run(
     assert float((np.argmax(logits, 1) == y[:300]).mean()) > 0.7
     assert report["metrics"]["onnx_int8"]["accuracy"] > 0.7
 
-    # The webhook arrived once the job ended, signed with HMAC-SHA256 over the exact body.
+    # The webhook arrived once the job ended, signed with the tenant's own secret over
+    # "<timestamp>.<delivery id>." + the exact body.
     deadline = time.monotonic() + 30
     while not received and time.monotonic() < deadline:
         time.sleep(0.2)
     headers, body = received[0]
     payload = json.loads(body)
     assert payload["job"]["id"] == job.id and payload["job"]["status"] == "succeeded"
-    secret = (live.stack.data_dir / "secret_key").read_text().strip()
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    signature = {k.lower(): v for k, v in headers.items()}["x-edgedistill-signature"]
-    assert hmac.compare_digest(signature, f"sha256={expected}")
+    h = {k.lower(): v for k, v in headers.items()}
+    signed = f"{h['x-edgedistill-timestamp']}.{h['x-edgedistill-delivery']}.".encode() + body
+    expected = hmac.new(secret.json()["secret"].encode(), signed, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(h["x-edgedistill-signature"], f"v1={expected}")
 
 
 def test_cancel_running_job(live: LiveService, teacher_and_data: tuple[Path, Path]) -> None:

@@ -125,6 +125,9 @@ def _routes(t: Tenants) -> dict[tuple[str, str], dict[str, Any]]:
             "device": True,
         },
         ("GET", "/measurements"): {},
+        ("POST", "/webhook-secret"): {},  # B's own secret: 201 (never A's)
+        ("GET", "/webhook-secret"): {},
+        ("GET", "/jobs/{job_id}/webhook-deliveries"): {"path": f"/jobs/{i['job']}/webhook-deliveries"},
     }
 
 

@@ -143,6 +143,13 @@ class JobOptions(BaseModel):
     benchmark_warmup: int = Field(default=20, ge=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_train_seconds: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    teacher_outputs_mb: float = Field(
+        default=1024,
+        gt=0,
+        le=65_536,
+        description="Memory for the teacher outputs cached for every transfer sample (float32); a larger "
+        "cache is refused before the teacher runs",
+    )
     # --- distillation methods (issue 6); every default keeps plain KD's behaviour ---
     features: FeatureOptions = Field(default_factory=FeatureOptions)
     data_free: DataFreeOptions = Field(default_factory=DataFreeOptions)

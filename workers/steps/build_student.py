@@ -10,6 +10,8 @@ from that run's report and its weights imported from the earlier ONNX file (neve
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from workers.pipeline.base import Step, StepConfig
@@ -39,6 +41,9 @@ class BuildStudent(Step):
             from workers.steps.distill.lifelong import build_previous_student
 
             build_previous_student(ctx, state)
+            return
+        if state.signature is not None and needs_multi_student(state.signature):
+            self._build_multi(ctx, state)
             return
         choice = choose_arch(
             modality=data.modality,
@@ -77,3 +82,92 @@ class BuildStudent(Step):
                 f"{choice.estimate.macs:,} MACs ({choice.reason})"
             },
         )
+
+    def _build_multi(self, ctx: RunContext, state: RunState) -> None:
+        """Several inputs/outputs or token ids: students_multi.MultiStudent via build_student."""
+        from workers.steps.students_multi import input_stats
+
+        assert isinstance(self.config, BuildStudentConfig)
+        opts = ctx.spec.options
+        pins = opts.student.model_copy(
+            update={k: v for k, v in (("width", self.config.width), ("depth", self.config.depth)) if v is not None}
+        )
+        stats = input_stats(state.signature, state.data.inputs_of("train"))
+        module, arch = build_student(
+            state.signature,
+            ctx.spec.profile,
+            pins,
+            stats,
+            teacher_params=state.teacher.param_count if state.teacher is not None else None,
+            teacher_bytes=getattr(state.teacher, "file_bytes", None),
+            seed=opts.seed,
+        )
+        state.student, state.student_arch = module, arch
+        if self.config.width is not None:
+            state.student_arch["pinned_by_retry"] = True
+        ctx.emit(
+            "progress",
+            {"message": f"student multi w{arch['width']} d{arch['depth']}: {arch['params']:,} params, "
+             f"{arch['macs']:,} MACs ({arch['chosen_because']})"},
+        )  # fmt: skip
+
+
+def needs_multi_student(signature: Any) -> bool:
+    """Whether the signature needs a MultiStudent: anything but one float input with one trained
+    (k,)-shaped output, which the single-input families (students.py) cover."""
+    from workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS
+
+    trained = [o for o in signature.outputs if o.kind not in UNTRAINED_KINDS]
+    single_in = len(signature.inputs) == 1 and signature.inputs[0].dtype in FLOAT_DTYPES
+    return not (
+        single_in and len(trained) == 1 and len(trained[0].per_sample) == 1 and 2 <= len(signature.inputs[0].shape) <= 4
+    )
+
+
+def build_student(
+    signature: Any, profile: Any, student: Any, stats: Any, *, teacher_params: int | None = None,
+    teacher_bytes: int | None = None, seed: int = 0,
+) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """(untrained module, arch dict for state.student_arch) per the engine contract: the module takes
+    the teacher's inputs in signature order and returns a tuple of raw outputs in signature order
+    without class_index outputs. `student` is JobOptions.student (width/depth/kernel/expansion pins),
+    `stats` is students_multi.input_stats of the training inputs."""
+    import torch
+
+    from workers.pipeline.signature import UNTRAINED_KINDS
+    from workers.steps.students import MLP, build_module, choose_arch
+    from workers.steps.students_multi import TupleStudent, choose_multi, input_kind
+
+    torch.manual_seed(seed)
+    if needs_multi_student(signature):
+        choice = choose_multi(
+            signature, profile, stats, teacher_params=teacher_params, width=student.width, depth=student.depth
+        )
+        torch.manual_seed(seed)  # the chosen module was built during the search; rebuild it seeded
+        module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats)
+        return module, choice.as_state(signature)
+    spec = signature.inputs[0]
+    out = next(o for o in signature.outputs if o.kind not in UNTRAINED_KINDS)
+    shape = tuple(int(d) for d in spec.per_sample if d is not None)
+    if spec.layout == "NLC" and len(shape) == 2:  # (time, features): the DS-CNN takes (features, time)
+        shape = (shape[1], shape[0])
+    legacy = choose_arch(
+        modality=input_kind(spec),
+        input_shape=shape,
+        num_outputs=int(out.per_sample[0]),
+        profile=profile,
+        teacher_params=teacher_params,
+        width=student.width,
+        depth=student.depth,
+        teacher_bytes=teacher_bytes,
+        kernel=student.kernel,
+        expansion=student.expansion,
+    )
+    torch.manual_seed(seed)
+    inner = build_module(legacy.arch)
+    arch = legacy.as_state()
+    name = spec.name
+    if isinstance(inner, MLP) and name in stats:
+        inner.set_input_statistics(torch.as_tensor(stats[name]["mean"]), torch.as_tensor(stats[name]["std"]))
+        arch["input_standardization"] = {"mean": inner.input_mean.tolist(), "std": inner.input_std.tolist()}
+    return TupleStudent(inner, channels_last=spec.layout == "NLC"), arch

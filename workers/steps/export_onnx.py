@@ -68,6 +68,36 @@ def export_student_onnx(module: Any, example: np.ndarray, path: Any) -> None:
         )
 
 
+def export_signature_onnx(
+    module: Any,
+    examples: tuple[Any, ...],
+    path: Any,
+    input_names: tuple[str, ...],
+    output_names: tuple[str, ...],
+) -> None:
+    """torch.onnx.export of a multi-input/-output module (heads.export_module of a student) under the
+    teacher's input and output names, every axis 0 dynamic; integer inputs keep their dtype."""
+    import torch
+
+    module = module.cpu().eval()
+    dynamic = {name: {0: "batch"} for name in (*input_names, *output_names)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            module,
+            tuple(examples),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes=dynamic,
+            do_constant_folding=True,
+        )
+
+
 class ExportOnnx(Step):
     """Reads state.student, state.data; writes state.artifacts["onnx_fp32"]. Runs when the profile
     targets onnx_fp32 or onnx_int8 (the int8 model is quantized from this file)."""
@@ -79,10 +109,16 @@ class ExportOnnx(Step):
         targets = ctx.spec.profile.targets
         if "onnx_fp32" not in targets and "onnx_int8" not in targets:
             return
+        from workers.steps.export_multi import export_onnx_multi, is_multi
+
+        if is_multi(state):  # several inputs/outputs or token ids: the teacher's names on every tensor
+            export_onnx_multi(ctx, state, FILENAME, OPSET)
+            return
         import onnx
 
         from workers.steps.model_info import describe_onnx
         from workers.steps.runtimes import run_onnx
+        from workers.steps.students import standardized_export
 
         data = state.data
         x_check = data.x_of("test")[:CHECK_SAMPLES]
@@ -91,8 +127,12 @@ class ExportOnnx(Step):
         reference = torch_predict(state.student, x_check)
 
         with staged_file(ctx.work_dir, FILENAME) as tmp:
+            # An MLP keeps its input standardisation as float Sub/Div nodes in front of the first Gemm,
+            # which quantize_static leaves float: the int8 layers see standardised features, not raw
+            # ones of very different magnitudes under one scale (see export_tflite's docstring).
+            module, _, float_pre = standardized_export(state.student, float_io=True)
             try:
-                export_student_onnx(state.student, x_check[:1], tmp)
+                export_student_onnx(module, x_check[:1], tmp)
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as exc:
                 raise PipelineError(f"ONNX export of the student failed: {exc}", stage=self.stage) from exc
@@ -108,6 +148,8 @@ class ExportOnnx(Step):
             info = describe_onnx(tmp)
 
         info["signature"]["layout"] = DATA_LAYOUTS.get(data.modality, "as-is")
+        if float_pre:
+            info["float_preprocessing"] = "per-feature (x - mean) / std (Sub, Div) before the first Gemm"
         record_artifact(
             ctx,
             state,

@@ -14,6 +14,18 @@ per-channel weights, int8 activations), calibrated on training samples, then lit
 Images and sequences are exported channel-last (litert_torch.to_channel_last_io): the TFLite input is
 NHWC (sequences (N, 1, T, C)) and the converter adds no TRANSPOSE op. Batch is fixed at 1.
 The converter's per-op debug tensor names are stripped (strip_debug_names): flash is the MCU budget.
+
+MLP students standardise their inputs ((x - mean) / std per feature, folded into the first Linear after
+training). Quantising the raw features instead breaks two things: one int8 scale for features of very
+different magnitudes (e.g. 0.05 next to 4000) rounds the small ones to nothing, and the folded weights
+(W / std) times that input scale make the first FULLY_CONNECTED's requantisation scale
+input_scale * weight_scale / output_scale reach hundreds; XNNPACK (ai-edge-litert's default delegate)
+refuses any >= 256 ("failed to create XNNPACK runtime ... TfLiteXNNPackDelegate failed to prepare").
+So (standardized_export):
+- float I/O: the standardisation stays in the graph as float SUB/MUL ops before the QUANTIZE op (only the
+  Linear body is annotated for PT2E), so the model still takes the teacher's raw features;
+- int8 I/O: the int8 input holds the standardised features; the metadata's input_standardization (mean,
+  std) says so, the C header carries both arrays and the runtimes apply it when quantising the input.
 """
 
 from __future__ import annotations
@@ -90,7 +102,13 @@ def _strict_qdq_mode() -> Iterator[None]:
 
 
 def convert_int8(
-    student: Any, modality: str, calibration: np.ndarray, path: Path, *, float_io: bool, qat: Any = None
+    student: Any,
+    modality: str,
+    calibration: np.ndarray,
+    path: Path,
+    *,
+    float_io: bool,
+    qat: Any = None,
 ) -> str | None:
     """PT2E-quantize the student on the calibration samples (data layout) and write a .tflite.
     Returns the model's input layout ("NHWC" or None for the data's own layout).
@@ -144,6 +162,67 @@ def convert_int8(
     return layout
 
 
+def _example(x: np.ndarray, dtype: str) -> Any:
+    import torch
+
+    if dtype in ("float16", "float32", "float64"):
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(x.astype(np.int32 if dtype == "int32" else np.int64)))
+
+
+def convert_signature_int8(
+    module: Any, signature: Any, calibration: dict[str, np.ndarray], path: Path, *, float_io: bool
+) -> dict[str, Any]:
+    """PT2E int8 + litert-torch for a module with several inputs/outputs (heads.export_module of a
+    student). Image inputs (4-D float) become NHWC (to_channel_last_io: no TRANSPOSE); token ids and
+    masks stay integers of the teacher's width (int32 stays int32, others int64); calibration: input
+    name -> samples in the data's layout. Returns the metadata the runtimes read: teacher_io (the
+    teacher's names in the model's order) and input_layouts (name -> "NHWC")."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import litert_torch
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
+
+    from workers.steps.runtimes import CHANNEL_LAST, to_model_layout
+
+    specs = signature.inputs
+    images = [i for i, s in enumerate(specs) if len(s.shape) == 4 and s.dtype.startswith("float")]
+    layouts = {specs[i].name: CHANNEL_LAST for i in images}
+    module = module.cpu().eval()
+    if images:
+        module = litert_torch.to_channel_last_io(module, args=images).eval()
+    calib = [to_model_layout(calibration[s.name], layouts.get(s.name)) for s in specs]
+    n = int(calib[0].shape[0])
+
+    def sample(k: int) -> tuple[Any, ...]:
+        return tuple(_example(c[k : k + 1], s.dtype) for c, s in zip(calib, specs, strict=True))
+
+    example = sample(0)
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    )
+    with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        graph = torch.export.export(module, example).module()
+        graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+        move_exported_model_to_eval(graph)
+        for k in range(n):
+            graph(*sample(k))
+        graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
+        move_exported_model_to_eval(graph)
+        for sub in graph.modules():
+            sub.training = False
+        with _strict_qdq_mode() if float_io else contextlib.nullcontext():
+            edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(path))
+    return {
+        "teacher_io": {"inputs": list(signature.input_names), "outputs": list(signature.output_names)},
+        "input_layouts": layouts,
+    }
+
+
 def strip_debug_names(path: Path) -> int:
     """Drop the names of non-I/O tensors (litert-torch stores each op's Python module path there,
     about half the file for small models) and the model description; signature defs and the I/O
@@ -186,11 +265,19 @@ class ExportTflite(Step):
         kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]
         if not kinds:
             return
+        from workers.steps.export_multi import export_tflite_multi, is_multi
         from workers.steps.export_onnx import max_abs_diff, torch_predict
         from workers.steps.model_info import describe_tflite
         from workers.steps.quantize import calibration_samples
-        from workers.steps.runtimes import run_tflite
+        from workers.steps.runtimes import apply_standardization, run_tflite
+        from workers.steps.students import standardized_export
 
+        if is_multi(state):
+            for kind in kinds:
+                ctx.check_cancel()
+                ctx.emit("progress", {"message": f"converting to {kind} with litert-torch (teacher's I/O names)"})
+                export_tflite_multi(ctx, state, kind, FILENAMES[kind], _io_float(kind))
+            return
         opts = ctx.spec.options
         data = state.data
         samples = calibration_samples(data.x_of("train"), opts.calibration_samples, opts.seed)
@@ -210,10 +297,18 @@ class ExportTflite(Step):
                 },
             )
             filename = FILENAMES[kind]
+            module, standardization, float_pre = state.student, None, False
+            if state.qat_model is None:  # a QAT graph carries its own learned input scale
+                module, standardization, float_pre = standardized_export(state.student, float_io)
             with staged_file(ctx.work_dir, filename) as tmp:
                 try:
                     layout = convert_int8(
-                        state.student, data.modality, samples, tmp, float_io=float_io, qat=state.qat_model
+                        module,
+                        data.modality,
+                        apply_standardization(samples, standardization),
+                        tmp,
+                        float_io=float_io,
+                        qat=state.qat_model,
                     )
                 except PipelineError:
                     raise
@@ -222,7 +317,7 @@ class ExportTflite(Step):
                 saved = strip_debug_names(tmp)
                 info = describe_tflite(tmp)
                 _check_io(info, kind)
-                got = run_tflite(tmp, x_check, layout=layout)
+                got = run_tflite(tmp, x_check, layout=layout, standardization=standardization)
                 if got.shape != reference.shape or not np.isfinite(got).all():
                     raise PipelineError(f"the {kind} model produced invalid outputs", stage=self.stage)
 
@@ -231,6 +326,14 @@ class ExportTflite(Step):
                 info["signature"]["input_mapping"] = "data (N, C, T) -> model (N, 1, T, C)"
             elif data.modality == "image":
                 info["signature"]["input_mapping"] = "data (N, C, H, W) -> model (N, H, W, C)"
+            if standardization is not None:
+                info["signature"]["input_mapping"] = (
+                    "data (N, F) -> (x - input_standardization.mean) / input_standardization.std per feature, "
+                    "then quantised to the int8 input"
+                )
+                info["input_standardization"] = standardization
+            elif float_pre:
+                info["float_preprocessing"] = "per-feature (x - mean) / std in float before the int8 layers"
             record_artifact(
                 ctx,
                 state,

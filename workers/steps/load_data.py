@@ -14,6 +14,8 @@ data_free becomes the test split only, for evaluation; the distill step adds the
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -100,6 +102,7 @@ class LoadData(Step):
         teacher.complete_io({k: v[:4] for k, v in arrays.items()})
 
         n = int(first.shape[0])
+        check_outputs_budget(n, [o.per_sample for o in teacher.io.outputs], opts.teacher_outputs_mb)
         ctx.emit("progress", {"message": f"running the teacher over {n:,} samples"}, progress=2.0)
         outputs = teacher.predict_all(arrays)
         _check_finite(outputs, n)
@@ -268,6 +271,19 @@ class LoadData(Step):
             },
             progress=5.0,
         )
+
+
+def check_outputs_budget(samples: int, per_sample: Sequence[tuple[int | None, ...]], budget_mb: float) -> int:
+    """Bytes of the teacher-output cache (every output, every sample, 4 bytes a value, kept for the whole
+    run); refused with a clear message when over options.teacher_outputs_mb, before the teacher runs."""
+    values = sum(math.prod(d or 1 for d in shape) for shape in per_sample)
+    need = samples * values * 4
+    if need > budget_mb * 2**20:
+        raise InputError(
+            f"caching the teacher's outputs for {samples:,} samples x {values:,} values needs "
+            f"{need / 2**20:,.0f} MiB, over options.teacher_outputs_mb={budget_mb:g}; raise it or send fewer samples"
+        )
+    return need
 
 
 def teacher_metrics(data: object, outputs: dict[str, Any]) -> dict[str, float | None]:

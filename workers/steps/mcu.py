@@ -110,6 +110,12 @@ def _labels_source(name: str, labels: list[str]) -> str:
     return f"\nconst char* const {name}_class_labels[] = {{\n{items},\n}};\n"
 
 
+def _standardization_source(name: str, standardization: dict[str, list[float]]) -> str:
+    mean = ", ".join(_float_literal(v) for v in standardization["mean"])
+    std = ", ".join(_float_literal(v) for v in standardization["std"])
+    return f"\nconst float {name}_input_mean[] = {{{mean}}};\nconst float {name}_input_std[] = {{{std}}};\n"
+
+
 def _float_literal(v: float) -> str:
     text = f"{v:.9g}"
     if "e" not in text and "." not in text:
@@ -141,6 +147,7 @@ def c_header(
     arena: dict[str, Any],
     labels: list[str] | None,
     provenance: list[str],
+    standardization: dict[str, list[float]] | None = None,
 ) -> str:
     up = name.upper()
     guard = f"{up}_MODEL_H_"
@@ -169,11 +176,32 @@ def c_header(
         f"// Input: {inp['dtype']}, layout {sig.get('layout', 'as-is')}"
         + (f" ({sig['input_mapping']})" if sig.get("input_mapping") else "")
         + ". Quantize: q = round(x / SCALE) + ZERO_POINT, saturated to [-128, 127].",
+        *(
+            [
+                "// The int8 input holds standardised features: for feature i use",
+                f"// x = (raw[i] - {name}_input_mean[i]) / {name}_input_std[i] in the formula above.",
+                f"extern const float {name}_input_mean[];",
+                f"extern const float {name}_input_std[];",
+            ]
+            if standardization is not None
+            else []
+        ),
         *_tensor_defines(f"{up}_INPUT", inp),
         "",
         f"// Output: {out['dtype']}. Dequantize: x = (q - ZERO_POINT) * SCALE.",
         *_tensor_defines(f"{up}_OUTPUT", out),
     ]
+    # Models with several inputs/outputs: index i of the interpreter's input(i)/output(i), under the
+    # teacher's names (teacher_io in the artifact metadata), each with its own shape and int8 parameters.
+    names = info.get("teacher_io") or {}
+    for role, tensors in (("INPUT", sig["inputs"]), ("OUTPUT", sig["outputs"])):
+        teacher_names = names.get(role.lower() + "s") or []
+        if len(tensors) < 2:
+            continue
+        for i, t in enumerate(tensors):
+            label = teacher_names[i] if i < len(teacher_names) else t.get("name", "")
+            lines += ["", f"// {role.lower()} {i}: teacher name {label!r}, {t['dtype']}"]
+            lines += _tensor_defines(f"{up}_{role}{i}", t)
     if labels:
         lines += ["", f"#define {up}_NUM_CLASSES {len(labels)}", f"extern const char* const {name}_class_labels[];"]
     lines += ["", "#ifdef __cplusplus", '}  // extern "C"', "#endif", "", f"#endif  // {guard}", ""]
@@ -203,11 +231,19 @@ class ExportCArray(Step):
         if tfl is None:
             raise PipelineError("c_array needs the tflite_int8_full model; export_tflite did not make it")
         data = tfl.path.read_bytes()
-        info = {"signature": tfl.metadata["signature"]}
-        x = state.data.x_of("test")
-        if x.shape[0] == 0:
-            x = state.data.x_of("train")
-        measured = measure_arena(tfl.path, x)
+        info = {"signature": tfl.metadata["signature"], "teacher_io": tfl.metadata.get("teacher_io")}
+        from workers.steps.export_multi import is_multi
+
+        if is_multi(state):  # several inputs/outputs (or integer ones): run by the teacher's names
+            from workers.steps.export_multi import _check_inputs
+            from workers.steps.runtimes import run_tflm_all
+
+            _, measured = run_tflm_all(tfl.path, _check_inputs(state, 1))
+        else:
+            x = state.data.x_of("test")
+            if x.shape[0] == 0:
+                x = state.data.x_of("train")
+            measured = measure_arena(tfl.path, x)
         arena = arena_reservation(measured, tfl.path)
         state.budget["tflm_arena"] = arena
         labels = class_labels(ctx, state)
@@ -223,12 +259,21 @@ class ExportCArray(Step):
             f"Model: {tfl.path.name}, {len(data)} bytes, sha256 {tfl.sha256}.",
             f"Arena measured with tflite-micro {tflm_version} (reference kernels).",
         ]
+        standardization = tfl.metadata.get("input_standardization")
         header = c_header(
-            name=C_NAME, model_len=len(data), info=info, arena=arena, labels=labels, provenance=provenance
+            name=C_NAME,
+            model_len=len(data),
+            info=info,
+            arena=arena,
+            labels=labels,
+            provenance=provenance,
+            standardization=standardization,
         )
         source = "".join(f"// {line}\n" for line in provenance) + c_array_source(data, C_NAME, HEADER_FILENAME)
         if labels:
             source += _labels_source(C_NAME, labels)
+        if standardization is not None:
+            source += _standardization_source(C_NAME, standardization)
 
         src_path = write_bytes_atomic(ctx.work_dir, SOURCE_FILENAME, source.encode("utf-8"))
         hdr_path = write_bytes_atomic(ctx.work_dir, HEADER_FILENAME, header.encode("utf-8"))
@@ -240,6 +285,7 @@ class ExportCArray(Step):
             "tensor_arena": arena,
             "signature": info["signature"],
             "io_quantization": tfl.metadata.get("io_quantization"),
+            **({"input_standardization": standardization} if standardization is not None else {}),
         }
         record_artifact(ctx, state, kind="c_source", path=src_path, metadata={**common, "language": "C++11"})
         record_artifact(ctx, state, kind="c_header", path=hdr_path, metadata={**common, "language": "C/C++"})

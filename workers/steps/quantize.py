@@ -55,33 +55,40 @@ def even_batch_size(n: int, limit: int) -> int:
     return next(b for b in range(min(limit, n), 0, -1) if n % b == 0)
 
 
-def _reader(input_name: str, samples: np.ndarray) -> Any:
+def _reader(samples: dict[str, np.ndarray]) -> Any:
+    """Calibration batches of every model input by name (token ids and masks fed as they are)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    batch = even_batch_size(samples.shape[0], CALIBRATION_BATCH)
+    n = int(next(iter(samples.values())).shape[0])
+    batch = even_batch_size(n, CALIBRATION_BATCH)
 
     class _Batches(CalibrationDataReader):
         """Feeds the calibration samples in equal batches (the batch axis is dynamic)."""
 
         def __init__(self) -> None:
-            self._starts = iter(range(0, samples.shape[0], batch))
+            self._starts = iter(range(0, n, batch))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             start = next(self._starts, None)
             if start is None:
                 return None
-            return {input_name: samples[start : start + batch]}
+            return {name: x[start : start + batch] for name, x in samples.items()}
 
     return _Batches()
 
 
-def quantize_onnx_int8(src: Path, dst: Path, samples: np.ndarray, method: str, work_dir: Path) -> None:
-    """quant_pre_process then quantize_static (QDQ, QInt8/QInt8, per-channel) from src to dst."""
+def quantize_onnx_int8(
+    src: Path, dst: Path, samples: np.ndarray | dict[str, np.ndarray], method: str, work_dir: Path
+) -> None:
+    """quant_pre_process then quantize_static (QDQ, QInt8/QInt8, per-channel) from src to dst.
+    samples: the single input's batch, or every input's by name (integer inputs are never quantised:
+    onnxruntime quantises float tensors only, an Embedding's table included, its ids not)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    input_name = onnx.load(str(src)).graph.input[0].name
+    if not isinstance(samples, dict):
+        samples = {onnx.load(str(src)).graph.input[0].name: samples}
     # The pre-processed model is an intermediate: it lives in a temp folder that is always removed.
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".quant-") as tmp_dir:
         pre = Path(tmp_dir) / "pre.onnx"
@@ -91,7 +98,7 @@ def quantize_onnx_int8(src: Path, dst: Path, samples: np.ndarray, method: str, w
             quantize_static(
                 str(pre),
                 str(dst),
-                _reader(input_name, samples),
+                _reader(samples),
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
@@ -119,6 +126,11 @@ class QuantizeOnnx(Step):
         if fp32 is None:
             raise PipelineError("onnx_int8 needs the fp32 ONNX model; export_onnx did not run", stage=self.stage)
         opts = ctx.spec.options
+        from workers.steps.export_multi import is_multi
+
+        if is_multi(state):
+            self._run_multi(ctx, state, fp32)
+            return
         samples = calibration_samples(state.data.x_of("train"), opts.calibration_samples, opts.seed)
         ctx.emit(
             "progress",
@@ -161,5 +173,51 @@ class QuantizeOnnx(Step):
                     "pre_process": "quant_pre_process",
                 },
                 "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_fp32": max_abs_diff(got, ref)},
+            },
+        )
+
+    def _run_multi(self, ctx: RunContext, state: RunState, fp32: Any) -> None:
+        """Several inputs (token ids as int64, as the fp32 file takes them) and outputs by name."""
+        import onnx
+
+        from workers.steps.export_multi import _check_inputs, calibration_inputs, max_diffs
+        from workers.steps.model_info import describe_onnx
+        from workers.steps.runtimes import OnnxModel
+
+        opts = ctx.spec.options
+        samples = calibration_inputs(state, opts.calibration_samples, opts.seed)
+        samples = {k: v.astype(np.int64) if v.dtype.kind in "iub" else v.astype(np.float32) for k, v in samples.items()}
+        n = int(next(iter(samples.values())).shape[0])
+        ctx.emit("progress", {"message": f"calibrating int8 ONNX on {n} training samples ({opts.calibration})"})
+        x = _check_inputs(state, CHECK_SAMPLES)
+        with staged_file(ctx.work_dir, FILENAME) as tmp:
+            try:
+                quantize_onnx_int8(fp32.path, tmp, samples, opts.calibration, ctx.work_dir)
+                onnx.checker.check_model(str(tmp))
+            except Exception as exc:
+                raise PipelineError(f"int8 quantization of the ONNX model failed: {exc}", stage=self.stage) from exc
+            got = OnnxModel(tmp).predict_all(x)
+            diffs = max_diffs(got, OnnxModel(fp32.path).predict_all(x))
+            info = describe_onnx(tmp)
+        record_artifact(
+            ctx,
+            state,
+            kind="onnx_int8",
+            path=ctx.work_dir / FILENAME,
+            metadata={
+                **info,
+                "precision": "int8",
+                "teacher_io": fp32.metadata.get("teacher_io"),
+                "changes_vs_teacher": fp32.metadata.get("changes_vs_teacher", []),
+                "quantization": {
+                    "tool": "onnxruntime.quantization.quantize_static",
+                    "format": "QDQ",
+                    "activations": "QInt8",
+                    "weights": "QInt8 per-channel",
+                    "calibration": opts.calibration,
+                    "calibration_samples": n,
+                    "integer_inputs": "fed as int64, not quantised",
+                },
+                "check": {"samples": int(next(iter(x.values())).shape[0]), "max_abs_diff_vs_fp32": diffs},
             },
         )

@@ -33,6 +33,7 @@ __all__ = [
     "run_onnx",
     "run_tflite",
     "run_tflm",
+    "run_tflm_all",
     "tflite_ops",
     "to_model_layout",
 ]
@@ -91,17 +92,42 @@ def _is_int(dtype: Any) -> bool:
     return bool(np.issubdtype(np.dtype(dtype), np.integer))
 
 
-def layout_from_sidecar(path: Path) -> str | None:
-    """The layout recorded in an artifact's `<file>.json`, if the sidecar exists."""
+def _sidecar(path: Path) -> dict[str, Any]:
     side = path.with_name(path.name + ".json")
     if not side.is_file():
-        return None
+        return {}
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    layout = (meta.get("signature") or {}).get("layout")
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def layout_from_sidecar(path: Path) -> str | None:
+    """The layout recorded in an artifact's `<file>.json`, if the sidecar exists."""
+    layout = (_sidecar(path).get("signature") or {}).get("layout")
     return layout if isinstance(layout, str) else None
+
+
+Standardization = dict[str, list[float]]
+
+
+def standardization_from_sidecar(path: Path) -> Standardization | None:
+    """The per-feature (x - mean) / std an int8-input MLP expects before quantisation, if recorded."""
+    found = _sidecar(path).get("input_standardization")
+    if isinstance(found, dict) and isinstance(found.get("mean"), list) and isinstance(found.get("std"), list):
+        return {"mean": [float(v) for v in found["mean"]], "std": [float(v) for v in found["std"]]}
+    return None
+
+
+def apply_standardization(x: np.ndarray, standardization: Standardization | None) -> np.ndarray:
+    if standardization is None:
+        return x
+    mean = np.asarray(standardization["mean"], dtype=np.float32)
+    std = np.asarray(standardization["std"], dtype=np.float32)
+    if x.shape[-1] != mean.shape[0]:
+        raise PipelineError(f"input_standardization has {mean.shape[0]} features, the input {x.shape[-1]}")
+    return ((x - mean) / std).astype(np.float32)
 
 
 def _resolve_layout(path: Path, layout: str | None, x: np.ndarray, model_shape: tuple[int, ...]) -> str | None:
@@ -159,6 +185,10 @@ class OnnxModel:
         outs = [self.run_batch(x[i : i + step]) for i in range(0, x.shape[0], step)]
         return np.concatenate(outs)
 
+    def predict_all(self, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Every output by name for inputs by name (integer inputs fed as integers)."""
+        return onnx_predict_all(self, inputs, batch_size)
+
 
 def run_onnx(path: Path, x: np.ndarray, threads: int = 1) -> np.ndarray:
     return OnnxModel(path, threads).predict(x)
@@ -175,7 +205,9 @@ class TfliteModel:
 
     runtime_name = "ai-edge-litert"
 
-    def __init__(self, path: Path, threads: int = 1, layout: str | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int = 1, layout: str | None = None, standardization: Standardization | None = None
+    ) -> None:
         import ai_edge_litert
         from ai_edge_litert.interpreter import Interpreter
 
@@ -189,13 +221,14 @@ class TfliteModel:
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
         self.layout = layout
+        self.standardization = standardization or standardization_from_sidecar(path)
         self.input_shape = tuple(int(d) for d in self.inp["shape"])
         sig = self.inp.get("shape_signature")
         self.dynamic_batch = sig is not None and len(sig) > 0 and int(sig[0]) == -1
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Float batch in the data's layout -> the model's input layout and dtype."""
-        x = _check_batch(x)
+        x = apply_standardization(_check_batch(x), self.standardization)
         self.layout = _resolve_layout(self.path, self.layout, x, self.input_shape)
         xm = to_model_layout(x, self.layout)
         if tuple(xm.shape[1:]) != self.input_shape[1:]:
@@ -243,9 +276,28 @@ class TfliteModel:
             outs.append(self.decode(self.invoke_encoded(chunk)))
         return np.concatenate(outs)
 
+    def predict_all(
+        self,
+        inputs: dict[str, np.ndarray],
+        *,
+        input_names: tuple[str, ...] | None = None,
+        output_names: tuple[str, ...] | None = None,
+        layouts: dict[str, str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every output by teacher name for inputs by teacher name: NHWC where the artifact says so
+        (layouts: input name -> "NHWC"), int8 I/O (de)quantised with the model's own scales, integer
+        inputs cast to the model's integer type; static-batch models are fed one sample at a time."""
+        return tflite_predict_all(self, inputs, input_names, output_names, layouts)
 
-def run_tflite(path: Path, x: np.ndarray, threads: int = 1, layout: str | None = None) -> np.ndarray:
-    return TfliteModel(path, threads, layout).predict(x)
+
+def run_tflite(
+    path: Path,
+    x: np.ndarray,
+    threads: int = 1,
+    layout: str | None = None,
+    standardization: Standardization | None = None,
+) -> np.ndarray:
+    return TfliteModel(path, threads, layout, standardization).predict(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,10 +362,12 @@ def _tflm_interpreter(data: bytes, arena_size: int | None) -> tuple[Any, int]:
             size *= 4
 
 
-def run_tflm(path: Path, x: np.ndarray, arena_size: int | None = None) -> tuple[np.ndarray, int]:
+def run_tflm(
+    path: Path, x: np.ndarray, arena_size: int | None = None, standardization: Standardization | None = None
+) -> tuple[np.ndarray, int]:
     """Run every sample through the real TFLM interpreter (as firmware would: one at a time).
     Returns (float outputs, arena bytes TFLM allocated, from its RecordingMicroAllocator)."""
-    x = _check_batch(x)
+    x = apply_standardization(_check_batch(x), standardization or standardization_from_sidecar(path))
     data = path.read_bytes()
     it, _ = _tflm_interpreter(data, arena_size)
     inp = it.get_input_details(0)
@@ -346,3 +400,186 @@ def run_tflm(path: Path, x: np.ndarray, arena_size: int | None = None) -> tuple[
             arena = parse_arena_total(log[0])
     assert arena is not None
     return np.concatenate(outs), arena
+
+
+# --------------------------------------------------------------------------------------------------
+# several inputs and outputs, by name (the engine contract)
+# --------------------------------------------------------------------------------------------------
+
+_NP_OF_ORT = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def _batch_size_of(inputs: dict[str, np.ndarray]) -> int:
+    sizes = {int(v.shape[0]) for v in inputs.values()}
+    if len(sizes) != 1 or 0 in sizes:
+        raise PipelineError(f"inputs must be non-empty batches of one size, got {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _finish(outs: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    # float outputs as float32; integer outputs (class indices) stay integers
+    return {
+        k: np.concatenate(v) if _is_int(v[0].dtype) else np.concatenate(v).astype(np.float32, copy=False)
+        for k, v in outs.items()
+    }
+
+
+def _io_names(path: Path, role: str, found: list[str], given: tuple[str, ...] | None) -> list[str]:
+    """Teacher names for a TFLite model's inputs/outputs: given, else the sidecar's teacher_io, else the
+    model's own names (litert-torch names them args_0.. / output_0..: then the order is the module's)."""
+    if given is not None:
+        names = list(given)
+    else:
+        side = (_sidecar(path).get("teacher_io") or {}).get(role)
+        names = [str(n) for n in side] if isinstance(side, list) else found
+    if len(names) != len(found):
+        raise PipelineError(f"{path.name} has {len(found)} {role}, names given for {len(names)}")
+    return names
+
+
+def _input_layouts(path: Path, given: dict[str, str] | None, names: list[str]) -> dict[str, str]:
+    if given is not None:
+        return given
+    side = _sidecar(path).get("input_layouts")
+    if isinstance(side, dict):
+        return {str(k): str(v) for k, v in side.items()}
+    # a single-input student's file (export_tflite's own path) states one layout for its input
+    return {names[0]: CHANNEL_LAST} if len(names) == 1 and layout_from_sidecar(path) == CHANNEL_LAST else {}
+
+
+def _single_input_by_position(inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """A one-input model whose input is not named as the data's one array (a single-input student's
+    file names it "input"/"args_0"): the one array is its input. The tabular MLP's recorded
+    standardisation is applied by the caller."""
+    if len(names) == 1 and names[0] not in inputs and len(inputs) == 1:
+        return {names[0]: next(iter(inputs.values()))}
+    return inputs
+
+
+def _encode_one(x: np.ndarray, details: dict[str, Any], layout: str | None) -> np.ndarray:
+    dtype = np.dtype(details["dtype"])
+    if _is_int(x.dtype) and not np.issubdtype(np.dtype(x.dtype), np.bool_) and dtype != np.int8:
+        return np.ascontiguousarray(x.astype(dtype))  # token ids / masks stay integers
+    xm = to_model_layout(np.ascontiguousarray(x, dtype=np.float32), layout)
+    if dtype == np.int8 or dtype == np.uint8 or dtype == np.int16:
+        scale, zp = _qparams(details)
+        return quantize(xm, scale, zp, dtype)
+    return xm.astype(dtype, copy=False)
+
+
+def _decode_one(raw: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    dtype = np.dtype(details["dtype"])
+    if dtype in (np.int8, np.uint8, np.int16):
+        scale, zp = _qparams(details)
+        return dequantize(raw, scale, zp)
+    return np.array(raw)
+
+
+def onnx_predict_all(model: OnnxModel, inputs: dict[str, np.ndarray], batch_size: int = 256) -> dict[str, np.ndarray]:
+    sess = model.session
+    n = _batch_size_of(inputs)
+    feeds_spec = sess.get_inputs()
+    inputs = _single_input_by_position(inputs, [i.name for i in feeds_spec])
+    missing = [i.name for i in feeds_spec if i.name not in inputs]
+    if missing:
+        raise PipelineError(f"no data for model inputs {missing}")
+    names = [o.name for o in sess.get_outputs()]
+    first = feeds_spec[0].shape[0] if feeds_spec[0].shape else None
+    step = first if isinstance(first, int) else batch_size
+    outs: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    for start in range(0, n, step):
+        feed: dict[str, np.ndarray] = {
+            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=_NP_OF_ORT.get(i.type, np.float32))
+            for i in feeds_spec
+        }
+        for k, v in zip(names, sess.run(None, feed), strict=True):
+            outs[k].append(np.asarray(v))
+    return _finish(outs)
+
+
+def tflite_predict_all(
+    model: TfliteModel,
+    inputs: dict[str, np.ndarray],
+    input_names: tuple[str, ...] | None,
+    output_names: tuple[str, ...] | None,
+    layouts: dict[str, str] | None,
+) -> dict[str, np.ndarray]:
+    it = model.interpreter
+    ins = it.get_input_details()
+    outs_d = it.get_output_details()
+    in_names = _io_names(model.path, "inputs", [d["name"] for d in ins], input_names)
+    out_names = _io_names(model.path, "outputs", [d["name"] for d in outs_d], output_names)
+    lay = _input_layouts(model.path, layouts, in_names)
+    inputs = _single_input_by_position(inputs, in_names)
+    if len(in_names) == 1 and model.standardization is not None:
+        inputs = {in_names[0]: apply_standardization(inputs[in_names[0]], model.standardization)}
+    missing = [k for k in in_names if k not in inputs]
+    if missing:
+        raise PipelineError(f"no data for model inputs {missing}")
+    n = _batch_size_of({k: inputs[k] for k in in_names})
+    encoded = [_encode_one(inputs[k], d, lay.get(k)) for k, d in zip(in_names, ins, strict=True)]
+    for x, d, k in zip(encoded, ins, in_names, strict=True):
+        if tuple(x.shape[1:]) != tuple(int(v) for v in d["shape"][1:]):
+            raise PipelineError(f"{model.path.name} input {k!r} takes {list(d['shape'][1:])}, got {list(x.shape[1:])}")
+    step = int(ins[0]["shape"][0]) or 1
+    result: dict[str, list[np.ndarray]] = {k: [] for k in out_names}
+    for start in range(0, n, step):
+        for x, d in zip(encoded, ins, strict=True):
+            it.set_tensor(d["index"], x[start : start + step])
+        it.invoke()
+        for k, d in zip(out_names, outs_d, strict=True):
+            result[k].append(_decode_one(it.get_tensor(d["index"]), d))
+    return _finish(result)
+
+
+def run_tflm_all(
+    path: Path,
+    inputs: dict[str, np.ndarray],
+    *,
+    input_names: tuple[str, ...] | None = None,
+    output_names: tuple[str, ...] | None = None,
+    layouts: dict[str, str] | None = None,
+    arena_size: int | None = None,
+) -> tuple[dict[str, np.ndarray], int]:
+    """run_tflm for several inputs and outputs by teacher name: (outputs, arena bytes TFLM used)."""
+    it, _ = _tflm_interpreter(path.read_bytes(), arena_size)
+    from workers.steps.model_info import describe_tflite
+
+    sig = describe_tflite(path)["signature"]
+    n_in, n_out = len(sig["inputs"]), len(sig["outputs"])
+    ins = [it.get_input_details(i) for i in range(n_in)]
+    outs_d = [it.get_output_details(i) for i in range(n_out)]
+    in_names = _io_names(path, "inputs", [str(d.get("name", i)) for i, d in enumerate(ins)], input_names)
+    out_names = _io_names(path, "outputs", [str(d.get("name", i)) for i, d in enumerate(outs_d)], output_names)
+    lay = _input_layouts(path, layouts, in_names)
+    inputs = _single_input_by_position(inputs, in_names)
+    standardization = standardization_from_sidecar(path)
+    if len(in_names) == 1 and standardization is not None:
+        inputs = {in_names[0]: apply_standardization(inputs[in_names[0]], standardization)}
+    n = _batch_size_of({k: inputs[k] for k in in_names})
+    encoded = [_encode_one(inputs[k], d, lay.get(k)) for k, d in zip(in_names, ins, strict=True)]
+    result: dict[str, list[np.ndarray]] = {k: [] for k in out_names}
+    arena: int | None = None
+    for s in range(n):
+        try:
+            for i, x in enumerate(encoded):
+                it.set_input(x[s : s + 1], i)
+            it.invoke()
+        except Exception as exc:
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+        for i, (k, d) in enumerate(zip(out_names, outs_d, strict=True)):
+            result[k].append(_decode_one(np.array(it.get_output(i)), d))
+        if arena is None:
+            with capture_fds() as log:
+                it.print_allocations()
+            arena = parse_arena_total(log[0])
+    assert arena is not None
+    return _finish(result), arena

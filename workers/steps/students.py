@@ -380,6 +380,38 @@ class MLP(nn.Module):
         return self.body(self.standardize(x))
 
 
+class FloatStandardized(nn.Module):
+    """body((x - mean) / std) with the standardisation kept as float ops at export. SUB and DIV are ops
+    litert-torch's PT2EQuantizer does not annotate, so they stay float in front of the QUANTIZE op (a
+    MUL would be quantised; its module-type/-name exclusions do not match torch.export's module stacks,
+    which hold strings), and the int8 layers see standardised values (see export_tflite)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, body: nn.Module) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().float().clone())
+        self.register_buffer("std", std.detach().float().clone())
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.std)
+
+
+def standardized_export(student: nn.Module, float_io: bool) -> tuple[nn.Module, dict[str, list[float]] | None, bool]:
+    """(module to convert, input standardisation the int8 input carries or None, whether the module has
+    float pre-processing) for an MLP with input statistics; (student, None, False) for other students."""
+    get = getattr(student, "standardized_input_module", None)
+    found = get() if callable(get) else None
+    if found is None:
+        return student, None, False
+    mean, std, body = found
+    if float_io:
+        return FloatStandardized(mean, std, body).eval(), None, True
+    return body.eval(), {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}, False
+
+
 def build_module(arch: StudentArch) -> nn.Module:
     return MLP(arch) if arch.family == "mlp" else DSCNN(arch)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, HTTPException, Response
@@ -14,6 +15,9 @@ from service.comparison import device_status, thresholds_from
 from service.repos import artifacts, jobs
 from service.schemas.artifacts import ArtifactOut
 from service.storage import ObjectNotFound
+from service.storage.integrity import object_intact
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["artifacts"])
 
@@ -70,6 +74,7 @@ def download_artifact(
     caller: CallerDep,
     session: SessionDep,
     store: StoreDep,
+    settings: SettingsDep,
     range_header: str | None = Header(None, alias="Range"),
     if_none_match: str | None = Header(None, alias="If-None-Match"),
     if_range: str | None = Header(None, alias="If-Range"),
@@ -87,6 +92,12 @@ def download_artifact(
         return Response(status_code=304, headers=headers)
     if not store.exists(row.storage_key):
         raise ObjectNotFound(row.storage_key)
+    if settings.store_verify_on_read and not object_intact(store, row.storage_key, row.sha256):
+        log.error("artifact %s: stored object %s does not match its sha256", row.id, row.storage_key)
+        raise HTTPException(
+            500, f"artifact {artifact_id} is damaged in the store (its bytes no longer match its sha256); "
+            "an operator can run 'edgedistill admin scrub'"
+        )  # fmt: skip
     size = row.size_bytes
     span = None
     if range_header and (if_range is None or if_range.strip() == etag):

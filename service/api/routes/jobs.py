@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
 from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, TenantDep
-from service.api.sse import job_event_stream, parse_last_event_id
+from service.api.routes.webhooks import webhook_url_problem
+from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
 from service.api.teacher_checks import check_job_against_teacher
 from service.comparison import job_devices_section, thresholds_from
 from service.db.base import utcnow
@@ -83,6 +84,10 @@ def submit_job(
             ("device_profile",),
             f"unknown device profile {body.device_profile!r}; GET /api/v1/device-profiles lists the available ones",
         )
+    if body.webhook_url is not None:
+        problem = webhook_url_problem(session, settings, tenant_id=tenant, url=str(body.webhook_url))
+        if problem is not None:
+            raise _field_error(("webhook_url",), problem)
     try:
         queue_name = choose_queue(body.options.device, settings)
     except ValueError as exc:
@@ -161,7 +166,9 @@ def job_events(
     factory: SessionFactoryDep,
     settings: SettingsDep,
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    after: int | None = Query(None, ge=0, description="Resume after this event id (or send Last-Event-ID)"),
+    after: int | None = Query(
+        None, ge=0, le=MAX_EVENT_ID, description="Resume after this event id (or send Last-Event-ID)"
+    ),
 ) -> StreamingResponse:
     """Events in order: status (queued, running, succeeded/failed/cancelled), stage_started/finished,
     progress, epoch, artifact, measurement, warning. The stream ends after the terminal status."""

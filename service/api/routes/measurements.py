@@ -46,6 +46,19 @@ def add_measurement(
     """An API key posts any source and names the device; a device token (the agent, or firmware through a
     bridge) posts source "device" only, and the device's id and name come from the token."""
     art = readable_artifact(session, caller, artifact_id)
+    claimed = body.extra.get("artifact_sha256")
+    if body.source == "device" and claimed is not None and str(claimed).lower() != art.sha256:
+        # The device ran other bytes than this artifact (a swapped download): its figures are not this one's.
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "extra", "artifact_sha256"),
+                    "msg": f"the device measured bytes with sha256 {str(claimed)[:64]}, not this artifact's "
+                    f"{art.sha256}; measurement refused",
+                    "type": "value_error",
+                }
+            ]
+        )
     fields = body.model_dump()
     if caller.device is not None:
         if body.source != "device":

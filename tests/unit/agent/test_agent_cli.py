@@ -16,9 +16,11 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     ("argv", "words"),
     [
         (["run", "--artifact", "a"], "no service URL"),
-        (["run", "--artifact", "a", "--url", "http://x"], "no device token"),
-        (["run", "--artifact", "a", "--url", "http://x", "--token", "edk_apikey"], "not a device token"),
-        (["watch", "--url", "http://x", "--token", "edd_t", "--runs", "0"], "--runs must be"),
+        (["run", "--artifact", "a", "--url", "https://x"], "no device token"),
+        (["run", "--artifact", "a", "--url", "https://x", "--token", "edk_apikey"], "not a device token"),
+        (["watch", "--url", "https://x", "--token", "edd_t", "--runs", "0"], "--runs must be"),
+        (["run", "--artifact", "a", "--url", "http://x", "--token", "edd_t"], "Use https://, or pass --insecure"),
+        (["run", "--artifact", "a", "--url", "ftp://x", "--token", "edd_t"], "must start with https://"),
     ],
 )
 def test_configuration_errors_exit_2(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +33,7 @@ def test_env_configures_and_unreachable_service_is_exit_1(
 ) -> None:
     monkeypatch.setenv("EDGEDISTILL_URL", "http://127.0.0.1:9")  # discard port: connection refused
     monkeypatch.setenv("EDGEDISTILL_DEVICE_TOKEN", "edd_x")
-    assert main(["run", "--artifact", "a", "--timeout", "2"]) == EXIT_ERROR
+    assert main(["run", "--artifact", "a", "--timeout", "2", "--insecure"]) == EXIT_ERROR
     assert "cannot reach the service" in capsys.readouterr().err
 
 

@@ -84,3 +84,18 @@ def test_int8_input_quantization_is_read_from_the_model(mcu_run: Any) -> None:
 def test_wrong_kind_is_refused(tmp_path: Any) -> None:
     with pytest.raises(AgentError, match="not a model"):
         load_model(tmp_path / "x", "c_source", threads=1, layout=None)
+
+
+def test_standardize_input_applies_the_artifacts_per_feature_statistics() -> None:
+    import numpy as np
+    import pytest
+
+    from agent.errors import AgentError
+    from agent.runtimes import standardize_input
+
+    x = np.array([[1.0, 100.0], [3.0, 300.0]], dtype=np.float32)
+    meta = {"input_standardization": {"mean": [2.0, 200.0], "std": [1.0, 100.0]}}
+    np.testing.assert_allclose(standardize_input(x, meta), [[-1.0, -1.0], [1.0, 1.0]])
+    assert standardize_input(x, {}) is x
+    with pytest.raises(AgentError, match="features"):
+        standardize_input(x, {"input_standardization": {"mean": [0.0], "std": [1.0]}})

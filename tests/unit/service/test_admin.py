@@ -61,3 +61,21 @@ def test_second_key_reuses_the_tenant(db_env: str, capsys: pytest.CaptureFixture
     with _session(db_env) as s:
         assert {t.name for _, t in api_keys.list_keys(s)} == {"acme"}
         assert len(api_keys.list_keys(s)) == 2
+
+
+def test_webhook_secret_is_printed_once_and_rotates(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from service.repos import tenants, webhook_secrets
+
+    main(["migrate"])
+    main(["create-key", "--tenant", "acme"])
+    capsys.readouterr()
+    assert main(["webhook-secret", "--tenant", "acme"]) == 0
+    first = capsys.readouterr()
+    assert first.out.strip().startswith("whsec_") and "shown only once" in first.err
+    assert main(["webhook-secret", "--tenant", "acme"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != first.out.strip()
+    with _session(db_env) as s:
+        tenant = tenants.get_tenant_by_name(s, name="acme")
+        assert tenant is not None and webhook_secrets.signing_secret(s, tenant_id=tenant.id) == second
+    assert main(["webhook-secret", "--tenant", "nobody"]) == 1

@@ -57,4 +57,10 @@ def test_generated_secret_key_is_stable_per_data_dir(tmp_path: Path) -> None:
     a = Settings(data_dir=tmp_path).resolved_secret_key()
     assert len(a) >= 32 and Settings(data_dir=tmp_path).resolved_secret_key() == a
     assert Settings(data_dir=tmp_path, secret_key="given").resolved_secret_key() == "given"
-    assert Settings(data_dir=tmp_path, webhook_secret="w").webhook_signing_secret() == "w"
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_webhook_allowlist_is_comma_separated(tmp_path: Path) -> None:
+    s = Settings(data_dir=tmp_path, webhook_allowlist=" 10.0.0.0/8, hooks.internal ,,")
+    assert s.webhook_allow_entries() == ["10.0.0.0/8", "hooks.internal"]
+    assert Settings(data_dir=tmp_path).webhook_allow_entries() == []

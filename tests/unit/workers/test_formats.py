@@ -300,3 +300,23 @@ def test_not_an_npz(tmp_path: Path) -> None:
     p.write_bytes(b"")
     with pytest.raises(DataFileError, match="empty"):
         check_npz(p)
+
+
+def _npz_declaring(path: Path, shape: tuple[int, ...]) -> Path:
+    """An .npz whose x.npy header declares `shape` (float32) but holds no data: a few hundred bytes."""
+    import zipfile
+
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(10 + len(header) + 1) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.npy", npy)
+    return path
+
+
+@pytest.mark.parametrize("shape", [(2**61, 8), (2**62, 2, 2), (2**40, 1)])
+def test_npz_sizes_are_computed_without_overflow_and_capped(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    path = _npz_declaring(tmp_path / "tiny.npz", shape)
+    assert path.stat().st_size < 400
+    with pytest.raises(DataFileError, match="over the"):
+        check_npz(path)

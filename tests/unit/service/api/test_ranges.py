@@ -42,3 +42,11 @@ def test_satisfiable_ranges_stay_inside_the_file(a: int, b: int, size: int) -> N
     if span is not None:
         start, end = span
         assert 0 <= start < end <= size and start == a
+
+
+def test_positions_with_thousands_of_digits_are_not_a_500() -> None:
+    huge = "9" * 5000
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes={huge}-", 10)
+    assert parse_range(f"bytes=0-{huge}", 10) == (0, 10)
+    assert parse_range(f"bytes=-{huge}", 10) == (0, 10)

@@ -37,8 +37,9 @@ def test_only_old_staging_entries_go(tmp_path: Path) -> None:
     _make(tmp_path / "upload-long", folder=True, age_s=OLD, file_age_s=5)  # started long ago, still writing
     _make(tmp_path / "put-old", age_s=OLD)
     _make(tmp_path / "put-new")
+    _make(tmp_path / "web-upload-old", folder=True, age_s=OLD)  # the dashboard's staging
     _make(tmp_path / "unrelated", age_s=OLD)
-    assert sweep_stale_staging([tmp_path, tmp_path / "missing"]) == 2
+    assert sweep_stale_staging([tmp_path, tmp_path / "missing"]) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["put-new", "unrelated", "upload-long", "upload-new"]
 
 

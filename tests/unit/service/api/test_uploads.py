@@ -70,3 +70,21 @@ def test_limit_stops_reading_and_removes_the_partial_file(tmp_path: Path) -> Non
     anyio.run(go)
     assert len(pulled) < 10  # stopped right after the limit, not at the end of the body
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("parts", "size", "words"), [(4000, 10, "more than"), (20, 60_000, "in all")])
+def test_text_fields_are_capped_in_number_and_total(tmp_path: Path, parts: int, size: int, words: str) -> None:
+    """4,000 small fields (or many big ones) would all be kept in memory: refused with 413 instead."""
+    fields = b"".join(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="f{i}"\r\n\r\n'.encode() + b"v" * size + b"\r\n"
+        for i in range(parts)
+    )
+    body = [fields, *_body([b"\1" * 100])]
+
+    async def go() -> None:
+        with pytest.raises(HTTPException) as info:
+            await receive_upload(_request(body, []), max_bytes=10**6, tmp_dir=tmp_path, chunk_bytes=4096)
+        assert info.value.status_code == 413 and words in str(info.value.detail)
+
+    anyio.run(go)
+    assert list(tmp_path.iterdir()) == []

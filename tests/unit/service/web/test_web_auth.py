@@ -15,16 +15,46 @@ from service.web import auth
 from tests.unit.service.web.helpers import Browser
 
 
-def test_session_value_round_trip_tamper_and_expiry() -> None:
-    value = auth.make_session_value("s3cret", "key123", now=1000)
-    assert auth.read_session_value("s3cret", value, now=1000) == "key123"
-    assert auth.read_session_value("other", value, now=1000) is None
-    payload, sig = value.split(".")
-    forged = auth.make_session_value("s3cret", "someone-else", now=1000).split(".")[0]
-    assert auth.read_session_value("s3cret", f"{forged}.{sig}", now=1000) is None
-    assert auth.read_session_value("s3cret", value, now=1000 + auth.SESSION_MAX_AGE_S + 1) is None
-    for junk in (None, "", "abc", "a.b.c", f"{payload}."):
-        assert auth.read_session_value("s3cret", junk, now=1000) is None
+def _old_scheme_cookie(secret: str, key_id: str) -> str:
+    """What the session cookie used to be: {"k": key id, "t": issued} signed with the secret key."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    payload = b64(json.dumps({"k": key_id, "t": int(time.time())}).encode())
+    key = hmac.new(secret.encode(), b"edgedistill.web.session", hashlib.sha256).digest()
+    return f"{payload}.{b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())}"
+
+
+def test_a_cookie_forged_with_the_secret_key_opens_no_session(app: FastAPI, alice: Browser, db: Session) -> None:
+    """Knowing secret_key (the old webhook secret) was enough to mint a session; now only a token the
+    server handed out (and still holds) is."""
+    key = api_keys.authenticate(db, secret=alice.key)
+    assert key is not None
+    with TestClient(app) as client:
+        client.cookies.set(auth.SESSION_COOKIE, _old_scheme_cookie("test-secret", key.key.id))
+        assert client.get("/ui/jobs", follow_redirects=False).status_code == 303
+        client.cookies.set(auth.SESSION_COOKIE, key.key.id)
+        assert client.get("/ui/jobs", follow_redirects=False).status_code == 303
+    assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 200
+
+
+def test_expired_sessions_end(alice: Browser, db: Session) -> None:
+    from datetime import timedelta
+
+    from service.db.base import utcnow
+    from service.db.models import WebSession
+
+    assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 200
+    for row in db.query(WebSession).all():
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    db.commit()
+    assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 303
 
 
 def test_csrf_tokens_are_signed() -> None:
@@ -137,17 +167,26 @@ def test_posts_without_a_matching_token_or_from_another_origin_are_refused(
     assert r.status_code == 303
 
 
-def test_logout_ends_the_session(alice: Browser) -> None:
+def test_logout_ends_the_session(app: FastAPI, alice: Browser) -> None:
+    copied = alice.client.cookies.get(auth.SESSION_COOKIE)
+    assert copied
     token = alice.csrf("/ui/jobs")
     r = alice.client.post("/ui/logout", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/ui/login"
     assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 303
+    # A copy of the cookie taken before logout (another tab, a stolen cookie) is dead on the server too.
+    with TestClient(app) as other:
+        other.cookies.set(auth.SESSION_COOKIE, copied)
+        assert other.get("/ui/jobs", follow_redirects=False).status_code == 303
 
 
 def test_a_revoked_key_logs_its_browsers_out(alice: Browser, db: Session) -> None:
+    from service.db.models import WebSession
+
     assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 200
     api_keys.revoke_key(db, prefix=alice.key[:12])
     db.commit()
+    assert all(row.revoked_at is not None for row in db.query(WebSession).all())
     r = alice.client.get("/ui/jobs", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
 

@@ -251,6 +251,45 @@ def test_uploads_over_the_limit_get_a_page_not_a_stored_file(
     assert models.list_models(db, tenant_id=tenant.id).items == []
 
 
+def test_chunked_uploads_are_counted_as_they_stream(
+    settings: Settings, fake_queue: FakeQueue, make_key: Any, db: Session
+) -> None:
+    """A chunked body declares no Content-Length: it is cut off once it passes the form's cap, and no
+    staging folder is left behind."""
+    small = settings.model_copy(update={"max_upload_bytes": 4096})
+    app = create_app(small, queue=fake_queue)
+    tenant, key = make_key("acme")
+    sent = 0
+
+    with TestClient(app) as client:
+        browser = Browser(client)
+        assert browser.post_form("/ui/login", {"api_key": key}).status_code == 303
+        token = browser.csrf("/ui/jobs/new")
+        boundary = "b0undary"
+
+        def body() -> Any:
+            nonlocal sent
+            yield (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="teacher_file"; filename="t.onnx"\r\n\r\n'
+            ).encode()
+            for _ in range(64):  # 4 MiB in 64 KiB chunks
+                sent += 65536
+                yield b"x" * 65536
+            yield f"\r\n--{boundary}--\r\n".encode()
+
+        r = client.post(
+            "/ui/jobs/new",
+            content=body(),
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 413
+    assert models.list_models(db, tenant_id=tenant.id).items == []
+    staging = small.upload_tmp_dir
+    assert not staging.exists() or not [p for p in staging.iterdir() if p.name.startswith("web-upload-")]
+
+
 def test_teacher_data_mismatch_is_shown_next_to_the_data_field(
     alice: Browser, db: Session, fake_queue: FakeQueue
 ) -> None:

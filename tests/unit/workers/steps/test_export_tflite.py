@@ -155,3 +155,13 @@ def test_debug_names_are_stripped_but_signatures_kept(exported: Any, digits_case
     x = digits_case.data.x_of("test")[:1].transpose(0, 2, 3, 1)
     out = next(iter(runner(**{next(iter(runner.get_input_details())): x}).values()))
     np.testing.assert_allclose(out, run_tflite(rec.path, digits_case.data.x_of("test")[:1]), atol=1e-6)
+
+
+def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: Any, digits_case: Any) -> None:
+    from workers.steps.runtimes import TfliteModel
+
+    _, state = exported("mobile-arm64", "digits")
+    rec = state.artifacts["tflite_int8"]
+    x = digits_case.data.x_of("test")  # NCHW data, NHWC model
+    got = TfliteModel(rec.path).predict_all({"pixels": x})
+    np.testing.assert_allclose(next(iter(got.values())), run_tflite(rec.path, x))

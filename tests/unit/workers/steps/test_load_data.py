@@ -189,3 +189,19 @@ def test_data_is_required(digits_teacher_files: dict[str, Path], tmp_path: Path)
     LoadTeacher().run(ctx, state)
     with pytest.raises(InputError, match="transfer data is required"):
         LoadData().run(ctx, state)
+
+
+def test_teacher_output_cache_budget_is_computed_and_enforced() -> None:
+    from workers.steps.load_data import check_outputs_budget
+
+    assert check_outputs_budget(60_000, [(10,)], 1024) == 60_000 * 10 * 4
+    with pytest.raises(InputError, match=r"needs 229 MiB, over options\.teacher_outputs_mb=100"):
+        check_outputs_budget(60_000, [(600,), (400,)], 100)
+
+
+def test_load_data_refuses_an_output_cache_over_budget(digits_teacher_files: dict[str, Path], tmp_path: Path) -> None:
+    # 1,797 digits x 10 logits x 4 B = 70 KiB: refused under 0.05 MiB, cached under the default
+    with pytest.raises(InputError, match=r"options\.teacher_outputs_mb=0\.05"):
+        _run(tmp_path, digits_teacher_files["onnx"], digits_teacher_files["npz"], teacher_outputs_mb=0.05)
+    state, _ = _run(tmp_path, digits_teacher_files["onnx"], digits_teacher_files["npz"])
+    assert sum(a.nbytes for split in state.teacher_outputs.values() for a in split.values()) == 1797 * 10 * 4

@@ -60,7 +60,8 @@ def finished_job(app: FastAPI, submit: Callable[..., dict[str, Any]]) -> Callabl
         ids: dict[str, str] = {"job": job["id"]}
         with app.state.sessionmaker() as s:
             jobs_repo.claim_job(s, job_id=job["id"], worker_id="w")
-            for kind, data in (("onnx_int8", b"model-bytes-" + job["id"].encode()), ("probe", b"probe")):
+            files = (("onnx_int8", b"model-bytes-" + job["id"].encode()), ("probe", b"probe"), ("report", b"{}"))
+            for kind, data in files:
                 obj = store.put_stream(iter([data]))
                 row = artifacts_repo.upsert_artifact(
                     s,
@@ -186,8 +187,13 @@ def test_device_reads_and_downloads_its_profiles_artifacts_only(
             assert r.status_code == 404, suffix
         r = client.post(f"{A}/{ids['onnx_int8']}/measurements", json=M, headers=headers)
         assert r.status_code == 404
+    # runnable artifacts and probes only: the job's report (and summary, ...) stay with API keys
+    assert client.get(f"{A}/{mine['probe']}/download", headers=headers).status_code == 200
+    for suffix in ("", "/download"):
+        assert client.get(f"{A}/{mine['report']}{suffix}", headers=headers).status_code == 404
     # the API key keeps working everywhere as before
     assert client.get(f"{A}/{other_profile['onnx_int8']}/download", headers=alice.headers).status_code == 200
+    assert client.get(f"{A}/{mine['report']}/download", headers=alice.headers).status_code == 200
 
 
 def test_me_and_pending_artifacts(
@@ -348,3 +354,18 @@ def test_mcu_comparison_labels_the_estimate_and_firmware_can_post(
     dev = comp["devices"][0]
     assert dev["device"] == "stm32l4" and dev["meets_target"] is False and dev["latency_ratio"] is None
     assert dev["facts"]["cpu_model"].startswith("STM32")
+
+
+@pytest.mark.parametrize("settings_overrides", [{"store_verify_on_read": True}])
+def test_verify_on_read_refuses_a_changed_object(
+    app: FastAPI, client: TestClient, alice: Any, finished_job: Any
+) -> None:
+    ids = finished_job(alice)
+    url = f"{A}/{ids['onnx_int8']}/download"
+    assert client.get(url, headers=alice.headers).status_code == 200
+    with app.state.sessionmaker() as s:
+        key = artifacts_repo.get_artifact(s, tenant_id=alice.tenant_id, artifact_id=ids["onnx_int8"]).storage_key
+    path = app.state.store.objects / key
+    path.write_bytes(b"X" + path.read_bytes()[1:])  # same size, other bytes
+    r = client.get(url, headers=alice.headers)
+    assert r.status_code == 500 and "damaged in the store" in r.json()["detail"]

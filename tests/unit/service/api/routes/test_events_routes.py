@@ -82,3 +82,16 @@ def test_stream_of_an_ended_job_with_nothing_new_closes(client: TestClient, app:
     all_events = _read(client, f"/api/v1/jobs/{job['id']}/events", alice.headers)
     assert all_events[-1]["data"]["status"] == "cancelled"
     assert _read(client, f"/api/v1/jobs/{job['id']}/events?after={all_events[-1]['id']}", alice.headers) == []
+
+
+def test_cursors_past_any_event_id_are_4xx(client: TestClient, alice, submit) -> None:  # type: ignore[no-untyped-def]
+    job = submit(alice)
+    url = f"/api/v1/jobs/{job['id']}/events"
+    for value in (str(2**63), "9" * 5000):
+        r = client.get(url, headers={**alice.headers, "Last-Event-ID": value})
+        assert r.status_code == 400 and "Last-Event-ID" in r.json()["detail"], value
+        r = client.get(f"{url}?after={value}", headers=alice.headers)
+        assert r.status_code == 422, value
+    # an id this server never issued is ignored, as the SSE spec allows (cancelled: the stream ends)
+    assert client.post(f"/api/v1/jobs/{job['id']}/cancel", headers=alice.headers).status_code == 200
+    assert client.get(url, headers={**alice.headers, "Last-Event-ID": "abc"}).status_code == 200

@@ -88,6 +88,7 @@ def test_webhook_url_must_be_http(client: TestClient, alice, upload_model) -> No
         headers=alice.headers,
     )
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "webhook_url"]
+    assert client.post("/api/v1/webhook-secret", headers=alice.headers).status_code == 201
     ok = client.post(
         J,
         json={"model_id": m["id"], "device_profile": "cpu-x86", "webhook_url": "https://ci.example/hook"},

@@ -95,3 +95,42 @@ def test_filters_and_scoping(client: TestClient, alice, bob, make_artifact) -> N
     assert ids("?device_name=pi5&runtime=onnxruntime") == {dev["id"]}
     assert ids("?runtime=tflite") == set()
     assert client.post(f"/api/v1/artifacts/{b}/measurements", json=M, headers=alice.headers).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '"max_abs_diff": Infinity',
+        '"max_abs_diff": NaN',
+        '"p50_ms": -Infinity',
+        '"extra": {"reference_max_abs": Infinity}',
+        '"extra": {"nested": [1, NaN]}',
+    ],
+)
+def test_non_finite_numbers_are_refused(client: TestClient, alice, make_artifact, raw: str) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    a = make_artifact(alice)
+    body = json.dumps(M)[:-1] + ", " + raw + "}"
+    r = client.post(
+        f"/api/v1/artifacts/{a}/measurements",
+        content=body,
+        headers={**alice.headers, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert client.get(f"/api/v1/artifacts/{a}/measurements", headers=alice.headers).json()["measurements"] == []
+
+
+def test_a_device_measurement_of_other_bytes_is_refused(client: TestClient, alice, make_artifact) -> None:  # type: ignore[no-untyped-def]
+    a = make_artifact(alice)  # its sha256 is "0" * 64
+    r = client.post(
+        f"/api/v1/artifacts/{a}/measurements",
+        json={**M, "extra": {"artifact_sha256": "f" * 64}},
+        headers=alice.headers,
+    )
+    assert r.status_code == 422 and "measurement refused" in r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "extra", "artifact_sha256"]
+    ok = client.post(
+        f"/api/v1/artifacts/{a}/measurements", json={**M, "extra": {"artifact_sha256": "0" * 64}}, headers=alice.headers
+    )
+    assert ok.status_code == 201

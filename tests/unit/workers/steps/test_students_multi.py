@@ -1,0 +1,207 @@
+"""Students for multi-input / multi-output / token teachers (workers/steps/students_multi.py): the
+per-sample output shapes are the teacher's, the module is sized to each profile, and the ONNX export
+keeps the teacher's names, dtypes and a dynamic batch and computes what torch computes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workers.pipeline.errors import InputError
+from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from workers.pipeline.spec import StudentOptions
+from workers.profiles import builtin_profiles
+from workers.steps.build_student import build_student, needs_multi_student
+from workers.steps.export_onnx import export_signature_onnx
+from workers.steps.students_multi import MultiStudent, TupleStudent, example_inputs, input_stats
+
+PROFILES = builtin_profiles()
+
+
+Shape = tuple[int | None, ...]
+
+
+def sig(
+    inputs: list[tuple[str, str, Shape]], outputs: list[tuple[str, str, Shape, str]], layout: str | None = None
+) -> ModelSignature:
+    return ModelSignature(
+        inputs=tuple(TensorSpec(name=n, dtype=d, shape=s, layout=layout) for n, d, s in inputs),  # type: ignore[arg-type]
+        outputs=tuple(OutputSpec(name=n, dtype=d, shape=s, kind=k) for n, d, s, k in outputs),  # type: ignore[arg-type]
+    )
+
+
+MAGIKA = sig([("bytes", "int32", (None, 2048))], [("target_label", "float32", (None, 214), "probabilities")])
+BLAZEFACE = sig(
+    [("input", "float32", (None, 3, 32, 32))],
+    [
+        ("regressors", "float32", (None, 96, 16), "boxes"),
+        ("classificators", "float32", (None, 96, 1), "sigmoid_logits"),
+    ],
+)
+TEXT = sig(
+    [("input_ids", "int64", (None, 64)), ("attention_mask", "int64", (None, 64))],
+    [("logits", "float32", (None, 3), "logits")],
+)
+WAKEWORD = sig([("x", "float32", (None, 16, 96))], [("score", "float32", (None, 1), "sigmoid")], layout="NLC")
+SKLEARN = sig(
+    [("float_input", "float32", (None, 30))],
+    [("label", "int64", (None,), "class_index"), ("probabilities", "float32", (None, 2), "probabilities")],
+)
+VAD_PLUS_AGE = sig(
+    [("spec", "float32", (None, 40, 50)), ("meta", "float32", (None, 4))],
+    [("speech", "float32", (None, 16), "sigmoid"), ("age", "float32", (None, 1), "regression")],
+)
+CASES = {"magika": MAGIKA, "blazeface": BLAZEFACE, "text": TEXT, "wakeword": WAKEWORD, "sklearn": SKLEARN,
+         "two_inputs": VAD_PLUS_AGE}  # fmt: skip
+
+
+def random_inputs(signature: ModelSignature, n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for spec in signature.inputs:
+        shape = (n, *[int(d) for d in spec.per_sample if d is not None])
+        if "mask" in spec.name:
+            lengths = rng.integers(1, shape[1] + 1, size=n)
+            out[spec.name] = (np.arange(shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+        elif spec.dtype.startswith("int"):
+            out[spec.name] = rng.integers(0, 300, size=shape).astype(spec.dtype)  # some ids beyond V
+        else:
+            out[spec.name] = rng.normal(size=shape).astype(np.float32) * 10 + 3
+    return out
+
+
+def _trained_outputs(signature: ModelSignature) -> list[OutputSpec]:
+    return [o for o in signature.outputs if o.kind != "class_index"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_outputs_have_the_teachers_per_sample_shapes(case: str) -> None:
+    signature = CASES[case]
+    x = random_inputs(signature, 5)
+    module, arch = build_student(signature, PROFILES["mobile-arm64"], StudentOptions(), input_stats(signature, x))
+    outs = module(*(torch.from_numpy(x[n]) for n in signature.input_names))
+    assert isinstance(outs, tuple)
+    want = [tuple(int(d) for d in o.per_sample if d is not None) for o in _trained_outputs(signature)]
+    assert [tuple(o.shape[1:]) for o in outs] == want
+    assert all(o.shape[0] == 5 and torch.isfinite(o).all() for o in outs)
+    if isinstance(module, MultiStudent):  # the single-input families count BN-folded parameters
+        assert arch["params"] == sum(p.numel() for p in module.parameters())
+    assert arch["est_int8_bytes"] <= 0.9 * PROFILES["mobile-arm64"].budgets.max_model_bytes
+
+
+def test_single_float_input_teachers_keep_the_tuned_single_input_students() -> None:
+    assert not needs_multi_student(WAKEWORD) and not needs_multi_student(SKLEARN)
+    assert needs_multi_student(MAGIKA) and needs_multi_student(BLAZEFACE) and needs_multi_student(TEXT)
+    module, arch = build_student(WAKEWORD, PROFILES["mcu-cortex-m4"], StudentOptions(), {})
+    assert isinstance(module, TupleStudent) and arch["family"] == "ds_cnn1d"
+    # NLC (time, features) data: the student reads 96 channels over 16 steps
+    assert arch["input_shape"] == [96, 16]
+
+
+def test_detector_heads_sit_on_the_anchor_grid() -> None:
+    module, arch = build_student(BLAZEFACE, PROFILES["mobile-arm64"], StudentOptions(), {})
+    assert isinstance(module, MultiStudent)
+    assert arch["heads"] == {"regressors": "anchor", "classificators": "anchor"}
+    boxes = module.heads["out0"]
+    # weights: positions -> 96 anchors, channels -> 16 values; not a dense trunk -> 96 x 16 layer
+    assert boxes.to_anchors.out_features == 96 and boxes.to_values.out_features == 16
+
+
+def test_token_ids_beyond_the_vocabulary_are_hashed_in_the_graph() -> None:
+    stats = {"bytes": {"max_id": 100_000}}
+    module, arch = build_student(MAGIKA, PROFILES["mcu-cortex-m4"], StudentOptions(width=8, depth=2), stats)
+    vocab = arch["vocab"]["bytes"]
+    assert 16 <= vocab < 100_001  # budget-sized, not the id range
+    ids = torch.randint(0, 10 * vocab, (3, 2048))
+    module.eval()
+    with torch.no_grad():
+        a = module(ids)[0]
+        b = module(torch.remainder(ids, vocab))[0]
+    torch.testing.assert_close(a, b)
+
+
+def test_mask_hides_padding_from_the_pooled_features() -> None:
+    module, _ = build_student(
+        TEXT, PROFILES["cpu-x86"], StudentOptions(width=16, depth=1), {"input_ids": {"max_id": 999}}
+    )
+    module.eval()
+    ids = torch.randint(0, 999, (2, 64))
+    mask = torch.zeros(2, 64, dtype=torch.int64)
+    mask[:, :10] = 1
+    changed = ids.clone()
+    changed[:, 40:] = torch.randint(0, 999, (2, 24))  # padding positions differ, real tokens do not
+    with torch.no_grad():
+        a = module(ids, mask)[0]
+        b = module(changed, mask)[0]
+        c = module(changed, torch.ones_like(mask))[0]
+    # a receptive field of a few tokens reaches beyond position 10 only a little: equal up to the
+    # dilated convolutions' reach, which ends well before position 40
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_budgets_and_teacher_ratio_size_the_student() -> None:
+    stats = {"bytes": {"max_id": 255}}
+    _, arch_s = build_student(MAGIKA, PROFILES["mcu-cortex-m4"], StudentOptions(), stats, teacher_params=400_000)
+    _, arch_b = build_student(MAGIKA, PROFILES["cpu-x86"], StudentOptions(), stats)
+    assert arch_s["params"] <= 50_000 < arch_b["params"]
+    assert "teacher / 8" in arch_s["chosen_because"]
+    assert arch_s["est_arena_bytes"] <= PROFILES["mcu-cortex-m4"].budgets.max_ram_bytes
+
+
+def test_dynamic_per_sample_dims_are_refused() -> None:
+    dyn = sig([("ids", "int64", (None, None))], [("y", "float32", (None, 2), "logits")])
+    with pytest.raises(InputError, match="dynamic"):
+        build_student(dyn, PROFILES["cpu-x86"], StudentOptions(), {})
+
+
+@pytest.mark.parametrize("case", ["blazeface", "text", "two_inputs", "magika"])
+def test_onnx_export_keeps_names_dtypes_and_dynamic_batch(tmp_path: Path, case: str) -> None:
+    import onnxruntime as ort
+
+    signature = CASES[case]
+    x = random_inputs(signature, 7)
+    module, _ = build_student(
+        signature, PROFILES["cpu-x86"], StudentOptions(width=8, depth=2), input_stats(signature, x)
+    )
+    module.eval()
+    names = tuple(o.name for o in _trained_outputs(signature))
+    path = tmp_path / "s.onnx"
+    export_signature_onnx(module, example_inputs(signature), path, signature.input_names, names)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == list(signature.input_names)
+    assert [o.name for o in sess.get_outputs()] == list(names)
+    for i, spec in zip(sess.get_inputs(), signature.inputs, strict=True):
+        assert ("int64" in i.type) == spec.dtype.startswith("int") and not isinstance(i.shape[0], int)
+    got = sess.run(None, {k: v.astype(np.int64) if v.dtype.kind == "i" else v for k, v in x.items()})
+    with torch.no_grad():
+        ref = module(*(torch.from_numpy(x[n]).long() if x[n].dtype.kind == "i" else torch.from_numpy(x[n])
+                       for n in signature.input_names))  # fmt: skip
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r.numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_build_student_step_builds_a_multi_student_from_the_transfer_data(tmp_path: Path) -> None:
+    from tests.unit.workers.steps.conftest import make_run
+    from workers.pipeline.context import RunState
+    from workers.steps.build_student import BuildStudent
+    from workers.steps.data import TransferData, make_splits
+
+    arrays = random_inputs(TEXT, 40)
+    splits, _ = make_splits(40, None, val_fraction=0.2, test_fraction=0.2, seed=0)
+    state = RunState()
+    state.signature = TEXT
+    state.data = TransferData(
+        x=arrays["input_ids"], y=None, splits=splits, modality="vector", task="classification", num_outputs=3,
+        arrays=arrays, input_names=TEXT.input_names,
+    )  # fmt: skip
+    run = make_run(tmp_path, "mcu-cortex-m7")
+    BuildStudent().run(run.ctx, state)
+    assert isinstance(state.student, MultiStudent)
+    assert state.student_arch["encoders"] == {"input_ids": "tokens", "attention_mask": "mask"}
+    # ids seen in the data reach 299: the vocabulary is no larger than that
+    assert state.student_arch["vocab"]["input_ids"] <= 300
+    assert any("student multi" in e.data.get("message", "") for e in run.of_kind("progress"))

@@ -1,0 +1,478 @@
+"""Students for any teacher signature: several inputs (images, float sequences, token ids + masks,
+tabular vectors) and several outputs (class scores, sigmoid units, regressors, per-anchor heads).
+
+Shape of the network (one encoder per input, a shared trunk, one head per trained output):
+- image (N, C, H, W) float: the DS-CNN blocks of students.DSCNN (depthwise-separable, Howard et al.
+  2017); its last feature map also feeds the per-anchor heads.
+- float sequence (N, C, T) (layout NCL, or NLC transposed first): the same blocks on (N, C, 1, T), as
+  DS-CNN keyword spotting does (Zhang et al. 2017).
+- token ids (N, L) integer: ids >= V are hashed into V buckets in the graph (remainder), so the
+  exported model takes the teacher's raw ids; an Embedding(V, E); then depthwise 1-D convolutions with
+  growing dilation (a TCN-style receptive field, Bai et al. 2018, arXiv:1803.01271); mean pooling over
+  the positions an integer mask input of the same shape marks (name containing "mask"), else over all.
+  Long byte sequences (L >= 256, no mask) are downsampled by strided blocks as audio is.
+- vector (N, F) float: standardisation + Linear/ReLU layers (as students.MLP).
+No GRU: nn.GRU exports to ONNX (max |diff| 6e-8) but litert-torch's PT2E int8 conversion fails on it
+(IndexError inside the converter, float and int8 I/O alike; litert-torch 0.10, measured 2026-12-01), so
+recurrent teachers get the convolutional sequence encoder, which streams as a TCN does.
+The encoders' pooled features are concatenated into a Linear/ReLU trunk. Each output gets a head:
+Linear(trunk, prod(shape)) reshaped to the teacher's per-sample shape, or, for per-anchor outputs
+(A anchors = prod of the non-last dims, d values each) when an encoder has a feature map (C, P):
+Linear(P, A) over positions then Linear(C, d) shared by the anchors (a learned anchor assignment,
+A * P + C * d weights instead of trunk * A * d).
+
+Outputs are RAW (logits / pre-sigmoid scores / plain values) in signature output order, without
+class_index outputs (workers/steps/heads.py adds softmax/sigmoid/argmax for export).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from workers.pipeline.errors import BudgetError, InputError
+from workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
+from workers.profiles.schema import DeviceProfile
+from workers.steps.students import (
+    _TFLITE_BYTES_PER_TENSOR,
+    _TFLITE_FIXED_BYTES,
+    FLASH_HEADROOM,
+    TEACHER_PARAM_RATIO,
+    StudentArch,
+    StudentEstimate,
+    budget_violation,
+    plan_layers,
+)
+
+WIDTHS = (8, 12, 16, 24, 32, 48, 64, 96, 128)
+DEPTHS = (1, 2, 3, 4)
+PREFERRED_MIN_DEPTH = 2
+# An embedding table may take at most this share of the flash budget (the rest: encoders and heads).
+VOCAB_FLASH_SHARE = 0.4  # of the bytes: tables stay float32 (4 bytes per weight)
+MIN_VOCAB = 16
+LONG_SEQUENCE = 256  # token sequences at least this long (without a mask) are downsampled
+
+InputStats = dict[str, dict[str, Any]]
+
+
+def input_kind(spec: TensorSpec) -> str:
+    """ "image", "sequence", "tokens", "mask" or "vector" for one teacher input."""
+    rank = len(spec.shape) - 1
+    if spec.dtype not in FLOAT_DTYPES:
+        if rank != 1:
+            raise InputError(f"integer input {spec.name!r} of per-sample shape {spec.per_sample}: only (L,) token ids")
+        return "mask" if "mask" in spec.name.lower() else "tokens"
+    if rank == 1:
+        return "vector"
+    if rank == 2:
+        return "sequence"
+    if rank == 3:
+        return "image"
+    raise InputError(f"input {spec.name!r} of per-sample shape {spec.per_sample}: no student encoder for it")
+
+
+def _known(shape: tuple[int | None, ...], what: str) -> tuple[int, ...]:
+    if any(d is None for d in shape):
+        raise InputError(f"{what} has dynamic per-sample dims {shape}: the student needs fixed ones")
+    return tuple(int(d) for d in shape if d is not None)
+
+
+def input_stats(signature: ModelSignature, inputs: Mapping[str, np.ndarray]) -> InputStats:
+    """What build_student needs from the transfer data: feature mean/std of vector inputs, the largest
+    token id of token inputs."""
+    stats: InputStats = {}
+    for spec in signature.inputs:
+        x = inputs.get(spec.name)
+        if x is None or x.shape[0] == 0:
+            continue
+        kind = input_kind(spec)
+        if kind == "vector":
+            stats[spec.name] = {"mean": x.mean(0).astype(np.float32), "std": x.std(0).astype(np.float32)}
+        elif kind == "tokens":
+            stats[spec.name] = {"max_id": int(x.max())}
+    return stats
+
+
+# --------------------------------------------------------------------------------------------------
+# modules
+# --------------------------------------------------------------------------------------------------
+
+
+def _conv_bn_relu(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int], groups: int,
+                  dilation: tuple[int, int] = (1, 1)) -> list[nn.Module]:  # fmt: skip
+    pad = ((kernel[0] // 2) * dilation[0], (kernel[1] // 2) * dilation[1])
+    return [
+        nn.Conv2d(cin, cout, kernel, stride, pad, dilation=dilation, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    ]
+
+
+class ConvEncoder(nn.Module):
+    """DS-CNN feature extractor (students.plan_layers) for images and float sequences; returns
+    (pooled (N, C), map (N, C, P))."""
+
+    def __init__(self, family: str, per_sample: tuple[int, ...], width: int, depth: int, channels_last: bool) -> None:
+        super().__init__()
+        self.is_1d = family == "ds_cnn1d"
+        self.channels_last = channels_last  # NLC sequence: transpose to NCL first
+        shape = (per_sample[1], per_sample[0]) if channels_last else per_sample
+        arch = StudentArch(family, shape, 1, width, depth)  # type: ignore[arg-type]
+        body: list[nn.Module] = []
+        layers = [layer for layer in plan_layers(arch) if layer.kind == "conv"]
+        for layer in layers:
+            body += _conv_bn_relu(layer.cin, layer.cout, layer.kernel, layer.stride, layer.groups)
+        self.features = nn.Sequential(*body)
+        self.channels = layers[-1].cout
+        self.positions = layers[-1].out_hw[0] * layers[-1].out_hw[1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.is_1d:
+            if self.channels_last:
+                x = x.transpose(1, 2)
+            x = x.unsqueeze(2)
+        f = self.features(x)
+        return f.mean(dim=(2, 3), keepdim=True).flatten(1), f.flatten(2)
+
+
+class TokenEncoder(nn.Module):
+    """Hashed embedding + dilated depthwise-separable 1-D blocks + (masked) mean pooling."""
+
+    def __init__(self, length: int, vocab: int, width: int, depth: int, masked: bool, kernel: int = 5) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.embedding = nn.Embedding(vocab, width)
+        self.downsample = not masked and length >= LONG_SEQUENCE
+        blocks: list[nn.Module] = []
+        ch, positions = width, length
+        for i in range(depth):
+            stride = 2 if self.downsample and positions >= 8 else 1
+            dilation = 1 if stride == 2 else 2 ** min(i, 3)
+            cout = min(ch * 2, width * 4) if stride == 2 else ch
+            blocks.append(
+                nn.Sequential(
+                    *_conv_bn_relu(ch, ch, (1, kernel), (1, stride), ch, (1, dilation)),
+                    *_conv_bn_relu(ch, cout, (1, 1), (1, 1), 1),
+                )
+            )
+            positions = (positions - 1) // stride + 1
+            ch = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.channels, self.positions = ch, positions
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # ids outside [0, V) are hashed into the table in the graph: the model takes the raw ids
+        h = self.embedding(torch.remainder(ids.long(), self.vocab))  # (N, L, E)
+        f = self.blocks(h.transpose(1, 2).unsqueeze(2))  # (N, C, 1, L')
+        flat = f.flatten(2)
+        if mask is None:
+            return flat.mean(dim=2), flat
+        m = mask.to(flat.dtype).unsqueeze(1)  # (N, 1, L); no downsampling with a mask
+        pooled = (flat * m).sum(dim=2) / m.sum(dim=2).clamp(min=1.0)
+        return pooled, flat * m
+
+
+class VectorEncoder(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, features: int, width: int, depth: int, stats: Mapping[str, Any] | None) -> None:
+        super().__init__()
+        mean = (
+            torch.zeros(features) if stats is None else torch.as_tensor(np.asarray(stats["mean"]), dtype=torch.float32)
+        )
+        std = torch.ones(features) if stats is None else torch.as_tensor(np.asarray(stats["std"]), dtype=torch.float32)
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", torch.where(std > 1e-6, std, torch.ones_like(std)))
+        layers: list[nn.Module] = []
+        cin = features
+        for _ in range(depth):
+            layers += [nn.Linear(cin, width), nn.ReLU()]
+            cin = width
+        self.body = nn.Sequential(*layers)
+        self.channels, self.positions = width, 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        # Sub/Div stay float ops in front of the int8 layers at export (see students.FloatStandardized).
+        return self.body((x - self.mean) / self.std), None
+
+
+class AnchorHead(nn.Module):
+    """(N, C, P) feature map -> (N, A, d): positions mapped to anchors, then channels to values."""
+
+    def __init__(self, channels: int, positions: int, anchors: int, values: int) -> None:
+        super().__init__()
+        self.to_anchors = nn.Linear(positions, anchors)
+        self.to_values = nn.Linear(channels, values)
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.to_values(self.to_anchors(fmap).transpose(1, 2))
+
+
+class TupleStudent(nn.Module):
+    """A single-input, single-output student (students.DSCNN / MLP) under the multi-output contract:
+    returns a 1-tuple; an NLC sequence is transposed to the NCT the DS-CNN takes."""
+
+    def __init__(self, inner: nn.Module, channels_last: bool = False) -> None:
+        super().__init__()
+        self.inner = inner
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.inner(x.transpose(1, 2) if self.channels_last else x),)
+
+    def fold_input_standardization(self) -> None:
+        fold = getattr(self.inner, "fold_input_standardization", None)
+        if callable(fold):
+            fold()
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    name: str
+    shape: tuple[int, ...]  # the teacher's per-sample shape
+    anchor: bool
+
+
+class MultiStudent(nn.Module):
+    """student(*inputs) -> tuple of raw outputs (see module docstring)."""
+
+    def __init__(self, signature: ModelSignature, width: int, depth: int, vocab: Mapping[str, int],
+                 stats: InputStats) -> None:  # fmt: skip
+        super().__init__()
+        self.input_names = signature.input_names
+        self.kinds = tuple(input_kind(s) for s in signature.inputs)
+        token_positions = [i for i, k in enumerate(self.kinds) if k == "tokens"]
+        mask_positions = [i for i, k in enumerate(self.kinds) if k == "mask"]
+        # each mask belongs to the first token input of its length
+        self.mask_of: dict[int, int] = {}
+        for mi in mask_positions:
+            length = signature.inputs[mi].shape[1]
+            owner = next((t for t in token_positions if signature.inputs[t].shape[1] == length), None)
+            if owner is None:
+                raise InputError(f"mask input {signature.inputs[mi].name!r} has no token input of its length")
+            self.mask_of[owner] = mi
+        encoders: dict[str, nn.Module] = {}
+        dims: dict[str, tuple[int, int]] = {}  # encoder -> (channels, positions of its feature map)
+        self.encoded: list[int] = []
+        for i, spec in enumerate(signature.inputs):
+            kind = self.kinds[i]
+            per = _known(spec.per_sample, f"input {spec.name!r}")
+            enc: ConvEncoder | TokenEncoder | VectorEncoder
+            if kind == "image":
+                enc = ConvEncoder("ds_cnn2d", per, width, depth, channels_last=False)
+            elif kind == "sequence":
+                enc = ConvEncoder("ds_cnn1d", per, width, depth, channels_last=spec.layout == "NLC")
+            elif kind == "tokens":
+                enc = TokenEncoder(per[0], vocab[spec.name], width, depth, masked=i in self.mask_of)
+            elif kind == "vector":
+                enc = VectorEncoder(per[0], width, depth, stats.get(spec.name))
+            else:
+                continue
+            encoders[f"in{i}"] = enc
+            dims[f"in{i}"] = (enc.channels, enc.positions)
+            self.encoded.append(i)
+        self.encoders = nn.ModuleDict(encoders)
+        pooled = sum(c for c, _ in dims.values())
+        hidden = max(width, 16)
+        self.trunk = nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU())
+        # the feature map the per-anchor heads read: the first encoder that has one
+        self.map_key = next((k for k, (_, positions) in dims.items() if positions > 1), None)
+        fmap = dims[self.map_key] if self.map_key is not None else None
+        heads: dict[str, nn.Module] = {}
+        self.plans: list[HeadPlan] = []
+        for j, out in enumerate(signature.outputs):
+            if out.kind in UNTRAINED_KINDS:
+                continue
+            shape = _known(out.per_sample, f"output {out.name!r}")
+            anchors = math.prod(shape[:-1]) if len(shape) >= 2 else 1
+            anchor = fmap is not None and anchors > 1
+            if anchor:
+                assert fmap is not None
+                heads[f"out{j}"] = AnchorHead(fmap[0], fmap[1], anchors, shape[-1])
+            else:
+                heads[f"out{j}"] = nn.Linear(hidden, max(1, math.prod(shape)))
+            self.plans.append(HeadPlan(f"out{j}", shape, anchor))
+        if not self.plans:
+            raise InputError("the teacher has no output a student can be trained on")
+        self.heads = nn.ModuleDict(heads)
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        pooled: list[torch.Tensor] = []
+        maps: dict[str, torch.Tensor] = {}
+        for i in self.encoded:
+            key = f"in{i}"
+            enc = self.encoders[key]
+            if self.kinds[i] == "tokens":
+                mi = self.mask_of.get(i)
+                p, m = enc(inputs[i], inputs[mi] if mi is not None else None)
+            else:
+                p, m = enc(inputs[i])
+            pooled.append(p)
+            if m is not None:
+                maps[key] = m
+        z = self.trunk(torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0])
+        outs: list[torch.Tensor] = []
+        for plan in self.plans:
+            head = self.heads[plan.name]
+            y = head(maps[self.map_key]) if plan.anchor and self.map_key is not None else head(z)
+            outs.append(y.reshape(y.shape[0], *plan.shape))
+        return tuple(outs)
+
+
+# --------------------------------------------------------------------------------------------------
+# sizing
+# --------------------------------------------------------------------------------------------------
+
+
+def example_inputs(signature: ModelSignature, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """Zero float inputs / zero (valid) ids / all-ones masks of the teacher's per-sample shapes."""
+    out = []
+    for spec in signature.inputs:
+        shape = (batch, *_known(spec.per_sample, f"input {spec.name!r}"))
+        if input_kind(spec) == "mask":
+            out.append(torch.ones(shape, dtype=torch.int64))
+        elif spec.dtype in FLOAT_DTYPES:
+            out.append(torch.zeros(shape))
+        else:
+            out.append(torch.zeros(shape, dtype=torch.int64))
+    return tuple(out)
+
+
+def measure(module: nn.Module, signature: ModelSignature) -> StudentEstimate:
+    """Parameters, MACs (torch's FLOP counter on one sample / 2), int8 file and arena estimates from
+    the built module: weights 1 byte, biases and embedding tables 4, per-tensor overhead as
+    students.estimate fits it; the arena as the largest input + output of any layer in int8 plus
+    per-tensor bookkeeping."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    params = sum(p.numel() for p in module.parameters())
+    biases = sum(p.numel() for n, p in module.named_parameters() if n.endswith("bias"))
+    tensors = sum(1 for _ in module.parameters()) + 2 * len(signature.inputs) + len(signature.outputs)
+    live = 0
+
+    def hook(_m: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        nonlocal live
+        ins = sum(a.numel() for a in args if isinstance(a, torch.Tensor))
+        outs = out.numel() if isinstance(out, torch.Tensor) else 0
+        live = max(live, ins + outs)
+
+    leaves = [m for m in module.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = module.training
+    module.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            module(*example_inputs(signature))
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    macs = int(counter.get_total_flops() // 2)
+    # litert-torch's PT2E quantizer leaves embedding tables float (EMBEDDING_LOOKUP on float32 weights)
+    tables = sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Embedding))
+    int8_bytes = (
+        (params - biases - tables) + 4 * (biases + tables) + _TFLITE_BYTES_PER_TENSOR * tensors + _TFLITE_FIXED_BYTES
+    )
+    arena = live + 80 * tensors + 2048
+    return StudentEstimate(params=params, macs=macs, est_int8_bytes=int(int8_bytes), est_arena_bytes=int(arena))
+
+
+def _vocab_sizes(signature: ModelSignature, stats: InputStats, width: int, profile: DeviceProfile) -> dict[str, int]:
+    tokens = [s for s in signature.inputs if input_kind(s) == "tokens"]
+    sizes: dict[str, int] = {}
+    for spec in tokens:
+        seen = int(stats.get(spec.name, {}).get("max_id", 255)) + 1
+        cap = int(
+            VOCAB_FLASH_SHARE * FLASH_HEADROOM * profile.budgets.max_model_bytes / (4 * width * max(1, len(tokens)))
+        )
+        sizes[spec.name] = max(MIN_VOCAB, min(seen, cap))
+    return sizes
+
+
+@dataclass(frozen=True)
+class MultiChoice:
+    module: nn.Module
+    width: int
+    depth: int
+    vocab: dict[str, int]
+    estimate: StudentEstimate
+    reason: str
+
+    def as_state(self, signature: ModelSignature) -> dict[str, Any]:
+        return {
+            "family": "multi",
+            "encoders": {s.name: input_kind(s) for s in signature.inputs},
+            "heads": {
+                signature.outputs[int(p.name[3:])].name: ("anchor" if p.anchor else "dense")
+                for p in getattr(self.module, "plans", [])
+            },
+            "width": self.width,
+            "depth": self.depth,
+            "vocab": self.vocab,
+            "params": self.estimate.params,
+            "macs": self.estimate.macs,
+            "est_int8_bytes": self.estimate.est_int8_bytes,
+            "est_arena_bytes": self.estimate.est_arena_bytes,
+            "chosen_because": self.reason,
+        }
+
+
+def replace_reason(choice: MultiChoice, reason: str) -> MultiChoice:
+    return MultiChoice(choice.module, choice.width, choice.depth, choice.vocab, choice.estimate, reason)
+
+
+def choose_multi(
+    signature: ModelSignature,
+    profile: DeviceProfile,
+    stats: InputStats,
+    *,
+    teacher_params: int | None = None,
+    width: int | None = None,
+    depth: int | None = None,
+) -> MultiChoice:
+    """The largest MultiStudent (by parameters) within the profile's budgets and TEACHER_PARAM_RATIO
+    times smaller than the teacher, at least PREFERRED_MIN_DEPTH deep when one is; candidates are
+    built and measured from the largest down, so only a few are built."""
+    widths = (width,) if width else WIDTHS
+    depths = (depth,) if depth else DEPTHS
+    limit = teacher_params // TEACHER_PARAM_RATIO if teacher_params else None
+    grid = sorted(((w, d) for w in widths for d in depths), key=lambda wd: (wd[0] * wd[1], wd[0]), reverse=True)
+    smallest: tuple[int, int, StudentEstimate] | None = None
+    small_fit: MultiChoice | None = None  # the largest within budget and teacher ratio
+    any_fit: MultiChoice | None = None  # the smallest within budget
+    for w, d in grid:
+        vocab = _vocab_sizes(signature, stats, w, profile)
+        module = MultiStudent(signature, w, d, vocab, stats)
+        est = measure(module, signature)
+        smallest = (w, d, est)
+        if budget_violation(est, profile) is not None:
+            continue
+        small = limit is None or est.params <= limit
+        bounds = f"the budgets of {profile.name}"
+        if small and limit is not None:
+            bounds += f" and <= {limit:,} parameters (teacher / {TEACHER_PARAM_RATIO})"
+        choice = MultiChoice(module, w, d, vocab, est, f"largest multi-input/-output student within {bounds}")
+        if small and (d >= PREFERRED_MIN_DEPTH or depth is not None):
+            return choice
+        if small and small_fit is None:
+            small_fit = choice
+        any_fit = choice
+    if small_fit is not None:
+        return small_fit
+    if any_fit is not None:
+        return replace_reason(any_fit, f"the smallest student within the budgets of {profile.name}; "
+                              f"it has more than teacher / {TEACHER_PARAM_RATIO} parameters")  # fmt: skip
+    assert smallest is not None
+    w, d, est = smallest
+    raise BudgetError(
+        f"no student fits profile {profile.name!r}: the smallest (width {w}, depth {d}) needs "
+        f"{budget_violation(est, profile)}"
+    )
