@@ -211,8 +211,8 @@ def quality_problem(metrics: dict[str, Any]) -> str | None:
             gain = (got - base) / (1 - base) if base < 1 else 1.0
             if gain < CLASS_GAIN_MIN:
                 problems.append(
-                    f"output {name!r}: top-1 agreement {got:.2f} is close to the {base:.2f} a constant guess of "
-                    "the teacher's most common class gets"
+                    f"output {name!r}: top-1 agreement {got:.2f} closes only {100 * max(gain, 0):.0f} % of the gap "
+                    f"between a constant guess of the teacher's most common class ({base:.2f}) and full agreement"
                 )
         elif kind in ("regression", "boxes") and m.get("headline") is not None and m["headline"] <= 0:
             problems.append(f"output {name!r}: {m['headline_name']} {m['headline']:.2f} is no better than a constant")

@@ -122,6 +122,7 @@ def test_weights_and_methods_follow_the_options(tmp_path: Path) -> None:
         _run(tmp_path / "b", method="fitnet")
 
 
+@pytest.mark.slow  # ~40 s on the loaded shared CPUs (teacher trace, 3 epochs, ONNX export, verify, report)
 def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -> None:
     import warnings
 
