@@ -41,4 +41,6 @@ fi
 echo "== ruff"; .venv/bin/ruff check service workers agent tests bench scripts migrations
 .venv/bin/ruff format --check service workers agent tests bench scripts migrations
 echo "== mypy"; .venv/bin/mypy service workers agent
+# The conformance tier (every real teacher against its targets, about an hour) runs on request only.
+if [ $# -eq 0 ]; then set -- -m "not conformance" --durations=25; fi
 echo "== pytest"; .venv/bin/pytest "$@"

@@ -18,7 +18,9 @@ import pytest
 
 from bench import conformance, material
 
-pytestmark = pytest.mark.slow
+# Its own tier (scripts/test.sh -m conformance): the targets are benchmark figures, judged in
+# docs/benchmarks.md; CI runs the CI-sized honesty checks in test_real_teachers_honest.py.
+pytestmark = [pytest.mark.slow, pytest.mark.conformance]
 
 EPOCHS = 15
 # Smaller than the benchmark's sets where the teacher itself is slow to run on every transfer sample.
