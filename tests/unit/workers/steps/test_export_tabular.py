@@ -134,9 +134,17 @@ def test_full_int8_mlp_carries_its_standardisation_to_runtime_and_header(tmp_pat
     _check_every_artifact(state, "mcu-cortex-m4")
 
 
+# One feature count per profile runs in CI; the whole 3 x 4 sweep is in the conformance tier.
+CI_SWEEP = {("cpu-x86", 2), ("mobile-arm64", 64), ("mcu-cortex-m4", 17), ("mcu-cortex-m7", 64)}
+SWEEP = [
+    pytest.param(p, f, marks=() if (p, f) in CI_SWEEP else pytest.mark.conformance, id=f"{p}-{f}")
+    for p in PROFILES
+    for f in (2, 17, 64)
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("features", [2, 17, 64])
-@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize(("profile", "features"), SWEEP)
 def test_mlps_export_to_every_runtime_of_every_profile(tmp_path: Path, profile: str, features: int) -> None:
     state = _export(tmp_path, profile, tabular_state(features, seed=features))
     _check_every_artifact(state, profile)
