@@ -39,9 +39,10 @@ def test_active_job_quota_names_the_limit(
 def test_storage_quota_refuses_the_upload_and_keeps_nothing_new(
     client: TestClient, alice: Any, bob: Any, onnx_bytes: bytes, good_npz: bytes, app: Any
 ) -> None:
-    for name in ("a.onnx", "b.onnx"):
+    # the same bytes twice: the second upload is deduplicated (200) and stores nothing new
+    for name, status in (("a.onnx", 201), ("b.onnx", 200)):
         r = client.post("/api/v1/models", files={"file": (name, onnx_bytes)}, headers=alice.headers)
-        assert r.status_code == 201
+        assert r.status_code == status
     store: ArtifactStore = app.state.store
     over = client.post("/api/v1/datasets", files={"file": ("d.npz", good_npz)}, headers=alice.headers)
     assert over.status_code == 413
