@@ -49,7 +49,10 @@ def compare_measurements(
     "/artifacts/{artifact_id}/measurements",
     status_code=201,
     response_model=MeasurementOut,
-    responses={403: {"description": "a device token posting source 'host'"}},
+    responses={
+        403: {"description": "a device token posting source 'host'"},
+        429: {"description": "over device_measurements_per_minute for this device"},
+    },
 )
 def add_measurement(
     artifact_id: str,
