@@ -28,8 +28,9 @@ INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
 def _offline_only(page: HTMLResponse) -> HTMLResponse:
     """Add a Content-Security-Policy that lets the page reach this server only. The browser then refuses
-    what a bundle would fetch from elsewhere (ReDoc's sidebar shows Redocly's logo from their CDN), so
-    no request leaves the machine. The page's own inline start-up script is allowed by its hash."""
+    what a bundle would fetch from elsewhere (the vendored ReDoc bundle had one such URL, its logo, now a
+    local one: static/apidocs/README.md), so no request leaves the machine. The page's own inline
+    start-up script is allowed by its hash."""
     body = bytes(page.body).decode("utf-8")
     hashes = " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
