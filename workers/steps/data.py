@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from workers.formats import DataFileError, check_npz
+from workers.formats import DataFileError, NpzSummary, check_npz
 from workers.pipeline.errors import InputError
 
 Modality = Literal["vector", "sequence", "image"]
@@ -95,18 +95,24 @@ class TransferData:
         }
 
 
+def _labels_and_names(npz: Any, summary: NpzSummary) -> tuple[np.ndarray | None, list[str] | None]:
+    """y (as stored) and the class names when the file has them as a 1-D string array."""
+    y = np.asarray(npz["y"]) if summary.has_labels else None
+    names = None
+    if "class_names" in summary.arrays:
+        raw = np.asarray(npz["class_names"])
+        if raw.dtype.kind in "US" and raw.ndim == 1:
+            names = [str(v) for v in raw.tolist()]
+    return y, names
+
+
 def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
     """x as float32, y as given (or None) and class_names when stored; headers are checked first."""
     summary = check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             x = np.asarray(npz["x"])
-            y = np.asarray(npz["y"]) if summary.has_labels else None
-            names = None
-            if "class_names" in summary.arrays:
-                raw = np.asarray(npz["class_names"])
-                if raw.dtype.kind in "US" and raw.ndim == 1:
-                    names = [str(v) for v in raw.tolist()]
+            y, names = _labels_and_names(npz, summary)
     except (ValueError, OSError, EOFError) as exc:
         raise DataFileError(f"data file {path.name!r} cannot be read: {exc}") from exc
     x = x.astype(np.float32, copy=False)
@@ -134,12 +140,7 @@ def read_npz_inputs(
                     raise DataFileError(f"data has no array for the teacher's input {name!r} (found: {found})")
                 arr = np.asarray(npz[key])
                 arrays[name] = arr.astype(np.int64 if arr.dtype.kind in "iub" else np.float32, copy=False)
-            y = np.asarray(npz["y"]) if summary.has_labels else None
-            names = None
-            if "class_names" in summary.arrays:
-                raw = np.asarray(npz["class_names"])
-                if raw.dtype.kind in "US" and raw.ndim == 1:
-                    names = [str(v) for v in raw.tolist()]
+            y, names = _labels_and_names(npz, summary)
     except (ValueError, OSError, EOFError) as exc:
         raise DataFileError(f"data file {path.name!r} cannot be read: {exc}") from exc
     rows = {k: int(v.shape[0]) for k, v in arrays.items()}
