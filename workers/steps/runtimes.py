@@ -362,6 +362,18 @@ def _tflm_interpreter(data: bytes, arena_size: int | None) -> tuple[Any, int]:
             size *= 4
 
 
+def _tflm_log(it: Any) -> str:
+    """What TFLM printed about a failed invoke (e.g. "Type 'INT32' is not supported by FLOOR_MOD."):
+    it writes to stderr from C, so the failing invoke is repeated with stderr captured."""
+    try:
+        with capture_fds((2,)) as log, contextlib.suppress(Exception):
+            it.invoke()
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in (log[0] if log else "").splitlines() if ln.strip()]
+    return (" (TFLM: " + " ".join(lines)[:400] + ")") if lines else ""
+
+
 def run_tflm(
     path: Path, x: np.ndarray, arena_size: int | None = None, standardization: Standardization | None = None
 ) -> tuple[np.ndarray, int]:
@@ -391,7 +403,7 @@ def run_tflm(
             it.set_input(xm[i : i + 1], 0)
             it.invoke()
         except Exception as exc:
-            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}{_tflm_log(it)}") from exc
         raw = np.array(it.get_output(0))
         outs.append(dequantize(raw, oscale, ozp) if out_int else raw.astype(np.float32))
         if arena is None:  # allocations are complete after the first invoke
@@ -574,7 +586,7 @@ def run_tflm_all(
                 it.set_input(x[s : s + 1], i)
             it.invoke()
         except Exception as exc:
-            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}{_tflm_log(it)}") from exc
         for i, (k, d) in enumerate(zip(out_names, outs_d, strict=True)):
             result[k].append(_decode_one(np.array(it.get_output(i)), d))
         if arena is None:

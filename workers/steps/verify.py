@@ -274,9 +274,12 @@ class Verify(Step):
         state.budget = budget
 
         if op_errors:
+            from workers.steps.tflm_ops import explain
+
+            extra_ops = sorted({op for v in budget["ops"].values() for op in v["not_allowed"]})
             raise OpNotAllowed(
-                f"the int8 model uses ops that profile {profile.name!r} does not allow: {'; '.join(op_errors)}. "
-                f"Allowed: {', '.join(profile.op_allowlist or [])}",
+                f"the int8 model uses ops that profile {profile.name!r} does not allow: {'; '.join(op_errors)}."
+                f"{explain(extra_ops)} Allowed: {', '.join(profile.op_allowlist or [])}",
                 stage=self.stage,
             )
         if violations:
