@@ -100,7 +100,7 @@ def export_signature_onnx(
         )
 
 
-def _io_names(state: RunState) -> tuple[str, str]:
+def io_names(state: RunState) -> tuple[str, str]:
     """The teacher's input and output names, so the student drops into the user's code unchanged
     (issue 10); the generic names when the teacher's signature is unknown or its names collide."""
     sig = state.signature
@@ -144,7 +144,7 @@ class ExportOnnx(Step):
             # ones of very different magnitudes under one scale (see export_tflite's docstring).
             module, _, float_pre = standardized_export(state.student, float_io=True)
             try:
-                export_student_onnx(module, x_check[:1], tmp, *_io_names(state))
+                export_student_onnx(module, x_check[:1], tmp, *io_names(state))
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as exc:
                 raise PipelineError(f"ONNX export of the student failed: {exc}", stage=self.stage) from exc
