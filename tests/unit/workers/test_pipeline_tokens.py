@@ -27,7 +27,9 @@ def test_token_teacher_runs_end_to_end_and_every_artifact_is_timed(tmp_path: Pat
     mask = (np.arange(SEQ)[None, :] < lengths[:, None]).astype(np.int64)
     ids = rng.integers(1, VOCAB, (n, SEQ)).astype(np.int64) * mask
     data = write_npz(tmp_path / "data.npz", input_ids=ids, attention_mask=mask)
-    options = JobOptions(epochs=2, patience=2, benchmark_runs=3, benchmark_warmup=1, calibration_samples=32, device="cpu")
+    options = JobOptions(
+        epochs=2, patience=2, benchmark_runs=3, benchmark_warmup=1, calibration_samples=32, device="cpu"
+    )
     spec = PipelineSpec(
         teacher_path=teacher, data_path=data, profile=resolve_profile("mobile-arm64"), options=options,
         out_dir=tmp_path / "out",
