@@ -418,7 +418,7 @@ def run_tflm(
 # several inputs and outputs, by name (the engine contract)
 # --------------------------------------------------------------------------------------------------
 
-_NP_OF_ORT = {
+NP_OF_ORT = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(int64)": np.int64,
@@ -509,7 +509,7 @@ def onnx_predict_all(model: OnnxModel, inputs: dict[str, np.ndarray], batch_size
     outs: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for start in range(0, n, step):
         feed: dict[str, np.ndarray] = {
-            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=_NP_OF_ORT.get(i.type, np.float32))
+            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=NP_OF_ORT.get(i.type, np.float32))
             for i in feeds_spec
         }
         for k, v in zip(names, sess.run(None, feed), strict=True):
