@@ -127,6 +127,9 @@ class Verify(Step):
         metrics = verify_multi(ctx, state)
         state.metrics = metrics
         self._check_budgets(ctx, state, None)
+        from workers.steps.probe_multi import write_multi_probe
+
+        write_multi_probe(ctx, state, PROBE_SAMPLES)
         record_quality(ctx, state, _primary_flash_kind(ctx, state))
         for kind in INT8_KINDS:
             drop = metrics.get(kind, {}).get("drop_vs_student_fp32_pp")
@@ -135,7 +138,6 @@ class Verify(Step):
                 msg = f"{kind}: headline {metrics[kind]['headline']:.4f} is {drop:.2f} pp below the float student's"
                 state.warnings.append(f"{msg} (budget {budget} pp)")
                 ctx.emit("warning", {"message": msg})
-        ctx.emit("progress", {"message": "no probe.npz for teachers with several inputs/outputs (single x only)"})
 
     # ----------------------------------------------------------------------------------------------
 
