@@ -89,3 +89,33 @@ def test_a_wrong_output_is_caught_output_by_output(token_run: Any) -> None:
     assert agreement is not None and agreement < 1.0 and worst is not None and worst.name == "logits"
     with pytest.raises(Exception, match="no output 'probs'"):
         compare_outputs({"logits": host["logits"]}, host, probe.output_kinds)
+
+
+@pytest.mark.slow
+def test_full_int8_two_input_student_on_an_mcu_profile(tmp_path: Path) -> None:
+    """Spectrogram + vector inputs, sigmoid + regression outputs, int8 I/O: the probe also holds the
+    TFLite Micro run, and the agent quantizes each float input with that input's own scale."""
+    from tests.unit.workers.steps.conftest import make_run
+    from tests.unit.workers.steps.test_export_multi import _export, multi_state
+    from tests.unit.workers.steps.test_students_multi import VAD_PLUS_AGE
+    from workers.steps.export_multi import torch_predict_all
+    from workers.steps.heads import export_module
+    from workers.steps.probe_multi import write_multi_probe
+
+    state = _export(tmp_path, "mcu-cortex-m4", multi_state(VAD_PLUS_AGE))
+    x = state.data.inputs_of("test")
+    state.teacher_outputs = {"test": torch_predict_all(export_module(state.student, VAD_PLUS_AGE), VAD_PLUS_AGE, x)}
+    write_multi_probe(make_run(tmp_path, "mcu-cortex-m4").ctx, state, 8)
+    probe = parse_multi(read_arrays(state.artifacts["probe"].path), "probe.npz")
+    assert {"tflite_int8_full", "tflm"} <= set(probe.outputs) and list(probe.inputs) == ["spec", "meta"]
+    body, _ = measure_files(
+        state.artifacts["tflite_int8_full"].path, state.artifacts["probe"].path,
+        _artifact(state, "tflite_int8_full"), threads=1, options=BenchOptions(runs=3, warmup=1),
+    )  # fmt: skip
+    quant = body["extra"]["input_quantization"]
+    int8_inputs = {  # the file's own input types, in teacher order
+        n for n, t in zip(("spec", "meta"), state.artifacts["tflite_int8_full"].metadata["signature"]["inputs"],
+                          strict=True) if t["dtype"] == "int8"
+    }  # fmt: skip
+    assert "spec" in int8_inputs and set(quant) == int8_inputs and all(q["dtype"] == "int8" for q in quant.values())
+    assert body["max_abs_diff"] <= 1e-6 and set(body["extra"]["outputs"]) == {"speech", "age"}
