@@ -71,7 +71,7 @@ def _timed_call_multi(
 
     if kind.startswith("onnx"):
         m = OnnxModel(path, threads)
-        feed = {
+        feed: dict[str, np.ndarray] = {
             i.name: np.ascontiguousarray(one[i.name], dtype=NP_OF_ORT.get(i.type, np.float32))
             for i in m.session.get_inputs()
         }
