@@ -41,14 +41,15 @@ def test_host_measurements_for_every_artifact_and_the_teacher(exported: Any, run
     Benchmark().run(run.ctx, state)
 
     kinds = [m["artifact_kind"] for m in state.latency]
-    assert kinds == ["onnx_fp32", "onnx_int8", "tflite_int8", "teacher"]
+    # A torch teacher gets the fp32 student timed in torch too: the same-runtime comparison.
+    assert kinds == ["onnx_fp32", "onnx_int8", "tflite_int8", "teacher", "student_torch"]
     for m in state.latency:
         assert m["source"] == "host" and m["count"] == 7 and m["threads"] == 4
         assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"]
     by_kind = {m["artifact_kind"]: m for m in state.latency}
     assert by_kind["onnx_int8"]["runtime"] == "onnxruntime"
     assert by_kind["tflite_int8"]["runtime"] == "ai-edge-litert"
-    assert by_kind["teacher"]["runtime"] == "torch"
+    assert by_kind["teacher"]["runtime"] == "torch" and by_kind["student_torch"]["runtime"] == "torch"
     assert state.teacher.calls == [1] * 9  # the torch teacher ran batch 1: 2 warm-up + 7 timed
     events = run.of_kind("measurement")
     assert [e.data for e in events] == state.latency
@@ -64,6 +65,7 @@ def test_onnx_teacher_is_timed_in_onnxruntime(exported: Any, run_factory: Any, t
     Benchmark().run(run.ctx, state)
     teacher = next(m for m in state.latency if m["artifact_kind"] == "teacher")
     assert teacher["runtime"] == "onnxruntime" and teacher["count"] == 3
+    assert "student_torch" not in {m["artifact_kind"] for m in state.latency}  # its ONNX files compare
     assert state.teacher.calls == []  # not through teacher.predict
 
 
