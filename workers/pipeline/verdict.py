@@ -100,3 +100,16 @@ def verdict_line(q: dict[str, Any] | None) -> str | None:
     if q.get("problem"):
         line += f"; {q['problem']}"
     return line
+
+
+# The fields every job's JSON, webhook and CLI carry (report.json's "quality" has a few more).
+PUBLIC_FIELDS = ("metric", "teacher", "student", "kept", "target", "met", "samples", "variant", "problem")
+
+
+def verdict_of(report: Any) -> dict[str, Any] | None:
+    """The verdict of a finished run's report (PUBLIC_FIELDS), or None: no report yet, a failed run,
+    or a report written before verdicts existed."""
+    q = report.get("quality") if isinstance(report, dict) else None
+    if not isinstance(q, dict) or "met" not in q:
+        return None
+    return {k: q.get(k) for k in PUBLIC_FIELDS}
