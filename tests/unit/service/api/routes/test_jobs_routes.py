@@ -219,7 +219,7 @@ def test_custom_profile_can_be_used_by_its_tenant_only(client: TestClient, alice
 def test_a_finished_jobs_json_carries_its_quality_verdict(client: TestClient, alice, submit, app: FastAPI) -> None:  # type: ignore[no-untyped-def]
     job, older = submit(alice), submit(alice)
     verdict = {"metric": "accuracy", "teacher": 0.96, "student": 0.5, "kept": 0.52, "target": 0.97, "met": False,
-               "samples": 270, "variant": "onnx_int8", "problem": None, "basis": "student / teacher on the labels"}  # fmt: skip
+               "samples": 270, "variant": "onnx_int8", "problem": None, "basis": "student / teacher"}  # fmt: skip
     with app.state.sessionmaker() as s:
         for j, report in ((job, {"quality": verdict}), (older, {"quality": {"problem": None, "variant": "x"}})):
             jobs_repo.claim_job(s, job_id=j["id"], worker_id="w")
