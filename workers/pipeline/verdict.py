@@ -95,7 +95,7 @@ def verdict_line(q: dict[str, Any] | None) -> str | None:
     samples = q.get("samples")
     if isinstance(samples, int):
         line += f", on {samples} test samples"
-        if q.get("small_sample"):
+        if samples < SMALL_TEST_SPLIT:
             line += " (a small test split: one sample moves the figure by " + f"{100 / max(samples, 1):.1f} points)"
     if q.get("problem"):
         line += f"; {q['problem']}"
