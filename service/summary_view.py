@@ -61,7 +61,10 @@ def headline_text(report: dict[str, Any]) -> str | None:
     parts = []
     for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
         if isinstance(h.get(key), (int, float)):
-            parts.append(f"{h[key]:.1f}x {label}")
+            value = float(h[key])
+            if key == "latency_x" and 0 < value < 1:  # "2.5x slower", never "0.4x faster"
+                value, label = 1 / value, "slower on this host"
+            parts.append(f"{value:.1f}x {label}")
             if key == "latency_x" and h.get("latency_same_runtime") is not None:
                 parts[-1] += " (same runtime)" if h["latency_same_runtime"] else " (cross-runtime)"
     if isinstance(h.get("quality_kept_pct"), (int, float)):

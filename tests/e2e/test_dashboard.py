@@ -95,7 +95,7 @@ def test_upload_submit_watch_live_report_download(
     verdict = page.locator('#quality-verdict[data-met="false"]')
     expect(verdict).to_be_visible()
     expect(verdict).to_contain_text("Below the quality target.")
-    expect(verdict).to_contain_text("(target 150.0 %)")
+    expect(verdict).to_contain_text("target 150.0 %")
     assert page.evaluate("window.__e2eMarker") == "no reload"
     row = jobs_tab.locator(f'tr[data-job-id="{job_id}"]')
     expect(row.locator(".badge")).to_have_text(below, timeout=30_000)

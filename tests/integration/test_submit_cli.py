@@ -103,7 +103,7 @@ def test_require_quality_exits_non_zero_for_a_one_epoch_student(
     one_epoch = ["--set", "epochs=1", *FAST[2:], "--set", "qat=never"]
     proc = submit(live, teacher, "--data", data, "--profile", "cpu-x86", *one_epoch, "--require-quality", cwd=tmp_path)
     assert proc.returncode == EXIT_BELOW_QUALITY, proc.stderr[-3000:]
-    assert "warning: quality below target:" in proc.stdout and "(target 97.0 %)" in proc.stdout
+    assert "warning: quality below target:" in proc.stdout and "; target 97.0 %)" in proc.stdout
     assert "--require-quality" in error_line(proc)
     job_id = proc.stderr.split("job ", 1)[1].split()[0]
     with httpx.Client(base_url=f"{live.url}/api/v1", headers={"Authorization": f"Bearer {live.key_a}"}) as http:

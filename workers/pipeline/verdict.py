@@ -76,22 +76,23 @@ def _pct(v: Any) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, int | float) and not isinstance(v, bool) else "n/a"
 
 
-def verdict_line(q: dict[str, Any] | None) -> str | None:
+def verdict_line(q: dict[str, Any] | None, *, state: bool = True) -> str | None:
     """One line for people, e.g. "below target: onnx_int8 keeps 52.0 % of the teacher's accuracy
-    (target 97.0 %), on 270 test samples"; None without a verdict (an older report, a failed job)."""
+    (50.0 % vs 96.0 %; target 97.0 %), on 270 test samples" (state=False: without the leading
+    "below target: "); None without a verdict (an older report, a failed job)."""
     if not isinstance(q, dict) or "met" not in q:
         return None
-    state = "meets target" if q.get("met") else "below target"
     metric = METRIC_NAMES.get(str(q.get("metric")), str(q.get("metric")))
     who = q.get("variant") or "the student"
+    target = f"target {_pct(q.get('target'))}"
     if q.get("kept") is None:
-        body = f"{who}: {metric} {q.get('student')} vs the teacher's {q.get('teacher')}"
+        body = f"{who}: {metric} {q.get('student')} vs the teacher's {q.get('teacher')} ({target})"
     elif q.get("metric") in AGREEMENT_METRICS:
-        body = f"{who} has {_pct(q['kept'])} {metric}"
+        body = f"{who} has {_pct(q['kept'])} {metric} ({target})"
     else:
         figures = f"{_pct(q.get('student'))} vs {_pct(q.get('teacher'))}"
-        body = f"{who} keeps {_pct(q['kept'])} of the teacher's {metric} ({figures})"
-    line = f"{state}: {body} (target {_pct(q.get('target'))})"
+        body = f"{who} keeps {_pct(q['kept'])} of the teacher's {metric} ({figures}; {target})"
+    line = (("meets target: " if q.get("met") else "below target: ") if state else "") + body
     samples = q.get("samples")
     if isinstance(samples, int):
         line += f", on {samples} test samples"

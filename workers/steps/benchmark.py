@@ -189,12 +189,20 @@ class Benchmark(Step):
         xt = torch.from_numpy(np.ascontiguousarray(x1))
         device_before = next((p.device for p in student.parameters()), torch.device("cpu"))
         student.to("cpu").eval()
+        runtime = "torch"
         try:
             with torch_threads(threads), torch.inference_mode():
-                samples = time_calls(lambda: student(xt), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+                model: Any = student
+                if getattr(state.teacher, "runtime_name", "") == "torch.jit":
+                    # A TorchScript teacher runs as a traced graph: so does the student, like for like.
+                    try:
+                        model, runtime = torch.jit.trace(student, xt), "torch.jit"
+                    except Exception:
+                        model, runtime = student, "torch"  # untraceable: eager, still torch's kernels and threads
+                samples = time_calls(lambda: model(xt), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
         finally:
             student.to(device_before)
-        self._record(ctx, state, "student_torch", "torch", str(torch.__version__), threads, samples)
+        self._record(ctx, state, "student_torch", runtime, str(torch.__version__), threads, samples)
 
     def _record(
         self,

@@ -201,6 +201,13 @@ def _x(v: float | None) -> str:
     return "n/a" if v is None else f"{v:,.1f}x"
 
 
+def _speed(v: float | None) -> str:
+    """A speed-up as people say it: "4.3x faster", or "2.5x slower" below 1 (never "0.4x faster")."""
+    if v is None:
+        return "n/a"
+    return f"{v:,.1f}x faster" if v >= 1 or v <= 0 else f"{1 / v:,.1f}x slower"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
@@ -224,10 +231,10 @@ def render_summary(report: dict[str, Any]) -> str:
     qname = METRIC_NAMES.get(h["quality_metric"], h["quality_metric"])
     quality = report.get("quality") or {}
     lines = [f"# edgedistill report: {prof['name']}", ""]
-    line = verdict_line(quality)
+    line = verdict_line(quality, state=False)
     if line:
-        mark = "Quality" if quality.get("met") else "Quality: BELOW TARGET"
-        lines += [f"**{mark}** ({line}).", ""]
+        mark = "Quality: meets target." if quality.get("met") else "Quality: BELOW TARGET."
+        lines += [f"**{mark}** {line}.", ""]
         if quality.get("kept") is not None and quality.get("metric") in ("top1_agreement", "r2_vs_teacher", "headline"):
             lines += ["_The teacher agrees with itself by definition (1.0), so the share kept is the agreement._", ""]
     problem = quality.get("problem")
@@ -245,11 +252,11 @@ def render_summary(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| Parameters | **{_x(h['params_x'])} fewer** |",
         f"| Bytes | **{_x(h['bytes_x'])} smaller** |",
-        f"| Latency (host, batch 1, p50) | **{_x(h['latency_x'])} faster** ({h.get('latency_basis')}) |",
+        f"| Latency (host, batch 1, p50) | **{_speed(h['latency_x'])}** ({h.get('latency_basis')}) |",
     ]
     if h.get("latency_vs") != h["primary_artifact"] and h.get("latency_x_device_artifact") is not None:
         lines.append(
-            f"| Latency of {h['primary_artifact']} | {_x(h['latency_x_device_artifact'])} "
+            f"| Latency of {h['primary_artifact']} | {_speed(h['latency_x_device_artifact'])} "
             f"({h.get('latency_basis_device_artifact')}) |"
         )
     lines.append(

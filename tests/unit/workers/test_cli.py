@@ -177,5 +177,5 @@ def test_require_quality_exits_6_for_a_student_below_its_target(
         assert "quality: meets target: onnx_int8 keeps 99.0 %" in out
     else:
         assert "warning: quality below target: onnx_int8 keeps 52.1 % of the teacher's accuracy" in out
-        assert "(target 98.0 %), on 150 test samples (a small test split" in out
+        assert "; target 98.0 %), on 150 test samples (a small test split" in out
     assert ("--require-quality" in err) is (code == 6)

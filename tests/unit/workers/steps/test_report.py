@@ -69,7 +69,8 @@ def test_summary_puts_the_ratios_first(exported: Any, run_factory: Any) -> None:
     head = text.split("## ")[0]
     assert f"{h['params_x']:,.1f}x fewer" in head
     assert f"{h['bytes_x']:,.1f}x smaller" in head
-    assert f"{h['latency_x']:,.1f}x faster" in head and h["latency_basis"] in head
+    x = h["latency_x"]
+    assert (f"{x:,.1f}x faster" if x >= 1 else f"{1 / x:,.1f}x slower") in head and h["latency_basis"] in head
     # The verdict comes first, with the sample count it rests on (the vector case's test split is small).
     q = state.report["quality"]
     first = text.splitlines()[2]
@@ -100,5 +101,6 @@ def test_a_student_below_the_quality_target_is_reported_as_such(exported: Any, r
     q = state.report["quality"]
     assert q["met"] is False and q["target"] == 1.5 and q["kept"] is not None and q["kept"] < 1.5
     text = state.artifacts["summary"].path.read_text()
-    assert text.splitlines()[2].startswith("**Quality: BELOW TARGET**")
+    primary = state.report["headline"]["primary_artifact"]
+    assert text.splitlines()[2].startswith(f"**Quality: BELOW TARGET.** {primary} keeps")
     assert "target 150.0 %" in text.splitlines()[2]
