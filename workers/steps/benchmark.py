@@ -64,6 +64,19 @@ def _timed_call(
     return (lambda: tfl_model.invoke_encoded(xe)), tfl_model.runtime_name, tfl_model.runtime_version
 
 
+def _export_for_timing(module: Any, x1: np.ndarray, path: Path, device: Any) -> None:
+    import warnings
+
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x1))
+    if device is not None:
+        xt = xt.to(device)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (xt,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+
+
 def _tflite_teacher_call(path: Path, threads: int, x1: np.ndarray) -> tuple[Callable[[], Any], str]:
     """One invoke of a single-input TFLite teacher on x1 (quantized with the model's own scale when its
     input is integer), on an interpreter with the profile's threads."""
@@ -174,6 +187,36 @@ class Benchmark(Step):
         self._record(ctx, state, "teacher", runtime, version, threads, samples)
         if runtime.startswith("torch") and not multi:
             self._student_torch(ctx, state, x1, threads)
+            self._teacher_onnx(ctx, state, x1, threads)
+
+    def _teacher_onnx(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
+        """A torch teacher exported to ONNX (a temporary file, not an artifact) and timed in onnxruntime
+        at the profile's threads: the like-for-like reference for the student's ONNX files. Skipped,
+        with a progress note, when the export fails or its output differs from the teacher's."""
+        import tempfile
+
+        from workers.steps.runtimes import OnnxModel
+
+        module = getattr(state.teacher, "_module", None)
+        if module is None:
+            return
+        opts = ctx.spec.options
+        with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
+            path = Path(tmp) / "teacher.onnx"
+            try:
+                _export_for_timing(module, x1, path, getattr(state.teacher, "_device", None))
+                runner = OnnxModel(path, threads)
+                got = runner.run_batch(x1)
+                want = np.asarray(state.teacher.predict(x1, batch_size=1), dtype=np.float32)
+                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-4):
+                    raise ValueError("its ONNX export computes something else")
+            except Exception as exc:  # any exporter failure: no like-for-like ONNX figure, said so
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                ctx.emit("progress", {"message": f"no ONNX timing of the teacher ({first})"})
+                return
+            ctx.emit("progress", {"message": "timing the teacher exported to ONNX (same runtime as the student)"})
+            samples = time_calls(lambda: runner.run_batch(x1), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+            self._record(ctx, state, "teacher_onnx", runner.runtime_name, runner.runtime_version, threads, samples)
 
     def _student_torch(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
         """The fp32 student in torch at the teacher's threads: a torch teacher's same-runtime comparison

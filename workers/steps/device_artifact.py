@@ -8,9 +8,10 @@ that runs slower than the fp32 one on this host is not picked for speed it does 
 report says how much slower it is.
 
 Speed-up: the headline latency_x compares the teacher with a student artifact in the same runtime at
-the same thread count (teacher ONNX vs student ONNX in onnxruntime, TorchScript/torch.export vs the
-fp32 student in torch, TFLite vs TFLite in LiteRT). The device artifact's own ratio, when it runs in
-another runtime, is labelled cross-runtime."""
+the same thread count (teacher ONNX vs student ONNX in onnxruntime, TFLite vs TFLite in LiteRT; a
+TorchScript / torch.export teacher exported to ONNX vs the student's ONNX, else vs the fp32 student
+in torch). The device artifact's own ratio, when it runs in another runtime, is labelled
+cross-runtime."""
 
 from __future__ import annotations
 
@@ -124,9 +125,28 @@ def _slower_int8_notes(timings: dict[str, dict[str, Any]], device_class: str) ->
     ]
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return runtime_family(a.get("runtime")) == runtime_family(b.get("runtime")) and a.get("threads") == b.get("threads")
+
+
+def _basis(ref: str, r: dict[str, Any], kind: str, m: dict[str, Any]) -> str:
+    who = "the teacher exported to ONNX" if ref == "teacher_onnx" else "teacher"
+    if _same(r, m):
+        return (
+            f"same runtime: {who} and {kind} both in {m.get('runtime')}, {m.get('threads')} threads, "
+            "host p50 at batch 1"
+        )
+    return (
+        f"cross-runtime: teacher in {r.get('runtime')} ({r.get('threads')} threads), {kind} in {m.get('runtime')} "
+        f"({m.get('threads')} threads), host p50 at batch 1; not a like-for-like speed-up"
+    )
+
+
 def speed_headline(latency: list[dict[str, Any]], primary: str | None) -> dict[str, Any]:
-    """latency_x (same runtime and threads when any student artifact ran in the teacher's runtime),
-    its basis, and the device artifact's own ratio labelled by whether it is cross-runtime."""
+    """latency_x: the teacher (or a torch teacher exported to ONNX, "teacher_onnx") against a student
+    artifact in the same runtime and threads, the device artifact first; latency_basis says which.
+    latency_x_device_artifact: the teacher as given against the device artifact, labelled
+    cross-runtime when it is."""
     timings = host_timings(latency)
     teacher = timings.get("teacher")
     out: dict[str, Any] = {
@@ -134,39 +154,31 @@ def speed_headline(latency: list[dict[str, Any]], primary: str | None) -> dict[s
         "latency_basis": "no host timing of the teacher",
         "latency_same_runtime": None,
         "latency_vs": None,
+        "latency_teacher": None,
         "latency_x_device_artifact": None,
         "latency_basis_device_artifact": None,
     }
     if teacher is None:
         return out
-    t_ms, t_rt = float(teacher["p50_ms"]), str(teacher.get("runtime"))
     device = timings.get(primary) if primary else None
-
-    def same(m: dict[str, Any]) -> bool:
-        return runtime_family(m.get("runtime")) == runtime_family(t_rt) and m.get("threads") == teacher.get("threads")
-
-    def basis(kind: str, m: dict[str, Any]) -> str:
-        if same(m):
-            return (
-                f"same runtime: teacher and {kind} both in {m.get('runtime')}, {m.get('threads')} threads, "
-                "host p50 at batch 1"
-            )
-        return (
-            f"cross-runtime: teacher in {t_rt} ({teacher.get('threads')} threads), {kind} in {m.get('runtime')} "
-            f"({m.get('threads')} threads), host p50 at batch 1; not a like-for-like speed-up"
-        )
-
     if device is not None and primary is not None:
-        out["latency_x_device_artifact"] = t_ms / float(device["p50_ms"])
-        out["latency_basis_device_artifact"] = basis(primary, device)
-    order = ([primary] if primary else []) + [k for k in _COMPARATORS if k != primary]
-    comp = next((k for k in order if k in timings and same(timings[k])), None)
+        out["latency_x_device_artifact"] = float(teacher["p50_ms"]) / float(device["p50_ms"])
+        out["latency_basis_device_artifact"] = _basis("teacher", teacher, primary, device)
+    refs = [k for k in ("teacher", "teacher_onnx") if k in timings]
+    pairs = [(ref, primary) for ref in refs if primary]
+    # Then the deployment runtimes (the ONNX export's reference first), then the student in torch.
+    pairs += [(ref, k) for ref in reversed(refs) for k in _COMPARATORS if k != primary]
+    ref, comp = next(((r, k) for r, k in pairs if k in timings and _same(timings[r], timings[k])), ("teacher", None))
     if comp is None and primary is not None and device is not None:
         comp = primary  # nothing ran in the teacher's runtime: the cross-runtime figure, labelled so
     if comp is None:
         return out
-    m = timings[comp]
+    r, m = timings[ref], timings[comp]
     out.update(
-        latency_x=t_ms / float(m["p50_ms"]), latency_basis=basis(comp, m), latency_same_runtime=same(m), latency_vs=comp
+        latency_x=float(r["p50_ms"]) / float(m["p50_ms"]),
+        latency_basis=_basis(ref, r, comp, m),
+        latency_same_runtime=_same(r, m),
+        latency_vs=comp,
+        latency_teacher=ref,
     )
     return out

@@ -82,3 +82,16 @@ def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     assert est[0]["artifact_kind"] == "tflite_int8_full"
     assert all(e.data["source"] == "host" for e in run.of_kind("measurement"))  # estimates are not measurements
     assert any("3000.0 ms is over the 100.0 ms target" in w for w in state.warnings)
+
+
+def test_a_torch_teacher_is_also_timed_exported_to_onnx(exported: Any, run_factory: Any) -> None:
+    _, state = exported("cpu-x86", "vector")
+    teacher = dataclasses.replace(state.teacher, calls=[])
+    teacher._module = teacher.module  # type: ignore[attr-defined]  # as the real torch teachers hold it
+    state.teacher = teacher
+    run = run_factory("cpu-x86", benchmark_runs=3, benchmark_warmup=0)
+    Benchmark().run(run.ctx, state)
+    by_kind = {m["artifact_kind"]: m for m in state.latency}
+    assert by_kind["teacher_onnx"]["runtime"] == "onnxruntime" and by_kind["teacher_onnx"]["count"] == 3
+    assert by_kind["teacher_onnx"]["threads"] == by_kind["onnx_int8"]["threads"]
+    assert not list(run.ctx.work_dir.glob("**/teacher.onnx"))  # a temporary file, not an artifact

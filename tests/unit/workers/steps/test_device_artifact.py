@@ -73,6 +73,12 @@ def test_speed_headline_is_same_runtime_and_labels_the_cross_runtime_figure() ->
     assert h["latency_x_device_artifact"] == pytest.approx(31.0)
     assert h["latency_basis_device_artifact"].startswith("cross-runtime: teacher in torch.jit")
 
+    # With the torch teacher exported to ONNX, the like-for-like pair is ONNX vs the student's ONNX.
+    h = speed_headline([*torch_teacher, _t("teacher_onnx", 0.688, "onnxruntime")], "tflite_int8")
+    assert (h["latency_teacher"], h["latency_vs"]) == ("teacher_onnx", "onnx_int8")
+    assert h["latency_x"] == pytest.approx(4.3) and "the teacher exported to ONNX" in h["latency_basis"]
+    assert h["latency_x_device_artifact"] == pytest.approx(31.0)  # still the teacher as given
+
     onnx_teacher = [*LATENCY, _t("teacher", 0.5, "onnxruntime")]
     h = speed_headline(onnx_teacher, "tflite_int8")  # a phone's LiteRT file vs an ONNX teacher
     assert h["latency_vs"] == "onnx_int8" and h["latency_x"] == pytest.approx(0.5 / 0.16)
