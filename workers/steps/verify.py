@@ -38,7 +38,11 @@ class OpNotAllowed(InputError):
 
 
 def _primary_flash_kind(ctx: RunContext, state: RunState) -> str | None:
-    """The artifact that goes to the device: the full-int8 TFLite for MCUs, else the first int8 one."""
+    """The artifact whose size budget["flash"] reports: the full-int8 TFLite for MCUs (the same choice
+    as the report's device artifact), else the first int8 one. On CPUs and phones the report picks
+    the device artifact later, from the benchmark's timings (workers.steps.device_artifact), which
+    verify cannot know yet; every int8 artifact they may run is checked against max_model_bytes
+    here, and device_artifact checks an fp32 ONNX pick's size itself, so any pick fits."""
     order = ("tflite_int8_full", "tflite_int8", "onnx_int8") if ctx.spec.profile.device_class == "mcu" else INT8_KINDS
     return next((k for k in order if k in state.artifacts), None)
 
