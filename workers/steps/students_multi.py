@@ -144,9 +144,14 @@ class ConvEncoder(nn.Module):
 class TokenEncoder(nn.Module):
     """Hashed embedding + dilated depthwise-separable 1-D blocks + (masked) mean pooling."""
 
-    def __init__(self, length: int, vocab: int, width: int, depth: int, masked: bool, kernel: int = 5) -> None:
+    def __init__(
+        self, length: int, vocab: int, width: int, depth: int, masked: bool, kernel: int = 5, hashed: bool = True
+    ) -> None:
         super().__init__()
         self.vocab = vocab
+        # Hashing (a remainder in the graph) only when the table is smaller than the ids seen: TFLite Micro
+        # has no int32 FLOOR_MOD, so a table that covers every id clamps instead and runs on MCUs.
+        self.hashed = hashed
         self.embedding = nn.Embedding(vocab, width)
         self.downsample = not masked and length >= LONG_SEQUENCE
         blocks: list[nn.Module] = []
@@ -167,8 +172,10 @@ class TokenEncoder(nn.Module):
         self.channels, self.positions = ch, positions
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        # ids outside [0, V) are hashed into the table in the graph: the model takes the raw ids
-        h = self.embedding(torch.remainder(ids.long(), self.vocab))  # (N, L, E)
+        # ids outside [0, V) are hashed (or, with a table covering every seen id, clamped) in the graph:
+        # the model takes the raw ids
+        ids = ids.long()
+        h = self.embedding(torch.remainder(ids, self.vocab) if self.hashed else ids.clamp(0, self.vocab - 1))
         f = self.blocks(h.transpose(1, 2).unsqueeze(2))  # (N, C, 1, L')
         flat = f.flatten(2)
         if mask is None:
@@ -270,7 +277,10 @@ class MultiStudent(nn.Module):
             elif kind == "sequence":
                 enc = ConvEncoder("ds_cnn1d", per, width, depth, channels_last=spec.layout == "NLC")
             elif kind == "tokens":
-                enc = TokenEncoder(per[0], vocab[spec.name], width, depth, masked=i in self.mask_of)
+                seen = int((stats.get(spec.name) or {}).get("max_id", 1 << 30)) + 1
+                enc = TokenEncoder(
+                    per[0], vocab[spec.name], width, depth, masked=i in self.mask_of, hashed=seen > vocab[spec.name]
+                )
             elif kind == "vector":
                 enc = VectorEncoder(per[0], width, depth, stats.get(spec.name))
             else:

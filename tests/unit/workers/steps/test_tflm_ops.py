@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_export_multi import _export, multi_state
@@ -62,18 +61,22 @@ def test_two_input_sigmoid_regression_student_runs_in_tflm(tmp_path: Path) -> No
     assert abs(tflm["headline"] - metrics["tflite_int8_full"]["headline"]) <= 0.05  # same file, other kernels
 
 
-def test_token_student_ops_run_in_tflm_without_the_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Embedding lookup, casts, masked sum / divide / clamp are all TFLM-runnable: with the id hashing
-    replaced by a clamp (identical for ids inside the vocabulary) the token student runs in TFLM."""
-    remainder = torch.remainder
-    monkeypatch.setattr(torch, "remainder", lambda ids, v: torch.clamp(ids, 0, int(v) - 1))
+def test_token_student_ops_run_in_tflm_when_its_table_covers_every_id(tmp_path: Path) -> None:
+    """Embedding lookup, casts, masked sum / divide / clamp are all TFLM-runnable: a token student whose
+    table covers every id seen clamps instead of hashing (no FLOOR_MOD) and runs in TFLM."""
     ops, _ = _runs_in_tflm(tmp_path, TEXT)
-    monkeypatch.setattr(torch, "remainder", remainder)
-    assert {"EMBEDDING_LOOKUP", "CAST", "SUM", "DIV", "MAXIMUM"} <= set(ops)
+    assert {"EMBEDDING_LOOKUP", "CAST", "SUM", "DIV", "MAXIMUM"} <= set(ops) and "FLOOR_MOD" not in ops
 
 
 def test_token_hashing_is_refused_with_the_reason(tmp_path: Path) -> None:
-    state = _export(tmp_path, "mcu-cortex-m4", multi_state(TEXT))
+    """A table smaller than the ids seen (capped by the flash budget) hashes ids, which TFLM cannot run."""
+    from workers.steps.students_multi import TokenEncoder
+
+    state = multi_state(TEXT)
+    for m in state.student.modules():
+        if isinstance(m, TokenEncoder):
+            m.hashed = True
+    state = _export(tmp_path, "mcu-cortex-m4", state)
     rec = state.artifacts["tflite_int8_full"]
     assert "FLOOR_MOD" in tflite_ops(rec.path)
     run = make_run(tmp_path, "mcu-cortex-m4")
