@@ -16,6 +16,8 @@ from workers.steps import deployment
 from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
 from workers.steps.distill.report_section import distillation_section, summary_lines
 from workers.steps.metrics import quality_key
+from workers.steps.sizing_report import sizing_section
+from workers.steps.sizing_report import summary_lines as sizing_lines
 
 SCHEMA_VERSION = 1
 REPORT_FILENAME = "report.json"
@@ -104,6 +106,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "outputs": output_section(state),
         "quality": dict(state.quality or {}),
         "student": dict(state.student_arch or {}),
+        "sizing": sizing_section(state.student_arch),
         "training": dict(state.training or {}),
         "distillation": distillation_section(state.distillation, state.metrics),
         "metrics": state.metrics,
@@ -299,6 +302,7 @@ def render_summary(report: dict[str, Any]) -> str:
         f"- Student: {student.get('family')} width {student.get('width')} depth {student.get('depth')}, "
         f"{_num(student.get('params'))} parameters, {_num(student.get('macs'))} MACs",
     ]
+    lines += sizing_lines(report.get("sizing"))
     lines += summary_lines(report.get("distillation") or {})
     training = report.get("training") or {}
     if training:

@@ -429,6 +429,27 @@ def replace_reason(choice: MultiChoice, reason: str) -> MultiChoice:
     return MultiChoice(choice.module, choice.width, choice.depth, choice.vocab, choice.estimate, reason)
 
 
+def multi_candidates(
+    signature: ModelSignature,
+    profile: DeviceProfile,
+    stats: InputStats,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    most_params: int | None = None,
+) -> list[tuple[int, int, dict[str, int], StudentEstimate]]:
+    """(width, depth, vocab sizes, measured estimate) of every grid size within the profile's budgets
+    and at most most_params parameters; each is built once to be measured."""
+    out = []
+    for w in (width,) if width else WIDTHS:
+        for d in (depth,) if depth else DEPTHS:
+            vocab = _vocab_sizes(signature, stats, w, profile)
+            est = measure(MultiStudent(signature, w, d, vocab, stats), signature)
+            if budget_violation(est, profile) is None and (most_params is None or est.params <= most_params):
+                out.append((w, d, vocab, est))
+    return out
+
+
 def choose_multi(
     signature: ModelSignature,
     profile: DeviceProfile,
