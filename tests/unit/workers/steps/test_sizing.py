@@ -251,3 +251,57 @@ def test_same_teacher_gets_a_student_chosen_for_each_device(
         if name.startswith("mcu"):
             assert met, tried  # the MCU's chosen size is the smallest that met, among those tried
     assert len(set(chosen.values())) > 1, chosen
+
+
+# --------------------------------------------------------------------------------------------------
+# multi-input / multi-output students are sized the same way
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ~15 s alone: measuring the multi-student sizes and 3 short trainings
+def test_multi_io_students_are_searched_too(tmp_path: Path) -> None:
+    import torch
+    from factories import write_npz
+    from torch import nn
+
+    from workers.steps.build_student import BuildStudent
+    from workers.steps.distill.step import Distill
+    from workers.steps.load_data import LoadData
+    from workers.steps.load_teacher import LoadTeacher
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(1)
+            self.emb = nn.Embedding(20, 4)
+            # ~70k parameters, so that teacher / 8 leaves room for several student sizes
+            self.mlp = nn.Sequential(nn.Linear(10, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 3))
+
+        def forward(self, ids: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+            return self.mlp(torch.cat([self.emb(ids).mean(1) * 3, feats], 1)) * 3
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, size=(400, 10)).astype(np.int64)
+    feats = rng.normal(size=(400, 6)).astype(np.float32)
+    teacher = tmp_path / "t.pt"
+    example = (torch.from_numpy(ids[:2]), torch.from_numpy(feats[:2]))
+    torch.jit.save(torch.jit.trace(TwoInputs().eval(), example), str(teacher))
+    data = write_npz(tmp_path / "d.npz", ids=ids, feats=feats)
+    # a low target: the fixed choice meets it after 4 epochs, so cheaper sizes are tried
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, epochs=4, batch_size=64, device="cpu", quality_target=0.3)
+    state = RunState()
+    for step in (LoadTeacher(), LoadData(), BuildStudent()):
+        step.run(ctx, state)
+    assert state.sizing is not None, state.student_arch["sizing"]
+    assert all(r.label.startswith("multi ") for r in state.sizing.below)
+    top_params = state.sizing.top.estimate.params
+    Distill().run(ctx, state)
+    trail = state.student_arch["sizing"]
+    assert trail["metric"] == "headline" and trail["teacher"] == 1.0
+    assert len(trail["tried"]) >= 2, trail["tried"]
+    assert trail["tried"][0]["arch"] == state.sizing.top.label
+    (row,) = [r for r in trail["tried"] if r["chosen"]]
+    assert row["met"] and row["est_int8_bytes"] == min(r["est_int8_bytes"] for r in trail["tried"] if r["met"])
+    assert state.student_arch["family"] == "multi" and state.student_arch["params"] == row["params"] <= top_params
+    assert sum(p.numel() for p in state.student.parameters()) == row["params"]
+    assert state.metrics["student_fp32"]["headline"] > 0
