@@ -105,7 +105,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "signature": state.signature.model_dump() if state.signature is not None else None,
         "outputs": output_section(state),
         "quality": dict(state.quality or {}),
-        "student": dict(state.student_arch or {}),
+        "student": {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"},
         "sizing": sizing_section(state.student_arch),
         "training": dict(state.training or {}),
         "distillation": distillation_section(state.distillation, state.metrics),
