@@ -13,7 +13,8 @@ from agent.api import DeviceApi
 from agent.bench import latency_stats, peak_rss_bytes, time_calls
 from agent.errors import AgentError
 from agent.facts import device_facts
-from agent.probe import Agreement, compare, is_classification, load_probe
+from agent.probe import Agreement, compare, is_classification, parse_probe, read_arrays
+from agent.probe_multi import is_multi, parse_multi
 from agent.runtimes import load_model, standardize_input
 
 
@@ -42,7 +43,8 @@ class Result:
         line = (
             f"{self.kind} {self.artifact_id}: p50 {m['p50_ms']:.4f} ms, p99 {m['p99_ms']:.4f} ms "
             f"({m['runtime']} {m['runtime_version']}, {m['threads']} threads, {m['count']} runs); "
-            f"top-1 agreement {agree}, max |diff| {m['max_abs_diff']:.6g}"
+            f"top-1 agreement {agree}, max |diff| "
+            + ("n/a" if m.get("max_abs_diff") is None else f"{m['max_abs_diff']:.6g}")
         )
         if self.verdict is None:
             return line + "; verdict unknown"
@@ -59,10 +61,18 @@ def _layout(artifact: dict[str, Any]) -> str | None:
 
 def measure_files(
     model_path: Path, probe_path: Path, artifact: dict[str, Any], *, threads: int, options: BenchOptions
-) -> tuple[dict[str, Any], Agreement]:
-    """Run and time verified local files; returns the measurement body (without posting it)."""
+) -> tuple[dict[str, Any], Agreement | None]:
+    """Run and time verified local files; returns the measurement body (without posting it) and, for a
+    single-input probe, its Agreement (a several-output probe's are in the body's extra.outputs)."""
     kind = str(artifact["kind"])
-    probe = load_probe(probe_path)
+    arrays = read_arrays(probe_path)
+    if is_multi(arrays):  # a teacher with several inputs/outputs: by name, output by output
+        from agent.measure_multi import measure_multi
+
+        return measure_multi(
+            model_path, parse_multi(arrays, probe_path.name), artifact, threads=threads, options=options
+        ), None
+    probe = parse_probe(arrays, probe_path)
     model = load_model(model_path, kind, threads=threads, layout=_layout(artifact))
     reference_name, reference = probe.reference_for(kind)
     x = standardize_input(probe.x, artifact.get("metadata") or {})

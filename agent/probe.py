@@ -31,13 +31,21 @@ class Probe:
         raise AgentError(f"the probe has no host outputs for {kind} (it has: {have})")
 
 
-def load_probe(path: Path) -> Probe:
-    """Read probe.npz without unpickling anything (allow_pickle=False)."""
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of probe.npz, read without unpickling anything (allow_pickle=False)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: np.asarray(npz[name]) for name in npz.files}
+            return {name: np.asarray(npz[name]) for name in npz.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise AgentError(f"cannot read the probe file {path.name}: {exc}") from exc
+
+
+def load_probe(path: Path) -> Probe:
+    """The single-input probe: x and out_<variant>."""
+    return parse_probe(read_arrays(path), path)
+
+
+def parse_probe(arrays: dict[str, np.ndarray], path: Path) -> Probe:
     if "x" not in arrays:
         raise AgentError(f"the probe file {path.name} has no 'x' array")
     x = np.ascontiguousarray(arrays["x"], dtype=np.float32)

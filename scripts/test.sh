@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -d /usr/share/pocketsphinx/test/data ] || need+=(pocketsphinx-testdata)
 [ -d /usr/lib/R/site-library/modeldata ] || need+=(r-cran-modeldata)
 [ -d /usr/share/sounds/alsa ] || need+=(alsa-utils)
+# The wake phrase and near misses for the wake-word teacher, spoken (bench/material.py).
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing Debian packages: ${need[*]}"

@@ -15,6 +15,7 @@ EXIT_USAGE = 2  # bad arguments, no API key, a local file that does not exist
 EXIT_UNREACHABLE = 3  # no server at --url: refused, unknown host, no answer in time
 EXIT_REFUSED = 4  # the server answered with an HTTP error (4xx/5xx)
 EXIT_WAIT_TIMEOUT = 5  # --timeout passed; the job goes on on the server
+EXIT_BELOW_QUALITY = 6  # --require-quality: the job succeeded but its student is below options.quality_target
 
 EXIT_CODES_HELP = """exit status:
   0  success (with --wait: the job succeeded)
@@ -22,7 +23,9 @@ EXIT_CODES_HELP = """exit status:
   2  usage: bad arguments, no API key, a local file that does not exist
   3  the server cannot be reached (refused, unknown host, no answer in time)
   4  the server refused the request (HTTP 4xx/5xx, its message is printed)
-  5  --timeout passed before the job ended (it goes on on the server)"""
+  5  --timeout passed before the job ended (it goes on on the server)
+  6  with --require-quality: the job succeeded, but its device artifact keeps less than
+     options.quality_target of the teacher's quality (artifacts are still downloaded)"""
 
 
 class UsageError(Exception):

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli_errors import EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, UsageError, describe
+from service.cli_errors import EXIT_BELOW_QUALITY, EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, UsageError, describe
 from service.client import Client, Job, JobFailed, SseEvent
-from service.summary_view import ArtifactRow, print_summary
+from service.summary_view import ArtifactRow, below_quality, print_summary
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the job at most")
     p.add_argument("--http-timeout", type=float, default=60.0, help="seconds one HTTP request may take (default 60)")
     p.add_argument("--json", action="store_true", help="print JSON (the job; with --wait also its report) on stdout")
+    p.add_argument(
+        "--require-quality",
+        action="store_true",
+        help="exit 6 when the job succeeds but its student is below options.quality_target (implies --wait)",
+    )
     return p
 
 
@@ -114,10 +119,11 @@ def _finish(job: Job, args: argparse.Namespace, out: Console, err: Console) -> i
             err.print(table)
     artifacts = job.artifacts()
     report = job.report()
+    status = EXIT_BELOW_QUALITY if args.require_quality and below_quality(report) else EXIT_OK
     if args.json:
         doc = {"job": job.data, "report": report, "artifacts": artifacts, "downloaded": [str(p) for p in downloaded]}
         print(json.dumps(doc, indent=2))
-        return EXIT_OK
+        return status
     rows = [ArtifactRow(a["kind"], a["filename"], int(a["size_bytes"]), a["sha256"]) for a in artifacts]
     print_summary(out, report, rows, report.get("warnings") or [])
     where = f": {args.download}" if args.download else f" ({args.url}/ui/jobs/{job.id})"
@@ -125,7 +131,12 @@ def _finish(job: Job, args: argparse.Namespace, out: Console, err: Console) -> i
     out.print(
         f"done in {seconds:.1f} s{where}" if isinstance(seconds, int | float) else f"done{where}", highlight=False
     )
-    return EXIT_OK
+    if status == EXIT_BELOW_QUALITY:
+        err.print(
+            f"[red]error:[/] the student is below its quality target (--require-quality): exit {status}",
+            highlight=False,
+        )
+    return status
 
 
 def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -142,7 +153,7 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
             webhook_url=args.webhook_url,
         )
         err.print(f"job [bold]{job.id}[/] {job.status} ({args.url}/api/v1/jobs/{job.id})", highlight=False)
-        if not (args.wait or args.download):
+        if not (args.wait or args.download or args.require_quality):
             if args.json:
                 print(json.dumps(job.data, indent=2))
             else:

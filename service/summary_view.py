@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from workers.pipeline.verdict import verdict_line, verdict_of
+
 
 @dataclass(frozen=True)
 class ArtifactRow:
@@ -46,6 +48,12 @@ _QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def below_quality(report: dict[str, Any]) -> bool:
+    """True when the report has a verdict and it is not met (--require-quality's exit status)."""
+    verdict = verdict_of(report)
+    return verdict is not None and not verdict["met"]
+
+
 def headline_text(report: dict[str, Any]) -> str | None:
     h = report.get("headline")
     if not isinstance(h, dict):
@@ -53,7 +61,12 @@ def headline_text(report: dict[str, Any]) -> str | None:
     parts = []
     for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
         if isinstance(h.get(key), (int, float)):
-            parts.append(f"{h[key]:.1f}x {label}")
+            value = float(h[key])
+            if key == "latency_x" and 0 < value < 1:  # "2.5x slower", never "0.4x faster"
+                value, label = 1 / value, "slower on this host"
+            parts.append(f"{value:.1f}x {label}")
+            if key == "latency_x" and h.get("latency_same_runtime") is not None:
+                parts[-1] += " (same runtime)" if h["latency_same_runtime"] else " (cross-runtime)"
     if isinstance(h.get("quality_kept_pct"), (int, float)):
         parts.append(f"{h['quality_kept_pct']:.1f}% of the teacher's {h.get('quality_metric', 'quality')} kept")
     if isinstance(h.get("estimated_device_latency_ms"), (int, float)):
@@ -112,12 +125,20 @@ def summary_tables(report: dict[str, Any], artifacts: Iterable[ArtifactRow]) -> 
 def print_summary(
     console: Console, report: dict[str, Any], artifacts: Iterable[ArtifactRow], warnings: Iterable[str]
 ) -> None:
-    """The tables, the headline line, then one line per warning."""
+    """The tables, the headline line, the quality verdict (a warning when below target), then one
+    line per warning."""
     for table in summary_tables(report, artifacts):
         console.print(table)
     headline = headline_text(report)
     if headline:
         console.print(f"[bold]{headline}[/]", highlight=False)
+    verdict = verdict_of(report)
+    line = verdict_line(verdict)
+    if verdict is not None and line:
+        console.print("[green]quality:[/]" if verdict["met"] else "[bold red]warning: quality[/]", end=" ")
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     for warning in warnings:
+        if str(warning).startswith("quality warning ("):
+            continue  # the verdict line above already names the quality problem
         console.print("[yellow]warning:[/]", end=" ")
         console.print(str(warning), markup=False, highlight=False, soft_wrap=True)

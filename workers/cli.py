@@ -6,7 +6,8 @@
 
 Options come from --options FILE (YAML/JSON, the same fields as a job's options) with the flags
 below on top. Exit status: 0 success, 1 the pipeline failed (reason printed), 2 usage error,
-130 interrupted."""
+6 with --require-quality: the run finished but its student is below options.quality_target (the
+artifacts are still written), 130 interrupted."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
-from service.summary_view import ArtifactRow, print_summary
+from service.cli_errors import EXIT_BELOW_QUALITY
+from service.summary_view import ArtifactRow, below_quality, print_summary
 from workers.pipeline.errors import PipelineError
 from workers.pipeline.events import PipelineEvent
 from workers.pipeline.spec import METHODS, JobOptions, PipelineSpec
@@ -62,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, help="student depth (blocks / hidden layers); default: automatic")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train the student")
     p.add_argument("--quiet", action="store_true", help="no progress display, only the summary")
+    p.add_argument(
+        "--quality-target",
+        type=float,
+        help="share of the teacher's quality the student must keep (default 0.97); options.quality_target",
+    )
+    p.add_argument(
+        "--require-quality",
+        action="store_true",
+        help=f"exit {EXIT_BELOW_QUALITY} when the student is below the quality target (artifacts are still written)",
+    )
     return p
 
 
@@ -93,6 +105,7 @@ def build_spec(args: argparse.Namespace) -> PipelineSpec:
         "method": args.method,
         "seed": args.seed,
         "device": args.device,
+        "quality_target": args.quality_target,
         "init_from": str(args.init_from) if args.init_from else None,
         "old_data": str(args.old_data) if args.old_data else None,
     }
@@ -271,8 +284,12 @@ def main(argv: list[str] | None = None) -> int:
 
     # The same summary `edgedistill submit --wait` prints for a job (service/summary_view.py).
     arts = [ArtifactRow(k, a.path.name, a.size_bytes, a.sha256) for k, a in result.artifacts.items()]
-    print_summary(out, result.report if isinstance(result.report, dict) else {}, arts, result.warnings)
+    report = result.report if isinstance(result.report, dict) else {}
+    print_summary(out, report, arts, result.warnings)
     out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
+    if args.require_quality and below_quality(report):
+        _error(err, f"the student is below its quality target (--require-quality): exit {EXIT_BELOW_QUALITY}")
+        return EXIT_BELOW_QUALITY
     return 0
 
 

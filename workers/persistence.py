@@ -19,10 +19,12 @@ from service.repos import artifacts as artifacts_repo
 from service.repos import events as events_repo
 from service.repos import jobs as jobs_repo
 from service.repos import measurements as measurements_repo
+from service.repos import models as models_repo
 from service.repos.storage_refs import storage_key_in_use
 from service.settings import Settings
 from service.storage import ArtifactStore, key_for
 from workers.pipeline.events import PipelineEvent
+from workers.steps.teacher_record import SIGNATURE_KEY, SOURCES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,6 +76,8 @@ class JobRecorder:
 
         def write(session: Session) -> None:
             events_repo.append_event(session, job_id=self.job_id, kind=ev.kind, stage=ev.stage, data=data)
+            if isinstance(data.get(SIGNATURE_KEY), dict):
+                self._record_teacher_signature(session, data[SIGNATURE_KEY])
             jobs_repo.update_progress(
                 session,
                 job_id=self.job_id,
@@ -83,6 +87,14 @@ class JobRecorder:
             )
 
         self._write(write)
+
+    def _record_teacher_signature(self, session: Session, signature: dict[str, Any]) -> None:
+        """A torch teacher's signature, known once a job loaded it, onto its model row; a signature
+        already recorded (read at upload, or by an earlier job) is kept."""
+        job = jobs_repo.get_job_any_tenant(session, job_id=self.job_id)
+        model = models_repo.get_model_any_tenant(session, model_id=job.model_id) if job is not None else None
+        if model is not None and model.signature is None and model.format in SOURCES:
+            models_repo.set_model_signature(session, model_id=model.id, signature=signature)
 
     def cancel_requested(self) -> bool:
         now = time.monotonic()

@@ -20,6 +20,7 @@ from service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
 from service.repos.errors import Conflict
 from service.repos.events import append_event
 from service.repos.pagination import Page, paginate
+from workers.pipeline.verdict import verdict_of
 
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -284,6 +285,7 @@ def job_summary(session: Session, *, job_id: str) -> dict[str, Any] | None:
         "dataset_id": job.dataset_id,
         "device_profile": job.profile_name,
         "metrics": job.metrics or {},
+        "quality": verdict_of(job.report),
         "attempts": job.attempts,
         "created_at": stamp(job.created_at),
         "started_at": stamp(job.started_at),

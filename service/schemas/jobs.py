@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from service.db.models import Job, JobEvent
 from workers.pipeline.spec import JobOptions
 from workers.pipeline.strictness import refuse_boolean_numbers
+from workers.pipeline.verdict import verdict_of
 
 
 class JobCreate(BaseModel):
@@ -38,6 +39,12 @@ class JobOut(BaseModel):
     profile: dict[str, Any]
     options: dict[str, Any]
     metrics: dict[str, Any]
+    quality: dict[str, Any] | None = Field(
+        default=None,
+        description="A finished job's quality verdict: {metric, teacher, student, kept, target, met, samples, "
+        "variant, problem}. met is false when the device artifact keeps less than options.quality_target of the "
+        "teacher's headline metric on the test split (the job still succeeds); null until the job succeeds",
+    )
     error: str | None
     queue: str
     attempts: int
@@ -68,6 +75,7 @@ class JobOut(BaseModel):
             profile=job.profile,
             options=job.options,
             metrics=job.metrics or {},
+            quality=verdict_of(job.report),
             error=job.error,
             queue=job.queue,
             attempts=job.attempts,

@@ -28,7 +28,8 @@ class TeacherModelOut(BaseModel):
     sha256: str
     signature: ModelSignature | None = Field(
         description="Every input and output (name, dtype, shape with the batch axis, None = dynamic), read "
-        "from ONNX and TFLite files at upload; null until known (TorchScript, .pt2)"
+        "from ONNX and TFLite files at upload; for .pt2 (as declared) and TorchScript (shapes and dtypes as "
+        "run on that job's data: the file records none) once the first job has loaded the teacher, null until then"
     )
     created_at: datetime
 

@@ -35,6 +35,7 @@ OPTION_FIELDS: dict[str, tuple[str, ...]] = {
     # form field -> JobOptions location
     "epochs": ("epochs",),
     "accuracy_budget_pp": ("accuracy_budget_pp",),
+    "quality_target": ("quality_target",),
     "method": ("method",),
     "temperature": ("temperature",),
     "alpha": ("alpha",),

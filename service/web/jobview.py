@@ -19,6 +19,7 @@ from service.repos import models as models_repo
 from service.settings import Settings
 from service.web import reportview
 from workers.pipeline.events import STAGES
+from workers.pipeline.verdict import verdict_of
 
 STAGE_LABELS = {
     "load": "Load teacher & data",
@@ -92,6 +93,10 @@ class JobView:
     @property
     def cancellable(self) -> bool:
         return self.active and not self.job.cancel_requested
+
+    @property
+    def quality(self) -> dict[str, Any] | None:
+        return verdict_of(self.job.report) if self.job.status == "succeeded" else None
 
 
 def duration_of(job: Job, now: datetime | None = None) -> float | None:

@@ -31,6 +31,7 @@ from service.web.auth import StreamUserDep, UserDep
 from service.web.errors import PageNotFound
 from service.web.lifecycle import server_exiting
 from service.web.templating import render, render_string
+from workers.pipeline.verdict import verdict_of
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,6 +51,10 @@ class JobRow:
     @property
     def active(self) -> bool:
         return self.job.status not in TERMINAL_STATUSES
+
+    @property
+    def quality(self) -> dict[str, Any] | None:
+        return verdict_of(self.job.report) if self.job.status == "succeeded" else None
 
 
 def job_rows(session: Session, jobs: list[Job], now: datetime | None = None) -> list[JobRow]:

@@ -53,6 +53,7 @@ def _defaults() -> dict[str, str]:
     values = {
         "epochs": str(d.epochs),
         "accuracy_budget_pp": f"{d.accuracy_budget_pp:g}",
+        "quality_target": f"{d.quality_target:g}",
         "method": d.method,
         "temperature": f"{d.temperature:g}",
         "alpha": f"{d.alpha:g}",

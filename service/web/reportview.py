@@ -12,6 +12,7 @@ from markupsafe import Markup
 
 from service.web import charts
 from service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
+from workers.pipeline.verdict import verdict_of
 
 VARIANTS: dict[str, str] = {
     "teacher": "Teacher",
@@ -147,6 +148,7 @@ class ReportView:
     regression: bool = False
     outputs: list[OutputRow] = field(default_factory=list)
     quality_problem: str | None = None
+    verdict: dict[str, Any] | None = None  # workers.pipeline.verdict: met, kept, target, ...
 
 
 def build(report: dict[str, Any]) -> ReportView:
@@ -254,6 +256,7 @@ def build(report: dict[str, Any]) -> ReportView:
         quality_problem=(report.get("quality") or {}).get("problem")
         if isinstance(report.get("quality"), dict)
         else None,
+        verdict=verdict_of(report),
     )
     view.charts = _charts(view)
     return view

@@ -122,6 +122,17 @@ def iso(value: datetime | None) -> str:
     return value.isoformat()
 
 
+def fmt_pct1(value: Any) -> str:
+    """A share as a percentage with one decimal (0.52 -> "52.0 %"); DASH when unknown."""
+    return f"{100 * value:.1f} %" if isinstance(value, int | float) and not isinstance(value, bool) else DASH
+
+
+def fmt_verdict(quality: Any) -> str:
+    from workers.pipeline.verdict import verdict_line
+
+    return verdict_line(quality) or ""
+
+
 def short_id(value: str | None) -> str:
     return (value or "")[:8]
 
@@ -146,6 +157,8 @@ def environment() -> Environment:
         time_short=fmt_time_short,
         iso=iso,
         short=short_id,
+        pct1=fmt_pct1,
+        verdict=fmt_verdict,
     )
     from service.web.reportview import variant_label  # reportview uses this module's formatters
 

@@ -73,6 +73,8 @@ def test_upload_submit_watch_live_report_download(
     page.set_input_files("#data_file", str(data))
     page.get_by_label("mcu-cortex-m4").check()
     page.get_by_label("Epochs").fill("3")
+    # Beyond reach (150 % of the teacher): the job succeeds but must show the below-target state.
+    page.get_by_label("Quality target").fill("1.5")
     page.get_by_text("Advanced options").click()
     page.get_by_label("Benchmark runs").fill("20")
     page.get_by_label("Calibration samples").fill("64")
@@ -85,11 +87,19 @@ def test_upload_submit_watch_live_report_download(
     badge = page.locator("#job-head .badge")
     expect(badge).to_have_text(re.compile(r"queued|running|succeeded"))
 
-    # Live: the page follows the job's events until it succeeds, with no navigation.
-    expect(badge).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    # Live: the page follows the job's events until it succeeds, with no navigation; below its
+    # quality target it is not a plain green success, here nor in the jobs list.
+    below = "succeeded · below quality target"
+    expect(badge).to_have_text(below, timeout=JOB_TIMEOUT_MS)
+    expect(badge).not_to_have_class(re.compile("status-succeeded"))
+    verdict = page.locator('#quality-verdict[data-met="false"]')
+    expect(verdict).to_be_visible()
+    expect(verdict).to_contain_text("Below the quality target.")
+    expect(verdict).to_contain_text("target 150.0 %")
     assert page.evaluate("window.__e2eMarker") == "no reload"
     row = jobs_tab.locator(f'tr[data-job-id="{job_id}"]')
-    expect(row.locator(".badge")).to_have_text("succeeded", timeout=30_000)
+    expect(row.locator(".badge")).to_have_text(below, timeout=30_000)
+    expect(row.locator('.quality-cell [data-quality-met="false"]')).to_contain_text("target 150.0 %")
     assert jobs_tab.evaluate("window.__e2eMarker") == "no reload"
 
     # Stage timeline with durations.

@@ -243,3 +243,42 @@ def test_device_token_cannot_cross_tenants(live: LiveService, agent_job: AgentJo
     with api(live, live.key_a) as a:
         comp = a.get(f"/artifacts/{target}/measurements").json()
     assert all(d["device_id"] != other["id"] for d in comp["devices"])
+
+
+TOKENS_PROFILE = "agent-it-tokens"
+
+
+def test_agent_measures_a_two_input_token_students_artifacts(live: LiveService, tmp_path: Path) -> None:
+    """token ids + attention mask in, logits + probabilities out: the job's probe holds both inputs by
+    name and each output per variant; the agent feeds them by name to every artifact and posts each
+    output's agreement (a profile of its own keeps these artifacts to this device)."""
+    import numpy as np
+    from signature_models import token_classifier_onnx
+
+    teacher = tmp_path / "tokens.onnx"
+    teacher.write_bytes(token_classifier_onnx(seq=16))
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(4, 17, size=240)
+    data = tmp_path / "tokens.npz"
+    np.savez(
+        data, input_ids=rng.integers(0, 50, size=(240, 16)).astype(np.int64),
+        attention_mask=(np.arange(16)[None, :] < lengths[:, None]).astype(np.int64),
+    )  # fmt: skip
+    with Client(live.url, live.key_a) as a:
+        resp = a.http.post("/device-profiles", json=_profile(TOKENS_PROFILE))
+        assert resp.status_code in (201, 409), resp.text
+        job = a.submit(teacher, data=data, profile=TOKENS_PROFILE, options={**FAST, "epochs": 2})
+        job.wait(timeout=600)
+        kinds = {art["kind"]: art for art in job.artifacts()}
+    assert "probe" in kinds and kinds["probe"]["metadata"]["inputs"] == ["input_ids", "attention_mask"]
+    device = register(live, live.key_a, "it-tokens", TOKENS_PROFILE)
+    done = run_agent(live, device["token"], "watch", "--once", "--runs", "10", "--warmup", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {line.split()[0] for line in done.stdout.splitlines() if line.strip()} == {
+        "onnx_fp32", "onnx_int8", "tflite_int8"
+    }, done.stdout  # fmt: skip
+    with api(live, live.key_a) as a:
+        for kind in ("onnx_fp32", "onnx_int8", "tflite_int8"):
+            comp = a.get(f"/artifacts/{kinds[kind]['id']}/measurements").json()
+            [dev] = [d for d in comp["devices"] if d["device_id"] == device["id"]]
+            assert dev["agreement"] == 1.0 and dev["max_abs_diff"] <= 1e-5 and dev["ok"] is True, (kind, dev)

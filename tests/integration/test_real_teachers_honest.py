@@ -36,7 +36,7 @@ def test_real_teacher_keeps_io_and_reports_misses(name: str, work: Path) -> None
     # The engine judges on its own test split (held-out figures above are the bench's, printed for the
     # table): the quality verdict must agree with the report's own per-output figures, both ways.
     quality = report["quality"]
-    variant = quality["variant"]
+    variant = quality.get("problem_variant") or quality["variant"]  # verify judged the problem on this one
     unusable = {"balanced agreement": 0.8, "top-1 agreement": 0.5}
     low = [
         o["name"]

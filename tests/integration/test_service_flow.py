@@ -88,6 +88,9 @@ def test_submit_follow_sse_download_and_run(
     headers, body = received[0]
     payload = json.loads(body)
     assert payload["job"]["id"] == job.id and payload["job"]["status"] == "succeeded"
+    # The quality verdict travels with it, the same as the job's JSON and report.json say.
+    assert payload["job"]["quality"] == job.data["quality"] and isinstance(job.data["quality"]["met"], bool)
+    assert job.data["quality"]["met"] is report["quality"]["met"] and job.data["quality"]["target"] == 0.97
     h = {k.lower(): v for k, v in headers.items()}
     signed = f"{h['x-edgedistill-timestamp']}.{h['x-edgedistill-delivery']}.".encode() + body
     expected = hmac.new(secret.json()["secret"].encode(), signed, hashlib.sha256).hexdigest()

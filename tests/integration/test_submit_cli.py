@@ -1,6 +1,7 @@
 """`edgedistill submit` in a subprocess against the real stack: HTTP errors as one line with the fix,
 `--wait --download` ends with compress's summary and writes compress's metadata sidecars, `--json`
-gives machines the job, report and artifacts."""
+gives machines the job, report and artifacts, `--require-quality` exits non-zero for a student below
+its quality target."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from conftest import LiveService
 from stack import REPO
 
-from service.cli_errors import EXIT_OK, EXIT_REFUSED
+from service.cli_errors import EXIT_BELOW_QUALITY, EXIT_OK, EXIT_REFUSED
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -91,3 +92,24 @@ def test_json_is_for_machines(live: LiveService, digits_teacher_files: dict[str,
     assert doc["job"]["status"] == "succeeded"
     assert doc["report"]["headline"]["primary_artifact"]
     assert {a["kind"] for a in doc["artifacts"]} >= {"onnx_fp32", "report", "summary"}
+
+
+def test_require_quality_exits_non_zero_for_a_one_epoch_student(
+    live: LiveService, digits_teacher_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """One epoch of distillation cannot keep 97 % of a trained teacher's accuracy: the job succeeds,
+    its JSON says quality.met false, the summary warns and --require-quality exits 6."""
+    teacher, data = str(digits_teacher_files["onnx"]), str(digits_teacher_files["npz"])
+    one_epoch = ["--set", "epochs=1", *FAST[2:], "--set", "qat=never"]
+    proc = submit(live, teacher, "--data", data, "--profile", "cpu-x86", *one_epoch, "--require-quality", cwd=tmp_path)
+    assert proc.returncode == EXIT_BELOW_QUALITY, proc.stderr[-3000:]
+    assert "warning: quality below target:" in proc.stdout and "; target 97.0 %)" in proc.stdout
+    assert "--require-quality" in error_line(proc)
+    job_id = proc.stderr.split("job ", 1)[1].split()[0]
+    with httpx.Client(base_url=f"{live.url}/api/v1", headers={"Authorization": f"Bearer {live.key_a}"}) as http:
+        job = http.get(f"/jobs/{job_id}").json()
+        report = http.get(f"/jobs/{job_id}/report").json()
+    q = job["quality"]
+    assert job["status"] == "succeeded" and q["met"] is False and q["target"] == 0.97
+    assert q["kept"] < 0.97 and q["variant"] == report["headline"]["primary_artifact"]
+    assert report["quality"]["met"] is False and report["headline"]["quality_met"] is False

@@ -199,13 +199,23 @@ def unsupported_reason(signature: ModelSignature, options: JobOptions) -> str | 
                 f"method {method} supports teachers with one input and one output only; this teacher has "
                 f"{len(signature.inputs)} input(s) ({', '.join(signature.input_names)}) and "
                 f"{len(signature.outputs)} output(s) ({', '.join(signature.output_names)}); "
-                f"use method kd, qat_kd, labels_only or auto"
+                f"use method kd, labels_only or auto"
             )
         kind = kinds[signature.outputs[0].name]
         if kind is not None and kind not in LEGACY_KINDS:
             return (
                 f"method {method} supports class-score and regression outputs only; output "
-                f"{signature.outputs[0].name!r} is {kind}; use method kd, qat_kd, labels_only or auto"
+                f"{signature.outputs[0].name!r} is {kind}; use method kd, labels_only or auto"
+            )
+    if method == "qat_kd" or options.qat == "always":
+        blocker = _qat_blocker(signature, kinds)
+        if blocker is not None:
+            asked = "method qat_kd" if method == "qat_kd" else "options.qat always"
+            return (
+                f"{asked}: quantization-aware training is implemented for teachers with one float input and one "
+                f"class-score or regression output of shape (k,); this teacher {blocker}. Use method kd (or auto) "
+                "with options.qat auto or never: the int8 artifacts are then post-training quantized and each "
+                "output is judged against the teacher"
             )
     if options.losses and len(signature.outputs) > 1:
         return (
@@ -240,6 +250,26 @@ def unsupported_reason(signature: ModelSignature, options: JobOptions) -> str | 
             "method labels_only trains on the labels y of one output; this teacher has several trained "
             "outputs: use kd or auto"
         )
+    return None
+
+
+def _qat_blocker(signature: ModelSignature, kinds: Mapping[str, str | None]) -> str | None:
+    """What keeps quantization-aware training (workers.steps.distill.qat: PT2E on one float input and
+    one logits tensor) from this teacher, as the end of a sentence; None when nothing does. Kinds not
+    known yet are judged when they are (the engine calls unsupported_reason again)."""
+    if len(signature.inputs) != 1 or len(signature.outputs) != 1:
+        return (
+            f"has {len(signature.inputs)} input(s) ({', '.join(signature.input_names)}) and "
+            f"{len(signature.outputs)} output(s) ({', '.join(signature.output_names)})"
+        )
+    spec, out = signature.inputs[0], signature.outputs[0]
+    if spec.dtype not in FLOAT_DTYPES:
+        return f"takes {spec.dtype} input {spec.name!r} (token ids or indices)"
+    kind = kinds.get(out.name)
+    if kind is not None and kind not in LEGACY_KINDS:
+        return f"has a {kind} output {out.name!r}"
+    if len(out.per_sample) != 1:
+        return f"has output {out.name!r} of per-sample shape {_fmt(out.per_sample)}"
     return None
 
 

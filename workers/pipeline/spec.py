@@ -139,6 +139,14 @@ class JobOptions(BaseModel):
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
     calibration_samples: int = Field(default=256, ge=1, le=100_000)
     accuracy_budget_pp: float = Field(default=0.5, ge=0, le=100, description="Allowed int8 accuracy drop")
+    quality_target: float = Field(
+        default=0.97,
+        gt=0,
+        le=1.5,
+        description="Share of the teacher's headline metric on the test split the device artifact must keep "
+        "(0.97 = 97 %); for agreement metrics (the teacher scores 1 by definition) the agreement itself. A job "
+        "below it still succeeds, with quality.met false",
+    )
     benchmark_runs: int = Field(default=200, ge=1, le=100_000)
     benchmark_warmup: int = Field(default=20, ge=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -178,12 +186,6 @@ class JobOptions(BaseModel):
     nas_max_candidates: int = Field(default=12, ge=1, le=200, description="Architectures trained by the proxy")
     nas_proxy_epochs: int = Field(default=3, ge=1, le=100, description="Epochs of the cheap proxy training")
     nas_finalists: int = Field(default=2, ge=1, le=10, description="Best proxy candidates trained fully")
-    quality_target: float = Field(
-        default=0.97,
-        gt=0,
-        le=1.5,
-        description="Quality to keep: this fraction of the teacher's headline metric (0.97 = 97 %)",
-    )
     # --- automatic student size (issue 12): a short search over sizes when width/depth are not set ---
     sizing: Literal["auto", "fixed"] = Field(
         default="auto",

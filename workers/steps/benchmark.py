@@ -1,5 +1,8 @@
 """Host latency of every model artifact in the runtime a deployment would use, batch 1, plus the
-teacher's latency in its own runtime on the same input, so the report can give a speed-up.
+teacher's latency on the same input, so the report can give a speed-up in the same runtime
+(workers.steps.device_artifact): an ONNX teacher in onnxruntime and a TFLite one in LiteRT, each
+at the profile's threads like the student's files; a torch teacher in torch, next to the fp32
+student timed in torch at the same threads ("student_torch", not an artifact).
 
 Timed region: one runtime call on an input already converted to the model's layout and dtype
 (onnxruntime session.run; ai-edge-litert set_tensor + invoke + get_tensor). Threads: the profile's.
@@ -61,6 +64,65 @@ def _timed_call(
     return (lambda: tfl_model.invoke_encoded(xe)), tfl_model.runtime_name, tfl_model.runtime_version
 
 
+def _timed_call_multi(
+    path: Path, kind: str, threads: int, one: dict[str, np.ndarray]
+) -> tuple[Callable[[], Any], str, str]:
+    """As _timed_call for a student with several inputs or integer ones, fed one sample of each input by
+    the teacher's name. ONNX: the feed is prepared once, so only session.run is timed. TFLite: the
+    runtimes' predict_all per call (it also casts/quantizes the tiny inputs: microseconds)."""
+    from workers.steps.runtimes import NP_OF_ORT, OnnxModel, TfliteModel
+
+    if kind.startswith("onnx"):
+        m = OnnxModel(path, threads)
+        feed: dict[str, np.ndarray] = {
+            i.name: np.ascontiguousarray(one[i.name], dtype=NP_OF_ORT.get(i.type, np.float32))
+            for i in m.session.get_inputs()
+        }
+        return (lambda: m.session.run(None, feed)), m.runtime_name, m.runtime_version
+    t = TfliteModel(path, threads)
+    return (lambda: t.predict_all(one)), t.runtime_name, t.runtime_version
+
+
+def _export_for_timing(module: Any, x1: np.ndarray, path: Path, device: Any) -> None:
+    import warnings
+
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x1))
+    if device is not None:
+        xt = xt.to(device)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (xt,), str(path), dynamo=False, opset_version=17, input_names=["x"])
+
+
+def _tflite_teacher_call(path: Path, threads: int, x1: np.ndarray) -> tuple[Callable[[], Any], str]:
+    """One invoke of a single-input TFLite teacher on x1 (quantized with the model's own scale when its
+    input is integer), on an interpreter with the profile's threads."""
+    import ai_edge_litert
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    d = interp.get_input_details()[0]
+    if tuple(int(v) for v in d["shape"]) != tuple(x1.shape):
+        interp.resize_tensor_input(d["index"], list(x1.shape))
+    interp.allocate_tensors()
+    dtype = np.dtype(d["dtype"])
+    scale, zero = d.get("quantization", (0.0, 0))
+    if np.issubdtype(dtype, np.integer) and scale:
+        info = np.iinfo(dtype)
+        xe = np.clip(np.round(x1 / scale) + zero, info.min, info.max).astype(dtype)
+    else:
+        xe = np.ascontiguousarray(x1, dtype=dtype)
+    index = d["index"]
+
+    def call() -> None:
+        interp.set_tensor(index, xe)
+        interp.invoke()
+
+    return call, str(getattr(ai_edge_litert, "__version__", "unknown"))
+
+
 class Benchmark(Step):
     """Reads state.artifacts, state.data, state.teacher, state.student_arch; appends to state.latency."""
 
@@ -73,6 +135,12 @@ class Benchmark(Step):
         threads = profile.threads
         x_test = state.data.x_of("test")
         x1 = np.ascontiguousarray((x_test if x_test.shape[0] else state.data.x_of("train"))[:1], dtype=np.float32)
+        from workers.steps.export_multi import is_multi
+
+        multi = is_multi(state)
+        if multi:
+            split = "test" if len(state.data.splits["test"]) else "train"
+            one = {k: v[:1] for k, v in state.data.inputs_of(split).items()}
 
         for kind in ARTIFACT_KINDS:
             art = state.artifacts.get(kind)
@@ -80,7 +148,10 @@ class Benchmark(Step):
                 continue
             ctx.check_cancel()
             ctx.emit("progress", {"message": f"timing {kind}: {opts.benchmark_runs} runs at batch 1"})
-            fn, runtime, version = _timed_call(art.path, kind, art.metadata, threads, x1)
+            if multi:
+                fn, runtime, version = _timed_call_multi(art.path, kind, threads, one)
+            else:
+                fn, runtime, version = _timed_call(art.path, kind, art.metadata, threads, x1)
             samples = time_calls(fn, warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
             self._record(ctx, state, kind, runtime, version, threads, samples)
 
@@ -112,7 +183,8 @@ class Benchmark(Step):
         ctx.emit("progress", {"message": "timing the teacher at batch 1"})
         fixed = getattr(teacher.signature, "fixed_batch", None)
         io = getattr(teacher, "io", None)
-        if io is not None and (len(io.inputs) > 1 or io.inputs[0].dtype not in ("float32", "float16", "float64")):
+        multi = io is not None and (len(io.inputs) > 1 or io.inputs[0].dtype not in ("float32", "float16", "float64"))
+        if multi:
             # several inputs or token ids: the teacher's own predict_all on one sample of each input
             split = "test" if len(state.data.splits["test"]) else "train"
             one = {k: v[:1] for k, v in state.data.inputs_of(split).items()}
@@ -123,6 +195,11 @@ class Benchmark(Step):
                     runs=opts.benchmark_runs,
                 )
             runtime, version = teacher.runtime_name, teacher.runtime_version
+        elif teacher.format == "tflite":
+            # A LiteRT interpreter of our own at the profile's threads, as for the student's TFLite files.
+            fn, version = _tflite_teacher_call(teacher.path, threads, x1)
+            samples = time_calls(fn, warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+            runtime = teacher.runtime_name
         elif teacher.format == "onnx" and fixed in (None, 1):
             # An ORT session of our own fixes the thread count, as for the student's ONNX files.
             runner = OnnxModel(teacher.path, threads)
@@ -136,6 +213,67 @@ class Benchmark(Step):
                 )
             runtime, version = teacher.runtime_name, teacher.runtime_version
         self._record(ctx, state, "teacher", runtime, version, threads, samples)
+        if runtime.startswith("torch") and not multi:
+            self._student_torch(ctx, state, x1, threads)
+            self._teacher_onnx(ctx, state, x1, threads)
+
+    def _teacher_onnx(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
+        """A torch teacher exported to ONNX (a temporary file, not an artifact) and timed in onnxruntime
+        at the profile's threads: the like-for-like reference for the student's ONNX files. Skipped,
+        with a progress note, when the export fails or its output differs from the teacher's."""
+        import tempfile
+
+        from workers.steps.runtimes import OnnxModel
+
+        module = getattr(state.teacher, "_module", None)
+        if module is None:
+            return
+        opts = ctx.spec.options
+        with tempfile.TemporaryDirectory(dir=ctx.work_dir) as tmp:
+            path = Path(tmp) / "teacher.onnx"
+            try:
+                _export_for_timing(module, x1, path, getattr(state.teacher, "_device", None))
+                runner = OnnxModel(path, threads)
+                got = runner.run_batch(x1)
+                want = np.asarray(state.teacher.predict(x1, batch_size=1), dtype=np.float32)
+                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-3, atol=1e-4):
+                    raise ValueError("its ONNX export computes something else")
+            except Exception as exc:  # any exporter failure: no like-for-like ONNX figure, said so
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                ctx.emit("progress", {"message": f"no ONNX timing of the teacher ({first})"})
+                return
+            ctx.emit("progress", {"message": "timing the teacher exported to ONNX (same runtime as the student)"})
+            samples = time_calls(lambda: runner.run_batch(x1), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+            self._record(ctx, state, "teacher_onnx", runner.runtime_name, runner.runtime_version, threads, samples)
+
+    def _student_torch(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
+        """The fp32 student in torch at the teacher's threads: a torch teacher's same-runtime comparison
+        (its artifacts run in onnxruntime / LiteRT, whose speed-up over torch is the runtime's, not the
+        student's)."""
+        import torch
+
+        student = state.student
+        if student is None:
+            return
+        opts = ctx.spec.options
+        ctx.emit("progress", {"message": "timing the fp32 student in torch (same runtime as the teacher)"})
+        xt = torch.from_numpy(np.ascontiguousarray(x1))
+        device_before = next((p.device for p in student.parameters()), torch.device("cpu"))
+        student.to("cpu").eval()
+        runtime = "torch"
+        try:
+            with torch_threads(threads), torch.inference_mode():
+                model: Any = student
+                if getattr(state.teacher, "runtime_name", "") == "torch.jit":
+                    # A TorchScript teacher runs as a traced graph: so does the student, like for like.
+                    try:
+                        model, runtime = torch.jit.trace(student, xt), "torch.jit"
+                    except Exception:
+                        model, runtime = student, "torch"  # untraceable: eager, still torch's kernels and threads
+                samples = time_calls(lambda: model(xt), warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
+        finally:
+            student.to(device_before)
+        self._record(ctx, state, "student_torch", runtime, str(torch.__version__), threads, samples)
 
     def _record(
         self,

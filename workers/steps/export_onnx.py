@@ -45,7 +45,9 @@ def torch_predict(module: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarr
     return np.concatenate(outs).astype(np.float32, copy=False)
 
 
-def export_student_onnx(module: Any, example: np.ndarray, path: Any) -> None:
+def export_student_onnx(
+    module: Any, example: np.ndarray, path: Any, input_name: str = INPUT_NAME, output_name: str = OUTPUT_NAME
+) -> None:
     """torch.onnx.export, TorchScript-based exporter, opset 17, dynamic batch, named I/O."""
     import torch
 
@@ -61,9 +63,9 @@ def export_student_onnx(module: Any, example: np.ndarray, path: Any) -> None:
             str(path),
             dynamo=False,
             opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            input_names=[input_name],
+            output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
             do_constant_folding=True,
         )
 
@@ -96,6 +98,16 @@ def export_signature_onnx(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
+
+
+def io_names(state: RunState) -> tuple[str, str]:
+    """The teacher's input and output names, so the student drops into the user's code unchanged
+    (issue 10); the generic names when the teacher's signature is unknown or its names collide."""
+    sig = state.signature
+    if sig is None or len(sig.inputs) != 1 or len(sig.outputs) != 1:
+        return INPUT_NAME, OUTPUT_NAME
+    names = (sig.inputs[0].name, sig.outputs[0].name)
+    return names if all(names) and names[0] != names[1] else (INPUT_NAME, OUTPUT_NAME)
 
 
 class ExportOnnx(Step):
@@ -132,7 +144,7 @@ class ExportOnnx(Step):
             # ones of very different magnitudes under one scale (see export_tflite's docstring).
             module, _, float_pre = standardized_export(state.student, float_io=True)
             try:
-                export_student_onnx(module, x_check[:1], tmp)
+                export_student_onnx(module, x_check[:1], tmp, *io_names(state))
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as exc:
                 raise PipelineError(f"ONNX export of the student failed: {exc}", stage=self.stage) from exc

@@ -266,7 +266,7 @@ class ExportTflite(Step):
         if not kinds:
             return
         from workers.steps.export_multi import export_tflite_multi, is_multi
-        from workers.steps.export_onnx import max_abs_diff, torch_predict
+        from workers.steps.export_onnx import io_names, max_abs_diff, torch_predict
         from workers.steps.model_info import describe_tflite
         from workers.steps.quantize import calibration_samples
         from workers.steps.runtimes import apply_standardization, run_tflite
@@ -285,6 +285,7 @@ class ExportTflite(Step):
         if x_check.shape[0] == 0:
             x_check = samples[:CHECK_SAMPLES]
         reference = torch_predict(state.student, x_check)
+        teacher_names = io_names(state)
 
         for kind in kinds:
             ctx.check_cancel()
@@ -341,6 +342,9 @@ class ExportTflite(Step):
                 path=ctx.work_dir / filename,
                 metadata={
                     **info,
+                    # litert-torch names the tensors args_0 / output_0: the runtimes, agent and docs map
+                    # them back to the teacher's names through this (drop-in use, issue 10).
+                    "teacher_io": {"inputs": [teacher_names[0]], "outputs": [teacher_names[1]]},
                     "precision": "int8",
                     "io": "float32" if float_io else "int8",
                     "stripped_debug_name_bytes": saved,

@@ -62,6 +62,18 @@ class LoadData(Step):
     stage = "load"
 
     def run(self, ctx: RunContext, state: RunState) -> None:
+        try:
+            self._load(ctx, state)
+        finally:
+            # a TorchScript file records no shapes or dtypes: they are known once run on the data (also
+            # when a later check of this step refuses the job)
+            teacher = state.teacher
+            if teacher is not None and teacher.format == "torchscript" and teacher.shapes_known():
+                from workers.steps.teacher_record import emit_teacher_signature
+
+                emit_teacher_signature(ctx, teacher, teacher.io)
+
+    def _load(self, ctx: RunContext, state: RunState) -> None:
         from workers.pipeline.signature import unsupported_reason, with_output_kinds
         from workers.steps.data import (
             TransferData,

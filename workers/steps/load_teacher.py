@@ -24,3 +24,7 @@ class LoadTeacher(Step):
             {"message": f"loaded {teacher.format} teacher ({teacher.param_count:,} parameters, input {shape})"},
             progress=1.0,
         )
+        if teacher.format == "pt2":  # torch.export records every input and output: known now
+            from workers.steps.teacher_record import emit_teacher_signature
+
+            emit_teacher_signature(ctx, teacher, teacher.declared_io)

@@ -2,8 +2,10 @@
 both recorded as artifacts (kinds report, summary). The ratios people ask about come first: how many
 times fewer parameters and bytes, how many times faster, and how much of the teacher's quality kept.
 
-The headline compares the teacher with the artifact the device runs: full-int8 TFLite for MCUs,
-int8 TFLite for mobile, int8 ONNX for CPUs (the first present of these otherwise)."""
+The headline compares the teacher with the artifact the device runs (workers.steps.device_artifact:
+full-int8 TFLite for MCUs, else the fastest measured that meets the quality target); its speed-up
+is in the same runtime and threads where one exists, labelled cross-runtime otherwise. The quality
+verdict (workers.pipeline.verdict) is built here once and read by the API, CLIs and dashboard."""
 
 from __future__ import annotations
 
@@ -12,21 +14,20 @@ from typing import Any
 
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
+from workers.pipeline.verdict import METRIC_NAMES, quality_verdict, verdict_line
 from workers.steps import deployment
 from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
+from workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
 from workers.steps.distill.report_section import distillation_section, summary_lines
 from workers.steps.metrics import quality_key
 from workers.steps.sizing_report import sizing_section
 from workers.steps.sizing_report import summary_lines as sizing_lines
 
+__all__ = ["PRIMARY_BY_CLASS", "Report", "build_report", "render_summary"]
+
 SCHEMA_VERSION = 1
 REPORT_FILENAME = "report.json"
 SUMMARY_FILENAME = "summary.md"
-PRIMARY_BY_CLASS = {
-    "mcu": ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32"),
-    "mobile": ("tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32"),
-    "cpu": ("onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full"),
-}
 MODEL_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
 
 
@@ -61,36 +62,71 @@ def _host_p50(state: RunState) -> dict[str, float]:
     }
 
 
+def _same_runtime(latency: list[dict[str, Any]]) -> dict[str, bool]:
+    """Per timed student: whether its speed-up over the teacher is like-for-like (runtime and threads)."""
+    from workers.steps.device_artifact import host_timings, runtime_family
+
+    t = host_timings(latency)
+    teacher = t.pop("teacher", None)
+    if teacher is None:
+        return {}
+    return {
+        k: runtime_family(m.get("runtime")) == runtime_family(teacher.get("runtime"))
+        and m.get("threads") == teacher.get("threads")
+        for k, m in t.items()
+    }
+
+
 def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     profile = ctx.spec.profile
     data = state.data
     teacher = _teacher_info(state)
     student_params = (state.student_arch or {}).get("params")
-    primary = next((k for k in PRIMARY_BY_CLASS[profile.device_class] if k in state.artifacts), None)
     p50 = _host_p50(state)
     teacher_p50 = p50.get("teacher")
 
     has_labels = data is not None and data.y_of("test") is not None
     task = data.task if data is not None else "classification"
     qkey = quality_key(task, has_labels)
-    teacher_q = (state.metrics.get("teacher") or {}).get(qkey)
-    primary_q = (state.metrics.get(primary) or {}).get(qkey) if primary else None
     if "outputs" in (state.metrics.get("student_fp32") or {}):  # per-output run: the headline across outputs
         qkey = "headline"
-        teacher_q = (state.metrics.get("teacher") or {}).get("headline")
-        primary_q = (state.metrics.get(primary) or {}).get("headline") if primary else None
-
+    teacher_q = (state.metrics.get("teacher") or {}).get(qkey)
     sizes = {k: state.artifacts[k].size_bytes for k in MODEL_KINDS if k in state.artifacts}
+    target = ctx.spec.options.quality_target
+    problem = (state.quality or {}).get("problem")
+    choice = choose_device_artifact(
+        device_class=profile.device_class,
+        sizes=sizes,
+        quality={k: (state.metrics.get(k) or {}).get(qkey) for k in sizes},
+        metric=qkey,
+        teacher_quality=teacher_q,
+        target=target,
+        accuracy_budget_pp=ctx.spec.options.accuracy_budget_pp,
+        max_model_bytes=profile.budgets.max_model_bytes,
+        latency=state.latency,
+        problem=problem,
+    )
+    primary = choice["chosen"]
+    primary_q = (state.metrics.get(primary) or {}).get(qkey) if primary else None
+    verdict = quality_verdict(
+        metric=qkey,
+        teacher=teacher_q,
+        student=primary_q,
+        target=target,
+        samples=(state.metrics.get(primary) or {}).get("samples") if primary else None,
+        variant=primary,
+        problem=problem,
+    )
     headline = {
         "primary_artifact": primary,
         "params_x": _ratio(teacher.get("params"), student_params),
         "bytes_x": _ratio(teacher.get("file_bytes"), sizes.get(primary) if primary else None),
-        "latency_x": _ratio(teacher_p50, p50.get(primary) if primary else None),
-        "latency_basis": "host p50 at batch 1, each model in its own runtime",
+        **speed_headline(state.latency, primary),
         "quality_metric": qkey,
         "teacher_quality": teacher_q,
         "student_quality": primary_q,
         "quality_kept_pct": None if primary_q is None or not teacher_q else 100.0 * primary_q / teacher_q,
+        "quality_met": verdict["met"],
     }
     estimate = next((m for m in state.latency if m.get("source") == "estimated"), None)
     if estimate is not None:
@@ -104,7 +140,13 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "teacher": teacher,
         "signature": state.signature.model_dump() if state.signature is not None else None,
         "outputs": output_section(state),
-        "quality": dict(state.quality or {}),
+        # The verdict on the device artifact, plus verify's quality_problem check (on problem_variant).
+        "quality": {
+            **verdict,
+            "action": (state.quality or {}).get("action"),
+            "problem_variant": (state.quality or {}).get("variant"),
+        },
+        "device_artifact": choice,
         "student": {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"},
         "sizing": sizing_section(state.student_arch),
         "training": dict(state.training or {}),
@@ -114,6 +156,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         "latency": {
             "measurements": state.latency,
             "speedup_vs_teacher": {k: _ratio(teacher_p50, v) for k, v in p50.items() if k != "teacher"},
+            "same_runtime_as_teacher": _same_runtime(state.latency),
         },
         "sizes": {
             "teacher_params": teacher.get("params"),
@@ -127,7 +170,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
             k: {"filename": a.path.name, "sha256": a.sha256, "size_bytes": a.size_bytes}
             for k, a in sorted(state.artifacts.items())
         },
-        "warnings": list(state.warnings),
+        "warnings": list(state.warnings) + [n for n in choice["notes"] if n not in state.warnings],
         "timings": {
             "training_seconds": (state.training or {}).get("seconds"),
             **dict((state.report or {}).get("timings") or {}),
@@ -161,6 +204,13 @@ def _x(v: float | None) -> str:
     return "n/a" if v is None else f"{v:,.1f}x"
 
 
+def _speed(v: float | None) -> str:
+    """A speed-up as people say it: "4.3x faster", or "2.5x slower" below 1 (never "0.4x faster")."""
+    if v is None:
+        return "n/a"
+    return f"{v:,.1f}x faster" if v >= 1 or v <= 0 else f"{1 / v:,.1f}x slower"
+
+
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}%"
 
@@ -181,32 +231,41 @@ def _fig(v: Any, metric: str | None) -> str:
 def render_summary(report: dict[str, Any]) -> str:
     h = report["headline"]
     prof = report["profile"]
-    qname = {
-        "accuracy": "accuracy",
-        "top1_agreement": "top-1 agreement with the teacher",
-        "r2": "R² on the labels",
-        "r2_vs_teacher": "R² against the teacher",
-        "headline": "headline across outputs",
-    }.get(h["quality_metric"], h["quality_metric"])
+    qname = METRIC_NAMES.get(h["quality_metric"], h["quality_metric"])
+    quality = report.get("quality") or {}
     lines = [f"# edgedistill report: {prof['name']}", ""]
-    problem = (report.get("quality") or {}).get("problem")
+    line = verdict_line(quality, state=False)
+    if line:
+        mark = "Quality: meets target." if quality.get("met") else "Quality: BELOW TARGET."
+        lines += [f"**{mark}** {line}.", ""]
+        if quality.get("kept") is not None and quality.get("metric") in ("top1_agreement", "r2_vs_teacher", "headline"):
+            lines += ["_The teacher agrees with itself by definition (1.0), so the share kept is the agreement._", ""]
+    problem = quality.get("problem")
     if problem:
         lines += [
-            f"> **Quality warning ({report['quality'].get('variant')}): this student does not reproduce its "
-            f"teacher.** {problem}",
+            f"> **Quality warning ({quality.get('problem_variant') or quality.get('variant')}): this student does "
+            f"not reproduce its teacher.** {problem}",
             "",
         ]
     lines += [
-        f"Device artifact: **{h['primary_artifact'] or 'none'}**.",
+        f"Device artifact: **{h['primary_artifact'] or 'none'}**"
+        + (f" ({report['device_artifact']['why']})." if (report.get("device_artifact") or {}).get("why") else "."),
         "",
         "| | |",
         "|---|---|",
         f"| Parameters | **{_x(h['params_x'])} fewer** |",
         f"| Bytes | **{_x(h['bytes_x'])} smaller** |",
-        f"| Latency (host, batch 1, p50) | **{_x(h['latency_x'])} faster** |",
-        f"| Quality kept ({qname}) | **{_num(h['quality_kept_pct'], '.1f')}%** "
-        f"({_pct(h['student_quality'])} vs teacher {_pct(h['teacher_quality'])}) |",
+        f"| Latency (host, batch 1, p50) | **{_speed(h['latency_x'])}** ({h.get('latency_basis')}) |",
     ]
+    if h.get("latency_vs") != h["primary_artifact"] and h.get("latency_x_device_artifact") is not None:
+        lines.append(
+            f"| Latency of {h['primary_artifact']} | {_speed(h['latency_x_device_artifact'])} "
+            f"({h.get('latency_basis_device_artifact')}) |"
+        )
+    lines.append(
+        f"| Quality kept ({qname}) | **{_num(h['quality_kept_pct'], '.1f')}%** "
+        f"({_pct(h['student_quality'])} vs teacher {_pct(h['teacher_quality'])}) |"
+    )
     if h.get("estimated_device_latency_ms") is not None:
         lines.append(
             f"| Estimated on-device latency | {h['estimated_device_latency_ms']:.2f} ms (MACs x cycles/MAC / clock) |"
@@ -325,6 +384,10 @@ class Report(Step):
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         report = build_report(ctx, state)
+        for note in report["device_artifact"]["notes"]:  # e.g. a slower int8: the CLIs print state.warnings
+            if note not in state.warnings:
+                state.warnings.append(note)
+                ctx.emit("warning", {"message": note})
         report_path = write_bytes_atomic(
             ctx.work_dir, REPORT_FILENAME, (json.dumps(report, indent=2) + "\n").encode("utf-8")
         )

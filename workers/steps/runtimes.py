@@ -362,6 +362,18 @@ def _tflm_interpreter(data: bytes, arena_size: int | None) -> tuple[Any, int]:
             size *= 4
 
 
+def _tflm_log(it: Any) -> str:
+    """What TFLM printed about a failed invoke (e.g. "Type 'INT32' is not supported by FLOOR_MOD."):
+    it writes to stderr from C, so the failing invoke is repeated with stderr captured."""
+    try:
+        with capture_fds((2,)) as log, contextlib.suppress(Exception):
+            it.invoke()
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in (log[0] if log else "").splitlines() if ln.strip()]
+    return (" (TFLM: " + " ".join(lines)[:400] + ")") if lines else ""
+
+
 def run_tflm(
     path: Path, x: np.ndarray, arena_size: int | None = None, standardization: Standardization | None = None
 ) -> tuple[np.ndarray, int]:
@@ -391,7 +403,7 @@ def run_tflm(
             it.set_input(xm[i : i + 1], 0)
             it.invoke()
         except Exception as exc:
-            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}{_tflm_log(it)}") from exc
         raw = np.array(it.get_output(0))
         outs.append(dequantize(raw, oscale, ozp) if out_int else raw.astype(np.float32))
         if arena is None:  # allocations are complete after the first invoke
@@ -406,7 +418,7 @@ def run_tflm(
 # several inputs and outputs, by name (the engine contract)
 # --------------------------------------------------------------------------------------------------
 
-_NP_OF_ORT = {
+NP_OF_ORT = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
     "tensor(int64)": np.int64,
@@ -497,7 +509,7 @@ def onnx_predict_all(model: OnnxModel, inputs: dict[str, np.ndarray], batch_size
     outs: dict[str, list[np.ndarray]] = {k: [] for k in names}
     for start in range(0, n, step):
         feed: dict[str, np.ndarray] = {
-            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=_NP_OF_ORT.get(i.type, np.float32))
+            i.name: np.ascontiguousarray(inputs[i.name][start : start + step], dtype=NP_OF_ORT.get(i.type, np.float32))
             for i in feeds_spec
         }
         for k, v in zip(names, sess.run(None, feed), strict=True):
@@ -574,7 +586,7 @@ def run_tflm_all(
                 it.set_input(x[s : s + 1], i)
             it.invoke()
         except Exception as exc:
-            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}") from exc
+            raise PipelineError(f"TFLite Micro failed to run {path.name}: {exc}{_tflm_log(it)}") from exc
         for i, (k, d) in enumerate(zip(out_names, outs_d, strict=True)):
             result[k].append(_decode_one(np.array(it.get_output(i)), d))
         if arena is None:

@@ -38,7 +38,11 @@ class OpNotAllowed(InputError):
 
 
 def _primary_flash_kind(ctx: RunContext, state: RunState) -> str | None:
-    """The artifact that goes to the device: the full-int8 TFLite for MCUs, else the first int8 one."""
+    """The artifact whose size budget["flash"] reports: the full-int8 TFLite for MCUs (the same choice
+    as the report's device artifact), else the first int8 one. On CPUs and phones the report picks
+    the device artifact later, from the benchmark's timings (workers.steps.device_artifact), which
+    verify cannot know yet; every int8 artifact they may run is checked against max_model_bytes
+    here, and device_artifact checks an fp32 ONNX pick's size itself, so any pick fits."""
     order = ("tflite_int8_full", "tflite_int8", "onnx_int8") if ctx.spec.profile.device_class == "mcu" else INT8_KINDS
     return next((k for k in order if k in state.artifacts), None)
 
@@ -127,6 +131,9 @@ class Verify(Step):
         metrics = verify_multi(ctx, state)
         state.metrics = metrics
         self._check_budgets(ctx, state, None)
+        from workers.steps.probe_multi import write_multi_probe
+
+        write_multi_probe(ctx, state, PROBE_SAMPLES)
         record_quality(ctx, state, _primary_flash_kind(ctx, state))
         for kind in INT8_KINDS:
             drop = metrics.get(kind, {}).get("drop_vs_student_fp32_pp")
@@ -135,7 +142,6 @@ class Verify(Step):
                 msg = f"{kind}: headline {metrics[kind]['headline']:.4f} is {drop:.2f} pp below the float student's"
                 state.warnings.append(f"{msg} (budget {budget} pp)")
                 ctx.emit("warning", {"message": msg})
-        ctx.emit("progress", {"message": "no probe.npz for teachers with several inputs/outputs (single x only)"})
 
     # ----------------------------------------------------------------------------------------------
 
@@ -274,9 +280,12 @@ class Verify(Step):
         state.budget = budget
 
         if op_errors:
+            from workers.steps.tflm_ops import explain
+
+            extra_ops = sorted({op for v in budget["ops"].values() for op in v["not_allowed"]})
             raise OpNotAllowed(
-                f"the int8 model uses ops that profile {profile.name!r} does not allow: {'; '.join(op_errors)}. "
-                f"Allowed: {', '.join(profile.op_allowlist or [])}",
+                f"the int8 model uses ops that profile {profile.name!r} does not allow: {'; '.join(op_errors)}."
+                f"{explain(extra_ops)} Allowed: {', '.join(profile.op_allowlist or [])}",
                 stage=self.stage,
             )
         if violations:

@@ -124,8 +124,41 @@ def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
         except Exception as exc:  # one artifact failing to run is reported, the others still judged
             metrics[kind] = {"runtime": runtime, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
             state.warnings.append(f"{kind} could not be evaluated per output: {metrics[kind]['error']}")
+    if "tflite_int8_full" in state.artifacts and ctx.spec.profile.device_class == "mcu":
+        metrics["tflm"] = _judge_tflm(ctx, state, inputs, judge)
     base = metrics["student_fp32"]["headline"]
-    for kind in ("onnx_int8", *TFLITE_KINDS):
+    for kind in ("onnx_int8", *TFLITE_KINDS, "tflm"):
         if kind in metrics and "headline" in metrics[kind]:
             metrics[kind]["drop_vs_student_fp32_pp"] = 100.0 * (base - metrics[kind]["headline"])
     return metrics
+
+
+def _judge_tflm(ctx: RunContext, state: RunState, inputs: dict[str, np.ndarray], judge: Any) -> dict[str, Any]:
+    """The full-int8 file in the real TFLite Micro interpreter, sample by sample as firmware runs it, on
+    the first TFLM_MAX_SAMPLES test samples; an op or type TFLM cannot run is reported, not raised
+    (verify's op check names it for MCU profiles)."""
+    from workers.steps.runtimes import run_tflm_all
+    from workers.steps.verify import TFLM_MAX_SAMPLES
+
+    total = int(next(iter(inputs.values())).shape[0])
+    n = min(total, TFLM_MAX_SAMPLES)
+    ctx.check_cancel()
+    ctx.emit("progress", {"message": f"running the TFLite Micro interpreter on {n} test samples per output"})
+    meta = state.artifacts["tflite_int8_full"].metadata
+    io = meta.get("teacher_io") or {}
+    try:
+        outs, arena = run_tflm_all(
+            state.artifacts["tflite_int8_full"].path, {k: v[:n] for k, v in inputs.items()},
+            input_names=tuple(io["inputs"]) if io.get("inputs") else None,
+            output_names=tuple(io["outputs"]) if io.get("outputs") else None,
+            layouts=meta.get("input_layouts"),
+        )  # fmt: skip
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {str(exc)[:300]}"
+        state.warnings.append(f"tflm could not be evaluated per output: {msg}")
+        return {"runtime": "tflite-micro", "error": msg}
+    got = judge(outs, "tflite-micro", n)
+    got.update({"subset": n < total, "arena_bytes": arena})
+    if n < total:
+        got["note"] = f"first {n} of {total} test samples (TFLM runs one at a time)"
+    return got

@@ -66,9 +66,9 @@ def test_wakeword_features_from_real_speech() -> None:
     p = next(iter(m.run_teacher(head, {name: windows}).values()))
     assert p.shape == (len(windows), 1) and (p >= 0).all() and (p <= 1).all()
     assert (p < 0.5).all()  # nobody says "hey jarvis" in the recordings
-    climbed = m._climb(head, windows[:8], rng, steps=200, keep_every=50)
-    pc = next(iter(m.run_teacher(head, {name: climbed}).values()))
-    assert (pc >= 0.5).any()  # the climb reaches detections, so the set has both decisions
+    spoken = m._spoken_windows(("en-us",), ("",), [clip], rng)
+    ps = next(iter(m.run_teacher(head, {name: spoken}).values()))
+    assert (ps >= 0.5).any() and (ps < 0.5).any()  # espeak-ng's "hey jarvis" gives the set detections too
 
 
 def test_vad_samples_have_speech_and_non_speech_frames() -> None:

@@ -144,3 +144,38 @@ def test_success_renders_progress_and_summary(
     assert "95.00%" in out and "96.00%" in out and "+0.30" in out and "4,321 B" in out and "0.012" in out
     assert "12.0x fewer parameters" in out and "96.0% of the teacher's quality kept" in out
     assert "warning: w1" in out and "done in 2.0 s" in out
+
+
+@pytest.mark.parametrize(("met", "require", "code"), [(False, True, 6), (False, False, 0), (True, True, 0)])
+def test_require_quality_exits_6_for_a_student_below_its_target(
+    inputs: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    met: bool,
+    require: bool,
+    code: int,
+) -> None:
+    from workers.pipeline.verdict import quality_verdict
+
+    seen: list[float] = []
+
+    def fake_run(spec: Any, on_event: Any = None, should_cancel: Any = None) -> PipelineResult:
+        seen.append(spec.options.quality_target)
+        spec.out_dir.mkdir()
+        student = 0.95 if met else 0.5
+        q = quality_verdict(metric="accuracy", teacher=0.96, student=student, target=spec.options.quality_target,
+                            samples=150, variant="onnx_int8")  # fmt: skip
+        report = {"headline": {"primary_artifact": "onnx_int8"}, "quality": q}
+        return PipelineResult(out_dir=spec.out_dir, report=report, artifacts={}, warnings=[], seconds=1.0)
+
+    monkeypatch.setattr(runner, "run_pipeline", fake_run)
+    extra = ["--quality-target", "0.98", *(["--require-quality"] if require else [])]
+    assert cli.main(_argv(inputs, "--profile", "cpu-x86", "--quiet", *extra)) == code
+    assert seen == [0.98]
+    out, err = capsys.readouterr()
+    if met:
+        assert "quality: meets target: onnx_int8 keeps 99.0 %" in out
+    else:
+        assert "warning: quality below target: onnx_int8 keeps 52.1 % of the teacher's accuracy" in out
+        assert "; target 98.0 %), on 150 test samples (a small test split" in out
+    assert ("--require-quality" in err) is (code == 6)

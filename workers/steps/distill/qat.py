@@ -162,6 +162,11 @@ class QatKD(Step):
         from workers.steps.distill.multi import needs_multi
 
         if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
+            from workers.pipeline.signature import unsupported_reason
+
+            reason = unsupported_reason(state.signature, ctx.spec.options)
+            if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)
+                raise InputError(reason)
             msg = f"quantization-aware fine-tuning ({why}) is not applied to teachers with several inputs/outputs yet"
             state.distillation["qat"] = {"skipped": msg}
             state.warnings.append(msg)

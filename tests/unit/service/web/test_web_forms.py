@@ -117,6 +117,7 @@ def test_upload_and_submit_starts_a_job(
         "student_width": "8",
         "student_depth": "2",
         "accuracy_budget_pp": "1.5",
+        "quality_target": "0.9",
         "idempotency_key": "form-1",
         "webhook_url": "",
     }
@@ -129,6 +130,7 @@ def test_upload_and_submit_starts_a_job(
     assert job.options["epochs"] == 3
     assert (job.options["student"]["width"], job.options["student"]["depth"]) == (8, 2)
     assert job.options["accuracy_budget_pp"] == 1.5 and job.options["temperature"] == 4.0
+    assert job.options["quality_target"] == 0.9
 
     # A double submit of the same form (same idempotency key, same request) is the same job.
     again = _submit(alice, {**data, "model_id": job.model_id, "dataset_id": job.dataset_id})

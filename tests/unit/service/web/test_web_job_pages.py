@@ -294,3 +294,26 @@ def test_jobs_page_shows_the_tenants_usage(alice: Browser, bob: Browser, rows: R
     usage = re.search(r'<p class="muted" id="usage">([^<]+)</p>', alice.client.get("/ui/jobs").text)
     assert usage is not None
     assert "Storage used:" in usage.group(1) and "1 queued, 0 running (limit 1000)" in usage.group(1)
+
+
+def test_a_student_below_its_quality_target_is_never_a_plain_green_success(
+    alice: Browser, rows: Rows, report_cpu: dict[str, Any]
+) -> None:
+    assert alice.tenant
+    below = {"metric": "accuracy", "teacher": 0.96, "student": 0.5, "kept": 0.52, "target": 0.97, "met": False,
+             "samples": 150, "variant": "onnx_int8", "problem": None}  # fmt: skip
+    low = rows.finished(alice.tenant, report={**report_cpu, "quality": below})
+    good = rows.finished(alice.tenant, report={**report_cpu, "quality": {**below, "student": 0.95, "kept": 0.99,
+                                                                            "met": True}})  # fmt: skip
+    page = alice.client.get("/ui/jobs").text
+    row = page.split(f'data-job-id="{low.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "succeeded · below quality target" in row and "status-succeeded" not in row
+    assert 'data-quality-met="false"' in row and "52.0 %" in row and "target 97.0 %" in row
+    row = page.split(f'data-job-id="{good.id}"', 1)[1].split("</tr>", 1)[0]
+    assert "status-succeeded" in row and 'data-quality-met="true"' in row and "99.0 %" in row
+    job_page = alice.client.get(f"/ui/jobs/{low.id}").text
+    head = job_page.split('id="job-head"', 1)[1].split("</h1>", 1)[0]
+    assert "below quality target" in head and "status-succeeded" not in head
+    assert 'id="quality-verdict" data-met="false"' in job_page
+    assert "Below the quality target." in job_page and "on 150 test samples (a small test split" in job_page
+    assert 'data-met="true"' in alice.client.get(f"/ui/jobs/{good.id}").text

@@ -75,10 +75,36 @@ def _sklearn_sig(label_kind: str | None = "class_index", prob_kind: str | None =
     )
 
 
-@pytest.mark.parametrize("method", ["kd", "qat_kd", "auto", "labels_only"])
+@pytest.mark.parametrize("method", ["kd", "auto", "labels_only"])
 def test_multi_io_methods_accept_two_inputs_and_two_outputs(method: str) -> None:
     assert unsupported_reason(_text_sig(), JobOptions(method=method)) is None
     assert unsupported_reason(_sklearn_sig(), JobOptions(method=method)) is None
+
+
+@pytest.mark.parametrize("options", [{"method": "qat_kd"}, {"method": "kd", "qat": "always"}])
+def test_quantization_aware_training_asked_for_a_multi_io_teacher_is_refused(options: dict[str, str]) -> None:
+    """QAT (PT2E on one float input and one logits output) would be skipped for these students: asked
+    for explicitly, the job is refused with the reason instead of succeeding without it."""
+    for sig in (_text_sig(), _sklearn_sig()):
+        reason = unsupported_reason(sig, JobOptions(**options))  # type: ignore[arg-type]
+        assert reason is not None and "quantization-aware training" in reason and ", ".join(sig.input_names) in reason
+        assert ("method qat_kd" if options["method"] == "qat_kd" else "options.qat always") in reason
+    tokens = ModelSignature(
+        inputs=(TensorSpec(name="bytes", dtype="int32", shape=(None, 2048)),),
+        outputs=(OutputSpec(name="p", dtype="float32", shape=(None, 214)),),
+    )
+    reason = unsupported_reason(tokens, JobOptions(**options))  # type: ignore[arg-type]
+    assert reason is not None and "int32 input 'bytes'" in reason
+    wake = ModelSignature(
+        inputs=(TensorSpec(name="x", dtype="float32", shape=(None, 16, 96)),),
+        outputs=(OutputSpec(name="score", dtype="float32", shape=(None, 1), kind="sigmoid"),),
+    )
+    reason = unsupported_reason(wake, JobOptions(**options))  # type: ignore[arg-type]
+    assert reason is not None and "sigmoid output 'score'" in reason
+    # the classic case QAT handles, and QAT left to auto, stay accepted
+    classic = wake.model_copy(update={"outputs": (OutputSpec(name="logits", dtype="float32", shape=(None, 10)),)})
+    assert unsupported_reason(classic, JobOptions(**options)) is None  # type: ignore[arg-type]
+    assert unsupported_reason(_text_sig(), JobOptions(method="kd", qat="auto")) is None
 
 
 @pytest.mark.parametrize(

@@ -41,14 +41,15 @@ def test_host_measurements_for_every_artifact_and_the_teacher(exported: Any, run
     Benchmark().run(run.ctx, state)
 
     kinds = [m["artifact_kind"] for m in state.latency]
-    assert kinds == ["onnx_fp32", "onnx_int8", "tflite_int8", "teacher"]
+    # A torch teacher gets the fp32 student timed in torch too: the same-runtime comparison.
+    assert kinds == ["onnx_fp32", "onnx_int8", "tflite_int8", "teacher", "student_torch"]
     for m in state.latency:
         assert m["source"] == "host" and m["count"] == 7 and m["threads"] == 4
         assert 0 < m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"]
     by_kind = {m["artifact_kind"]: m for m in state.latency}
     assert by_kind["onnx_int8"]["runtime"] == "onnxruntime"
     assert by_kind["tflite_int8"]["runtime"] == "ai-edge-litert"
-    assert by_kind["teacher"]["runtime"] == "torch"
+    assert by_kind["teacher"]["runtime"] == "torch" and by_kind["student_torch"]["runtime"] == "torch"
     assert state.teacher.calls == [1] * 9  # the torch teacher ran batch 1: 2 warm-up + 7 timed
     events = run.of_kind("measurement")
     assert [e.data for e in events] == state.latency
@@ -64,6 +65,7 @@ def test_onnx_teacher_is_timed_in_onnxruntime(exported: Any, run_factory: Any, t
     Benchmark().run(run.ctx, state)
     teacher = next(m for m in state.latency if m["artifact_kind"] == "teacher")
     assert teacher["runtime"] == "onnxruntime" and teacher["count"] == 3
+    assert "student_torch" not in {m["artifact_kind"] for m in state.latency}  # its ONNX files compare
     assert state.teacher.calls == []  # not through teacher.predict
 
 
@@ -80,3 +82,16 @@ def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     assert est[0]["artifact_kind"] == "tflite_int8_full"
     assert all(e.data["source"] == "host" for e in run.of_kind("measurement"))  # estimates are not measurements
     assert any("3000.0 ms is over the 100.0 ms target" in w for w in state.warnings)
+
+
+def test_a_torch_teacher_is_also_timed_exported_to_onnx(exported: Any, run_factory: Any) -> None:
+    _, state = exported("cpu-x86", "vector")
+    teacher = dataclasses.replace(state.teacher, calls=[])
+    teacher._module = teacher.module  # type: ignore[attr-defined]  # as the real torch teachers hold it
+    state.teacher = teacher
+    run = run_factory("cpu-x86", benchmark_runs=3, benchmark_warmup=0)
+    Benchmark().run(run.ctx, state)
+    by_kind = {m["artifact_kind"]: m for m in state.latency}
+    assert by_kind["teacher_onnx"]["runtime"] == "onnxruntime" and by_kind["teacher_onnx"]["count"] == 3
+    assert by_kind["teacher_onnx"]["threads"] == by_kind["onnx_int8"]["threads"]
+    assert not list(run.ctx.work_dir.glob("**/teacher.onnx"))  # a temporary file, not an artifact

@@ -71,3 +71,20 @@ def test_a_model_the_export_gets_wrong_fails_without_a_file(run_factory: Any, di
         ExportOnnx().run(run.ctx, state)
     assert "onnx_fp32" not in state.artifacts
     assert list(run.ctx.work_dir.iterdir()) == []
+
+
+def test_keeps_the_teacher_input_and_output_names(run_factory: Any, digits_case: Any) -> None:
+    """Drop-in student (issue 10): a teacher whose tensors are called pixels/class_scores gets a student
+    file with the same names, so the user's feed dict and output lookup work unchanged."""
+    from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+
+    run = run_factory("cpu-x86")
+    state = digits_case.state()
+    state.signature = ModelSignature(
+        inputs=(TensorSpec(name="pixels", dtype="float32", shape=(None, 1, 8, 8)),),
+        outputs=(OutputSpec(name="class_scores", dtype="float32", shape=(None, 10), kind="logits"),),
+    )
+    ExportOnnx().run(run.ctx, state)
+    model = onnx.load(str(state.artifacts["onnx_fp32"].path))
+    assert [i.name for i in model.graph.input] == ["pixels"]
+    assert [o.name for o in model.graph.output] == ["class_scores"]

@@ -165,3 +165,24 @@ def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: An
     x = digits_case.data.x_of("test")  # NCHW data, NHWC model
     got = TfliteModel(rec.path).predict_all({"pixels": x})
     np.testing.assert_allclose(next(iter(got.values())), run_tflite(rec.path, x))
+
+
+def test_the_file_is_read_under_the_teacher_names(run_factory: Any, digits_case: Any) -> None:
+    """litert-torch names the tensors args_0 / output_0; the metadata maps them to the teacher's names
+    so predict_all (runtimes, agent, bench) answers by the teacher's output name (issue 10)."""
+    from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from workers.steps.runtimes import TfliteModel
+
+    run = run_factory("mobile-arm64")
+    state = digits_case.state()
+    state.signature = ModelSignature(
+        inputs=(TensorSpec(name="pixels", dtype="float32", shape=(None, 1, 8, 8)),),
+        outputs=(OutputSpec(name="class_scores", dtype="float32", shape=(None, 10), kind="logits"),),
+    )
+    ExportTflite().run(run.ctx, state)
+    rec = state.artifacts["tflite_int8"]
+    assert rec.metadata["teacher_io"] == {"inputs": ["pixels"], "outputs": ["class_scores"]}
+    x = digits_case.data.x_of("test")[:20]
+    got = TfliteModel(rec.path).predict_all({"pixels": x})
+    assert list(got) == ["class_scores"]
+    np.testing.assert_allclose(got["class_scores"], run_tflite(rec.path, x, layout="NHWC"), atol=1e-6)

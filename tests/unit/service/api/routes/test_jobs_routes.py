@@ -214,3 +214,24 @@ def test_custom_profile_can_be_used_by_its_tenant_only(client: TestClient, alice
     assert r.status_code == 202 and r.json()["profile"]["budgets"]["max_model_bytes"] == 2_000_000
     r = client.post(J, json={"model_id": upload_model(bob)["id"], "device_profile": "my-pi"}, headers=bob.headers)
     assert r.status_code == 422
+
+
+def test_a_finished_jobs_json_carries_its_quality_verdict(client: TestClient, alice, submit, app: FastAPI) -> None:  # type: ignore[no-untyped-def]
+    job, older = submit(alice), submit(alice)
+    verdict = {"metric": "accuracy", "teacher": 0.96, "student": 0.5, "kept": 0.52, "target": 0.97, "met": False,
+               "samples": 270, "variant": "onnx_int8", "problem": None, "basis": "student / teacher"}  # fmt: skip
+    with app.state.sessionmaker() as s:
+        for j, report in ((job, {"quality": verdict}), (older, {"quality": {"problem": None, "variant": "x"}})):
+            jobs_repo.claim_job(s, job_id=j["id"], worker_id="w")
+            jobs_repo.finish_job(s, job_id=j["id"], status="succeeded", report=report)
+        s.commit()
+        summary = jobs_repo.job_summary(s, job_id=job["id"])  # the webhook payload's "job"
+    got = client.get(f"{J}/{job['id']}", headers=alice.headers).json()
+    public = {k: v for k, v in verdict.items() if k != "basis"}
+    assert got["status"] == "succeeded" and got["quality"] == public
+    listed = {j["id"]: j for j in client.get(J, headers=alice.headers).json()["items"]}
+    assert listed[job["id"]]["quality"]["met"] is False
+    assert listed[older["id"]]["quality"] is None  # a report from before verdicts: no verdict, not a made-up one
+    assert summary is not None and summary["quality"] == public
+    queued = submit(alice)
+    assert client.get(f"{J}/{queued['id']}", headers=alice.headers).json()["quality"] is None

@@ -164,3 +164,15 @@ def test_tflite_face_detector_upload_and_layout_mismatch(client: TestClient, ali
         "options": {"outputs": {"regressors": {"kind": "boxes", "scores": "classificators"}}},
     }
     assert client.post(J, json=body, headers=alice.headers).status_code == 202
+
+
+def test_quantization_aware_training_for_a_two_input_teacher_is_a_422(
+    client: TestClient, alice: Any, tokens: dict[str, Any], fake_queue: Any
+) -> None:
+    d = _upload(client, alice, "datasets", "d.npz", _npz(input_ids=_ids(), attention_mask=np.ones((20, 16), np.int64)))
+    body = {"model_id": tokens["id"], "dataset_id": d["id"], "device_profile": "cpu-x86", "options": {"qat": "always"}}
+    r = client.post(J, json=body, headers=alice.headers)
+    assert r.status_code == 422, r.text
+    [entry] = [e for e in r.json()["detail"] if "quantization-aware training" in e["msg"]]
+    assert entry["loc"][-2:] == ["options", "method"] and "input_ids, attention_mask" in entry["msg"]
+    assert "options.qat always" in entry["msg"] and fake_queue.sent == []

@@ -167,3 +167,15 @@ def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -
     view = build(state.report)
     assert [o.name for o in view.outputs] == ["label", "probabilities", "wake"]
     assert view.quality_name == "headline across outputs"
+
+
+@pytest.mark.parametrize("options", [{"method": "qat_kd"}, {"qat": "always"}])
+def test_quantization_aware_training_asked_for_is_refused_at_load(tmp_path: Path, options: dict[str, str]) -> None:
+    """A TorchScript teacher records no signature for the submit check: the worker refuses QAT for its
+    several inputs/outputs before training, with the reason, instead of skipping it in a job that succeeds."""
+    teacher, data = _files(tmp_path, n=64)
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, **options)
+    state = RunState()
+    LoadTeacher().run(ctx, state)
+    with pytest.raises(InputError, match="quantization-aware training is implemented for teachers with one float"):
+        LoadData().run(ctx, state)

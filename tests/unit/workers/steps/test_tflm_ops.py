@@ -1,0 +1,86 @@
+"""The MCU profiles' op_allowlist against the real TFLite Micro interpreter: the full-int8 files of
+multi-I/O students (class-index + probabilities, two inputs with sigmoid and regression heads, token
+ids with a mask) use only allowlisted ops and run in tflite-micro; the token student's int32 id
+hashing (FLOOR_MOD), which TFLM cannot run, is refused with a reason that says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit.workers.steps.conftest import make_run
+from tests.unit.workers.steps.test_export_multi import _export, multi_state
+from tests.unit.workers.steps.test_students_multi import SKLEARN, TEXT, VAD_PLUS_AGE
+from workers.pipeline.signature import ModelSignature
+from workers.profiles import builtin_profiles
+from workers.steps.runtimes import TfliteModel, run_tflm_all, tflite_ops
+from workers.steps.verify import OpNotAllowed, Verify
+
+M4 = builtin_profiles()["mcu-cortex-m4"]
+ALLOWED = set(M4.op_allowlist or [])
+
+
+def _runs_in_tflm(tmp_path: Path, signature: ModelSignature) -> tuple[list[str], Any]:
+    state = _export(tmp_path, "mcu-cortex-m4", multi_state(signature))
+    rec = state.artifacts["tflite_int8_full"]
+    ops = tflite_ops(rec.path)
+    assert set(ops) <= ALLOWED, sorted(set(ops) - ALLOWED)
+    x = {k: v[:4] for k, v in state.data.inputs_of("test").items()}
+    got, arena = run_tflm_all(rec.path, x)  # fails on any op TFLM has no kernel (or no type) for
+    lite = TfliteModel(rec.path).predict_all(x)
+    assert arena > 0 and list(got) == list(signature.output_names)
+    for name in got:
+        scale = float(np.max(np.abs(lite[name].astype(np.float64)))) + 1e-3
+        assert float(np.max(np.abs(got[name].astype(np.float64) - lite[name]))) <= 0.05 * scale, name
+    return ops, state
+
+
+def test_class_index_student_runs_in_tflm(tmp_path: Path) -> None:
+    assert "ARG_MAX" in _runs_in_tflm(tmp_path, SKLEARN)[0]
+
+
+@pytest.mark.slow
+def test_two_input_sigmoid_regression_student_runs_in_tflm(tmp_path: Path) -> None:
+    ops, state = _runs_in_tflm(tmp_path, VAD_PLUS_AGE)
+    assert {"LOGISTIC", "TRANSPOSE", "CONCATENATION"} <= set(ops)
+    # verify judges the TFLM run per output, as for the other variants
+    from workers.steps.export_multi import torch_predict_all
+    from workers.steps.heads import export_module
+    from workers.steps.verify_multi import verify_multi
+
+    state.export_module = export_module(state.student, VAD_PLUS_AGE)
+    x = state.data.inputs_of("test")
+    state.teacher_outputs = {"test": torch_predict_all(state.export_module, VAD_PLUS_AGE, x)}
+    metrics = verify_multi(make_run(tmp_path, "mcu-cortex-m4").ctx, state)
+    tflm = metrics["tflm"]
+    assert tflm["runtime"] == "tflite-micro" and set(tflm["outputs"]) == {"speech", "age"}
+    assert tflm["arena_bytes"] > 0 and tflm["samples"] == len(state.data.splits["test"])
+    assert abs(tflm["headline"] - metrics["tflite_int8_full"]["headline"]) <= 0.05  # same file, other kernels
+
+
+def test_token_student_ops_run_in_tflm_without_the_hashing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedding lookup, casts, masked sum / divide / clamp are all TFLM-runnable: with the id hashing
+    replaced by a clamp (identical for ids inside the vocabulary) the token student runs in TFLM."""
+    remainder = torch.remainder
+    monkeypatch.setattr(torch, "remainder", lambda ids, v: torch.clamp(ids, 0, int(v) - 1))
+    ops, _ = _runs_in_tflm(tmp_path, TEXT)
+    monkeypatch.setattr(torch, "remainder", remainder)
+    assert {"EMBEDDING_LOOKUP", "CAST", "SUM", "DIV", "MAXIMUM"} <= set(ops)
+
+
+def test_token_hashing_is_refused_with_the_reason(tmp_path: Path) -> None:
+    state = _export(tmp_path, "mcu-cortex-m4", multi_state(TEXT))
+    rec = state.artifacts["tflite_int8_full"]
+    assert "FLOOR_MOD" in tflite_ops(rec.path)
+    run = make_run(tmp_path, "mcu-cortex-m4")
+    with pytest.raises(OpNotAllowed, match="FLOOR_MOD") as info:
+        Verify()._check_budgets(run.ctx, state, None)
+    assert "float32 only" in str(info.value) and "token" in str(info.value)
+    assert state.budget["ops"]["tflite_int8_full"]["not_allowed"] == ["FLOOR_MOD"]
+    # the interpreter's own message reaches the error, not only "Interpreter invocation failed"
+    with pytest.raises(Exception, match="not supported by FLOOR_MOD"):
+        run_tflm_all(rec.path, {k: v[:1] for k, v in state.data.inputs_of("test").items()})
