@@ -57,6 +57,7 @@ class RunState:
     export_module: Any = None  # heads.export_module(student, signature): what every exporter exports
     student: Any = None  # torch.nn.Module (float, trained)
     student_arch: dict[str, Any] = field(default_factory=dict)
+    sizing: Any = None  # workers.steps.sizing.Ladder: the sizes distill tries (build_student), None: no search
     baseline_student: Any = None  # trained on labels only, for the report's comparison (optional)
     training: dict[str, Any] = field(default_factory=dict)  # curve, best epoch, stopped early, seconds
     artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)

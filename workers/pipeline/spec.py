@@ -186,6 +186,19 @@ class JobOptions(BaseModel):
     nas_max_candidates: int = Field(default=12, ge=1, le=200, description="Architectures trained by the proxy")
     nas_proxy_epochs: int = Field(default=3, ge=1, le=100, description="Epochs of the cheap proxy training")
     nas_finalists: int = Field(default=2, ge=1, le=10, description="Best proxy candidates trained fully")
+    # --- automatic student size (issue 12): a short search over sizes when width/depth are not set ---
+    sizing: Literal["auto", "fixed"] = Field(
+        default="auto",
+        description="auto: the smallest (MCU) or fastest (CPU/mobile) student within the budgets whose validation "
+        "quality keeps quality_target of the teacher's; fixed: the largest within the budgets and teacher / 8",
+    )
+    sizing_max_candidates: int = Field(
+        default=3,
+        ge=1,
+        le=6,
+        description="Sizes trained at most by sizing auto: the fixed choice first, then a binary search below it "
+        "(training time up to this many times a fixed-size run's when smaller sizes are tried)",
+    )
 
     @field_validator("method")
     @classmethod

@@ -2,8 +2,13 @@
 
 Reads state.data, state.teacher, spec.profile, spec.options.student (and this step's config, which
 the runner uses to pin a smaller size after an over-budget artifact); writes state.student (an
-untrained torch module, seeded) and state.student_arch (family, width, depth, kernel, expansion,
-params, macs, est_int8_bytes, est_arena_bytes, chosen_because).
+untrained torch module, seeded), state.sizing and state.student_arch (family,
+width, depth, kernel, expansion, params, macs, est_int8_bytes, est_arena_bytes, chosen_because, sizing).
+
+The module is the fixed choice (students.choose_arch / students_multi.choose_multi). Without a pinned
+width and depth (options.sizing auto) this step also plans a search over smaller sizes (sizing.py):
+state.sizing holds the ladder, which the distill step trains and judges against
+options.quality_target, and state.student_arch["sizing"] the plan, or why there is no search.
 
 With spec.init_from_path (lifelong distillation) the student is the earlier run's: its architecture
 from that run's report and its weights imported from the earlier ONNX file (never unpickled)."""
@@ -31,9 +36,8 @@ class BuildStudent(Step):
     config_cls = BuildStudentConfig
 
     def run(self, ctx: RunContext, state: RunState) -> None:
-        import torch
-
-        from workers.steps.students import MLP, build_module, choose_arch
+        from workers.steps.sizing import prepare, single_rung
+        from workers.steps.students import PREFERRED_MIN_DEPTH, budget_violation, choose_arch, grid_candidates
 
         assert isinstance(self.config, BuildStudentConfig)
         opts, data = ctx.spec.options, state.data
@@ -41,67 +45,92 @@ class BuildStudent(Step):
             from workers.steps.distill.lifelong import build_previous_student
 
             build_previous_student(ctx, state)
+            state.sizing = None
+            state.student_arch["sizing"] = {"mode": "fixed", "reason": "continues the earlier student (init_from)"}
             return
         if state.signature is not None and needs_multi_student(state.signature):
             self._build_multi(ctx, state)
             return
+        width = self.config.width or opts.student.width
+        depth = self.config.depth or opts.student.depth
+        kernel = self.config.kernel or opts.student.kernel
+        expansion = self.config.expansion or opts.student.expansion
         choice = choose_arch(
             modality=data.modality,
             input_shape=data.sample_shape,
             num_outputs=data.num_outputs,
             profile=ctx.spec.profile,
             teacher_params=state.teacher.param_count if state.teacher is not None else None,
-            width=self.config.width or opts.student.width,
-            depth=self.config.depth or opts.student.depth,
+            width=width,
+            depth=depth,
             teacher_bytes=getattr(state.teacher, "file_bytes", None),
-            kernel=self.config.kernel or opts.student.kernel,
-            expansion=self.config.expansion or opts.student.expansion,
+            kernel=kernel,
+            expansion=expansion,
         )
-        torch.manual_seed(opts.seed)
-        module = build_module(choice.arch)
         x_train = data.x_of("train")
-        if isinstance(module, MLP) and x_train.shape[0] > 1:  # data-free runs have no inputs yet
-            x = torch.as_tensor(x_train)
-            module.set_input_statistics(x.mean(0), x.std(0))
-        state.student = module
-        state.student_arch = choice.as_state()
+        family = choice.arch.family
+
+        def sizes() -> list[Any]:
+            grid = grid_candidates(
+                family, data.sample_shape, data.num_outputs, width=width, depth=depth, kernel=kernel,
+                expansion=expansion,
+            )  # fmt: skip
+            return [
+                single_rung(a, e, x_train, opts.seed) for a, e in grid if budget_violation(e, ctx.spec.profile) is None
+            ]
+
+        module, arch, state.sizing = prepare(
+            ctx,
+            state,
+            single_rung(choice.arch, choice.estimate, x_train, opts.seed),
+            choice.reason,
+            sizes,
+            min_depth=None if depth else PREFERRED_MIN_DEPTH[family],
+            pinned=self._pinned(width, depth),
+        )
+        state.student, state.student_arch = module, arch
         if self.config.width is not None:
             state.student_arch["pinned_by_retry"] = True
-        if isinstance(module, MLP) and hasattr(module, "input_mean"):
-            # how the float MLP standardises its inputs (folded into its first layer after training)
-            state.student_arch["input_standardization"] = {
-                "mean": module.input_mean.tolist(),
-                "std": module.input_std.tolist(),
-            }
         state.warnings.extend(choice.warnings)
-        a = choice.arch
         ctx.emit(
             "progress",
-            {
-                "message": f"student {a.label()}: {choice.estimate.params:,} params, "
-                f"{choice.estimate.macs:,} MACs ({choice.reason})"
-            },
-        )
+            {"message": f"student {arch['sizing']['chosen']}: {arch['params']:,} params, "
+             f"{arch['macs']:,} MACs ({arch['chosen_because']})"},
+        )  # fmt: skip
+
+    def _pinned(self, width: int | None, depth: int | None) -> str | None:
+        """Why the size is not searched because of pins, or None."""
+        assert isinstance(self.config, BuildStudentConfig)
+        if self.config.width is not None:
+            return "the runner pinned a smaller student after an over-budget artifact"
+        if width is not None and depth is not None:
+            return "width and depth set in the options"
+        return None
 
     def _build_multi(self, ctx: RunContext, state: RunState) -> None:
-        """Several inputs/outputs or token ids: students_multi.MultiStudent via build_student."""
-        from workers.steps.students_multi import input_stats
+        """Several inputs/outputs or token ids: a students_multi.MultiStudent, sized like the others."""
+        from workers.steps.sizing import multi_rung, prepare
+        from workers.steps.students_multi import PREFERRED_MIN_DEPTH, choose_multi, input_stats, multi_candidates
 
         assert isinstance(self.config, BuildStudentConfig)
-        opts = ctx.spec.options
-        pins = opts.student.model_copy(
-            update={k: v for k, v in (("width", self.config.width), ("depth", self.config.depth)) if v is not None}
-        )
-        stats = input_stats(state.signature, state.data.inputs_of("train"))
-        module, arch = build_student(
-            state.signature,
-            ctx.spec.profile,
-            pins,
-            stats,
-            teacher_params=state.teacher.param_count if state.teacher is not None else None,
-            teacher_bytes=getattr(state.teacher, "file_bytes", None),
-            seed=opts.seed,
-        )
+        opts, profile, signature = ctx.spec.options, ctx.spec.profile, state.signature
+        width = self.config.width or opts.student.width
+        depth = self.config.depth or opts.student.depth
+        stats = input_stats(signature, state.data.inputs_of("train"))
+        teacher_params = state.teacher.param_count if state.teacher is not None else None
+        choice = choose_multi(signature, profile, stats, teacher_params=teacher_params, width=width, depth=depth)
+
+        def sizes() -> list[Any]:
+            found = multi_candidates(
+                signature, profile, stats, width=width, depth=depth, most_params=choice.estimate.params
+            )
+            return [multi_rung(signature, stats, w, d, v, e, opts.seed) for w, d, v, e in found]
+
+        top = multi_rung(signature, stats, choice.width, choice.depth, choice.vocab, choice.estimate, opts.seed)
+        module, arch, state.sizing = prepare(
+            ctx, state, top, choice.reason, sizes, min_depth=None if depth else PREFERRED_MIN_DEPTH,
+            pinned=self._pinned(width, depth),
+        )  # fmt: skip
         state.student, state.student_arch = module, arch
         if self.config.width is not None:
             state.student_arch["pinned_by_retry"] = True

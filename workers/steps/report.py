@@ -20,6 +20,8 @@ from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_at
 from workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
 from workers.steps.distill.report_section import distillation_section, summary_lines
 from workers.steps.metrics import quality_key
+from workers.steps.sizing_report import sizing_section
+from workers.steps.sizing_report import summary_lines as sizing_lines
 
 __all__ = ["PRIMARY_BY_CLASS", "Report", "build_report", "render_summary"]
 
@@ -145,7 +147,8 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
             "problem_variant": (state.quality or {}).get("variant"),
         },
         "device_artifact": choice,
-        "student": dict(state.student_arch or {}),
+        "student": {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"},
+        "sizing": sizing_section(state.student_arch),
         "training": dict(state.training or {}),
         "distillation": distillation_section(state.distillation, state.metrics),
         "metrics": state.metrics,
@@ -358,6 +361,7 @@ def render_summary(report: dict[str, Any]) -> str:
         f"- Student: {student.get('family')} width {student.get('width')} depth {student.get('depth')}, "
         f"{_num(student.get('params'))} parameters, {_num(student.get('macs'))} MACs",
     ]
+    lines += sizing_lines(report.get("sizing"))
     lines += summary_lines(report.get("distillation") or {})
     training = report.get("training") or {}
     if training:

@@ -416,6 +416,17 @@ def build_module(arch: StudentArch) -> nn.Module:
     return MLP(arch) if arch.family == "mlp" else DSCNN(arch)
 
 
+def seeded_module(arch: StudentArch, x_train: Any, seed: int) -> nn.Module:
+    """build_module after torch.manual_seed(seed); an MLP also takes the training inputs' statistics
+    (data-free runs have no inputs yet: then none)."""
+    torch.manual_seed(seed)
+    module = build_module(arch)
+    if isinstance(module, MLP) and x_train.shape[0] > 1:
+        x = torch.as_tensor(x_train)
+        module.set_input_statistics(x.mean(0), x.std(0))
+    return module
+
+
 # --------------------------------------------------------------------------------------------------
 # choosing a size
 # --------------------------------------------------------------------------------------------------
@@ -458,6 +469,39 @@ class Choice:
         }
 
 
+def grid_candidates(
+    family: Family,
+    input_shape: tuple[int, ...],
+    num_outputs: int,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    kernel: int | None = None,
+    expansion: int | None = None,
+) -> list[tuple[StudentArch, StudentEstimate]]:
+    """Every (width, depth) of the family's grid, pinned dimensions fixed, with its estimate; by parameters."""
+    widths, depths = _grid(family)
+    if width is not None:
+        widths = (width,)
+    if depth is not None:
+        depths = (depth,)
+    candidates = []
+    for w in widths:
+        for d in depths:
+            arch = StudentArch(
+                family,
+                tuple(input_shape),
+                num_outputs,
+                w,
+                d,
+                kernel=None if family == "mlp" else kernel,
+                expansion=1 if family == "mlp" else (expansion or 1),
+            )
+            candidates.append((arch, estimate(arch)))
+    candidates.sort(key=lambda c: (c[1].params, -c[1].macs))
+    return candidates
+
+
 def choose_arch(
     *,
     modality: str,
@@ -479,26 +523,9 @@ def choose_arch(
     family = FAMILY_BY_MODALITY.get(modality)
     if family is None:
         raise InputError(f"no student family for {modality!r} data")
-    widths, depths = _grid(family)
-    if width is not None:
-        widths = (width,)
-    if depth is not None:
-        depths = (depth,)
-    candidates = []
-    for w in widths:
-        for d in depths:
-            arch = StudentArch(
-                family,
-                tuple(input_shape),
-                num_outputs,
-                w,
-                d,
-                kernel=None if family == "mlp" else kernel,
-                expansion=1 if family == "mlp" else (expansion or 1),
-            )
-            candidates.append((arch, estimate(arch)))
-    candidates.sort(key=lambda c: (c[1].params, -c[1].macs))
-
+    candidates = grid_candidates(
+        family, input_shape, num_outputs, width=width, depth=depth, kernel=kernel, expansion=expansion
+    )
     fitting = [c for c in candidates if budget_violation(c[1], profile) is None]
     if not fitting:
         arch, est = candidates[0]

@@ -439,6 +439,30 @@ def replace_reason(choice: MultiChoice, reason: str) -> MultiChoice:
     return MultiChoice(choice.module, choice.width, choice.depth, choice.vocab, choice.estimate, reason)
 
 
+def multi_candidates(
+    signature: ModelSignature,
+    profile: DeviceProfile,
+    stats: InputStats,
+    *,
+    width: int | None = None,
+    depth: int | None = None,
+    most_params: int | None = None,
+) -> list[tuple[int, int, dict[str, int], StudentEstimate]]:
+    """(width, depth, vocab sizes, measured estimate) of every grid size within the profile's budgets
+    and at most most_params parameters; each is built once to be measured, and wider ones of a depth
+    are not built once one is over most_params (parameters grow with width)."""
+    out = []
+    for d in (depth,) if depth else DEPTHS:
+        for w in (width,) if width else WIDTHS:
+            vocab = _vocab_sizes(signature, stats, w, profile)
+            est = measure(MultiStudent(signature, w, d, vocab, stats), signature)
+            if most_params is not None and est.params > most_params:
+                break
+            if budget_violation(est, profile) is None:
+                out.append((w, d, vocab, est))
+    return out
+
+
 def choose_multi(
     signature: ModelSignature,
     profile: DeviceProfile,

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from workers.pipeline.context import RunContext, RunState
@@ -45,8 +44,8 @@ from workers.steps.students import (
     StudentArch,
     StudentEstimate,
     budget_violation,
-    build_module,
     estimate,
+    seeded_module,
 )
 
 KERNELS = {"ds_cnn2d": (3, 5), "ds_cnn1d": (3, 5, 7)}
@@ -165,12 +164,7 @@ def sample_evenly(items: list[Candidate], k: int) -> list[Candidate]:
 
 
 def new_student(arch: StudentArch, x_train: np.ndarray, seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    module = build_module(arch)
-    if isinstance(module, MLP) and x_train.shape[0] > 1:
-        x = torch.as_tensor(x_train)
-        module.set_input_statistics(x.mean(0), x.std(0))
-    return module
+    return seeded_module(arch, x_train, seed)
 
 
 def search_and_train(ctx: RunContext, state: RunState, plan: Plan, start: float, end: float) -> tuple[nn.Module, Any]:

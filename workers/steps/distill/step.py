@@ -7,8 +7,10 @@ terms + weights, why, method-specific results: feature pairs, generator, forgett
 and state.metrics["student_fp32"] (test agreement with the teacher, test accuracy).
 
 Procedures: plain training on the cached teacher outputs (kd and every loss combination, features
-cached once like the logits), data-free (datafree.py), NAS (nas.py). Lifelong runs add the earlier
-student's outputs as a target (lifelong.py). Quantization-aware fine-tuning is the next step (qat.py)."""
+cached once like the logits), data-free (datafree.py), NAS (nas.py). With options.sizing auto, plain
+training first tries the sizes build_student planned (state.sizing, sizing.py) and keeps the chosen
+one. Lifelong runs add the earlier student's outputs as a target (lifelong.py). Quantization-aware
+fine-tuning is the next step (qat.py)."""
 
 from __future__ import annotations
 
@@ -241,6 +243,8 @@ class Distill(Step):
             from workers.steps.distill.nas import search_and_train
 
             student, fitted = search_and_train(ctx, state, plan, PROGRESS_START, PROGRESS_END)
+        elif plan.procedure == "train" and not plan.lifelong and state.sizing is not None:
+            student, fitted = _sized(ctx, state, plan, TrainConfig.from_options(opts, device))
         else:
             if plan.procedure == "nas":
                 state.distillation["nas"] = {"skipped": "the runner pinned a smaller student after an over-budget run"}
@@ -285,6 +289,19 @@ class Distill(Step):
             },
             progress=PROGRESS_END,
         )
+
+
+def _sized(ctx: RunContext, state: RunState, plan: Plan, config: TrainConfig) -> tuple[nn.Module, Fitted]:
+    """options.sizing auto: sizing.search_and_train trains the sizes build_student planned, each as a
+    fixed-size run would be trained, sharing this step's progress span."""
+    from workers.steps.sizing import search_and_train
+
+    def train(module: nn.Module, index: int, expected: int) -> Fitted:
+        span = (PROGRESS_END - PROGRESS_START) / max(expected, index + 1)
+        lo = PROGRESS_START + span * index
+        return fit(ctx, state, module, plan.terms, config, on_epoch=epoch_reporter(ctx, lo, lo + span))
+
+    return search_and_train(ctx, state, state.sizing, train)
 
 
 def _positive(terms: list[LossTerm]) -> list[LossTerm]:
