@@ -40,6 +40,11 @@ from workers.steps.students import StudentEstimate
 # the ladder spans at most this factor in cost below the fixed choice: smaller students would not
 # keep a teacher's quality, and a wider span leaves coarser steps where the answer usually is
 MAX_SPAN = 64.0
+# Growing past the fixed choice (teacher / 8): at least twice its parameters, at most half the teacher's,
+# only when its validation plateaued (best epoch within the first 70 % of those run, or early stop).
+GROW_MIN = 2.0
+GROW_TEACHER_RATIO = 2
+PLATEAU_SHARE = 0.7
 
 
 @dataclass
@@ -183,6 +188,7 @@ class Ladder:
     adjective: str
     objective: str
     pool: int
+    above: Rung | None = None  # a larger size, tried only when the fixed choice plateaus below the target
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -191,16 +197,42 @@ class Ladder:
             "objective_key": self.key,
             "pool": self.pool,
             "ladder": [r.label for r in [*self.below, self.top]],
+            "larger": self.above.label if self.above is not None else None,
         }
 
 
+def larger(top: Rung, sizes: list[Rung], profile: DeviceProfile, teacher_params: int | None) -> Rung | None:
+    """The size to grow to when the fixed choice plateaus below the target: within the budgets, at
+    least GROW_MIN x its parameters and at most teacher / GROW_TEACHER_RATIO (a student that size
+    still earns its place), the largest such; None when there is none."""
+    cap = teacher_params // GROW_TEACHER_RATIO if teacher_params else None
+    bigger = [
+        r
+        for r in sizes
+        if r.estimate.params >= GROW_MIN * top.estimate.params
+        and (cap is None or r.estimate.params <= cap)
+        and mcu_latency_ok(r.estimate, profile)
+    ]
+    return max(bigger, key=lambda r: r.estimate.params) if bigger else None
+
+
+def plateaued(fitted: Any) -> bool:
+    """Whether validation stopped improving well before training ended (early stop, or the best epoch
+    in the first PLATEAU_SHARE of those run): more capacity, not more epochs, is what could help."""
+    result = fitted.result
+    epochs = len(result.curve)
+    return bool(result.stopped_early) or (epochs >= 5 and result.best_epoch <= PLATEAU_SHARE * epochs)
+
+
 def plan_ladder(
-    top: Rung, top_reason: str, sizes: list[Rung], profile: DeviceProfile, *, min_depth: int | None, candidates: int
-) -> Ladder:
+    top: Rung, top_reason: str, sizes: list[Rung], profile: DeviceProfile, *, min_depth: int | None, candidates: int,
+    teacher_params: int | None = None,
+) -> Ladder:  # fmt: skip
     key, adjective, words = objective(profile)
     within = pool(top, sizes, profile, min_depth)
     steps = ladder(top, within, key, 2 ** max(0, candidates - 1))
-    return Ladder(top, top_reason, steps[:-1], key, adjective, words, len(within) + 1)
+    above = larger(top, sizes, profile, teacher_params) if candidates >= 2 else None
+    return Ladder(top, top_reason, steps[:-1], key, adjective, words, len(within) + 1, above)
 
 
 def prepare(
@@ -224,9 +256,10 @@ def prepare(
     plan = plan_ladder(
         top, top_reason, sizes(), ctx.spec.profile, min_depth=min_depth,
         candidates=ctx.spec.options.sizing_max_candidates,
+        teacher_params=state.teacher.param_count if state.teacher is not None else None,
     )  # fmt: skip
     arch["sizing"] = plan.describe() | {"target": ctx.spec.options.quality_target, "chosen": top.label}
-    if not plan.below or ctx.spec.options.sizing_max_candidates < 2:
+    if (not plan.below and plan.above is None) or ctx.spec.options.sizing_max_candidates < 2:
         arch["sizing"]["chosen_because"] = "no smaller size to try: the fixed choice"
         return module, arch, None
     arch["sizing"]["status"] = "planned: the distill step trains and judges the sizes"
@@ -276,8 +309,22 @@ def search_and_train(
         return met
 
     top_index = len(below)
+    rungs = [*below, ladder_plan.top]
     if not trial(top_index, ladder_plan.top):
-        tried[-1]["reason"] += ": the largest size in the pool missed the target, so no smaller one was tried"
+        grow = ladder_plan.above is not None and plateaued(results[top_index][1])
+        if grow and ladder_plan.above is not None:
+            tried[-1]["reason"] += ": it missed after its validation plateaued, so a larger size was tried"
+            rungs.append(ladder_plan.above)
+            if trial(len(rungs) - 1, ladder_plan.above):
+                tried[-1]["reason"] += ": the larger size met it"
+            else:
+                tried[-1]["reason"] += ": the larger size missed too"
+        else:
+            tried[-1]["reason"] += (
+                ": it missed, so no smaller size was tried"
+                + ("" if ladder_plan.above is None else "; validation was still improving, so more epochs, not a "
+                   "larger student, is the next thing to try")
+            )  # fmt: skip
     else:
         tried[-1]["reason"] += ": try cheaper sizes"
         lo, hi = 0, len(below) - 1
@@ -290,14 +337,22 @@ def search_and_train(
                 tried[-1]["reason"] += ": try a dearer size"
                 lo = mid + 1
     met_rows = [r for r in tried if r["met"]]
-    best = min(met_rows, key=lambda r: r["rung"]) if met_rows else tried[0]
+    # none met: the best validation figure (the larger size when it was tried and did better)
+    best = min(met_rows, key=lambda r: r["rung"]) if met_rows else max(tried, key=lambda r: r["val_metric"])
     for r in tried:
         r["chosen"] = r is best
-    rungs = [*below, ladder_plan.top]
     chosen = rungs[best["rung"]]
     target_txt = f"{100 * opts.quality_target:g} % of the teacher's validation {judge.metric}"
     if not met_rows:
-        because = f"the fixed choice: it missed {target_txt}, so no smaller size was tried"
+        because = (
+            f"the best of {len(tried)} sizes tried; none kept {target_txt}"
+            if len(tried) > 1
+            else f"the fixed choice: it missed {target_txt}, so no smaller size was tried"
+        )
+    elif best["rung"] > top_index:
+        because = (
+            f"a larger size than the fixed choice: that one missed {target_txt} after plateauing, this one kept it"
+        )
     elif best["rung"] == top_index:
         because = f"the only one of {len(tried)} sizes tried that kept {target_txt}"
     else:

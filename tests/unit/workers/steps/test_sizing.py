@@ -73,14 +73,18 @@ def test_mcu_and_cpu_ladders_order_by_different_costs() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quality: dict[str, float], **options: Any) -> RunState:
-    """search_and_train over the MCU digits ladder where training a size yields quality[label]."""
+def _search(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quality: dict[str, float], plateau: bool = False, **options: Any
+) -> RunState:
+    """search_and_train over the MCU digits ladder where training a size yields quality[label]; with
+    plateau, every training's validation peaked at its first of 10 epochs."""
     top, sizes = _digits_rungs("mcu-cortex-m4")
     ctx, _ = make_ctx(tmp_path, **options)
     plan = sizing.plan_ladder(top, "fixed", sizes, ctx.spec.profile, min_depth=3, candidates=3)
-    labels = {id(r): r.label for r in [*plan.below, plan.top]}
+    rungs = [*plan.below, plan.top, *([plan.above] if plan.above is not None else [])]
+    labels = {id(r): r.label for r in rungs}
     built: dict[int, str] = {}
-    for r in [*plan.below, plan.top]:
+    for r in rungs:
         make = r.build
 
         def build(make: Any = make, label: str = r.label) -> Any:
@@ -98,7 +102,8 @@ def _search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, quality: dict[str, 
 
     def train(module: Any, index: int, expected: int) -> Any:
         trained.append(built[id(module)])
-        return SimpleNamespace(result=SimpleNamespace(curve=[1, 2], seconds=0.01))
+        curve, best = (list(range(10)), 1) if plateau else ([1, 2], 2)
+        return SimpleNamespace(result=SimpleNamespace(curve=curve, best_epoch=best, stopped_early=False, seconds=0.01))
 
     state = RunState()
     student, _ = sizing.search_and_train(ctx, state, plan, train)
@@ -117,6 +122,24 @@ def test_a_fixed_choice_below_target_ends_the_search(monkeypatch: pytest.MonkeyP
     assert trail["met_target"] is False and trail["chosen"] == top.label
     assert "missed" in trail["chosen_because"]
     assert state.student_arch["width"] == top.width
+
+
+def test_a_fixed_choice_that_plateaus_below_target_grows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Validation peaked early and missed: capacity is short, so one larger size is trained and kept
+    when it meets the target; when it misses too, the better of the two is kept."""
+    top, sizes = _digits_rungs("mcu-cortex-m4")
+    above = sizing.plan_ladder(top, "", sizes, PROFILES["mcu-cortex-m4"], min_depth=3, candidates=3).above
+    assert above is not None and above.estimate.params >= 2 * top.estimate.params
+    state = _search(monkeypatch, tmp_path, {top.label: 0.90, above.label: 0.96}, plateau=True)
+    trail = state.student_arch["sizing"]
+    assert [r["arch"] for r in trail["tried"]] == [top.label, above.label]
+    assert trail["met_target"] is True and trail["chosen"] == above.label
+    assert state.student_arch["params"] == above.estimate.params and "larger size" in trail["chosen_because"]
+
+    (tmp_path / "b").mkdir()
+    state = _search(monkeypatch, tmp_path / "b", {top.label: 0.90, above.label: 0.85}, plateau=True)
+    trail = state.student_arch["sizing"]
+    assert trail["met_target"] is False and trail["chosen"] == top.label  # the better validation figure
 
 
 def test_binary_search_keeps_the_cheapest_size_that_met(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
