@@ -101,6 +101,7 @@ class BuildStudent(Step):
             teacher_params=state.teacher.param_count if state.teacher is not None else None,
             teacher_bytes=getattr(state.teacher, "file_bytes", None),
             seed=opts.seed,
+            teacher_outputs=state.teacher_outputs.get("train"),
         )
         state.student, state.student_arch = module, arch
         if self.config.width is not None:
@@ -126,12 +127,14 @@ def needs_multi_student(signature: Any) -> bool:
 
 def build_student(
     signature: Any, profile: Any, student: Any, stats: Any, *, teacher_params: int | None = None,
-    teacher_bytes: int | None = None, seed: int = 0,
+    teacher_bytes: int | None = None, seed: int = 0, teacher_outputs: Any = None,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """(untrained module, arch dict for state.student_arch) per the engine contract: the module takes
     the teacher's inputs in signature order and returns a tuple of raw outputs in signature order
     without class_index outputs. `student` is JobOptions.student (width/depth/kernel/expansion pins),
-    `stats` is students_multi.input_stats of the training inputs."""
+    `stats` is students_multi.input_stats of the training inputs; `teacher_outputs` (output name ->
+    the teacher's cached train outputs) lets per-anchor heads sit on the teacher's inferred anchor grid
+    (students_multi.anchor_grids)."""
     import torch
 
     from workers.pipeline.signature import UNTRAINED_KINDS
@@ -140,12 +143,19 @@ def build_student(
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):
+        from workers.steps.students_multi import anchor_grids
+
+        grids, grid_notes = anchor_grids(signature, teacher_outputs)
         choice = choose_multi(
-            signature, profile, stats, teacher_params=teacher_params, width=student.width, depth=student.depth
-        )
+            signature, profile, stats, teacher_params=teacher_params, width=student.width, depth=student.depth,
+            grids=grids,
+        )  # fmt: skip
         torch.manual_seed(seed)  # the chosen module was built during the search; rebuild it seeded
-        module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats)
-        return module, choice.as_state(signature)
+        module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats, grids)
+        arch = choice.as_state(signature)
+        if grid_notes:
+            arch["anchor_grid_inference"] = grid_notes
+        return module, arch
     spec = signature.inputs[0]
     out = next(o for o in signature.outputs if o.kind not in UNTRAINED_KINDS)
     shape = tuple(int(d) for d in spec.per_sample if d is not None)
