@@ -59,8 +59,9 @@ class AnchorGrid:
 
     def as_state(self) -> dict[str, Any]:
         return {
-            "levels": [{"stride": lv.stride, "rows": lv.rows, "cols": lv.cols, "per_cell": lv.per_cell}
-                       for lv in self.levels],  # fmt: skip
+            "levels": [
+                {"stride": lv.stride, "rows": lv.rows, "cols": lv.cols, "per_cell": lv.per_cell} for lv in self.levels
+            ],
             "order": self.order,
             "anchors": self.anchors,
         }
@@ -124,8 +125,9 @@ def _pairs(grid: AnchorGrid) -> list[tuple[np.ndarray, np.ndarray]]:
     """Index pairs (a, b) the layout calls neighbours, per kind: same cell, next column, next row."""
     kinds: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []), ([], []), ([], [])]
     for idx in grid.cell_indices():
-        for kind, (a, b) in zip(kinds, ((idx[:, :, :-1], idx[:, :, 1:]), (idx[:, :-1], idx[:, 1:]),
-                                        (idx[:-1], idx[1:])), strict=True):  # fmt: skip
+        for kind, (a, b) in zip(
+            kinds, ((idx[:, :, :-1], idx[:, :, 1:]), (idx[:, :-1], idx[:, 1:]), (idx[:-1], idx[1:])), strict=True
+        ):
             kind[0].append(a.ravel())
             kind[1].append(b.ravel())
     pairs = [(np.concatenate(a), np.concatenate(b)) for a, b in kinds]
@@ -141,15 +143,19 @@ def layout_score(grid: AnchorGrid, corr: np.ndarray) -> float:
     return float(np.mean([corr[a, b].mean() for a, b in kinds]))
 
 
-def infer_grid(
-    outputs: Sequence[np.ndarray], anchors: int, height: int, width: int, seed: int = 0
-) -> GridInference:
+def infer_grid(outputs: Sequence[np.ndarray], anchors: int, height: int, width: int, seed: int = 0) -> GridInference:
     """The anchor grid of per-anchor teacher outputs, each (N, A, ...) over the same A anchors, for an
     input of height x width (see the module docstring)."""
     cands = candidate_grids(anchors, height, width)
     if not cands:
-        return GridInference(None, 0.0, 0.0, 0, f"no grid of <= {MAX_LEVELS} levels of strides {STRIDES} "
-                             f"with <= {MAX_PER_CELL} anchors per cell gives {anchors} anchors for {height}x{width}")  # fmt: skip
+        return GridInference(
+            None,
+            0.0,
+            0.0,
+            0,
+            f"no grid of <= {MAX_LEVELS} levels of strides {STRIDES} "
+            f"with <= {MAX_PER_CELL} anchors per cell gives {anchors} anchors for {height}x{width}",
+        )
     n = min(int(o.shape[0]) for o in outputs) if outputs else 0
     if n < 8:
         return GridInference(None, 0.0, 0.0, len(cands), f"{n} teacher samples: too few to tell the layouts apart")
@@ -168,12 +174,24 @@ def infer_grid(
     grid = cands[best]
     score = scores[best]
     if score - chance < MIN_MARGIN:
-        return GridInference(None, score, chance, len(cands), f"no layout of the {len(cands)} that fit {anchors} "
-                             f"anchors beats chance: best {grid.label()} scores {score:.3f}, shuffled anchors "
-                             f"{chance:.3f} (needs +{MIN_MARGIN})")  # fmt: skip
-    return GridInference(grid, score, chance, len(cands), f"{grid.label()} of {len(cands)} layouts that fit "
-                         f"{anchors} anchors: neighbour correlation {score:.3f} (next best {runner_up:.3f}, "
-                         f"shuffled anchors {chance:.3f}) over {n} teacher samples")  # fmt: skip
+        return GridInference(
+            None,
+            score,
+            chance,
+            len(cands),
+            f"no layout of the {len(cands)} that fit {anchors} "
+            f"anchors beats chance: best {grid.label()} scores {score:.3f}, shuffled anchors "
+            f"{chance:.3f} (needs +{MIN_MARGIN})",
+        )
+    return GridInference(
+        grid,
+        score,
+        chance,
+        len(cands),
+        f"{grid.label()} of {len(cands)} layouts that fit "
+        f"{anchors} anchors: neighbour correlation {score:.3f} (next best {runner_up:.3f}, "
+        f"shuffled anchors {chance:.3f}) over {n} teacher samples",
+    )
 
 
 def per_anchor_count(per_sample: Sequence[int]) -> int:

@@ -128,10 +128,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         self.is_1d = family == "ds_cnn1d"
         self.channels_last = channels_last
-        if channels_last:
-            shape = (per_sample[-1], *per_sample[:-1])
-        else:
-            shape = per_sample
+        shape = (per_sample[-1], *per_sample[:-1]) if channels_last else per_sample
         arch = StudentArch(family, shape, 1, width, depth)  # type: ignore[arg-type]
         body: list[nn.Module] = []
         layers = [layer for layer in plan_layers(arch) if layer.kind == "conv"]
@@ -555,9 +552,7 @@ class MultiChoice:
         return {
             "family": "multi",
             "encoders": {s.name: input_kind(s) for s in signature.inputs},
-            "heads": {
-                signature.outputs[int(p.name[3:])].name: p.head_kind for p in getattr(self.module, "plans", [])
-            },
+            "heads": {signature.outputs[int(p.name[3:])].name: p.head_kind for p in getattr(self.module, "plans", [])},
             **self._grid_state(signature),
             "width": self.width,
             "depth": self.depth,
