@@ -139,7 +139,7 @@ def build_student(
 
     from workers.pipeline.signature import UNTRAINED_KINDS
     from workers.steps.students import MLP, build_module, choose_arch
-    from workers.steps.students_multi import TupleStudent, choose_multi, input_kind
+    from workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):
@@ -153,6 +153,9 @@ def build_student(
         torch.manual_seed(seed)  # the chosen module was built during the search; rebuild it seeded
         module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats, grids)
         arch = choice.as_state(signature)
+        primed = module.init_heads_from_teacher(signature, teacher_outputs) if isinstance(module, MultiStudent) else []
+        if primed:
+            arch["head_bias_init"] = {n: "the teacher's mean output per anchor of a cell and level" for n in primed}
         if grid_notes:
             arch["anchor_grid_inference"] = grid_notes
         return module, arch
