@@ -271,3 +271,30 @@ def test_structureless_teacher_keeps_the_learned_anchor_assignment() -> None:
     assert arch["heads"] == {"regressors": "anchor", "classificators": "anchor"}
     assert "anchor_grids" not in arch
     assert arch["anchor_grid_inference"]["regressors"].startswith("learned anchor assignment")
+
+
+def test_grid_heads_start_at_the_teachers_mean_outputs() -> None:
+    teacher = detector_outputs()
+    module, arch = build_student(NHWC_DETECTOR, PROFILES["mobile-arm64"], StudentOptions(width=16, depth=2), {},
+                                 teacher_outputs=teacher)  # fmt: skip
+    assert set(arch["head_bias_init"]) == {"regressors", "classificators"}
+    module.eval()
+    with torch.no_grad():
+        boxes, scores = module(torch.zeros(8, 32, 32, 3))
+    p = 1 / (1 + np.exp(-teacher["classificators"]))
+    # the untrained head's mean is the teacher's, not 0 / 0.5
+    assert float(boxes.mean()) == pytest.approx(float(teacher["regressors"].mean()), abs=0.15)
+    assert float(torch.sigmoid(scores).mean()) == pytest.approx(float(p.mean()), abs=0.1)
+
+
+def test_detector_scores_get_an_image_level_term() -> None:
+    from workers.pipeline.spec import JobOptions
+    from workers.steps.distill.multi import output_terms
+
+    keys = [t.key for t in output_terms(NHWC_DETECTOR, JobOptions(), detector_outputs(), method="kd",
+                                        has_labels=False, primary=None)]  # fmt: skip
+    # boxes (no score output named in this signature): smooth-L1; scores: per-anchor BCE + image-level
+    assert keys == ["smooth_l1_output", "bce_output", "max_score_output"]
+    # a one-unit sigmoid output (no anchors) gets no image-level term
+    assert "max_score_output" not in [t.key for t in output_terms(WAKEWORD, JobOptions(), {}, method="kd",
+                                                                  has_labels=False, primary=None)]  # fmt: skip
