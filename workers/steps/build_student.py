@@ -118,15 +118,25 @@ class BuildStudent(Step):
         depth = self.config.depth or opts.student.depth
         stats = input_stats(signature, state.data.inputs_of("train"))
         teacher_params = state.teacher.param_count if state.teacher is not None else None
-        choice = choose_multi(signature, profile, stats, teacher_params=teacher_params, width=width, depth=depth)
+        from workers.steps.students_multi import anchor_grids
+
+        # per-anchor heads sit on the teacher's anchor grid, inferred from its cached outputs
+        teacher_train = state.teacher_outputs.get("train")
+        grids, grid_notes = anchor_grids(signature, teacher_train)
+        choice = choose_multi(
+            signature, profile, stats, teacher_params=teacher_params, width=width, depth=depth, grids=grids
+        )
+        extras = {"grids": grids, "teacher_outputs": teacher_train, "grid_notes": grid_notes}
 
         def sizes() -> list[Any]:
             found = multi_candidates(
-                signature, profile, stats, width=width, depth=depth, most_params=choice.estimate.params
+                signature, profile, stats, width=width, depth=depth, most_params=choice.estimate.params, grids=grids
             )
-            return [multi_rung(signature, stats, w, d, v, e, opts.seed) for w, d, v, e in found]
+            return [multi_rung(signature, stats, w, d, v, e, opts.seed, **extras) for w, d, v, e in found]
 
-        top = multi_rung(signature, stats, choice.width, choice.depth, choice.vocab, choice.estimate, opts.seed)
+        top = multi_rung(
+            signature, stats, choice.width, choice.depth, choice.vocab, choice.estimate, opts.seed, **extras
+        )
         module, arch, state.sizing = prepare(
             ctx, state, top, choice.reason, sizes, min_depth=None if depth else PREFERRED_MIN_DEPTH,
             pinned=self._pinned(width, depth),
@@ -155,26 +165,38 @@ def needs_multi_student(signature: Any) -> bool:
 
 def build_student(
     signature: Any, profile: Any, student: Any, stats: Any, *, teacher_params: int | None = None,
-    teacher_bytes: int | None = None, seed: int = 0,
+    teacher_bytes: int | None = None, seed: int = 0, teacher_outputs: Any = None,
 ) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """(untrained module, arch dict for state.student_arch) per the engine contract: the module takes
     the teacher's inputs in signature order and returns a tuple of raw outputs in signature order
     without class_index outputs. `student` is JobOptions.student (width/depth/kernel/expansion pins),
-    `stats` is students_multi.input_stats of the training inputs."""
+    `stats` is students_multi.input_stats of the training inputs; `teacher_outputs` (output name ->
+    the teacher's cached train outputs) lets per-anchor heads sit on the teacher's inferred anchor grid
+    (students_multi.anchor_grids)."""
     import torch
 
     from workers.pipeline.signature import UNTRAINED_KINDS
     from workers.steps.students import MLP, build_module, choose_arch
-    from workers.steps.students_multi import TupleStudent, choose_multi, input_kind
+    from workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):
+        from workers.steps.students_multi import anchor_grids
+
+        grids, grid_notes = anchor_grids(signature, teacher_outputs)
         choice = choose_multi(
-            signature, profile, stats, teacher_params=teacher_params, width=student.width, depth=student.depth
-        )
+            signature, profile, stats, teacher_params=teacher_params, width=student.width, depth=student.depth,
+            grids=grids,
+        )  # fmt: skip
         torch.manual_seed(seed)  # the chosen module was built during the search; rebuild it seeded
-        module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats)
-        return module, choice.as_state(signature)
+        module = type(choice.module)(signature, choice.width, choice.depth, choice.vocab, stats, grids)
+        arch = choice.as_state(signature)
+        primed = module.init_heads_from_teacher(signature, teacher_outputs) if isinstance(module, MultiStudent) else []
+        if primed:
+            arch["head_bias_init"] = {n: "the teacher's mean output per anchor of a cell and level" for n in primed}
+        if grid_notes:
+            arch["anchor_grid_inference"] = grid_notes
+        return module, arch
     spec = signature.inputs[0]
     out = next(o for o in signature.outputs if o.kind not in UNTRAINED_KINDS)
     shape = tuple(int(d) for d in spec.per_sample if d is not None)

@@ -188,7 +188,11 @@ def convert_signature_int8(
     from workers.steps.runtimes import CHANNEL_LAST, to_model_layout
 
     specs = signature.inputs
-    images = [i for i, s in enumerate(specs) if len(s.shape) == 4 and s.dtype.startswith("float")]
+    # NCHW image inputs become NHWC; a teacher's NHWC input (TFLite teachers) stays as the teacher takes it
+    # (the student permutes it in the graph, students_multi.ConvEncoder)
+    images = [
+        i for i, s in enumerate(specs) if len(s.shape) == 4 and s.dtype.startswith("float") and s.layout != "NHWC"
+    ]
     layouts = {specs[i].name: CHANNEL_LAST for i in images}
     module = module.cpu().eval()
     if images:

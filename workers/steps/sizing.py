@@ -398,18 +398,29 @@ def single_rung(arch: Any, est: StudentEstimate, x_train: np.ndarray, seed: int)
 
 
 def multi_rung(
-    signature: Any, stats: Any, width: int, depth: int, vocab: dict[str, int], est: StudentEstimate, seed: int
-) -> Rung:
-    """A students_multi.MultiStudent size as a rung."""
+    signature: Any, stats: Any, width: int, depth: int, vocab: dict[str, int], est: StudentEstimate, seed: int,
+    *, grids: Any = None, teacher_outputs: Any = None, grid_notes: Any = None,
+) -> Rung:  # fmt: skip
+    """A students_multi.MultiStudent size as a rung; per-anchor heads on the teacher's anchor grids
+    (students_multi.anchor_grids) with biases primed from the teacher's outputs."""
     import torch
 
     from workers.steps.students_multi import MultiChoice, MultiStudent
 
+    primed: list[str] = []
+
     def build() -> nn.Module:
         torch.manual_seed(seed)
-        return MultiStudent(signature, width, depth, vocab, stats)
+        module = MultiStudent(signature, width, depth, vocab, stats, grids)
+        primed[:] = module.init_heads_from_teacher(signature, teacher_outputs)
+        return module
 
     def describe(module: nn.Module, reason: str) -> dict[str, Any]:
-        return MultiChoice(module, width, depth, vocab, est, reason).as_state(signature)
+        arch = MultiChoice(module, width, depth, vocab, est, reason).as_state(signature)
+        if primed:
+            arch["head_bias_init"] = {n: "the teacher's mean output per anchor of a cell and level" for n in primed}
+        if grid_notes:
+            arch["anchor_grid_inference"] = grid_notes
+        return arch
 
     return Rung(f"multi w{width} d{depth}", width, depth, est, build, describe)

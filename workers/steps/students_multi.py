@@ -18,8 +18,11 @@ recurrent teachers get the convolutional sequence encoder, which streams as a TC
 The encoders' pooled features are concatenated into a Linear/ReLU trunk. Each output gets a head:
 Linear(trunk, prod(shape)) reshaped to the teacher's per-sample shape, or, for per-anchor outputs
 (A anchors = prod of the non-last dims, d values each) when an encoder has a feature map (C, P):
-Linear(P, A) over positions then Linear(C, d) shared by the anchors (a learned anchor assignment,
-A * P + C * d weights instead of trunk * A * d).
+- a GridHead when the teacher's anchor grid was inferred from its outputs (anchor_grid.infer_grid,
+  e.g. BlazeFace's 16x16x2 + 8x8x6): per level a depthwise 3x3 + 1x1 conv to k * d channels on the
+  encoder map of that resolution, reordered to the teacher's anchor order (C * (9 + k * d) weights);
+- else an AnchorHead: Linear(P, A) over positions then Linear(C, d) shared by the anchors (a learned
+  anchor assignment, A * P + C * d weights instead of trunk * A * d).
 
 Outputs are RAW (logits / pre-sigmoid scores / plain values) in signature output order, without
 class_index outputs (workers/steps/heads.py adds softmax/sigmoid/argmax for export).
@@ -39,6 +42,7 @@ from torch import nn
 from workers.pipeline.errors import BudgetError, InputError
 from workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
 from workers.profiles.schema import DeviceProfile
+from workers.steps.anchor_grid import AnchorGrid
 from workers.steps.students import (
     _TFLITE_BYTES_PER_TENSOR,
     _TFLITE_FIXED_BYTES,
@@ -116,29 +120,51 @@ def _conv_bn_relu(cin: int, cout: int, kernel: tuple[int, int], stride: tuple[in
 
 class ConvEncoder(nn.Module):
     """DS-CNN feature extractor (students.plan_layers) for images and float sequences; returns
-    (pooled (N, C), map (N, C, P))."""
+    (pooled (N, C), map (N, C, P)). channels_last: an NLC sequence or an NHWC image (as TFLite teachers
+    take them) is permuted to channels-first in the graph, so the convolutions run over the real
+    spatial axes."""
 
     def __init__(self, family: str, per_sample: tuple[int, ...], width: int, depth: int, channels_last: bool) -> None:
         super().__init__()
         self.is_1d = family == "ds_cnn1d"
-        self.channels_last = channels_last  # NLC sequence: transpose to NCL first
-        shape = (per_sample[1], per_sample[0]) if channels_last else per_sample
+        self.channels_last = channels_last
+        shape = (per_sample[-1], *per_sample[:-1]) if channels_last else per_sample
         arch = StudentArch(family, shape, 1, width, depth)  # type: ignore[arg-type]
         body: list[nn.Module] = []
         layers = [layer for layer in plan_layers(arch) if layer.kind == "conv"]
+        # the index in `features` after which each resolution's last map is ready (its ReLU)
+        self.taps: list[tuple[int, int, int, int]] = []  # (module index, channels, rows, cols)
         for layer in layers:
             body += _conv_bn_relu(layer.cin, layer.cout, layer.kernel, layer.stride, layer.groups)
+            tap = (len(body) - 1, layer.cout, layer.out_hw[0], layer.out_hw[1])
+            if self.taps and self.taps[-1][2:] == tap[2:]:
+                self.taps[-1] = tap
+            else:
+                self.taps.append(tap)
         self.features = nn.Sequential(*body)
         self.channels = layers[-1].cout
         self.positions = layers[-1].out_hw[0] * layers[-1].out_hw[1]
+        self.input_hw = tuple(shape[1:]) if not self.is_1d else (1, shape[1])
+
+    def _channels_first(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_1d:
+            return (x.transpose(1, 2) if self.channels_last else x).unsqueeze(2)
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.is_1d:
-            if self.channels_last:
-                x = x.transpose(1, 2)
-            x = x.unsqueeze(2)
-        f = self.features(x)
+        f = self.features(self._channels_first(x))
         return f.mean(dim=(2, 3), keepdim=True).flatten(1), f.flatten(2)
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(pooled, the last (N, C, h, w) map of every resolution, fine to coarse): what grid heads tap."""
+        f = self._channels_first(x)
+        wanted = {t[0] for t in self.taps}
+        maps: list[torch.Tensor] = []
+        for i, layer in enumerate(self.features):
+            f = layer(f)
+            if i in wanted:
+                maps.append(f)
+        return f.mean(dim=(2, 3), keepdim=True).flatten(1), maps
 
 
 class TokenEncoder(nn.Module):
@@ -222,6 +248,59 @@ class AnchorHead(nn.Module):
         return self.to_values(self.to_anchors(fmap).transpose(1, 2))
 
 
+class GridHead(nn.Module):
+    """Per-anchor outputs on the teacher's anchor grid (anchor_grid.infer_grid): for each level, the
+    encoder map of that resolution (or the nearest finer one average-pooled down, or the coarsest
+    upsampled), a depthwise 3x3 conv (context) and a 1x1 conv to k * d channels, reordered to
+    (N, rows * cols * k, d) in the teacher's order; levels concatenated. About C * (9 + k * d)
+    weights per level instead of a (positions x anchors) assignment."""
+
+    def __init__(self, grid: AnchorGrid, taps: list[tuple[int, int, int, int]], values: int) -> None:
+        super().__init__()
+        self.grid, self.values = grid, values
+        self.sources: list[int] = []  # index into the encoder's maps, per level
+        self.resamplers = nn.ModuleList()
+        self.convs = nn.ModuleList()
+        for lv in grid.levels:
+            src, resample = _grid_source(taps, lv.rows, lv.cols)
+            channels = taps[src][1]
+            self.sources.append(src)
+            self.resamplers.append(resample)
+            self.convs.append(
+                nn.Sequential(
+                    *_conv_bn_relu(channels, channels, (3, 3), (1, 1), channels),
+                    nn.Conv2d(channels, lv.per_cell * values, 1),
+                )
+            )
+
+    def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        outs = []
+        for lv, src, resample, conv in zip(self.grid.levels, self.sources, self.resamplers, self.convs, strict=True):
+            y = conv(resample(maps[src]))  # (N, k * d, rows, cols)
+            n = y.shape[0]
+            if self.grid.order == "position":  # channel = anchor * d + value, anchors of a cell consecutive
+                y = y.permute(0, 2, 3, 1).reshape(n, lv.anchors, self.values)
+            else:  # anchor-major: all cells of anchor 0, then anchor 1, ...
+                y = y.reshape(n, lv.per_cell, self.values, lv.rows * lv.cols).permute(0, 1, 3, 2)
+                y = y.reshape(n, lv.anchors, self.values)
+            outs.append(y)
+        return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+
+
+def _grid_source(taps: list[tuple[int, int, int, int]], rows: int, cols: int) -> tuple[int, nn.Module]:
+    """The encoder map a level reads and how it is brought to rows x cols: the map of that size as is,
+    else the smallest larger one that pools down evenly (AvgPool2d), else the coarsest map upsampled
+    (nearest)."""
+    for i in reversed(range(len(taps))):  # deepest first among equal sizes
+        if taps[i][2:] == (rows, cols):
+            return i, nn.Identity()
+    finer = [i for i, t in enumerate(taps) if t[2] % rows == 0 and t[3] % cols == 0 and t[2] > rows]
+    if finer:
+        i = min(finer, key=lambda j: (taps[j][2], -j))
+        return i, nn.AvgPool2d((taps[i][2] // rows, taps[i][3] // cols))
+    return len(taps) - 1, nn.Upsample(size=(rows, cols), mode="nearest")
+
+
 class TupleStudent(nn.Module):
     """A single-input, single-output student (students.DSCNN / MLP) under the multi-output contract:
     returns a 1-tuple; an NLC sequence is transposed to the NCT the DS-CNN takes."""
@@ -244,15 +323,21 @@ class TupleStudent(nn.Module):
 class HeadPlan:
     name: str
     shape: tuple[int, ...]  # the teacher's per-sample shape
-    anchor: bool
+    anchor: bool  # read the encoder's feature map (AnchorHead or GridHead), not the trunk
+    grid: AnchorGrid | None = None  # a GridHead on this inferred grid
+
+    @property
+    def head_kind(self) -> str:
+        return "grid" if self.grid is not None else ("anchor" if self.anchor else "dense")
 
 
 class MultiStudent(nn.Module):
     """student(*inputs) -> tuple of raw outputs (see module docstring)."""
 
     def __init__(self, signature: ModelSignature, width: int, depth: int, vocab: Mapping[str, int],
-                 stats: InputStats) -> None:  # fmt: skip
+                 stats: InputStats, grids: Mapping[int, AnchorGrid] | None = None) -> None:  # fmt: skip
         super().__init__()
+        self.grids = dict(grids or {})  # anchor count -> the teacher's inferred anchor grid
         self.input_names = signature.input_names
         self.kinds = tuple(input_kind(s) for s in signature.inputs)
         token_positions = [i for i, k in enumerate(self.kinds) if k == "tokens"]
@@ -273,7 +358,7 @@ class MultiStudent(nn.Module):
             per = _known(spec.per_sample, f"input {spec.name!r}")
             enc: ConvEncoder | TokenEncoder | VectorEncoder
             if kind == "image":
-                enc = ConvEncoder("ds_cnn2d", per, width, depth, channels_last=False)
+                enc = ConvEncoder("ds_cnn2d", per, width, depth, channels_last=spec.layout == "NHWC")
             elif kind == "sequence":
                 enc = ConvEncoder("ds_cnn1d", per, width, depth, channels_last=spec.layout == "NLC")
             elif kind == "tokens":
@@ -291,10 +376,11 @@ class MultiStudent(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         pooled = sum(c for c, _ in dims.values())
         hidden = max(width, 16)
-        self.trunk = nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU())
         # the feature map the per-anchor heads read: the first encoder that has one
         self.map_key = next((k for k, (_, positions) in dims.items() if positions > 1), None)
         fmap = dims[self.map_key] if self.map_key is not None else None
+        map_enc = encoders.get(self.map_key) if self.map_key is not None else None
+        image_map = isinstance(map_enc, ConvEncoder) and not map_enc.is_1d
         heads: dict[str, nn.Module] = {}
         self.plans: list[HeadPlan] = []
         for j, out in enumerate(signature.outputs):
@@ -303,37 +389,119 @@ class MultiStudent(nn.Module):
             shape = _known(out.per_sample, f"output {out.name!r}")
             anchors = math.prod(shape[:-1]) if len(shape) >= 2 else 1
             anchor = fmap is not None and anchors > 1
-            if anchor:
+            grid = self.grids.get(anchors) if anchor and image_map and len(shape) >= 2 else None
+            if grid is not None:
+                assert isinstance(map_enc, ConvEncoder)
+                heads[f"out{j}"] = GridHead(grid, map_enc.taps, shape[-1])
+            elif anchor:
                 assert fmap is not None
                 heads[f"out{j}"] = AnchorHead(fmap[0], fmap[1], anchors, shape[-1])
             else:
                 heads[f"out{j}"] = nn.Linear(hidden, max(1, math.prod(shape)))
-            self.plans.append(HeadPlan(f"out{j}", shape, anchor))
+            self.plans.append(HeadPlan(f"out{j}", shape, anchor, grid))
         if not self.plans:
             raise InputError("the teacher has no output a student can be trained on")
         self.heads = nn.ModuleDict(heads)
+        self.uses_grid = any(p.grid is not None for p in self.plans)
+        # a trunk only when a head reads it (grid / anchor heads read the feature map)
+        self.trunk = (
+            nn.Sequential(nn.Linear(pooled, hidden), nn.ReLU()) if any(not p.anchor for p in self.plans) else None
+        )
+
+    def init_heads_from_teacher(
+        self, signature: ModelSignature, teacher_outputs: Mapping[str, np.ndarray] | None
+    ) -> list[str]:
+        """Start each grid head's output bias at the teacher's mean per (anchor-in-cell, value) of its
+        level, for sigmoid scores the logit of the mean probability (the prior-probability init of
+        Lin et al. 2017, arXiv:1708.02002): an untrained head otherwise says 0.5 at hundreds of anchors
+        the teacher calls empty and outputs boxes far from the teacher's scale, and the few optimiser
+        steps a small transfer set gives are spent unlearning that. Returns the outputs it set."""
+        done: list[str] = []
+        for plan in self.plans:
+            spec = signature.outputs[int(plan.name[3:])]
+            arr = (teacher_outputs or {}).get(spec.name)
+            if plan.grid is None or arr is None or arr.shape[0] == 0:
+                continue
+            head = self.heads[plan.name]
+            assert isinstance(head, GridHead)
+            values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], plan.grid.anchors, -1)
+            if spec.kind == "sigmoid_logits":
+                values = 1.0 / (1.0 + np.exp(-np.clip(values, -60.0, 60.0)))
+            mean = values.mean(0)  # (A, d)
+            for idx, conv in zip(plan.grid.cell_indices(), head.convs, strict=True):
+                per = mean[idx].mean(axis=(0, 1))  # (k, d): channel k * d + v
+                if spec.kind == "sigmoid_logits":
+                    per = np.clip(per, 1e-4, 1 - 1e-4)
+                    per = np.log(per / (1 - per))
+                assert isinstance(conv, nn.Sequential)
+                last = conv[-1]
+                assert isinstance(last, nn.Conv2d) and last.bias is not None
+                bias = last.bias
+                with torch.no_grad():
+                    bias.copy_(torch.as_tensor(per.reshape(-1), dtype=bias.dtype))
+            done.append(spec.name)
+        return done
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pooled: list[torch.Tensor] = []
         maps: dict[str, torch.Tensor] = {}
+        pyramid: list[torch.Tensor] = []  # the grid heads' encoder maps, fine to coarse
         for i in self.encoded:
             key = f"in{i}"
             enc = self.encoders[key]
             if self.kinds[i] == "tokens":
                 mi = self.mask_of.get(i)
                 p, m = enc(inputs[i], inputs[mi] if mi is not None else None)
+            elif self.uses_grid and key == self.map_key:
+                assert isinstance(enc, ConvEncoder)
+                p, pyramid = enc.forward_maps(inputs[i])
+                m = pyramid[-1].flatten(2)
             else:
                 p, m = enc(inputs[i])
             pooled.append(p)
             if m is not None:
                 maps[key] = m
-        z = self.trunk(torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0])
+        z = None
+        if self.trunk is not None:
+            z = self.trunk(torch.cat(pooled, dim=1) if len(pooled) > 1 else pooled[0])
         outs: list[torch.Tensor] = []
         for plan in self.plans:
             head = self.heads[plan.name]
-            y = head(maps[self.map_key]) if plan.anchor and self.map_key is not None else head(z)
+            if plan.grid is not None:
+                y = head(pyramid)
+            elif plan.anchor and self.map_key is not None:
+                y = head(maps[self.map_key])
+            else:
+                assert z is not None
+                y = head(z)
             outs.append(y.reshape(y.shape[0], *plan.shape))
         return tuple(outs)
+
+
+def anchor_grids(
+    signature: ModelSignature, teacher_outputs: Mapping[str, np.ndarray] | None
+) -> tuple[dict[int, AnchorGrid], dict[str, str]]:
+    """The anchor grids (anchor count -> grid) inferred from the teacher's cached outputs for the
+    per-anchor outputs the image encoder's map feeds, and per such output why it gets a GridHead or
+    keeps the learned AnchorHead."""
+    from workers.steps.anchor_grid import infer_grids, per_anchor_count
+
+    mapped = next((s for s in signature.inputs if input_kind(s) in ("image", "sequence", "tokens")), None)
+    if mapped is None or input_kind(mapped) != "image" or any(d is None for d in mapped.per_sample):
+        return {}, {}
+    per = [int(d) for d in mapped.per_sample if d is not None]
+    hw = (per[0], per[1]) if mapped.layout == "NHWC" else (per[1], per[2])
+    found = infer_grids(signature, teacher_outputs, hw)
+    grids = {a: r.grid for a, r in found.items() if r.grid is not None}
+    notes: dict[str, str] = {}
+    for out in signature.outputs:
+        if out.kind in UNTRAINED_KINDS or any(d is None for d in out.per_sample) or len(out.per_sample) < 2:
+            continue
+        r = found.get(per_anchor_count([int(d) for d in out.per_sample if d is not None]))
+        if r is not None:
+            head = "grid head on" if r.grid is not None else "learned anchor assignment (AnchorHead):"
+            notes[out.name] = f"{head} {r.reason}"
+    return grids, notes
 
 
 # --------------------------------------------------------------------------------------------------
@@ -416,14 +584,20 @@ class MultiChoice:
     estimate: StudentEstimate
     reason: str
 
+    def _grid_state(self, signature: ModelSignature) -> dict[str, Any]:
+        grids = {
+            signature.outputs[int(p.name[3:])].name: p.grid.as_state()
+            for p in getattr(self.module, "plans", [])
+            if p.grid is not None
+        }
+        return {"anchor_grids": grids} if grids else {}
+
     def as_state(self, signature: ModelSignature) -> dict[str, Any]:
         return {
             "family": "multi",
             "encoders": {s.name: input_kind(s) for s in signature.inputs},
-            "heads": {
-                signature.outputs[int(p.name[3:])].name: ("anchor" if p.anchor else "dense")
-                for p in getattr(self.module, "plans", [])
-            },
+            "heads": {signature.outputs[int(p.name[3:])].name: p.head_kind for p in getattr(self.module, "plans", [])},
+            **self._grid_state(signature),
             "width": self.width,
             "depth": self.depth,
             "vocab": self.vocab,
@@ -447,6 +621,7 @@ def multi_candidates(
     width: int | None = None,
     depth: int | None = None,
     most_params: int | None = None,
+    grids: Mapping[int, AnchorGrid] | None = None,
 ) -> list[tuple[int, int, dict[str, int], StudentEstimate]]:
     """(width, depth, vocab sizes, measured estimate) of every grid size within the profile's budgets
     and at most most_params parameters; each is built once to be measured, and wider ones of a depth
@@ -455,7 +630,7 @@ def multi_candidates(
     for d in (depth,) if depth else DEPTHS:
         for w in (width,) if width else WIDTHS:
             vocab = _vocab_sizes(signature, stats, w, profile)
-            est = measure(MultiStudent(signature, w, d, vocab, stats), signature)
+            est = measure(MultiStudent(signature, w, d, vocab, stats, grids), signature)
             if most_params is not None and est.params > most_params:
                 break
             if budget_violation(est, profile) is None:
@@ -471,6 +646,7 @@ def choose_multi(
     teacher_params: int | None = None,
     width: int | None = None,
     depth: int | None = None,
+    grids: Mapping[int, AnchorGrid] | None = None,
 ) -> MultiChoice:
     """The largest MultiStudent (by parameters) within the profile's budgets and TEACHER_PARAM_RATIO
     times smaller than the teacher, at least PREFERRED_MIN_DEPTH deep when one is; candidates are
@@ -484,7 +660,7 @@ def choose_multi(
     any_fit: MultiChoice | None = None  # the smallest within budget
     for w, d in grid:
         vocab = _vocab_sizes(signature, stats, w, profile)
-        module = MultiStudent(signature, w, d, vocab, stats)
+        module = MultiStudent(signature, w, d, vocab, stats, grids)
         est = measure(module, signature)
         smallest = (w, d, est)
         if budget_violation(est, profile) is not None:

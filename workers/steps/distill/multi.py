@@ -8,6 +8,7 @@ Reads state.signature, state.data, state.teacher_outputs; writes what step.fit/f
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -82,6 +83,9 @@ def output_terms(
                 terms.append(LossTerm(key="ce_output", weight=w * (1 - opts.alpha), kwargs={"index": i}))
         elif kind in SIGMOID_KINDS:
             terms.append(LossTerm(key="bce_output", weight=w, kwargs={"index": i, "teacher_space": kind}))
+            if kind == "sigmoid_logits" and math.prod(int(d or 1) for d in spec.per_sample[:-1]) > 1:
+                # detector anchor scores: also match the image-level score (the largest anchor's)
+                terms.append(LossTerm(key="max_score_output", weight=w, kwargs={"index": i, "teacher_space": kind}))
         elif kind == "boxes" and spec.scores in names:
             skind = signature.output(spec.scores).kind
             terms.append(

@@ -100,6 +100,32 @@ class BCEOutputLoss(_OutputLoss):
 
 
 @register_loss
+class MaxScoreOutputLoss(_OutputLoss):
+    """The image-level score of a per-anchor detector output (B, A[, 1]): the largest anchor score,
+    which is what a detector thresholds (e.g. "is there a face"); the per-anchor BCE averages over
+    hundreds of anchors the teacher is sure are empty, so alone it barely moves the few that decide
+    the image. Binary cross-entropy between the maxima:
+
+        L = -mean_batch [ p log sigmoid(m_s) + (1 - p) log(1 - sigmoid(m_s)) ],
+        m_s = max_a s_a, p = max_a teacher probability"""
+
+    key = "max_score_output"
+    tasks = frozenset({"classification", "regression"})
+
+    def __init__(self, index: int = 0, teacher_space: str = "sigmoid_logits") -> None:
+        super().__init__(index)
+        if teacher_space not in SCORE_SPACES:
+            raise ValueError(f"teacher_space must be one of {SCORE_SPACES}")
+        self.teacher_space = teacher_space
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        s, t = self.pair(batch)
+        m = s.reshape(s.shape[0], -1).amax(dim=1)
+        p = teacher_probs(t, self.teacher_space).reshape(t.shape[0], -1).amax(dim=1)
+        return F.binary_cross_entropy_with_logits(m, p)
+
+
+@register_loss
 class SmoothL1OutputLoss(_OutputLoss):
     """Smooth-L1 (Huber) output matching, Girshick 2015 "Fast R-CNN" (arXiv:1504.08083), on values
     divided by the teacher's spread so outputs of any scale weigh alike:

@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from tests.unit.workers.steps.conftest import make_run
-from tests.unit.workers.steps.test_students_multi import BLAZEFACE, TEXT, VAD_PLUS_AGE, random_inputs
+from tests.unit.workers.steps.test_students_multi import (
+    BLAZEFACE,
+    NHWC_DETECTOR,
+    TEXT,
+    VAD_PLUS_AGE,
+    detector_outputs,
+    random_inputs,
+)
 from workers.pipeline.context import RunState
 from workers.pipeline.signature import ModelSignature
 from workers.pipeline.spec import StudentOptions
@@ -31,7 +38,9 @@ STEPS = (
 )
 
 
-def multi_state(signature: ModelSignature, n: int = 60) -> RunState:
+def multi_state(
+    signature: ModelSignature, n: int = 60, teacher_outputs: dict[str, np.ndarray] | None = None
+) -> RunState:
     arrays = random_inputs(signature, n)
     splits, _ = make_splits(n, None, val_fraction=0.2, test_fraction=0.3, seed=0)
     first = signature.input_names[0]
@@ -41,8 +50,9 @@ def multi_state(signature: ModelSignature, n: int = 60) -> RunState:
     )  # fmt: skip
     torch.manual_seed(0)
     module, arch = build_student(
-        signature, builtin_profiles()["cpu-x86"], StudentOptions(width=8, depth=2), input_stats(signature, arrays)
-    )
+        signature, builtin_profiles()["cpu-x86"], StudentOptions(width=8, depth=2), input_stats(signature, arrays),
+        teacher_outputs=teacher_outputs,
+    )  # fmt: skip
     state = RunState()
     state.signature, state.data, state.student, state.student_arch = signature, data, module.eval(), arch
     return state
@@ -93,6 +103,22 @@ def test_every_artifact_keeps_the_teachers_io(tmp_path: Path, signature: ModelSi
         assert any("NHWC" in c and name in c for c in tfl.metadata["changes_vs_teacher"])
     for t, spec in zip(tfl.metadata["signature"]["inputs"], signature.inputs, strict=True):
         assert t["dtype"].startswith("int") == spec.dtype.startswith("int")  # token ids stay integers
+
+
+@pytest.mark.slow
+def test_grid_head_detector_exports_with_the_teachers_nhwc_input(tmp_path: Path) -> None:
+    """A TFLite-style NHWC detector on its inferred anchor grid: ONNX and TFLite int8 take the teacher's
+    (N, H, W, C) input as is (no layout change to declare) and agree with torch."""
+    state = _export(tmp_path, "mobile-arm64", multi_state(NHWC_DETECTOR, teacher_outputs=detector_outputs()))
+    assert state.student_arch["heads"] == {"regressors": "grid", "classificators": "grid"}
+    x = state.data.inputs_of("test")
+    ref = torch_predict_all(export_module(state.student, NHWC_DETECTOR), NHWC_DETECTOR, x)
+    _close(OnnxModel(state.artifacts["onnx_fp32"].path).predict_all(x), ref, 1e-3)
+    tfl = state.artifacts["tflite_int8"]
+    assert tfl.metadata["input_layouts"] == {}
+    assert not any("NHWC" in c for c in tfl.metadata["changes_vs_teacher"])
+    assert tfl.metadata["signature"]["inputs"][0]["shape"][1:] == [32, 32, 3]
+    _close(TfliteModel(tfl.path).predict_all(x), ref, 0.1)
 
 
 def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -> None:

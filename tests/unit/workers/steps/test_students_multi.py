@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.unit.workers.steps.test_anchor_grid import synthetic_teacher
 from workers.pipeline.errors import InputError
 from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
 from workers.pipeline.spec import StudentOptions
 from workers.profiles import builtin_profiles
+from workers.steps.anchor_grid import AnchorGrid, Level
 from workers.steps.build_student import build_student, needs_multi_student
 from workers.steps.export_onnx import export_signature_onnx
 from workers.steps.students_multi import MultiStudent, TupleStudent, example_inputs, input_stats
@@ -205,3 +207,94 @@ def test_build_student_step_builds_a_multi_student_from_the_transfer_data(tmp_pa
     # ids seen in the data reach 299: the vocabulary is no larger than that
     assert state.student_arch["vocab"]["input_ids"] <= 300
     assert any("student multi" in e.data.get("message", "") for e in run.of_kind("progress"))
+
+
+# a 32x32 NHWC detector (as TFLite teachers take images) with 8x8x1 + 4x4x2 = 96 anchors
+DETECTOR_GRID = AnchorGrid((Level(4, 8, 8, 1), Level(8, 4, 4, 2)), "position")
+NHWC_DETECTOR = sig(
+    [("input", "float32", (None, 32, 32, 3))],
+    [
+        ("regressors", "float32", (None, 96, 16), "boxes"),
+        ("classificators", "float32", (None, 96, 1), "sigmoid_logits"),
+    ],
+    layout="NHWC",
+)
+
+
+def detector_outputs(n: int = 120) -> dict[str, np.ndarray]:
+    return {
+        "regressors": synthetic_teacher(DETECTOR_GRID, 32, 32, n, 16, seed=1),
+        "classificators": synthetic_teacher(DETECTOR_GRID, 32, 32, n, 1),
+    }
+
+
+def test_detector_heads_sit_on_the_teachers_inferred_grid() -> None:
+    profile = PROFILES["mobile-arm64"]
+    opts = StudentOptions(width=16, depth=2)
+    module, arch = build_student(NHWC_DETECTOR, profile, opts, {}, teacher_outputs=detector_outputs())
+    assert isinstance(module, MultiStudent)
+    assert arch["heads"] == {"regressors": "grid", "classificators": "grid"}
+    assert arch["anchor_grids"]["regressors"] == DETECTOR_GRID.as_state()
+    assert "8x8x1 + 4x4x2" in arch["anchor_grid_inference"]["classificators"]
+    # the NHWC image is read as 3 channels over 32x32, not 32 channels over 32x3
+    first = module.encoders["in0"].features[0]
+    assert isinstance(first, torch.nn.Conv2d) and first.in_channels == 3
+    x = torch.randn(2, 32, 32, 3)
+    boxes, scores = module(x)
+    assert boxes.shape == (2, 96, 16) and scores.shape == (2, 96, 1)
+    # much smaller than the learned (positions x anchors) assignment of the same encoder
+    _, dense = build_student(NHWC_DETECTOR, profile, opts, {})
+    assert dense["heads"] == {"regressors": "anchor", "classificators": "anchor"}
+    assert arch["params"] < dense["params"]
+    assert arch["params"] == sum(p.numel() for p in module.parameters())
+
+
+def test_detector_anchor_depends_on_its_own_cell() -> None:
+    """A change in one corner of the image moves the anchors of that corner's cells more than the
+    opposite corner's: the grid head keeps the teacher's spatial order."""
+    torch.manual_seed(0)
+    module, _ = build_student(NHWC_DETECTOR, PROFILES["mobile-arm64"], StudentOptions(width=16, depth=2), {},
+                              teacher_outputs=detector_outputs())  # fmt: skip
+    module.eval()
+    x = torch.randn(1, 32, 32, 3)
+    y = x.clone()
+    y[:, :8, :8] += 3.0  # top-left 8x8 pixels: cells (0..1, 0..1) of the 8x8 level
+    with torch.no_grad():
+        delta = (module(y)[1] - module(x)[1]).abs()[0, :64, 0].reshape(8, 8)
+    assert float(delta[:2, :2].mean()) > 5 * float(delta[5:, 5:].mean())
+
+
+def test_structureless_teacher_keeps_the_learned_anchor_assignment() -> None:
+    noise = {k: np.random.default_rng(0).normal(size=v.shape).astype(np.float32) for k, v in detector_outputs().items()}
+    _, arch = build_student(NHWC_DETECTOR, PROFILES["mobile-arm64"], StudentOptions(width=16, depth=2), {},
+                            teacher_outputs=noise)  # fmt: skip
+    assert arch["heads"] == {"regressors": "anchor", "classificators": "anchor"}
+    assert "anchor_grids" not in arch
+    assert arch["anchor_grid_inference"]["regressors"].startswith("learned anchor assignment")
+
+
+def test_grid_heads_start_at_the_teachers_mean_outputs() -> None:
+    teacher = detector_outputs()
+    module, arch = build_student(NHWC_DETECTOR, PROFILES["mobile-arm64"], StudentOptions(width=16, depth=2), {},
+                                 teacher_outputs=teacher)  # fmt: skip
+    assert set(arch["head_bias_init"]) == {"regressors", "classificators"}
+    module.eval()
+    with torch.no_grad():
+        boxes, scores = module(torch.zeros(8, 32, 32, 3))
+    p = 1 / (1 + np.exp(-teacher["classificators"]))
+    # the untrained head's mean is the teacher's, not 0 / 0.5
+    assert float(boxes.mean()) == pytest.approx(float(teacher["regressors"].mean()), abs=0.15)
+    assert float(torch.sigmoid(scores).mean()) == pytest.approx(float(p.mean()), abs=0.1)
+
+
+def test_detector_scores_get_an_image_level_term() -> None:
+    from workers.pipeline.spec import JobOptions
+    from workers.steps.distill.multi import output_terms
+
+    keys = [t.key for t in output_terms(NHWC_DETECTOR, JobOptions(), detector_outputs(), method="kd",
+                                        has_labels=False, primary=None)]  # fmt: skip
+    # boxes (no score output named in this signature): smooth-L1; scores: per-anchor BCE + image-level
+    assert keys == ["smooth_l1_output", "bce_output", "max_score_output"]
+    # a one-unit sigmoid output (no anchors) gets no image-level term
+    assert "max_score_output" not in [t.key for t in output_terms(WAKEWORD, JobOptions(), {}, method="kd",
+                                                                  has_labels=False, primary=None)]  # fmt: skip

@@ -11,6 +11,7 @@ from workers.steps.distill.output_losses import (
     BoxesOutputLoss,
     CEOutputLoss,
     KLOutputLoss,
+    MaxScoreOutputLoss,
     SmoothL1OutputLoss,
 )
 
@@ -67,6 +68,19 @@ def test_bce_output_against_the_teachers_probabilities(space: str) -> None:
     expected = -np.mean(p * np.log(q) + (1 - p) * np.log(1 - q))
     teacher = p if space == "sigmoid" else z
     assert BCEOutputLoss(teacher_space=space)(_batch([s], [teacher])).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_max_score_output_matches_the_largest_anchor_scores() -> None:
+    s, z = RNG.normal(size=(6, 20, 1)) * 3, RNG.normal(size=(6, 20, 1)) * 3
+    m, p = s.max(axis=(1, 2)), _sigmoid(z.max(axis=(1, 2)))
+    q = _sigmoid(m)
+    expected = -np.mean(p * np.log(q) + (1 - p) * np.log(1 - q))
+    loss = MaxScoreOutputLoss(teacher_space="sigmoid_logits")(_batch([s], [z]))
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    # only the largest anchor of each image gets a gradient
+    st = torch.tensor(s, requires_grad=True)
+    MaxScoreOutputLoss()({"student_outputs": [st], "teacher_outputs": [torch.tensor(z)]}).backward()
+    assert st.grad is not None and int((st.grad != 0).sum()) == 6
 
 
 def test_smooth_l1_output_scaled() -> None:
