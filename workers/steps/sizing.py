@@ -204,7 +204,7 @@ class Ladder:
 def larger(top: Rung, sizes: list[Rung], profile: DeviceProfile, teacher_params: int | None) -> Rung | None:
     """The size to grow to when the fixed choice plateaus below the target: within the budgets, at
     least GROW_MIN x its parameters and at most teacher / GROW_TEACHER_RATIO (a student that size
-    still earns its place), the largest such; None when there is none."""
+    still earns its place), the largest such, as deep as it; None when there is none."""
     cap = teacher_params // GROW_TEACHER_RATIO if teacher_params else None
     bigger = [
         r
@@ -213,7 +213,10 @@ def larger(top: Rung, sizes: list[Rung], profile: DeviceProfile, teacher_params:
         and (cap is None or r.estimate.params <= cap)
         and mcu_latency_ok(r.estimate, profile)
     ]
-    return max(bigger, key=lambda r: r.estimate.params) if bigger else None
+    # as deep as the fixed choice where possible: width is what a plateaued student lacks first, and a
+    # wide one-block network is a different (worse) model family, not a bigger student
+    deep = [r for r in bigger if r.depth >= top.depth]
+    return max(deep or bigger, key=lambda r: r.estimate.params) if bigger else None
 
 
 def plateaued(fitted: Any) -> bool:
