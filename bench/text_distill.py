@@ -8,8 +8,9 @@ ONNX, distilled by the engine into a 2-layer transformer student with and withou
 Each arm runs 3 seeds. The transfer set is the 4000 training reviews (the engine splits it into
 train/val/test); the figures are on the 1000 testing reviews, which neither teacher nor student saw:
 accuracy vs labels, top-1 agreement with the teacher, file size, and batch-1 latency with onnxruntime
-(1 thread, the same for every model). The teacher's own int8 (onnxruntime quantize_static, as the
-engine quantizes) is a reference row.
+(1 thread, the same for every model). The teacher quantized on its own (no distillation: static QDQ as
+the engine quantizes other students, and dynamic as it quantizes transformer students) are reference
+rows.
 
     .venv/bin/python -m bench.text_distill --work /tmp/text_distill [--epochs 15] [--seeds 0 1 2]
 """
@@ -142,6 +143,10 @@ def run_arm(work: Path, teacher: Path, arm: str, seed: int, epochs: int, steps: 
     return {"out": out, "seconds": seconds, "artifacts": res.artifacts}
 
 
+def save(work: Path, rows: dict[str, list[dict[str, Any]]]) -> None:
+    (work / "text_distill_rows.json").write_text(json.dumps(rows, indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", type=Path, required=True)
@@ -152,7 +157,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from workers.steps.quantize import quantize_onnx_int8
+    from workers.steps.quantize import quantize_onnx_dynamic, quantize_onnx_int8
 
     torch.set_num_threads(2)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -165,6 +170,9 @@ def main() -> None:
     if not t_int8.exists():
         calib = {k: transfer[k][:256] for k in ("input_ids", "attention_mask")}
         quantize_onnx_int8(teacher, t_int8, calib, "minmax", args.work)
+    t_dyn = args.work / "teacher_int8_dynamic.onnx"
+    if not t_dyn.exists():
+        quantize_onnx_dynamic(teacher, t_dyn, args.work)
     rows: dict[str, list[dict[str, Any]]] = {}
 
     def row(name: str, path: Path, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -181,14 +189,29 @@ def main() -> None:
         return r
 
     row("teacher fp32 (4 layers, d=64, 4 heads)", teacher)
-    row("teacher int8 only (onnxruntime quantize_static)", t_int8)
+    row("teacher int8 only (onnxruntime quantize_static, QDQ)", t_int8)
+    row("teacher int8 only (onnxruntime quantize_dynamic)", t_dyn)
+    save(args.work, rows)
     base = ("load_teacher", "load_data", "build_student", "distill", "export_onnx", "quantize_onnx")
     for seed in args.seeds:
         for arm in ("kd", "transformer"):
-            res = run_arm(args.work, teacher, arm, seed, args.epochs, base)
-            extra = {"seed": seed, "seconds": round(res["seconds"], 1)}
-            row(f"student {arm} fp32", res["artifacts"]["onnx_fp32"].path, extra)
-            row(f"student {arm} int8", res["artifacts"]["onnx_int8"].path, extra)
+            out = args.work / f"{arm}_s{seed}"
+            if not (out / "student_int8.onnx").exists():  # a finished arm is kept (the bench resumes)
+                res = run_arm(args.work, teacher, arm, seed, args.epochs, base)
+                (out / "seconds.txt").write_text(f"{res['seconds']:.1f}")
+            arch = (
+                json.loads((out / "report.json").read_text()).get("student", {})
+                if (out / "report.json").exists()
+                else {}
+            )
+            extra = {
+                "seed": seed,
+                "seconds": float((out / "seconds.txt").read_text()),
+                **({"arch": arch} if arch else {}),
+            }
+            row(f"student {arm} fp32", out / "student_fp32.onnx", extra)
+            row(f"student {arm} int8", out / "student_int8.onnx", extra)
+            save(args.work, rows)
     summary = {
         name: {
             k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0)

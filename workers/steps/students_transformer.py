@@ -294,15 +294,19 @@ def init_from_teacher(student: TransformerStudent, teacher: Any, signature: Mode
     if isinstance(teacher, OnnxTeacher):
         table = _onnx_token_table(teacher.path, token_name)
     else:
-        tables = [p for _, p in params if p.ndim == 2 and p.shape[1] == student.width and p.shape[0] >= student.vocab]
-        table = tables[0].numpy() if tables else None
+        # a 2-D parameter of the student's width with a row per id; named like an embedding first
+        tables = [
+            (n, p) for n, p in params if p.ndim == 2 and p.shape[1] == student.width and p.shape[0] >= student.vocab
+        ]
+        tables.sort(key=lambda np_: not any(w in np_[0].lower() for w in ("emb", "tok", "word")))
+        table = tables[0][1].numpy() if tables else None
     if table is None:
         skipped.append("no token-embedding table found in the teacher")
     elif table.shape[1] != student.width:
         skipped.append(f"embedding: the teacher's width {table.shape[1]} differs from the student's {student.width}")
     else:
         rows = min(student.vocab, table.shape[0])
-        student.embedding.weight[:rows] = torch.from_numpy(table[:rows])
+        student.embedding.weight[:rows] = torch.from_numpy(np.array(table[:rows]))
         copied.append(f"token embedding ({rows} rows of the teacher's {table.shape[0]})")
     if params:
         blocks = _blocks_of(params)

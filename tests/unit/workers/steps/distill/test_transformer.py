@@ -77,7 +77,7 @@ def _files(tmp_path: Path, n: int = 600) -> tuple[Path, Path]:
 
 def _run(tmp_path: Path, **options: object) -> tuple[RunState, object]:
     teacher, data = _files(tmp_path)
-    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile="cpu-x86", calibration_samples=32,
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, profile="cpu-x86", calibration_samples=32,
                            **options)  # fmt: skip
     state = RunState()
     for step in (LoadTeacher(), LoadData(), BuildStudent(), Distill()):
@@ -124,6 +124,10 @@ def test_transformer_method_distils_attention_and_exports_fp32_and_int8(tmp_path
     int8 = OnnxModel(state.artifacts["onnx_int8"].path).predict_all(x)["logits"]
     assert float((fp32.argmax(1) == int8.argmax(1)).mean()) > 0.9
     assert state.artifacts["onnx_int8"].size_bytes < state.artifacts["onnx_fp32"].size_bytes
+    assert state.artifacts["onnx_int8"].metadata["quantization"]["tool"].endswith("quantize_dynamic")
+    assert state.artifacts["onnx_int8"].metadata["check"]["max_abs_diff_vs_fp32"]["logits"] < 0.5 * float(
+        np.abs(fp32).max()
+    )
 
 
 def test_family_transformer_with_kd_trains_logits_only(tmp_path: Path) -> None:
@@ -154,3 +158,34 @@ def test_the_student_respects_the_attention_mask() -> None:
         c = student(other, torch.ones_like(mask))[0]
     assert torch.allclose(a, b, atol=1e-5)
     assert not torch.allclose(a, c, atol=1e-3)
+
+
+def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from workers.steps.students_transformer import init_from_teacher
+
+    sig = ModelSignature(
+        inputs=(TensorSpec(name="input_ids", dtype="int64", shape=(None, SEQ)),
+                TensorSpec(name="attention_mask", dtype="int64", shape=(None, SEQ))),
+        outputs=(OutputSpec(name="logits", dtype="float32", shape=(None, 3), kind="logits"),),
+    )  # fmt: skip
+    torch.manual_seed(5)
+    big = TransformerStudent(sig, 16, 4, 2, VOCAB).eval()  # a 4-layer teacher built like the student
+    ids, mask = torch.randint(0, VOCAB, (2, SEQ)), torch.ones(2, SEQ, dtype=torch.int64)
+    path = tmp_path / "t.pt"
+    torch.jit.save(torch.jit.trace(big, (ids, mask), strict=False), str(path))
+    # what TorchScriptTeacher holds: the loaded ScriptModule (its parameters by name, in order)
+    teacher = SimpleNamespace(_module=torch.jit.load(str(path)))
+    student = TransformerStudent(sig, 16, 2, 2, VOCAB)
+    info = init_from_teacher(student, teacher, sig)
+    assert info["copied"] == ["token embedding (40 rows of the teacher's 40)", "block 0 <- teacher block 1",
+                              "block 1 <- teacher block 3"]  # fmt: skip
+    assert torch.equal(student.embedding.weight, big.embedding.weight)
+    for mine, theirs in ((student.blocks[0], big.blocks[1]), (student.blocks[1], big.blocks[3])):
+        for a, b in zip(mine.parameters(), theirs.parameters(), strict=True):
+            assert torch.equal(a, b)
+    narrow = TransformerStudent(sig, 8, 2, 1, VOCAB)
+    info = init_from_teacher(narrow, teacher, sig)
+    assert info["copied"] == [] and any("shapes differ" in s for s in info["not_copied"])

@@ -121,7 +121,12 @@ def test_the_losses_are_registered_and_refuse_runs_without_features() -> None:
 
 @pytest.mark.parametrize(
     ("student", "teacher", "expected"),
-    [(2, 4, [(0, 1), (1, 3)]), (3, 6, [(0, 1), (1, 3), (2, 5)]), (1, 4, [(0, 3)]), (4, 4, [(0, 0), (1, 1), (2, 2), (3, 3)])],
+    [
+        (2, 4, [(0, 1), (1, 3)]),
+        (3, 6, [(0, 1), (1, 3), (2, 5)]),
+        (1, 4, [(0, 3)]),
+        (4, 4, [(0, 0), (1, 1), (2, 2), (3, 3)]),
+    ],
 )
 def test_depth_pairs_take_every_other_layer_and_end_with_the_last(
     student: int, teacher: int, expected: list[tuple[int, int]]
