@@ -42,13 +42,14 @@ class BuildStudent(Step):
 
             build_previous_student(ctx, state)
             return
-        from workers.steps.students_transformer import build_for_run, wants_transformer
+        from workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
 
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
             build_for_run(ctx, state, self.config)
             return
         if state.signature is not None and needs_multi_student(state.signature):
             self._build_multi(ctx, state)
+            offer_transformer(ctx, state)
             return
         choice = choose_arch(
             modality=data.modality,

@@ -398,3 +398,21 @@ def build_for_run(ctx: Any, state: Any, config: Any) -> None:
          f"params, {arch['macs']:,} MACs ({arch['chosen_because']}); from the teacher: "
          f"{', '.join(arch['init_from_teacher'].get('copied') or ['nothing'])}"},
     )  # fmt: skip
+
+
+def offer_transformer(ctx: Any, state: Any) -> None:
+    """When another family was built for a token teacher whose graph is a transformer, say that
+    method transformer exists (a progress event; nothing else changes). Detection failures are
+    ignored: this is advice, and the run must not fail on it."""
+    import contextlib
+
+    sig = state.signature
+    with contextlib.suppress(Exception):
+        token_inputs(sig)
+        shape = teacher_shape_of(state.teacher, state.data.inputs_of("train"))
+        if shape is not None:
+            ctx.emit(
+                "progress",
+                {"message": f"the teacher is a transformer ({shape.layers} layers, {shape.heads} heads): "
+                 "options.method transformer distils it into a transformer student with attention transfer"},
+            )  # fmt: skip

@@ -189,3 +189,14 @@ def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block
     narrow = TransformerStudent(sig, 8, 2, 1, VOCAB)
     info = init_from_teacher(narrow, teacher, sig)
     assert info["copied"] == [] and any("shapes differ" in s for s in info["not_copied"])
+
+
+def test_a_transformer_teacher_is_detected_and_the_method_offered(tmp_path: Path) -> None:
+    teacher, data = _files(tmp_path, n=64)
+    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile="cpu-x86")
+    state = RunState()
+    for step in (LoadTeacher(), LoadData(), BuildStudent()):
+        step.run(ctx, state)
+    assert state.student_arch["family"] == "multi"  # method kd, family auto: the existing student
+    messages = [e.data.get("message", "") for e in events]
+    assert any("the teacher is a transformer (4 layers, 4 heads)" in m for m in messages)
