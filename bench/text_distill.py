@@ -3,7 +3,8 @@ r-cran-modeldata's small_fine_foods (bench.material's reader, vocabulary and tok
 ONNX, distilled by the engine into a 2-layer transformer student with and without attention transfer:
 
 - "kd": options.student.family transformer, method kd (logits KD + label CE, no feature terms);
-- "transformer": method transformer (the same + MiniLM attention / value relation + TinyBERT hidden).
+- "transformer": method transformer (the same + MiniLM attention / value relation + TinyBERT hidden);
+- "minilm" (optional, --arms): method transformer with options.losses keeping MiniLM's two terms only.
 
 Each arm runs 3 seeds. The transfer set is the 4000 training reviews (the engine splits it into
 train/val/test); the figures are on the 1000 testing reviews, which neither teacher nor student saw:
@@ -12,7 +13,8 @@ accuracy vs labels, top-1 agreement with the teacher, file size, and batch-1 lat
 the engine quantizes other students, and dynamic as it quantizes transformer students) are reference
 rows.
 
-    .venv/bin/python -m bench.text_distill --work /tmp/text_distill [--epochs 15] [--seeds 0 1 2]
+    .venv/bin/python -m bench.text_distill --work /tmp/text_distill [--epochs 15] [--seeds 0 1 2] \
+        [--arms kd transformer minilm]
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def run_arm(work: Path, teacher: Path, arm: str, seed: int, epochs: int, steps: 
 
     out = work / f"{arm}_s{seed}"
     opts: dict[str, Any] = {
-        "method": "transformer" if arm == "transformer" else "kd",
+        "method": "kd" if arm == "kd" else "transformer",
         "student": {"family": "transformer", "depth": 2},
         "epochs": epochs,
         "patience": epochs,
@@ -132,6 +134,8 @@ def run_arm(work: Path, teacher: Path, arm: str, seed: int, epochs: int, steps: 
         "qat": "never",
         "device": "cpu",
     }
+    if arm == "minilm":  # attention transfer alone: MiniLM's two terms, no TinyBERT hidden states
+        opts["losses"] = [{"key": "minilm_attention"}, {"key": "minilm_value"}]
     spec = PipelineSpec(
         teacher_path=teacher, data_path=work / "transfer.npz", profile=builtin_profiles()["cpu-x86"],
         options=JobOptions(**opts), out_dir=out,
@@ -154,6 +158,7 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--runs", type=int, default=300, help="latency samples")
+    ap.add_argument("--arms", nargs="+", default=["kd", "transformer"], choices=["kd", "transformer", "minilm"])
     args = ap.parse_args()
     import torch
 
@@ -194,7 +199,7 @@ def main() -> None:
     save(args.work, rows)
     base = ("load_teacher", "load_data", "build_student", "distill", "export_onnx", "quantize_onnx")
     for seed in args.seeds:
-        for arm in ("kd", "transformer"):
+        for arm in args.arms:
             out = args.work / f"{arm}_s{seed}"
             if not (out / "student_int8.onnx").exists():  # a finished arm is kept (the bench resumes)
                 res = run_arm(args.work, teacher, arm, seed, args.epochs, base)
