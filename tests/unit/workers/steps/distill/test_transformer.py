@@ -128,6 +128,11 @@ def test_transformer_method_distils_attention_and_exports_fp32_and_int8(tmp_path
     assert state.artifacts["onnx_int8"].metadata["check"]["max_abs_diff_vs_fp32"]["logits"] < 0.5 * float(
         np.abs(fp32).max()
     )
+    from workers.steps.verify import Verify
+
+    Verify().run(ctx, state)  # verified like every other artifact: per output against the teacher
+    for variant in ("student_fp32", "onnx_fp32", "onnx_int8"):
+        assert state.metrics[variant]["outputs"]["logits"]["top1_agreement"] > 0.5, variant
 
 
 def test_family_transformer_with_kd_trains_logits_only(tmp_path: Path) -> None:
