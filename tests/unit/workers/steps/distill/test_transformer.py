@@ -205,3 +205,20 @@ def test_a_transformer_teacher_is_detected_and_the_method_offered(tmp_path: Path
     assert state.student_arch["family"] == "multi"  # method kd, family auto: the existing student
     messages = [e.data.get("message", "") for e in events]
     assert any("the teacher is a transformer (4 layers, 4 heads)" in m for m in messages)
+
+
+def test_the_report_summary_names_the_transformer_terms_and_pairs() -> None:
+    from workers.steps.distill.report_section import summary_lines
+
+    lines = summary_lines(
+        {
+            "method": "transformer",
+            "transformer": {"terms_used": ["kl_output", "minilm_attention"], "heads": "per head (4 = 4)"},
+            "features": {"pairs": [{"role": "attention", "student": "blocks.1.attn_softmax", "teacher": "sm3",
+                                    "how": "MiniLM: last layer <- last layer"}]},
+        }
+    )  # fmt: skip
+    assert "- Transformer terms: kl_output, minilm_attention; heads per head (4 = 4)" in lines
+    assert any(
+        line.startswith("- Feature pair: attention student blocks.1.attn_softmax <- teacher sm3") for line in lines
+    )
