@@ -24,6 +24,8 @@ _METHOD_HELP: dict[str, str] = {
     "qat_kd": "KD with quantization-aware fine-tuning for int8",
     "lifelong": "Continue from an earlier student without forgetting",
     "nas": "Search the student's architecture within the device's budgets",
+    "transformer": "Token-sequence teachers: a small transformer student with MiniLM attention and TinyBERT "
+    "hidden-state transfer",
     "auto": "Let edgedistill choose",
 }
 # The methods the engine's option schema accepts (workers.pipeline.spec, pure data like JobOptions).

@@ -165,7 +165,7 @@ def check_data(
 
 # Methods that train on a teacher with several inputs or outputs, or outputs other than plain class
 # scores / regression values: the ones whose losses are defined per output kind.
-MULTI_IO_METHODS: frozenset[str] = frozenset({"kd", "labels_only", "qat_kd", "auto"})
+MULTI_IO_METHODS: frozenset[str] = frozenset({"kd", "labels_only", "qat_kd", "transformer", "auto"})
 # Output kinds the single-output methods (feature, relational, data-free, NAS, lifelong) handle.
 LEGACY_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities", "regression"})
 CLASS_SCORE_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities"})

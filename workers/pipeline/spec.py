@@ -14,7 +14,7 @@ from workers.profiles.schema import DeviceProfile
 # Distillation methods a job can ask for (workers.steps.distill.methods implements each one).
 METHODS: tuple[str, ...] = (
     "kd", "labels_only", "fitnet", "at", "rkd", "sp", "relational", "data_free", "qat_kd", "lifelong", "nas",
-    "hybrid", "auto",
+    "hybrid", "transformer", "auto",
 )  # fmt: skip
 
 
@@ -31,6 +31,11 @@ class LossTerm(BaseModel):
 class StudentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    family: Literal["auto", "transformer"] = Field(
+        default="auto",
+        description="auto: chosen from the teacher's signature (method transformer picks the transformer "
+        "student); transformer: a small transformer for token-sequence teachers",
+    )
     # None = chosen automatically to fit the profile's budgets.
     width: int | None = Field(default=None, ge=4, le=1024, description="Channels (CNN) or hidden units (MLP)")
     depth: int | None = Field(default=None, ge=1, le=16, description="Blocks (CNN) or hidden layers (MLP)")

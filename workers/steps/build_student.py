@@ -48,8 +48,14 @@ class BuildStudent(Step):
             state.sizing = None
             state.student_arch["sizing"] = {"mode": "fixed", "reason": "continues the earlier student (init_from)"}
             return
+        from workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
+
+        if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
+            build_for_run(ctx, state, self.config)
+            return
         if state.signature is not None and needs_multi_student(state.signature):
             self._build_multi(ctx, state)
+            offer_transformer(ctx, state)
             return
         width = self.config.width or opts.student.width
         depth = self.config.depth or opts.student.depth

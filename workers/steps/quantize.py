@@ -111,6 +111,19 @@ def quantize_onnx_int8(
             )
 
 
+def quantize_onnx_dynamic(src: Path, dst: Path, work_dir: Path) -> None:
+    """quant_pre_process then quantize_dynamic: int8 MatMul / Gather weights, activations quantised at
+    run time. Used for transformer students (students_transformer.py), where static QDQ of the
+    attention activations lost accuracy and speed (docs/benchmarks.md, "Transformer distillation")."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix=".quant-") as tmp_dir:
+        pre = Path(tmp_dir) / "pre.onnx"
+        quant_pre_process(str(src), str(pre))
+        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
+
+
 class QuantizeOnnx(Step):
     """Reads state.artifacts["onnx_fp32"], state.data; writes state.artifacts["onnx_int8"]."""
 
@@ -194,9 +207,13 @@ class QuantizeOnnx(Step):
         n = int(next(iter(samples.values())).shape[0])
         ctx.emit("progress", {"message": f"calibrating int8 ONNX on {n} training samples ({opts.calibration})"})
         x = _check_inputs(state, CHECK_SAMPLES)
+        dynamic = state.student_arch.get("family") == "transformer"
         with staged_file(ctx.work_dir, FILENAME) as tmp:
             try:
-                quantize_onnx_int8(fp32.path, tmp, samples, opts.calibration, ctx.work_dir)
+                if dynamic:
+                    quantize_onnx_dynamic(fp32.path, tmp, ctx.work_dir)
+                else:
+                    quantize_onnx_int8(fp32.path, tmp, samples, opts.calibration, ctx.work_dir)
                 onnx.checker.check_model(str(tmp))
             except Exception as exc:
                 raise PipelineError(f"int8 quantization of the ONNX model failed: {exc}", stage=self.stage) from exc
@@ -214,6 +231,14 @@ class QuantizeOnnx(Step):
                 "teacher_io": fp32.metadata.get("teacher_io"),
                 "changes_vs_teacher": fp32.metadata.get("changes_vs_teacher", []),
                 "quantization": {
+                    "tool": "onnxruntime.quantization.quantize_dynamic",
+                    "format": "integer ops (MatMulInteger, DynamicQuantizeLinear)",
+                    "weights": "QInt8 (MatMul, Gather)",
+                    "activations": "quantised at run time",
+                    "integer_inputs": "fed as int64, not quantised",
+                }
+                if dynamic
+                else {
                     "tool": "onnxruntime.quantization.quantize_static",
                     "format": "QDQ",
                     "activations": "QInt8",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,6 @@ class OnnxTaps(TeacherTaps):
 
     def __init__(self, path: Path, input_name: str, probe: np.ndarray, fixed_batch: int | None = None) -> None:
         import onnx
-        import onnxruntime as ort
 
         model = onnx.load(str(path), load_external_data=True)
         graph_outputs = {o.name for o in model.graph.output}
@@ -146,20 +145,7 @@ class OnnxTaps(TeacherTaps):
                 node.op_type == "Add" and len(node.input) == 2 and not (set(node.input) & initializers)
             ):
                 names.extend(o for o in node.output[:1] if o and o not in graph_outputs)
-        # value_info from shape inference where it is known; the shapes are read from a probe run anyway
-        with contextlib.suppress(Exception):
-            model = onnx.shape_inference.infer_shapes(model)
-        known = {o.name for o in model.graph.output}
-        for name in names:
-            if name not in known:
-                model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise InputError(f"onnxruntime cannot run the teacher with its intermediate outputs: {exc}") from exc
+        self._session = _onnx_session_with_outputs(model, names)
         self._input = input_name
         self._fixed = fixed_batch
         outs = self._session.run(names, {input_name: self._pad(probe[:PROBE].astype(np.float32))})
@@ -179,6 +165,27 @@ class OnnxTaps(TeacherTaps):
         n = x.shape[0]
         outs = self._session.run(list(names), {self._input: self._pad(x)})
         return [np.asarray(o, dtype=np.float32)[:n] for o in outs]
+
+
+def _onnx_session_with_outputs(model: Any, names: Sequence[str]) -> Any:
+    """An onnxruntime session of `model` with the named intermediate tensors added as graph outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    # value_info from shape inference where it is known; the shapes are read from a probe run anyway
+    with contextlib.suppress(Exception):
+        model = onnx.shape_inference.infer_shapes(model)
+    known = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in known:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise InputError(f"onnxruntime cannot run the teacher with its intermediate outputs: {exc}") from exc
 
 
 class TorchTaps(TeacherTaps):
@@ -369,9 +376,12 @@ def student_taps(student: nn.Module, probe: np.ndarray) -> list[Tap]:
 class StudentHooks:
     """Forward hooks that keep the outputs of named student modules during one forward pass."""
 
-    def __init__(self, student: nn.Module, names: Sequence[str], targets: Sequence[tuple[int, ...]] = ()) -> None:
+    def __init__(
+        self, student: nn.Module, names: Sequence[str], targets: Sequence[tuple[int, ...]] = (), raw: bool = False
+    ) -> None:
         self.student, self.names = student, list(names)
         self.targets = list(targets)  # per name: the aligned per-sample shape, () = as produced
+        self.raw = raw  # sequence features (attention maps, hidden states): as produced, no layout change
         self._out: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
 
@@ -397,6 +407,8 @@ class StudentHooks:
 
     def collect(self) -> list[torch.Tensor]:
         """The features of the last forward, aligned to the targets."""
+        if self.raw:
+            return [self._out[n] for n in self.names]
         feats = [as_feature(self._out[n]) for n in self.names]
         if not self.targets:
             return feats
@@ -613,3 +625,191 @@ def plan_features(
         student_candidates=students,
         teacher_candidates=list(taps.candidates),
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# sequence (transformer) taps: attention probabilities, values and hidden states per layer
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformerLayer:
+    """One teacher layer in graph order: its attention probabilities (H, L, L) (a Softmax output),
+    the values they weigh (H, L, dh) (the other input of the MatMul that reads them) and its output
+    hidden state (L, d) (the last residual Add before the next layer's Softmax)."""
+
+    attention: Tap
+    values: Tap | None
+    hidden: Tap | None
+
+
+class OnnxSequenceTaps(TeacherTaps):
+    """ONNX teachers with several inputs (token ids + mask): every input fed by name."""
+
+    kind = "onnx graph outputs (Softmax attention, values, residual adds)"
+
+    def __init__(self, path: Path, probe: Mapping[str, np.ndarray], fixed_batch: int | None = None) -> None:
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=True)
+        self._inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+        initializers = {i.name for i in model.graph.initializer}
+        nodes = list(model.graph.node)
+        softmax: list[tuple[int, str]] = []
+        adds: list[tuple[int, str]] = []
+        value_of: dict[str, str] = {}
+        for pos, node in enumerate(nodes):
+            if node.op_type == "Softmax" and node.output:
+                softmax.append((pos, node.output[0]))
+            elif node.op_type == "Add" and len(node.input) == 2 and not (set(node.input) & initializers):
+                adds.append((pos, node.output[0]))
+        probs = {name for _, name in softmax}
+        for node in nodes:
+            if node.op_type == "MatMul" and node.input[0] in probs:
+                value_of[node.input[0]] = node.input[1]
+        names = list(dict.fromkeys([*(n for _, n in softmax), *(n for _, n in adds), *value_of.values()]))
+        self._session = _onnx_session_with_outputs(model, names) if names else None
+        self._fixed = fixed_batch
+        self.layers: list[TransformerLayer] = []
+        self.candidates = []
+        if self._session is None:
+            return
+        feed = {k: self._pad(np.asarray(probe[k])[:PROBE]) for k in self._inputs}
+        shapes = {
+            n: tuple(int(d) for d in np.asarray(o).shape[1:])
+            for n, o in zip(names, self._session.run(names, feed), strict=True)
+        }
+        att = [(p, n) for p, n in softmax if len(shapes[n]) == 3 and shapes[n][1] == shapes[n][2]]
+        if not att:
+            return
+        seq = shapes[att[0][1]][1]
+        hidden = [(p, n) for p, n in adds if len(shapes[n]) == 2 and shapes[n][0] == seq]
+        count = len(att)
+        for i, (p, n) in enumerate(att):
+            end = att[i + 1][0] if i + 1 < count else len(nodes)
+            h = [name for q, name in hidden if p < q < end]
+            v = value_of.get(n)
+            self.layers.append(
+                TransformerLayer(
+                    attention=Tap(n, shapes[n], i, count),
+                    values=Tap(v, shapes[v], i, count) if v is not None and len(shapes[v]) == 3 else None,
+                    hidden=Tap(h[-1], shapes[h[-1]], i, count) if h else None,
+                )
+            )
+        self.candidates = [t for layer in self.layers for t in (layer.attention, layer.values, layer.hidden) if t]
+
+    def _pad(self, x: np.ndarray) -> np.ndarray:
+        if self._fixed and x.shape[0] < self._fixed:
+            return np.concatenate([x, np.repeat(x[-1:], self._fixed - x.shape[0], axis=0)])
+        return x
+
+    def _run(self, x: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+        raise InputError("this teacher takes several inputs: its features are read with run_inputs")
+
+    def run_inputs(
+        self, inputs: Mapping[str, np.ndarray], names: Sequence[str], batch_size: int = FEATURE_BATCH
+    ) -> Iterator[list[np.ndarray]]:
+        """The named features, batch by batch, for inputs by name (fed in the graph's dtypes)."""
+        assert self._session is not None
+        types = {i.name: i.type for i in self._session.get_inputs()}
+        n = int(np.asarray(inputs[self._inputs[0]]).shape[0])
+        step = self._fixed or batch_size
+        for i in range(0, n, step):
+            feed = {}
+            for k in self._inputs:
+                arr = np.asarray(inputs[k])[i : i + step]
+                dtype = np.int64 if "int64" in types[k] else np.int32 if "int32" in types[k] else np.float32
+                feed[k] = self._pad(np.ascontiguousarray(arr, dtype=dtype))
+            m = min(step, n - i)
+            outs = self._session.run(list(names), feed)
+            yield [np.asarray(o, dtype=np.float32)[:m] for o in outs]
+
+
+def sequence_taps(teacher: Any, probe: Mapping[str, np.ndarray]) -> OnnxSequenceTaps | None:
+    """The transformer layers of a teacher's graph (empty `layers` when it has no attention Softmax);
+    None for formats whose attention is not read (TorchScript, .pt2, TFLite: not implemented)."""
+    from workers.steps.teacher import OnnxTeacher
+
+    if isinstance(teacher, OnnxTeacher):
+        return OnnxSequenceTaps(teacher.path, probe, teacher.fixed_batch)
+    return None
+
+
+def depth_pairs(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) by depth, TinyBERT's g(m) = m * T / S (1-based): every other
+    teacher layer for a half-depth student, the last with the last."""
+    return [(i, max(0, round((i + 1) * teacher_layers / student_layers) - 1)) for i in range(student_layers)]
+
+
+class SequencePair(Pair):
+    """A pair of sequence features (attention maps, values, hidden states), kept at their own shapes."""
+
+    @property
+    def shape(self) -> PairShape:
+        return PairShape(self.student.shape, self.teacher.shape)
+
+
+@dataclass
+class SequencePlan(FeaturePlan):
+    roles: list[str] = field(default_factory=list)  # per pair: "attention", "values" or "hidden"
+
+    def hooks(self, student: nn.Module) -> StudentHooks:
+        return StudentHooks(student, [p.student.name for p in self.pairs], raw=True)
+
+    def indices(self, role: str) -> list[int]:
+        return [i for i, r in enumerate(self.roles) if r == role]
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        for p, role in zip(d["pairs"], self.roles, strict=True):
+            p["role"] = role
+        return d
+
+
+def student_sequence_taps(student: nn.Module, names: Sequence[str], probe: Mapping[str, np.ndarray],
+                          input_names: Sequence[str]) -> list[Tap]:  # fmt: skip
+    """Shapes of the named student modules' outputs from a probe forward."""
+    device = next(student.parameters()).device
+    args = [torch.as_tensor(np.ascontiguousarray(probe[n][:PROBE])).to(device) for n in input_names]
+    with StudentHooks(student, names, raw=True) as hooks, torch.no_grad():
+        was = student.training
+        student.eval()
+        student(*args)
+        student.train(was)
+        feats = hooks.collect()
+    return [
+        Tap(n, tuple(int(d) for d in f.shape[1:]), i, len(names))
+        for i, (n, f) in enumerate(zip(names, feats, strict=True))
+    ]
+
+
+def plan_sequence_features(
+    taps: OnnxSequenceTaps, wanted: Sequence[tuple[str, str, Tap, str]], inputs: Mapping[str, np.ndarray],
+    student_taps: Mapping[str, Tap], cache_mb: float,
+) -> SequencePlan:  # fmt: skip
+    """wanted: (role, student module, teacher tap, how) in priority order (most important first). Pairs
+    are dropped from the end while n samples of float16 teacher features exceed cache_mb."""
+    n = int(np.asarray(next(iter(inputs.values()))).shape[0])
+    budget = cache_mb * 2**20
+    notes: list[str] = []
+    keep = list(wanted)
+    while keep and n * 2 * sum(math.prod(t.shape) for _, _, t, _ in keep) > budget:
+        role, s, t, _ = keep.pop()
+        notes.append(f"dropped {role} pair {s} <- {t.name}: feature cache budget (options.features.cache_mb)")
+    if not keep:
+        raise InputError(
+            f"the teacher's attention maps of {n:,} samples do not fit options.features.cache_mb={cache_mb:g}; raise it"
+        )
+    pairs = [SequencePair(student_taps[s], t, (), how) for _, s, t, how in keep]
+    cache = [np.empty((n, *p.teacher.shape), dtype=np.float16) for p in pairs]
+    start = 0
+    for batch in taps.run_inputs(inputs, [p.teacher.name for p in pairs]):
+        m = batch[0].shape[0]
+        for c, f in zip(cache, batch, strict=True):
+            c[start : start + m] = f.astype(np.float16)
+        start += m
+    return SequencePlan(
+        pairs=list(pairs), teacher_kind=taps.kind, cache=cache, notes=notes,
+        student_candidates=list(student_taps.values()), teacher_candidates=list(taps.candidates),
+        roles=[r for r, _, _, _ in keep],
+    )  # fmt: skip

@@ -7,9 +7,10 @@ Batch keys: "student_logits" (B, k), "teacher_logits" (B, k), "labels" ((B,) int
 lifelong runs), and for feature losses "student_features" / "teacher_features": lists with one
 tensor per paired layer, (B, C, H, W) or (B, C), spatial sizes already aligned (features.py).
 
-Losses live in four modules that register on import: this one (single outputs), output_losses.py
+Losses live in five modules that register on import: this one (single outputs), output_losses.py
 (one term per output of any kind, for multi-output teachers), feature_losses.py (FitNets, attention
-transfer) and relational_losses.py (RKD, similarity-preserving)."""
+transfer), relational_losses.py (RKD, similarity-preserving) and transformer_losses.py (MiniLM,
+TinyBERT)."""
 
 from __future__ import annotations
 
@@ -268,4 +269,9 @@ def method_terms(method: str, *, task: str, has_labels: bool, alpha: float, temp
 
 
 # The feature and relational losses register themselves on import.
-from workers.steps.distill import feature_losses, output_losses, relational_losses  # noqa: E402, F401
+from workers.steps.distill import (  # noqa: E402, F401
+    feature_losses,
+    output_losses,
+    relational_losses,
+    transformer_losses,
+)

@@ -141,6 +141,13 @@ METHODS: dict[str, Method] = {
             procedure="nas",
         ),
         Method("hybrid", "KD + attention transfer + relational KD", _plus(*HYBRID_EXTRA)),
+        Method(
+            "transformer",
+            "token-sequence teachers: a smaller transformer student, logits KD + MiniLM self-attention and "
+            "value-relation transfer (Wang et al. 2020) + TinyBERT hidden-state matching (Jiao et al. 2020); "
+            "features from the teacher graph's Softmax nodes (distill/transformer.py)",
+            _plus(),
+        ),
     )
 }
 if set(METHODS) | {"auto"} != set(METHOD_NAMES):  # the API validates names with spec.METHODS

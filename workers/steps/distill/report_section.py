@@ -45,9 +45,15 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
     terms = section.get("loss_terms") or []
     if terms:
         lines.append("- Loss: " + " + ".join(f"{t.get('weight'):g} x {t.get('key')}" for t in terms))
+    tr = section.get("transformer") or {}
+    if tr:
+        lines.append(f"- Transformer terms: {', '.join(tr.get('terms_used') or [])}; heads {tr.get('heads', 'n/a')}")
+        if tr.get("note"):
+            lines.append(f"- Transformer: {tr['note']}")
     feats = section.get("features") or {}
     for p in feats.get("pairs") or []:
-        lines.append(f"- Feature pair: student {p['student']} <- teacher {p['teacher']} ({p['how']})")
+        role = f"{p['role']} " if p.get("role") else ""
+        lines.append(f"- Feature pair: {role}student {p['student']} <- teacher {p['teacher']} ({p['how']})")
     qat = section.get("qat") or {}
     for variant, row in (qat.get("ptq_vs_qat_kd") or {}).items():
         if row.get("ptq") is not None or row.get("qat_kd") is not None:

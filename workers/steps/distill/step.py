@@ -15,7 +15,7 @@ fine-tuning is the next step (qat.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from workers.pipeline.base import Step
@@ -55,6 +55,8 @@ def make_plan(ctx: RunContext, state: RunState) -> Plan:
         has_data=not getattr(data, "synthetic", False) and data.x_of("train").shape[0] > 0,
         has_init=ctx.spec.init_from_path is not None,
     )
+    if plan.method == "transformer" and not multi:
+        raise InputError("method transformer distils token-sequence teachers (token ids, optionally a mask)")
     if multi:
         plan.requested = ctx.spec.options.method
         if ctx.spec.options.method == "auto":
@@ -170,16 +172,28 @@ def _fit_multi(
         state.signature, opts, state.teacher_outputs["train"], method=state.distillation.get("method", opts.method),
         has_labels=data.has_labels, primary=data.primary_output,
     )  # fmt: skip
+    features = None
+    if state.distillation.get("method") == "transformer":  # + MiniLM / TinyBERT terms (transformer.py)
+        from workers.steps.distill.transformer import plan_transformer
+
+        ctx.emit("progress", {"message": "reading the teacher's attention and hidden states once (cached, float16)"})
+        extra, features, info = plan_transformer(ctx, state, student)
+        terms = [*terms, *extra]
+        state.distillation["transformer"] = info
     state.distillation["loss_terms_planned"] = [t.model_dump() for t in terms]
     available = {"student_outputs", "teacher_outputs", *({"labels"} if data.has_labels else set())}
+    if features is not None:
+        available |= {"student_features", "teacher_features"}
     loss_fn = build_loss(terms, task=data.task, available=available)
     device = torch.device(config.device)
     train, val = split_tensors(state, "train", device), split_tensors(state, "val", device)
+    if features is not None:
+        train = replace(train, feats=tuple(torch.as_tensor(c).to(device) for c in features.cache))
     result = train_student(
         student, loss_fn, task=data.task, train=train, val=val, config=config, on_epoch=on_epoch,
-        check_cancel=ctx.check_cancel, score_fn=score_fn(state, opts, "val"),
+        check_cancel=ctx.check_cancel, score_fn=score_fn(state, opts, "val"), features=features,
     )  # fmt: skip
-    return Fitted(result, loss_fn, None, terms)
+    return Fitted(result, loss_fn, features, terms)
 
 
 def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None:
