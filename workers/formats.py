@@ -134,7 +134,9 @@ def _classify_torch_zip(zf: zipfile.ZipFile, names: list[str], what: str) -> Mod
         check_pt2_archive(zf, root or "", what=what)
         return "pt2"
     has_code = any(n.startswith("code/") for n in rel)
-    if has_code and "data.pkl" in rel and "constants.pkl" in rel and "version" in rel:
+    # newer torch.jit.save archives keep their format version as .data/version, older ones as version
+    versioned = "version" in rel or ".data/version" in rel
+    if has_code and "data.pkl" in rel and "constants.pkl" in rel and versioned:
         return "torchscript"
     if "data.pkl" in rel:
         raise UnsupportedModelFormat(

@@ -49,6 +49,24 @@ def test_sniffs_each_format_by_content_not_name(
     assert sniff_model_format(renamed) == fmt
 
 
+def test_torchscript_with_its_version_under_dot_data_is_torchscript(
+    digits_teacher_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Some torch.jit.save archives record the version as .data/version only: still TorchScript,
+    not a torch.save() checkpoint."""
+    src = zipfile.ZipFile(digits_teacher_files["torchscript"])
+    out = tmp_path / "traced.pt"
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            root, _, rel = info.filename.partition("/")
+            name = f"{root}/.data/version" if rel == "version" else info.filename
+            if rel != ".data/version" or name == info.filename:
+                dst.writestr(name, src.read(info.filename))
+    names = zipfile.ZipFile(out).namelist()
+    assert not any(n.split("/", 1)[1] == "version" for n in names) and any(n.endswith(".data/version") for n in names)
+    assert sniff_model_format(out) == "torchscript"
+
+
 def test_empty_file_is_refused(tmp_path: Path) -> None:
     p = tmp_path / "m.onnx"
     p.write_bytes(b"")
