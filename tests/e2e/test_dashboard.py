@@ -74,7 +74,7 @@ def test_upload_submit_watch_live_report_download(
     page.get_by_label("mcu-cortex-m4").check()
     page.get_by_label("Epochs").fill("3")
     # Beyond reach (150 % of the teacher): the job succeeds but must show the below-target state.
-    page.get_by_label("Quality target").fill("1.5")
+    page.get_by_role("spinbutton", name="Quality target").fill("1.5")
     page.get_by_text("Advanced options").click()
     page.get_by_label("Benchmark runs").fill("20")
     page.get_by_label("Calibration samples").fill("64")
