@@ -163,24 +163,41 @@ def _batch(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
+# numpy dtype of each onnxruntime tensor type a model may declare for an input
+ORT_NUMPY_TYPES: dict[str, Any] = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
+}
+
+
+def open_onnx_session(path: Path, threads: int) -> tuple[Any, str]:
+    """(CPU InferenceSession with `threads` intra-op threads, onnxruntime version); one-line errors."""
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError as exc:
+        raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise AgentError(f"onnxruntime cannot load {path.name}: {exc}") from exc
+    return session, str(ort.__version__)
+
+
 class OnnxModel:
     runtime_name = "onnxruntime"
     layout: str | None = None
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        try:
-            ort = importlib.import_module("onnxruntime")
-        except ImportError as exc:
-            raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise AgentError(f"onnxruntime cannot load {path.name}: {exc}") from exc
-        self.runtime_version = str(ort.__version__)
+        self.session, self.runtime_version = open_onnx_session(path, threads)
         inp = self.session.get_inputs()[0]
         if inp.type != "tensor(float)":
             raise AgentError(

@@ -16,25 +16,17 @@ import numpy as np
 from agent.errors import AgentError, RuntimeUnavailable
 from agent.runtimes import (
     CHANNEL_LAST,
+    ORT_NUMPY_TYPES,
     Quantization,
     dequantize,
     family,
+    open_onnx_session,
     quantize,
     standardize_input,
     tflite_quantization,
     tflite_runtime_module,
     to_layout,
 )
-
-_ORT_TYPES = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
 
 
 def _n(inputs: dict[str, np.ndarray]) -> int:
@@ -52,19 +44,7 @@ class OnnxMultiModel:
     runtime_name = "onnxruntime"
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        try:
-            ort = importlib.import_module("onnxruntime")
-        except ImportError as exc:
-            raise RuntimeUnavailable("onnxruntime is not installed: pip install onnxruntime") from exc
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise AgentError(f"onnxruntime cannot load {path.name}: {exc}") from exc
-        self.runtime_version = str(ort.__version__)
+        self.session, self.runtime_version = open_onnx_session(path, threads)
         self.path = path
         self.ins = self.session.get_inputs()
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -80,7 +60,7 @@ class OnnxMultiModel:
         if missing:
             raise AgentError(f"{self.path.name} takes inputs {missing} that the probe does not have")
         return {
-            i.name: np.ascontiguousarray(inputs[i.name][start:stop], dtype=_ORT_TYPES.get(i.type, np.float32))
+            i.name: np.ascontiguousarray(inputs[i.name][start:stop], dtype=ORT_NUMPY_TYPES.get(i.type, np.float32))
             for i in self.ins
         }
 

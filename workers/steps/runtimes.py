@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.runtimes import ORT_NUMPY_TYPES
 from workers.pipeline.errors import PipelineError
 from workers.steps.model_info import tflite_ops
 
@@ -418,15 +419,8 @@ def run_tflm(
 # several inputs and outputs, by name (the engine contract)
 # --------------------------------------------------------------------------------------------------
 
-NP_OF_ORT = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
+# onnxruntime tensor type -> numpy dtype: the agent's table (the same inputs are fed on devices)
+NP_OF_ORT = ORT_NUMPY_TYPES
 
 
 def _batch_size_of(inputs: dict[str, np.ndarray]) -> int:
