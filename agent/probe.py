@@ -4,8 +4,10 @@ the comparison of the device's outputs with the host's."""
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,12 +25,19 @@ class Probe:
 
     def reference_for(self, kind: str) -> tuple[str, np.ndarray]:
         """(variant, host outputs) to compare an artifact of this kind with."""
-        if kind in self.outputs:
-            return kind, self.outputs[kind]
-        if kind.endswith("_fp32") and FLOAT_REFERENCE in self.outputs:
-            return FLOAT_REFERENCE, self.outputs[FLOAT_REFERENCE]
-        have = ", ".join(sorted(self.outputs)) or "none"
-        raise AgentError(f"the probe has no host outputs for {kind} (it has: {have})")
+        variant = reference_variant(self.outputs, kind)
+        return variant, self.outputs[variant]
+
+
+def reference_variant(outputs: Mapping[str, Any], kind: str) -> str:
+    """The probe variant whose host outputs an artifact of this kind is compared with: its own, else the
+    float student's for fp32 artifacts."""
+    if kind in outputs:
+        return kind
+    if kind.endswith("_fp32") and FLOAT_REFERENCE in outputs:
+        return FLOAT_REFERENCE
+    have = ", ".join(sorted(outputs)) or "none"
+    raise AgentError(f"the probe has no host outputs for {kind} (it has: {have})")
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:

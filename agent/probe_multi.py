@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import AgentError
-from agent.probe import FLOAT_REFERENCE, Agreement, compare
+from agent.probe import Agreement, compare, reference_variant
 
 MANIFEST_KEY = "probe_manifest"
 SEPARATOR = "__"
@@ -31,12 +31,8 @@ class MultiProbe:
         return int(next(iter(self.inputs.values())).shape[0])
 
     def reference_for(self, kind: str) -> tuple[str, dict[str, np.ndarray]]:
-        if kind in self.outputs:
-            return kind, self.outputs[kind]
-        if kind.endswith("_fp32") and FLOAT_REFERENCE in self.outputs:
-            return FLOAT_REFERENCE, self.outputs[FLOAT_REFERENCE]
-        have = ", ".join(sorted(self.outputs)) or "none"
-        raise AgentError(f"the probe has no host outputs for {kind} (it has: {have})")
+        variant = reference_variant(self.outputs, kind)
+        return variant, self.outputs[variant]
 
 
 def is_multi(arrays: dict[str, np.ndarray]) -> bool:
