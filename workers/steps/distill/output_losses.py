@@ -100,7 +100,7 @@ class BCEOutputLoss(_OutputLoss):
 
 
 @register_loss
-class MaxScoreOutputLoss(_OutputLoss):
+class MaxScoreOutputLoss(BCEOutputLoss):
     """The image-level score of a per-anchor detector output (B, A[, 1]): the largest anchor score,
     which is what a detector thresholds (e.g. "is there a face"); the per-anchor BCE averages over
     hundreds of anchors the teacher is sure are empty, so alone it barely moves the few that decide
@@ -110,13 +110,9 @@ class MaxScoreOutputLoss(_OutputLoss):
         m_s = max_a s_a, p = max_a teacher probability"""
 
     key = "max_score_output"
-    tasks = frozenset({"classification", "regression"})
 
     def __init__(self, index: int = 0, teacher_space: str = "sigmoid_logits") -> None:
-        super().__init__(index)
-        if teacher_space not in SCORE_SPACES:
-            raise ValueError(f"teacher_space must be one of {SCORE_SPACES}")
-        self.teacher_space = teacher_space
+        super().__init__(index, teacher_space)  # a detector's scores are raw logits by default
 
     def forward(self, batch: Batch) -> torch.Tensor:
         s, t = self.pair(batch)
