@@ -1064,49 +1064,58 @@ def tokenize(texts: list[str], vocab: dict[str, int], seq_len: int = SEQ_LEN) ->
     return ids, (ids != PAD).astype(np.int64)
 
 
+def text_transformer_module(layers: int = 2, d: int = 64, heads: int = 4) -> Any:
+    """The review-classifier teacher: token + position embeddings, pre-LN blocks (multi-head attention
+    with the mask as a -1e4 key bias, GELU MLP), mask-aware mean pooling, 2 logits. bench.text_distill
+    trains a deeper one of the same design."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, d: int, heads: int) -> None:
+            super().__init__()
+            self.heads, self.d = heads, d
+            self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+            self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+
+        def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+            b, t, _ = h.shape
+            q, k, v = self.qkv(self.n1(h)).reshape(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+            att = (q @ k.transpose(-1, -2)) / (q.shape[-1] ** 0.5) + bias
+            o = (att.softmax(-1) @ v).transpose(1, 2).reshape(b, t, self.d)
+            h = h + self.proj(o)
+            return h + self.ff(self.n2(h))
+
+    class TextTransformer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tok = nn.Embedding(VOCAB, d)
+            self.pos = nn.Parameter(torch.zeros(1, SEQ_LEN, d))
+            self.blocks = nn.ModuleList([Block(d, heads) for _ in range(layers)])
+            self.head = nn.Linear(d, 2)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            m = attention_mask.to(torch.float32)
+            bias = ((1.0 - m) * -1e4)[:, None, None, :]
+            h = self.tok(input_ids) + self.pos
+            for blk in self.blocks:
+                h = blk(h, bias)
+            pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
+            return self.head(pooled)
+
+    return TextTransformer()
+
+
 def text_transformer(work: Path) -> Case:
     def build(folder: Path) -> Case:
         import torch
-        from torch import nn
-
-        class Block(nn.Module):
-            def __init__(self, d: int, heads: int) -> None:
-                super().__init__()
-                self.heads, self.d = heads, d
-                self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
-                self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
-                self.ff = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
-
-            def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-                b, t, _ = h.shape
-                q, k, v = self.qkv(self.n1(h)).reshape(b, t, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-                att = (q @ k.transpose(-1, -2)) / (q.shape[-1] ** 0.5) + bias
-                o = (att.softmax(-1) @ v).transpose(1, 2).reshape(b, t, self.d)
-                h = h + self.proj(o)
-                return h + self.ff(self.n2(h))
-
-        class TextTransformer(nn.Module):
-            def __init__(self, d: int = 64) -> None:
-                super().__init__()
-                self.tok = nn.Embedding(VOCAB, d)
-                self.pos = nn.Parameter(torch.zeros(1, SEQ_LEN, d))
-                self.blocks = nn.ModuleList([Block(d, 4), Block(d, 4)])
-                self.head = nn.Linear(d, 2)
-
-            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-                m = attention_mask.to(torch.float32)
-                bias = ((1.0 - m) * -1e4)[:, None, None, :]
-                h = self.tok(input_ids) + self.pos
-                for blk in self.blocks:
-                    h = blk(h, bias)
-                pooled = (h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0)
-                return self.head(pooled)
 
         tr_text, tr_y, te_text, te_y = reviews()
         vocab = build_vocab(tr_text)
         ids, mask = tokenize(tr_text, vocab)
         ids_t, mask_t = tokenize(te_text, vocab)
-        model = _fit(TextTransformer(), (ids, mask), tr_y, "ce", epochs=3, batch=64, lr=2e-3)
+        model = _fit(text_transformer_module(), (ids, mask), tr_y, "ce", epochs=3, batch=64, lr=2e-3)
         path = _export_onnx(
             model,
             (torch.zeros(1, SEQ_LEN, dtype=torch.int64), torch.ones(1, SEQ_LEN, dtype=torch.int64)),

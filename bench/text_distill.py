@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -29,46 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.material import SEQ_LEN, VOCAB, _export_onnx, _fit, build_vocab, reviews, tokenize
+from bench.material import SEQ_LEN, _export_onnx, _fit, build_vocab, reviews, text_transformer_module, tokenize
 
 LAYERS, WIDTH, HEADS = 4, 64, 4
 
 
 def teacher_module() -> Any:
-    import torch
-    from torch import nn
-
-    class Block(nn.Module):  # bench.material's text block (pre-LN, GELU MLP)
-        def __init__(self) -> None:
-            super().__init__()
-            self.qkv, self.proj = nn.Linear(WIDTH, 3 * WIDTH), nn.Linear(WIDTH, WIDTH)
-            self.n1, self.n2 = nn.LayerNorm(WIDTH), nn.LayerNorm(WIDTH)
-            self.ff = nn.Sequential(nn.Linear(WIDTH, 2 * WIDTH), nn.GELU(), nn.Linear(2 * WIDTH, WIDTH))
-
-        def forward(self, h: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-            b, t, _ = h.shape
-            q, k, v = self.qkv(self.n1(h)).reshape(b, t, 3, HEADS, -1).permute(2, 0, 3, 1, 4)
-            att = (q @ k.transpose(-1, -2)) / math.sqrt(WIDTH // HEADS) + bias
-            h = h + self.proj((att.softmax(-1) @ v).transpose(1, 2).reshape(b, t, WIDTH))
-            return h + self.ff(self.n2(h))
-
-    class TextTransformer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.tok = nn.Embedding(VOCAB, WIDTH)
-            self.pos = nn.Parameter(torch.zeros(1, SEQ_LEN, WIDTH))
-            self.blocks = nn.ModuleList([Block() for _ in range(LAYERS)])
-            self.head = nn.Linear(WIDTH, 2)
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            m = attention_mask.to(torch.float32)
-            bias = ((1.0 - m) * -1e4)[:, None, None, :]
-            h = self.tok(input_ids) + self.pos
-            for blk in self.blocks:
-                h = blk(h, bias)
-            return self.head((h * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1.0))
-
-    return TextTransformer()
+    """bench.material's review-classifier design, LAYERS deep."""
+    return text_transformer_module(LAYERS, WIDTH, HEADS)
 
 
 def build_teacher(work: Path, epochs: int) -> tuple[Path, dict[str, np.ndarray], dict[str, np.ndarray]]:
