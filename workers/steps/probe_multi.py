@@ -67,6 +67,17 @@ def _variant_outputs(ctx: RunContext, state: RunState, x: dict[str, np.ndarray],
     return {"outputs": found, "skipped": skipped}
 
 
+def save_probe(ctx: RunContext, state: RunState, arrays: dict[str, np.ndarray], metadata: dict[str, Any]) -> None:
+    """probe.npz (written atomically, plain arrays only) recorded as the run's probe artifact; its
+    metadata gets every array's shape and dtype."""
+    with staged_file(ctx.work_dir, PROBE_FILENAME) as tmp, Path(tmp).open("wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]
+    arrays_meta = {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()}
+    record_artifact(
+        ctx, state, kind="probe", path=ctx.work_dir / PROBE_FILENAME, metadata={**metadata, "arrays": arrays_meta}
+    )
+
+
 def write_multi_probe(ctx: RunContext, state: RunState, samples: int) -> None:
     sig, data = state.signature, state.data
     test = data.inputs_of("test")
@@ -92,17 +103,13 @@ def write_multi_probe(ctx: RunContext, state: RunState, samples: int) -> None:
         "skipped": got["skipped"],
     }
     arrays[MANIFEST_KEY] = np.array(json.dumps(manifest))
-    with staged_file(ctx.work_dir, PROBE_FILENAME) as tmp, Path(tmp).open("wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]
-    record_artifact(
+    save_probe(
         ctx,
         state,
-        kind="probe",
-        path=ctx.work_dir / PROBE_FILENAME,
-        metadata={
+        arrays,
+        {
             "samples": n,
             "format": PROBE_FORMAT,
-            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
             "inputs": list(sig.input_names),
             "outputs": list(sig.output_names),
             "variants": variants,

@@ -14,7 +14,6 @@ runner can shrink the student and retry.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ import numpy as np
 from workers.pipeline.base import Step
 from workers.pipeline.context import RunContext, RunState
 from workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
-from workers.steps.artifacts import record_artifact, staged_file
 from workers.steps.metrics import evaluate, quality_key
 
 ONNX_KINDS = ("onnx_fp32", "onnx_int8")
@@ -30,7 +28,6 @@ TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
 INT8_KINDS = ("onnx_int8", "tflite_int8", "tflite_int8_full")
 TFLM_MAX_SAMPLES = 500
 PROBE_SAMPLES = 32
-PROBE_FILENAME = "probe.npz"
 
 
 class OpNotAllowed(InputError):
@@ -302,16 +299,14 @@ class Verify(Step):
         for name in ("teacher", "student_fp32", *INT8_KINDS, "tflm"):
             if name in outputs and outputs[name].shape[0] >= n:
                 arrays[f"out_{name}"] = np.ascontiguousarray(outputs[name][:n], dtype=np.float32)
-        with staged_file(ctx.work_dir, PROBE_FILENAME) as tmp, Path(tmp).open("wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]
-        record_artifact(
+        from workers.steps.probe_multi import save_probe
+
+        save_probe(
             ctx,
             state,
-            kind="probe",
-            path=ctx.work_dir / PROBE_FILENAME,
-            metadata={
+            arrays,
+            {
                 "samples": n,
-                "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
                 "input_layout": "the data's layout (NCHW / NCT / NF); convert with each artifact's signature.layout",
                 "outputs": "float32; int8 models' outputs are dequantized with the model's own scale/zero-point",
             },
