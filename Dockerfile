@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Two images from one file:
-#   docker build --target api    -t edgedistill-api .     (FastAPI + dashboard, no ML libraries)
-#   docker build --target worker -t edgedistill-worker .  (Celery worker with the [ml] extra)
+#   docker build --target api    -t edgedistill-api .     (FastAPI + dashboard: [server], no ML libraries)
+#   docker build --target worker -t edgedistill-worker .  (Celery worker with the [server,ml] extras)
 # Set TORCH_INDEX_URL to a CPU-only PyTorch wheel index to keep the worker image free of CUDA
 # libraries; left empty, pip takes torch from the default index.
 ARG PYTHON_VERSION=3.11
@@ -14,22 +14,24 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY service ./service
 COPY workers ./workers
 COPY migrations ./migrations
-# workers/steps/benchmark.py times calls with agent.bench: the worker cannot finish a job without it.
+# The one installed package: edgedistill/ holds relative links to the four folders above.
+COPY edgedistill ./edgedistill
+# workers/steps/benchmark.py times calls with edgedistill.agent.bench: the worker cannot finish a job without it.
 COPY agent ./agent
 
 FROM base AS api
-RUN pip install -c constraints.txt .
+RUN pip install -c constraints.txt ".[server]"
 USER edgedistill
 ENV EDGEDISTILL_DATA_DIR=/data
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD python -c "import httpx,sys; sys.exit(httpx.get('http://127.0.0.1:8000/healthz').status_code != 200)"
-CMD ["uvicorn", "service.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-graceful-shutdown", "5"]
+CMD ["uvicorn", "edgedistill.service.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--timeout-graceful-shutdown", "5"]
 
 FROM base AS worker
 ARG TORCH_INDEX_URL=""
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" -c constraints.txt torch; fi \
- && pip install -c constraints.txt ".[ml]"
+ && pip install -c constraints.txt ".[server,ml]"
 USER edgedistill
 ENV EDGEDISTILL_DATA_DIR=/data
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 \

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from agent import __version__
-from agent.errors import ApiError, IntegrityError
+from edgedistill.agent import __version__
+from edgedistill.agent.errors import ApiError, IntegrityError
 
 API_PREFIX = "/api/v1"
 _CHUNK = 1 << 16

@@ -17,9 +17,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from agent import __version__
-from agent.api import DeviceApi
-from agent.errors import (
+from edgedistill.agent import __version__
+from edgedistill.agent.api import DeviceApi
+from edgedistill.agent.errors import (
     EXIT_ERROR,
     EXIT_FAILING,
     EXIT_INTEGRITY,
@@ -29,8 +29,8 @@ from agent.errors import (
     ApiError,
     ConfigError,
 )
-from agent.measure import BenchOptions, Result, measure_artifact
-from agent.runtimes import available_runtimes, runnable_kinds
+from edgedistill.agent.measure import BenchOptions, Result, measure_artifact
+from edgedistill.agent.runtimes import available_runtimes, runnable_kinds
 
 URL_ENV = "EDGEDISTILL_URL"
 TOKEN_ENV = "EDGEDISTILL_DEVICE_TOKEN"
@@ -161,7 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _child_command(args: argparse.Namespace, url: str, artifact_id: str) -> list[str]:
-    cmd = [sys.executable, "-m", "agent.cli", "run", "--artifact", artifact_id, "--url", url]
+    cmd = [sys.executable, "-m", "edgedistill.agent.cli", "run", "--artifact", artifact_id, "--url", url]
     cmd += ["--runs", str(args.runs), "--warmup", str(args.warmup), "--timeout", str(args.timeout)]
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]

@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
+from edgedistill.agent import __version__
 
 # CPU features that decide whether int8 is fast: x86 VNNI, ARM dot product / i8mm.
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "avx512bw", "avx2", "asimddp", "i8mm", "sve")

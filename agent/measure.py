@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
-from agent.api import DeviceApi
-from agent.bench import latency_stats, peak_rss_bytes, time_calls
-from agent.errors import AgentError
-from agent.facts import device_facts
-from agent.probe import Agreement, compare, is_classification, parse_probe, read_arrays
-from agent.probe_multi import is_multi, parse_multi
-from agent.runtimes import load_model, standardize_input
+from edgedistill.agent import __version__
+from edgedistill.agent.api import DeviceApi
+from edgedistill.agent.bench import latency_stats, peak_rss_bytes, time_calls
+from edgedistill.agent.errors import AgentError
+from edgedistill.agent.facts import device_facts
+from edgedistill.agent.probe import Agreement, compare, is_classification, parse_probe, read_arrays
+from edgedistill.agent.probe_multi import is_multi, parse_multi
+from edgedistill.agent.runtimes import load_model, standardize_input
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def measure_files(
     kind = str(artifact["kind"])
     arrays = read_arrays(probe_path)
     if is_multi(arrays):  # a teacher with several inputs/outputs: by name, output by output
-        from agent.measure_multi import measure_multi
+        from edgedistill.agent.measure_multi import measure_multi
 
         return measure_multi(
             model_path, parse_multi(arrays, probe_path.name), artifact, threads=threads, options=options

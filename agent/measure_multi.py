@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from agent import __version__
-from agent.bench import latency_stats, peak_rss_bytes, time_calls
-from agent.facts import device_facts
-from agent.probe_multi import MultiProbe, compare_outputs, headline
-from agent.runtimes_multi import load_multi_model
+from edgedistill.agent import __version__
+from edgedistill.agent.bench import latency_stats, peak_rss_bytes, time_calls
+from edgedistill.agent.facts import device_facts
+from edgedistill.agent.probe_multi import MultiProbe, compare_outputs, headline
+from edgedistill.agent.runtimes_multi import load_multi_model
 
 
 def measure_multi(

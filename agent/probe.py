@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import AgentError
+from edgedistill.agent.errors import AgentError
 
 # Float artifacts are compared with the float student; int8 ones with the host's run of the same file.
 FLOAT_REFERENCE = "student_fp32"

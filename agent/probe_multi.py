@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import AgentError
-from agent.probe import Agreement, compare, reference_variant
+from edgedistill.agent.errors import AgentError
+from edgedistill.agent.probe import Agreement, compare, reference_variant
 
 MANIFEST_KEY = "probe_manifest"
 SEPARATOR = "__"

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.errors import AgentError, RuntimeUnavailable
+from edgedistill.agent.errors import AgentError, RuntimeUnavailable
 
 CHANNEL_LAST = "NHWC"
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import AgentError, RuntimeUnavailable
-from agent.runtimes import (
+from edgedistill.agent.errors import AgentError, RuntimeUnavailable
+from edgedistill.agent.runtimes import (
     CHANNEL_LAST,
     ORT_NUMPY_TYPES,
     Quantization,

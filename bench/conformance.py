@@ -178,7 +178,7 @@ def judge(case: Case, teacher_out: dict[str, np.ndarray], student_out: dict[str,
 
 def engine_has_multi_io() -> bool:
     """Whether the engine on this checkout reads one npz key per teacher input (issue 10's data path)."""
-    from workers.steps import data
+    from edgedistill.workers.steps import data
 
     return hasattr(data.TransferData, "inputs_of")
 
@@ -188,7 +188,7 @@ def trained_outputs(case: Case) -> list[str]:
 
 
 def run_artifact(kind: str, path: Path, case: Case, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from workers.steps import runtimes
+    from edgedistill.workers.steps import runtimes
 
     if kind == "tflite_int8_full":
         inputs = {k: v[:TFLM_MAX_SAMPLES] for k, v in inputs.items()}
@@ -257,9 +257,9 @@ def _engine_data(case: Case, work: Path) -> Path:
 
 
 def run_case(case: Case, profile: str, work: Path, options: dict[str, Any]) -> list[Row]:
-    from workers.pipeline.runner import run_pipeline
-    from workers.pipeline.spec import JobOptions, PipelineSpec
-    from workers.profiles import builtin_profiles
+    from edgedistill.workers.pipeline.runner import run_pipeline
+    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+    from edgedistill.workers.profiles import builtin_profiles
 
     base = Row(case.name, profile, teacher_bytes=case.teacher.stat().st_size)
     out_dir = work / "runs" / f"{case.name}-{profile}-{int(time.time() * 1000)}"

@@ -13,9 +13,9 @@ import argparse
 import numpy as np
 import torch
 
-from workers.steps.distill.losses import build_loss, method_terms
-from workers.steps.distill.trainer import SplitTensors, TrainConfig, train_student
-from workers.steps.students import StudentArch, build_module
+from edgedistill.workers.steps.distill.losses import build_loss, method_terms
+from edgedistill.workers.steps.distill.trainer import SplitTensors, TrainConfig, train_student
+from edgedistill.workers.steps.students import StudentArch, build_module
 
 CONFIGS = ((8, 4), (12, 3), (16, 3))  # ~3-5.5k parameters on 1x8x8
 

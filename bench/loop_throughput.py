@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.profiles import builtin_profiles
-from workers.steps.distill.losses import build_loss, method_terms
-from workers.steps.distill.trainer import SplitTensors, TrainConfig, train_student
-from workers.steps.students import StudentArch, build_module, choose_arch, estimate
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.distill.losses import build_loss, method_terms
+from edgedistill.workers.steps.distill.trainer import SplitTensors, TrainConfig, train_student
+from edgedistill.workers.steps.students import StudentArch, build_module, choose_arch, estimate
 
 SHAPES: tuple[tuple[int, int, int], ...] = ((1, 28, 28), (3, 32, 32), (3, 96, 96))
 T, ALPHA = 4.0, 0.7

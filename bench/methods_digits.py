@@ -34,16 +34,16 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.digits import accuracy, digits_split, export_teacher, train_teacher
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.spec import METHODS, DataFreeOptions, JobOptions, LossTerm, PipelineSpec
-from workers.profiles import builtin_profiles
-from workers.steps.data import TransferData, make_splits
-from workers.steps.distill.methods import METHODS as METHOD_TABLE
-from workers.steps.distill.methods import default_terms
-from workers.steps.distill.step import fit
-from workers.steps.distill.trainer import TrainConfig, predict
-from workers.steps.students import StudentArch, build_module, estimate
-from workers.steps.teacher import load_teacher
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.spec import METHODS, DataFreeOptions, JobOptions, LossTerm, PipelineSpec
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.distill.methods import METHODS as METHOD_TABLE
+from edgedistill.workers.steps.distill.methods import default_terms
+from edgedistill.workers.steps.distill.step import fit
+from edgedistill.workers.steps.distill.trainer import TrainConfig, predict
+from edgedistill.workers.steps.students import StudentArch, build_module, estimate
+from edgedistill.workers.steps.teacher import load_teacher
 
 STUDENT = StudentArch("ds_cnn2d", (1, 8, 8), 10, 8, 3)
 LOSS_METHODS = ("labels_only", "kd", "fitnet", "at", "rkd", "sp", "relational", "hybrid")
@@ -113,9 +113,9 @@ def run_qat(
     from litert_torch.quantize import pt2e_quantizer
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from workers.steps.distill.qat import _layout_module, copy_back, fuse_batchnorm, prepare_qat
-    from workers.steps.export_tflite import channel_last_module
-    from workers.steps.runtimes import to_model_layout
+    from edgedistill.workers.steps.distill.qat import _layout_module, copy_back, fuse_batchnorm, prepare_qat
+    from edgedistill.workers.steps.export_tflite import channel_last_module
+    from edgedistill.workers.steps.runtimes import to_model_layout
 
     student = _student(seed)
     fit(ctx, state, student, _terms("kd", opts), TrainConfig.from_options(opts, "cpu"))
@@ -202,8 +202,8 @@ def run_lifelong(
 def run_data_free(
     teacher: Any, seed: int, opts: JobOptions, x_test: np.ndarray, y_test: np.ndarray
 ) -> dict[str, float]:
-    from workers.steps.distill.datafree import Judge, train_data_free
-    from workers.steps.distill.losses import build_loss
+    from edgedistill.workers.steps.distill.datafree import Judge, train_data_free
+    from edgedistill.workers.steps.distill.losses import build_loss
 
     probe = np.random.default_rng(seed).uniform(0, 1, size=(4, 1, 8, 8)).astype(np.float32)
     judge = Judge(teacher, probe)
@@ -220,8 +220,8 @@ def run_data_free(
 def run_nas(
     ctx: RunContext, state: RunState, seed: int, opts: JobOptions, x_test: np.ndarray, y_test: np.ndarray
 ) -> dict[str, Any]:
-    from workers.steps.distill.methods import plan_for
-    from workers.steps.distill.nas import search_and_train
+    from edgedistill.workers.steps.distill.methods import plan_for
+    from edgedistill.workers.steps.distill.nas import search_and_train
 
     ctx.spec.options = opts  # type: ignore[misc]
     state.student = _student(seed)

@@ -76,7 +76,7 @@ def tree_rss(proc: psutil.Process) -> int:
 
 
 def run_job(teacher: Path, data: Path, out: Path, extra: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "-c", "import sys; from service.cli import main; sys.exit(main())", "compress"]
+    cmd = [sys.executable, "-c", "import sys; from edgedistill.service.cli import main; sys.exit(main())", "compress"]
     cmd += [str(teacher), "--data", str(data), "--profile", "cpu-x86", "--out", str(out), "--quiet", *extra]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import pool
 
-from service.db import models  # noqa: F401  (registers the tables on Base.metadata)
-from service.db.base import Base
-from service.db.session import make_engine
+from edgedistill.service.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from edgedistill.service.db.base import Base
+from edgedistill.service.db.session import make_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -18,7 +18,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from service.settings import get_settings
+    from edgedistill.service.settings import get_settings
 
     return get_settings().database_url
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs edgedistill into ./.venv with every pin from constraints.txt (torch 2.13.0 CPU: a looser
-# pin would pull several GB of CUDA packages). Usage: scripts/install.sh [extras], default "ml,dev".
+# pin would pull several GB of CUDA packages). Usage: scripts/install.sh [extras], default "server,ml,dev".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${1:-ml,dev}"
+extras="${1:-server,ml,dev}"
 py="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv

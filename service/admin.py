@@ -15,11 +15,11 @@ import sys
 
 from sqlalchemy.engine import make_url
 
-from service.db.migrate import current_revision, upgrade_head
-from service.db.session import dispose_engines, session_scope
-from service.repos import api_keys, tenants, webhook_secrets
-from service.repos.errors import Conflict
-from service.settings import Settings, get_settings
+from edgedistill.service.db.migrate import current_revision, upgrade_head
+from edgedistill.service.db.session import dispose_engines, session_scope
+from edgedistill.service.repos import api_keys, tenants, webhook_secrets
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.settings import Settings, get_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,9 +95,9 @@ def _webhook_secret(settings: Settings, tenant_name: str) -> int:
 
 
 def _scrub(settings: Settings) -> int:
-    from service.repos.storage_refs import all_storage_refs
-    from service.storage import get_store
-    from service.storage.integrity import scrub
+    from edgedistill.service.repos.storage_refs import all_storage_refs
+    from edgedistill.service.storage import get_store
+    from edgedistill.service.storage.integrity import scrub
 
     with session_scope(settings) as session:
         refs = all_storage_refs(session)

@@ -8,12 +8,12 @@ import sys
 
 # subcommand -> (module, help). Each module exposes main(argv: list[str]) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "compress": ("workers.cli", "run the whole compression pipeline locally (no server)"),
-    "serve": ("service.serve", "run API + worker on this machine with embedded defaults"),
-    "worker": ("workers.worker_cli", "run a Celery worker process"),
-    "submit": ("service.submit_cli", "upload a teacher, submit a job, follow it, download artifacts"),
-    "quickstart": ("workers.quickstart", "make a sample teacher + data and run a first job end to end"),
-    "admin": ("service.admin", "administration: API keys, tenants, database migrations"),
+    "compress": ("edgedistill.workers.cli", "run the whole compression pipeline locally (no server)"),
+    "serve": ("edgedistill.service.serve", "run API + worker on this machine with embedded defaults"),
+    "worker": ("edgedistill.workers.worker_cli", "run a Celery worker process"),
+    "submit": ("edgedistill.service.submit_cli", "upload a teacher, submit a job, follow it, download artifacts"),
+    "quickstart": ("edgedistill.workers.quickstart", "make a sample teacher + data and run a first job end to end"),
+    "admin": ("edgedistill.service.admin", "administration: API keys, tenants, database migrations"),
 }
 
 

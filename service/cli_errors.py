@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from service.client import ApiError, JobFailed
+from edgedistill.client import ApiError, JobFailed
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1  # the job ended failed or cancelled

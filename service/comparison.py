@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.db.models import Artifact, Job, LatencyMeasurement
-from service.repos import artifacts as artifacts_repo
-from service.repos import devices as devices_repo
-from service.repos import measurements as measurements_repo
-from service.schemas.comparison import (
+from edgedistill.service.db.models import Artifact, Job, LatencyMeasurement
+from edgedistill.service.repos import artifacts as artifacts_repo
+from edgedistill.service.repos import devices as devices_repo
+from edgedistill.service.repos import measurements as measurements_repo
+from edgedistill.service.schemas.comparison import (
     ArtifactComparison,
     DeviceComparison,
     DeviceStatus,
@@ -28,8 +28,8 @@ from service.schemas.comparison import (
     McuFigures,
     Thresholds,
 )
-from service.schemas.measurements import MeasurementOut
-from service.settings import Settings
+from edgedistill.service.schemas.measurements import MeasurementOut
+from edgedistill.service.settings import Settings
 
 MCU_KINDS = ("tflite_int8_full", "c_source", "c_header", "c_array")
 # Rows read per artifact (one page); older ones stay reachable through GET /measurements.

@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
-from service.queue import JobQueue, QueueUnavailable, redis_ping_url
-from service.repos import dispatch as repo
-from service.settings import Settings
+from edgedistill.service.queue import JobQueue, QueueUnavailable, redis_ping_url
+from edgedistill.service.repos import dispatch as repo
+from edgedistill.service.settings import Settings
 
 log = logging.getLogger(__name__)
 

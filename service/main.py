@@ -16,10 +16,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service.api.bodylimit import JsonBodyLimit
-from service.api.errors import install_error_handlers
-from service.api.ratelimit import make_limiter
-from service.api.routes import (
+from edgedistill.service.api.bodylimit import JsonBodyLimit
+from edgedistill.service.api.errors import install_error_handlers
+from edgedistill.service.api.ratelimit import make_limiter
+from edgedistill.service.api.routes import (
     artifacts,
     datasets,
     devices,
@@ -31,13 +31,13 @@ from service.api.routes import (
     usage,
     webhooks,
 )
-from service.api.uploads import sweep_stale_staging
-from service.db.session import make_engine, make_sessionmaker
-from service.queue import JobQueue, make_queue
-from service.schemas.common import ErrorOut
-from service.settings import Settings, get_settings
-from service.storage import ArtifactStore, LocalStore, get_store
-from service.web import apidocs
+from edgedistill.service.api.uploads import sweep_stale_staging
+from edgedistill.service.db.session import make_engine, make_sessionmaker
+from edgedistill.service.queue import JobQueue, make_queue
+from edgedistill.service.schemas.common import ErrorOut
+from edgedistill.service.settings import Settings, get_settings
+from edgedistill.service.storage import ArtifactStore, LocalStore, get_store
+from edgedistill.service.web import apidocs
 
 API_PREFIX = "/api/v1"
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _mount_dashboard(app: FastAPI, settings: Settings) -> None:
     # ---- Dashboard (service/web, its own issue) --------------------------------------------------
     # Mounted when the package exists. Contract: service.web.mount(app: FastAPI, settings: Settings)
     # adds the dashboard routes and static files; it must import no ML library either.
-    if importlib.util.find_spec("service.web") is None:
+    if importlib.util.find_spec("edgedistill.service.web") is None:
         return
-    web = importlib.import_module("service.web")
+    web = importlib.import_module("edgedistill.service.web")
     web.mount(app, settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
-from service.settings import Settings
+from edgedistill.service.settings import Settings
 
 RUN_JOB_TASK = "edgedistill.run_job"
 DEFAULT_QUEUE = "compress"

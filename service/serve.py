@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from service.fileperms import private_dir, restrict_umask
-from service.settings import Settings, get_settings
+from edgedistill.service.fileperms import private_dir, restrict_umask
+from edgedistill.service.settings import Settings, get_settings
 
 LOCAL_TENANT = "local"
 KEY_FILE = "local-api-key"
@@ -95,8 +95,8 @@ def start_embedded_redis(data_dir: Path) -> tuple[object, str]:
 def local_api_key(settings: Settings) -> tuple[str, bool]:
     """The local tenant's key and whether it was made just now: created once, kept (0600) in the data
     folder. Only a new key is printed; later starts name the file, so the key never lands in logs again."""
-    from service.db.session import session_scope
-    from service.repos import api_keys
+    from edgedistill.service.db.session import session_scope
+    from edgedistill.service.repos import api_keys
 
     path = Path(settings.data_dir) / KEY_FILE
     if path.exists():
@@ -134,17 +134,17 @@ def main(argv: list[str]) -> int:
         settings = get_settings()
         print(f"embedded Redis at {url}")
 
-    from service.db.migrate import upgrade_head
+    from edgedistill.service.db.migrate import upgrade_head
 
     upgrade_head(settings.database_url)
     key, created = local_api_key(settings)
 
     children: list[subprocess.Popen[bytes]] = []
-    uvicorn_cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+    uvicorn_cmd = [sys.executable, "-m", "uvicorn", "edgedistill.service.main:create_app", "--factory"]
     uvicorn_cmd += ["--host", args.host, "--port", str(args.port), "--timeout-graceful-shutdown", "5"]
     children.append(subprocess.Popen(uvicorn_cmd, env=env))
     if not args.no_worker:
-        worker_cmd = [sys.executable, "-m", "workers.worker_cli", "--concurrency", str(args.concurrency)]
+        worker_cmd = [sys.executable, "-m", "edgedistill.workers.worker_cli", "--concurrency", str(args.concurrency)]
         children.append(subprocess.Popen(worker_cmd, env=env))
 
     url = f"http://{args.host}:{args.port}"

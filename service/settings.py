@@ -114,7 +114,7 @@ class Settings(BaseSettings):
             return self.secret_key
         path = self.data_dir / "secret_key"
         if not path.exists():
-            from service.fileperms import private_dir
+            from edgedistill.service.fileperms import private_dir
 
             private_dir(self.data_dir)
             try:

@@ -18,9 +18,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.cli_errors import EXIT_BELOW_QUALITY, EXIT_CODES_HELP, EXIT_OK, EXIT_USAGE, UsageError, describe
-from service.client import Client, Job, JobFailed, SseEvent
-from service.summary_view import ArtifactRow, below_quality, print_summary
+from edgedistill.client import Client, Job, JobFailed, SseEvent
+from edgedistill.service.cli_errors import (
+    EXIT_BELOW_QUALITY,
+    EXIT_CODES_HELP,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    describe,
+)
+from edgedistill.service.summary_view import ArtifactRow, below_quality, print_summary
 
 
 def _parser() -> argparse.ArgumentParser:

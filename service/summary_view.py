@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workers.pipeline.verdict import verdict_line, verdict_of
+from edgedistill.workers.pipeline.verdict import verdict_line, verdict_of
 
 
 @dataclass(frozen=True)

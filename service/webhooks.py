@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from service.netpolicy import Allowlist, DestinationRefused, Resolver, check_destination, system_resolver
+from edgedistill.service.netpolicy import Allowlist, DestinationRefused, Resolver, check_destination, system_resolver
 
 SIGNATURE_HEADER = "X-Edgedistill-Signature"
 TIMESTAMP_HEADER = "X-Edgedistill-Timestamp"

@@ -137,7 +137,8 @@ def build_file_set(target: Target, dest: Path, *, context: Path = REPO) -> Path:
         for src in sources:
             path = context / src
             if path.is_dir():
-                shutil.copytree(path, into, ignore=ignore, dirs_exist_ok=True)
+                # symlinks=True: Docker's COPY keeps edgedistill/'s relative links as links.
+                shutil.copytree(path, into, ignore=ignore, dirs_exist_ok=True, symlinks=True)
             elif destination.endswith("/") or len(sources) > 1:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, into / path.name)
@@ -175,14 +176,20 @@ def _module_exists(root: Path, module: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file() or path.is_dir()
 
 
+def _python_files(top: Path) -> list[Path]:
+    """Every .py file under top, through edgedistill/'s links to the top-level folders (rglob skips links)."""
+    return sorted(Path(d) / f for d, _, files in os.walk(top, followlinks=True) for f in files if f.endswith(".py"))
+
+
 def missing_project_imports(root: Path, packages: list[str] | None = None) -> list[str]:
     """'file: imports module' for each project module named by the file set's code but absent from it."""
     packages = packages or project_packages()
     problems: list[str] = []
     for top in packages:
         if not (root / top).is_dir():
+            problems.append(f"{top}: package folder missing")
             continue
-        for path in sorted((root / top).rglob("*.py")):
+        for path in _python_files(root / top):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
             for module in _imported_modules(tree):
                 if module.split(".")[0] in packages and not _module_exists(root, module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from service.settings import Settings, get_settings
+from edgedistill.service.settings import Settings, get_settings
 
 RUN_JOB = "edgedistill.run_job"
 QUEUES = ("compress", "gpu")
@@ -39,7 +39,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    from workers import tasks  # registers the tasks on this app
+    from edgedistill.workers import tasks  # registers the tasks on this app
 
     tasks.register(app)
     return app

@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from service.db.session import session_scope
-from service.dispatch import dispatch
-from service.queue import CeleryJobQueue
-from service.settings import Settings, get_settings
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.dispatch import dispatch
+from edgedistill.service.queue import CeleryJobQueue
+from edgedistill.service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.db.session import session_scope
-from service.repos import datasets as datasets_repo
-from service.repos import jobs as jobs_repo
-from service.repos import models as models_repo
-from service.settings import Settings, get_settings
-from service.storage import ArtifactStore, get_store
-from workers.dispatching import dispatch_after_claim
-from workers.persistence import JobRecorder
-from workers.pipeline.errors import Cancelled, PipelineError
-from workers.pipeline.spec import JobOptions, PipelineSpec
-from workers.profiles.schema import DeviceProfile
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.repos import datasets as datasets_repo
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import models as models_repo
+from edgedistill.service.settings import Settings, get_settings
+from edgedistill.service.storage import ArtifactStore, get_store
+from edgedistill.workers.dispatching import dispatch_after_claim
+from edgedistill.workers.persistence import JobRecorder
+from edgedistill.workers.pipeline.errors import Cancelled, PipelineError
+from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+from edgedistill.workers.profiles.schema import DeviceProfile
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ LIFELONG_KINDS = {"onnx_fp32": "student_fp32.onnx", "report": "report.json", "pr
 def _lifelong_inputs(session: Any, job: Any) -> dict[str, Any]:
     """options.init_from (an earlier job of the same tenant) and options.old_data (a dataset id) as
     storage keys of that job's ONNX student, report and probe, and of the dataset; or the reason why not."""
-    from service.repos import artifacts as artifacts_repo
+    from edgedistill.service.repos import artifacts as artifacts_repo
 
     options = job.options or {}
     earlier_id, old_id = options.get("init_from"), options.get("old_data")
@@ -179,7 +179,7 @@ def _take_over(job_id: str, worker_id: str, settings: Settings) -> bool:
 def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: ArtifactStore) -> tuple[str, str | None]:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from workers.pipeline.runner import run_pipeline
+    from edgedistill.workers.pipeline.runner import run_pipeline
 
     try:
         if inputs["model_key"] is None:

@@ -13,14 +13,14 @@ from typing import Any
 
 from celery import Celery
 
-from service.db.session import session_scope
-from service.repos import dispatch as dispatch_repo
-from service.repos import jobs as jobs_repo
-from service.repos import lifecycle
-from service.settings import Settings, get_settings
-from service.storage import get_store
-from workers.celery_app import QUEUES, RUN_JOB
-from workers.dispatching import dispatch_waiting
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.repos import dispatch as dispatch_repo
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import lifecycle
+from edgedistill.service.settings import Settings, get_settings
+from edgedistill.service.storage import get_store
+from edgedistill.workers.celery_app import QUEUES, RUN_JOB
+from edgedistill.workers.dispatching import dispatch_waiting
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from service.db.session import session_scope
-from service.repos import artifacts as artifacts_repo
-from service.repos import events as events_repo
-from service.repos import jobs as jobs_repo
-from service.repos import measurements as measurements_repo
-from service.repos import models as models_repo
-from service.repos.storage_refs import storage_key_in_use
-from service.settings import Settings
-from service.storage import ArtifactStore, key_for
-from workers.pipeline.events import PipelineEvent
-from workers.steps.teacher_record import SIGNATURE_KEY, SOURCES
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.repos import artifacts as artifacts_repo
+from edgedistill.service.repos import events as events_repo
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import measurements as measurements_repo
+from edgedistill.service.repos import models as models_repo
+from edgedistill.service.repos.storage_refs import storage_key_in_use
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore, key_for
+from edgedistill.workers.pipeline.events import PipelineEvent
+from edgedistill.workers.steps.teacher_record import SIGNATURE_KEY, SOURCES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,6 +196,6 @@ class JobRecorder:
         """Start the job's webhook delivery off this worker slot (workers.webhook_dispatch)."""
         if not url or self.final_status is None:
             return None
-        from workers.webhook_dispatch import dispatch
+        from edgedistill.workers.webhook_dispatch import dispatch
 
         return dispatch(self.settings, self.job_id)

@@ -85,7 +85,7 @@ def _free_port() -> int:
 def _start_serve(log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     """`edgedistill serve` on a free port; returns (process, url, the local tenant's API key)."""
     port = _free_port()
-    cmd = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
+    cmd = [sys.executable, "-m", "edgedistill.service.cli", "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + SERVE_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     teacher, data = make_sample(out)
     print(f"  {teacher}\n  {data}", flush=True)
 
-    from service import submit_cli
+    from edgedistill.service import submit_cli
 
     artifacts = out / "artifacts"
     server: subprocess.Popen[bytes] | None = None

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from workers.celery_app import RUN_JOB
+from edgedistill.workers.celery_app import RUN_JOB
 
 log = logging.getLogger(__name__)
 _stop_maintenance = threading.Event()
@@ -19,7 +19,7 @@ _stop_maintenance = threading.Event()
 def register(app: Celery) -> None:
     @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_job(self: Task, job_id: str) -> str:
-        from workers.jobrunner import execute_job
+        from edgedistill.workers.jobrunner import execute_job
 
         worker_id = f"{self.request.hostname or 'worker'}:{os.getpid()}"
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -29,7 +29,7 @@ def register(app: Celery) -> None:
     def _on_ready(sender: Any = None, **_kw: Any) -> None:
         # Jobs the DB says are queued but the broker may have lost (Redis restart, enqueue failure
         # after commit) are sent again; a duplicate message is a no-op thanks to the job claim.
-        from workers.maintenance import maintenance_loop
+        from edgedistill.workers.maintenance import maintenance_loop
 
         _stop_maintenance.clear()
         threading.Thread(
@@ -39,7 +39,7 @@ def register(app: Celery) -> None:
     @worker_process_init.connect(weak=False)
     def _on_fork(**_kw: Any) -> None:
         # A forked pool process must not share the parent's database connections.
-        from service.db.session import dispose_engines
+        from edgedistill.service.db.session import dispose_engines
 
         dispose_engines()
 

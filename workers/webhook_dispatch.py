@@ -13,12 +13,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from service.db.session import session_scope
-from service.netpolicy import Allowlist
-from service.repos import jobs as jobs_repo
-from service.repos import webhook_deliveries, webhook_secrets
-from service.settings import Settings
-from service.webhooks import DeliveryResult, deliver
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.netpolicy import Allowlist
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import webhook_deliveries, webhook_secrets
+from edgedistill.service.settings import Settings
+from edgedistill.service.webhooks import DeliveryResult, deliver
 
 log = logging.getLogger(__name__)
 EVENT = "job.finished"

@@ -18,10 +18,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    from service.fileperms import restrict_umask
+    from edgedistill.service.fileperms import restrict_umask
 
     restrict_umask()  # job temp folders, fetched inputs and artifacts before upload: this user's only
-    from workers.celery_app import create_worker_app
+    from edgedistill.workers.celery_app import create_worker_app
 
     app = create_worker_app()
     if args.ping:

@@ -10,11 +10,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.ratelimit import Limiter
-from service.queue import JobQueue
-from service.repos import api_keys, devices
-from service.settings import Settings
-from service.storage import ArtifactStore
+from edgedistill.service.api.ratelimit import Limiter
+from edgedistill.service.queue import JobQueue
+from edgedistill.service.repos import api_keys, devices
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore
 
 
 def get_app_settings(request: Request) -> Settings:

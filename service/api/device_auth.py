@@ -13,9 +13,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
 
-from service.api.deps import Principal, SessionDep, bearer_token, get_principal, unauthorized
-from service.db.models import Artifact
-from service.repos import artifacts, devices
+from edgedistill.service.api.deps import Principal, SessionDep, bearer_token, get_principal, unauthorized
+from edgedistill.service.db.models import Artifact
+from edgedistill.service.repos import artifacts, devices
 
 DEVICE_TOKEN_PREFIX = f"{devices.TOKEN_TAG}_"
 

@@ -17,8 +17,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from service.repos.errors import Conflict, InvalidCursor, NotFound
-from service.storage import ObjectNotFound
+from edgedistill.service.repos.errors import Conflict, InvalidCursor, NotFound
+from edgedistill.service.storage import ObjectNotFound
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
-from service.repos import usage
-from service.repos.storage_refs import storage_key_in_use
-from service.settings import Settings
-from service.storage import ArtifactStore, StoredObject
+from edgedistill.service.repos import usage
+from edgedistill.service.repos.storage_refs import storage_key_in_use
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore, StoredObject
 
 
 def check_job_quota(session: Session, *, tenant_id: str, settings: Settings) -> None:

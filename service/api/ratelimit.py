@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from service.queue import redis_ping_url
+from edgedistill.service.queue import redis_ping_url
 
 WINDOW_S = 60.0
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.models import TERMINAL_STATUSES, Job
-from service.repos.events import list_events
-from service.schemas.jobs import event_payload
+from edgedistill.service.db.models import TERMINAL_STATUSES, Job
+from edgedistill.service.repos.events import list_events
+from edgedistill.service.schemas.jobs import event_payload
 
 BATCH = 500
 KEEPALIVE_S = 15.0

@@ -22,7 +22,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
-from service.fileperms import open_private, private_dir
+from edgedistill.service.fileperms import open_private, private_dir
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

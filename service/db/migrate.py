@@ -8,7 +8,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-import migrations
+from edgedistill import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
 
@@ -28,7 +28,7 @@ def upgrade_head(database_url: str) -> None:
 def current_revision(database_url: str) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    from service.db.session import make_engine
+    from edgedistill.service.db.session import make_engine
 
     engine = make_engine(database_url)
     try:

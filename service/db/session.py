@@ -16,8 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.fileperms import private_dir, touch_private
-from service.settings import Settings, get_settings
+from edgedistill.service.fileperms import private_dir, touch_private
+from edgedistill.service.settings import Settings, get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

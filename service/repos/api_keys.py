@@ -8,12 +8,12 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import ApiKey, Tenant
-from service.repos.errors import Conflict
-from service.repos.tenants import get_or_create_tenant
-from service.repos.tokens import matches, new_secret, secret_prefix
-from service.repos.web_sessions import end_sessions_of_key
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import ApiKey, Tenant
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.repos.tenants import get_or_create_tenant
+from edgedistill.service.repos.tokens import matches, new_secret, secret_prefix
+from edgedistill.service.repos.web_sessions import end_sessions_of_key
 
 KEY_TAG = "edk"
 # last_used_at is a write on the request path: refresh it at most this often per key.

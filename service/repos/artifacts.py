@@ -8,8 +8,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Artifact, Job
-from service.repos.errors import NotFound
+from edgedistill.service.db.models import Artifact, Job
+from edgedistill.service.repos.errors import NotFound
 
 
 def upsert_artifact(

@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Dataset
-from service.repos.pagination import Page, paginate
+from edgedistill.service.db.models import Dataset
+from edgedistill.service.repos.pagination import Page, paginate
 
 
 def create_dataset(

@@ -9,10 +9,10 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import Artifact, Device, Job, LatencyMeasurement
-from service.repos.errors import Conflict
-from service.repos.tokens import matches, new_secret, secret_prefix
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import Artifact, Device, Job, LatencyMeasurement
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.repos.tokens import matches, new_secret, secret_prefix
 
 TOKEN_TAG = "edd"
 

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import Job
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import Job
 
 
 def in_flight(session: Session, *, queue: str) -> int:

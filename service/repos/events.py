@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import EVENT_KINDS, JobEvent
+from edgedistill.service.db.models import EVENT_KINDS, JobEvent
 
 
 def append_event(

@@ -15,12 +15,12 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.base import UTCDateTime, utcnow
-from service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
-from service.repos.errors import Conflict
-from service.repos.events import append_event
-from service.repos.pagination import Page, paginate
-from workers.pipeline.verdict import verdict_of
+from edgedistill.service.db.base import UTCDateTime, utcnow
+from edgedistill.service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.repos.events import append_event
+from edgedistill.service.repos.pagination import Page, paginate
+from edgedistill.workers.pipeline.verdict import verdict_of
 
 ACTIVE_STATUSES = ("queued", "running")
 

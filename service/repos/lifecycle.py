@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import (
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import (
     TERMINAL_STATUSES,
     Artifact,
     Dataset,
@@ -22,9 +22,9 @@ from service.db.models import (
     LatencyMeasurement,
     TeacherModel,
 )
-from service.repos.errors import Conflict, NotFound
-from service.repos.storage_refs import storage_key_in_use
-from service.storage import ArtifactStore
+from edgedistill.service.repos.errors import Conflict, NotFound
+from edgedistill.service.repos.storage_refs import storage_key_in_use
+from edgedistill.service.storage import ArtifactStore
 
 ACTIVE = ("queued", "running")
 

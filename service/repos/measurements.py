@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.db.models import MEASUREMENT_SOURCES, Artifact, LatencyMeasurement
-from service.repos.pagination import Page, paginate
+from edgedistill.service.db.models import MEASUREMENT_SOURCES, Artifact, LatencyMeasurement
+from edgedistill.service.repos.pagination import Page, paginate
 
 
 def create_measurement(

@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import Job, TeacherModel
-from service.repos.errors import Conflict, NotFound
-from service.repos.pagination import Page, paginate
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import Job, TeacherModel
+from edgedistill.service.repos.errors import Conflict, NotFound
+from edgedistill.service.repos.pagination import Page, paginate
 
 
 def create_model(

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from service.repos.errors import InvalidCursor
+from edgedistill.service.repos.errors import InvalidCursor
 
 T = TypeVar("T")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Artifact, Dataset, TeacherModel
-from service.storage.integrity import StoredRef
+from edgedistill.service.db.models import Artifact, Dataset, TeacherModel
+from edgedistill.service.storage.integrity import StoredRef
 
 
 def storage_key_in_use(session: Session, *, key: str) -> bool:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db.models import Tenant
+from edgedistill.service.db.models import Tenant
 
 
 def get_tenant(session: Session, *, tenant_id: str) -> Tenant | None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import Artifact, Dataset, Job, LatencyMeasurement, TeacherModel
+from edgedistill.service.db.models import Artifact, Dataset, Job, LatencyMeasurement, TeacherModel
 
 
 @dataclass(frozen=True)

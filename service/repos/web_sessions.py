@@ -10,9 +10,9 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import WebSession
-from service.repos.tokens import hash_secret
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import WebSession
+from edgedistill.service.repos.tokens import hash_secret
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import WEBHOOK_DELIVERY_STATES, WebhookDelivery
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import WEBHOOK_DELIVERY_STATES, WebhookDelivery
 
 
 def start_delivery(session: Session, *, job_id: str, tenant_id: str, url: str, event: str) -> WebhookDelivery:

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.db.models import Tenant
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import Tenant
 
 SECRET_TAG = "whsec"
 

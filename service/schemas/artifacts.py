@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.db.models import Artifact
-from service.schemas.comparison import DeviceStatus
+from edgedistill.service.db.models import Artifact
+from edgedistill.service.schemas.comparison import DeviceStatus
 
 
 class ArtifactOut(BaseModel):

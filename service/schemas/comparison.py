@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.schemas.measurements import MeasurementOut
+from edgedistill.service.schemas.measurements import MeasurementOut
 
 
 class Thresholds(BaseModel):

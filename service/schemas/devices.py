@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.db.models import Device
-from service.schemas.artifacts import ArtifactOut
+from edgedistill.service.db.models import Device
+from edgedistill.service.schemas.artifacts import ArtifactOut
 
 MAX_HARDWARE_JSON_BYTES = 16 * 1024
 

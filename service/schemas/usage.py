@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from service.repos.usage import Usage
-from service.settings import Settings
+from edgedistill.service.repos.usage import Usage
+from edgedistill.service.settings import Settings
 
 
 class UsageOut(BaseModel):

@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from service.db.models import WebhookDelivery
-from service.webhooks import DEFAULT_TOLERANCE_S
+from edgedistill.service.db.models import WebhookDelivery
+from edgedistill.service.webhooks import DEFAULT_TOLERANCE_S
 
 
 class WebhookSecretCreated(BaseModel):

@@ -6,8 +6,8 @@ machines) implement the `ArtifactStore` protocol; get_store(settings) picks one.
 
 from __future__ import annotations
 
-from service.settings import Settings
-from service.storage.base import (
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage.base import (
     DEFAULT_CHUNK,
     ArtifactStore,
     InvalidKey,
@@ -16,7 +16,7 @@ from service.storage.base import (
     TooLarge,
     key_for,
 )
-from service.storage.local import LocalStore
+from edgedistill.service.storage.local import LocalStore
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -33,7 +33,7 @@ __all__ = [
 
 def get_store(settings: Settings) -> ArtifactStore:
     if settings.storage_backend == "s3":
-        from service.storage.s3 import S3Store  # boto3 is imported only when S3 is configured
+        from edgedistill.service.storage.s3 import S3Store  # boto3 is imported only when S3 is configured
 
         return S3Store.from_settings(settings)
     return LocalStore(settings.storage_dir)

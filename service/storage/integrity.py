@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from service.storage.base import DEFAULT_CHUNK, ArtifactStore, ObjectNotFound, check_key
+from edgedistill.service.storage.base import DEFAULT_CHUNK, ArtifactStore, ObjectNotFound, check_key
 
 
 def object_sha256(store: ArtifactStore, key: str) -> str:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from service.fileperms import FILE_MODE, private_dir
-from service.storage.base import (
+from edgedistill.service.fileperms import FILE_MODE, private_dir
+from edgedistill.service.storage.base import (
     DEFAULT_CHUNK,
     ObjectNotFound,
     Source,

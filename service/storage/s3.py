@@ -16,9 +16,9 @@ from typing import Any, BinaryIO, cast
 import boto3
 from botocore.exceptions import ClientError
 
-from service.fileperms import private_dir
-from service.settings import Settings
-from service.storage.base import (
+from edgedistill.service.fileperms import private_dir
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage.base import (
     DEFAULT_CHUNK,
     ObjectNotFound,
     Source,

@@ -10,10 +10,10 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from service.api.bodylimit import JsonBodyLimit
-from service.settings import Settings
-from service.web import errors, pages_auth, pages_jobs, pages_measurements, pages_profiles, pages_submit
-from service.web.templating import STATIC
+from edgedistill.service.api.bodylimit import JsonBodyLimit
+from edgedistill.service.settings import Settings
+from edgedistill.service.web import errors, pages_auth, pages_jobs, pages_measurements, pages_profiles, pages_submit
+from edgedistill.service.web.templating import STATIC
 
 _fallback = APIRouter(include_in_schema=False)
 

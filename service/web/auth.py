@@ -23,8 +23,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import Principal, SessionDep
-from service.repos import api_keys, web_sessions
+from edgedistill.service.api.deps import Principal, SessionDep
+from edgedistill.service.repos import api_keys, web_sessions
 
 SESSION_COOKIE = "edgedistill_session"
 CSRF_COOKIE = "edgedistill_csrf"

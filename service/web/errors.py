@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from service.web import auth
-from service.web.templating import render
+from edgedistill.service.web import auth
+from edgedistill.service.web.templating import render
 
 
 class PageNotFound(Exception):

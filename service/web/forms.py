@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workers.pipeline import spec
-from workers.pipeline.spec import JobOptions
-from workers.profiles.schema import DeviceProfile
+from edgedistill.workers.pipeline import spec
+from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.workers.profiles.schema import DeviceProfile
 
 _METHOD_HELP: dict[str, str] = {
     "kd": "Knowledge distillation (Hinton et al. 2015): the teacher's softened outputs, plus labels when present",

@@ -9,17 +9,17 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from service.comparison import job_devices_section, thresholds_from
-from service.db.base import utcnow
-from service.db.models import TERMINAL_STATUSES, Artifact, Job
-from service.repos import artifacts as artifacts_repo
-from service.repos import datasets as datasets_repo
-from service.repos import events as events_repo
-from service.repos import models as models_repo
-from service.settings import Settings
-from service.web import reportview
-from workers.pipeline.events import STAGES
-from workers.pipeline.verdict import verdict_of
+from edgedistill.service.comparison import job_devices_section, thresholds_from
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import TERMINAL_STATUSES, Artifact, Job
+from edgedistill.service.repos import artifacts as artifacts_repo
+from edgedistill.service.repos import datasets as datasets_repo
+from edgedistill.service.repos import events as events_repo
+from edgedistill.service.repos import models as models_repo
+from edgedistill.service.settings import Settings
+from edgedistill.service.web import reportview
+from edgedistill.workers.pipeline.events import STAGES
+from edgedistill.workers.pipeline.verdict import verdict_of
 
 STAGE_LABELS = {
     "load": "Load teacher & data",

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import SessionDep
-from service.repos import api_keys
-from service.web import auth
-from service.web.templating import render
+from edgedistill.service.api.deps import SessionDep
+from edgedistill.service.repos import api_keys
+from edgedistill.service.web import auth
+from edgedistill.service.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

@@ -15,23 +15,23 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.deps import SessionDep, SessionFactoryDep, SettingsDep, StoreDep
-from service.api.device_auth import Caller
-from service.api.routes.artifacts import download_artifact
-from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
-from service.db.base import utcnow
-from service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
-from service.repos import jobs as jobs_repo
-from service.repos import models as models_repo
-from service.repos import usage as usage_repo
-from service.repos.errors import InvalidCursor
-from service.settings import Settings
-from service.web import auth, jobview
-from service.web.auth import StreamUserDep, UserDep
-from service.web.errors import PageNotFound
-from service.web.lifecycle import server_exiting
-from service.web.templating import render, render_string
-from workers.pipeline.verdict import verdict_of
+from edgedistill.service.api.deps import SessionDep, SessionFactoryDep, SettingsDep, StoreDep
+from edgedistill.service.api.device_auth import Caller
+from edgedistill.service.api.routes.artifacts import download_artifact
+from edgedistill.service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import models as models_repo
+from edgedistill.service.repos import usage as usage_repo
+from edgedistill.service.repos.errors import InvalidCursor
+from edgedistill.service.settings import Settings
+from edgedistill.service.web import auth, jobview
+from edgedistill.service.web.auth import StreamUserDep, UserDep
+from edgedistill.service.web.errors import PageNotFound
+from edgedistill.service.web.lifecycle import server_exiting
+from edgedistill.service.web.templating import render, render_string
+from edgedistill.workers.pipeline.verdict import verdict_of
 
 router = APIRouter(include_in_schema=False)
 

@@ -10,15 +10,15 @@ from fastapi.responses import RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
-from service.api.deps import SessionDep
-from service.db.models import Artifact, LatencyMeasurement
-from service.repos import artifacts as artifacts_repo
-from service.repos import measurements as measurements_repo
-from service.repos.errors import InvalidCursor
-from service.web import charts
-from service.web.auth import UserDep
-from service.web.reportview import variant_label
-from service.web.templating import fmt_ms, render, short_id
+from edgedistill.service.api.deps import SessionDep
+from edgedistill.service.db.models import Artifact, LatencyMeasurement
+from edgedistill.service.repos import artifacts as artifacts_repo
+from edgedistill.service.repos import measurements as measurements_repo
+from edgedistill.service.repos.errors import InvalidCursor
+from edgedistill.service.web import charts
+from edgedistill.service.web.auth import UserDep
+from edgedistill.service.web.reportview import variant_label
+from edgedistill.service.web.templating import fmt_ms, render, short_id
 
 router = APIRouter(include_in_schema=False)
 

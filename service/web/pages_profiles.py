@@ -11,14 +11,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from service.api.deps import SessionDep
-from service.repos import profiles as profiles_repo
-from service.repos.errors import Conflict
-from service.web import auth, forms
-from service.web.auth import UserDep, WebUser
-from service.web.templating import render
-from workers.profiles import builtin_profiles
-from workers.profiles.schema import DeviceClass, DeviceProfile, TargetFormat
+from edgedistill.service.api.deps import SessionDep
+from edgedistill.service.repos import profiles as profiles_repo
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.web import auth, forms
+from edgedistill.service.web.auth import UserDep, WebUser
+from edgedistill.service.web.templating import render
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.profiles.schema import DeviceClass, DeviceProfile, TargetFormat
 
 router = APIRouter(include_in_schema=False)
 

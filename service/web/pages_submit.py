@@ -21,26 +21,26 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
-from service.api.deps import SessionDep, SettingsDep, StoreDep
-from service.api.routes.jobs import submit_job
-from service.api.uploads import safe_filename
-from service.fileperms import open_private, private_dir
-from service.repos import datasets as datasets_repo
-from service.repos import models as models_repo
-from service.repos import profiles as profiles_repo
-from service.repos.errors import Conflict
-from service.schemas.datasets import summary_dict
-from service.schemas.jobs import JobCreate
-from service.settings import Settings
-from service.storage import ArtifactStore
-from service.web import auth, forms
-from service.web.auth import UserDep, WebUser
-from service.web.templating import fmt_bytes, render
-from workers.formats import DataFileError, check_npz
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature_readers import inspect_model
-from workers.pipeline.spec import JobOptions
-from workers.profiles import builtin_profiles
+from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep
+from edgedistill.service.api.routes.jobs import submit_job
+from edgedistill.service.api.uploads import safe_filename
+from edgedistill.service.fileperms import open_private, private_dir
+from edgedistill.service.repos import datasets as datasets_repo
+from edgedistill.service.repos import models as models_repo
+from edgedistill.service.repos import profiles as profiles_repo
+from edgedistill.service.repos.errors import Conflict
+from edgedistill.service.schemas.datasets import summary_dict
+from edgedistill.service.schemas.jobs import JobCreate
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore
+from edgedistill.service.web import auth, forms
+from edgedistill.service.web.auth import UserDep, WebUser
+from edgedistill.service.web.templating import fmt_bytes, render
+from edgedistill.workers.formats import DataFileError, check_npz
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature_readers import inspect_model
+from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.workers.profiles import builtin_profiles
 
 router = APIRouter(include_in_schema=False)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 from markupsafe import Markup
 
-from service.web import charts
-from service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
-from workers.pipeline.verdict import verdict_of
+from edgedistill.service.web import charts
+from edgedistill.service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
+from edgedistill.workers.pipeline.verdict import verdict_of
 
 VARIANTS: dict[str, str] = {
     "teacher": "Teacher",

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from service.web import auth
+from edgedistill.service.web import auth
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -128,7 +128,7 @@ def fmt_pct1(value: Any) -> str:
 
 
 def fmt_verdict(quality: Any) -> str:
-    from workers.pipeline.verdict import verdict_line
+    from edgedistill.workers.pipeline.verdict import verdict_line
 
     return verdict_line(quality) or ""
 
@@ -160,7 +160,7 @@ def environment() -> Environment:
         pct1=fmt_pct1,
         verdict=fmt_verdict,
     )
-    from service.web.reportview import variant_label  # reportview uses this module's formatters
+    from edgedistill.service.web.reportview import variant_label  # reportview uses this module's formatters
 
     env.globals["asset"] = asset_url
     env.globals["label"] = variant_label

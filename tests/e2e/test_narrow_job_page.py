@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.client import Client
+from edgedistill.client import Client
 from tests.e2e.support import BrowserSession, E2EStack
 
 expect = pytest.importorskip("playwright.sync_api").expect

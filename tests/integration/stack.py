@@ -137,7 +137,11 @@ class Stack:
 
     def migrate(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "service.cli", "admin", "migrate"], env=self.env, check=True, cwd=REPO, timeout=120
+            [sys.executable, "-m", "edgedistill.service.cli", "admin", "migrate"],
+            env=self.env,
+            check=True,
+            cwd=REPO,
+            timeout=120,
         )
 
     def create_key(self, tenant: str) -> str:
@@ -148,7 +152,7 @@ class Stack:
         return out.stdout.strip().splitlines()[-1]
 
     def start_api(self) -> None:
-        cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory"]
+        cmd = [sys.executable, "-m", "uvicorn", "edgedistill.service.main:create_app", "--factory"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         cmd += ["--timeout-graceful-shutdown", "5"]  # kept-alive client connections must not hold up stop()
         self.api = subprocess.Popen(
@@ -168,7 +172,7 @@ class Stack:
     def start_worker(self, name: str | None = None, *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """A Celery worker (concurrency 1) in its own process group, so a test can kill it whole."""
         name = name or f"w{len(self.workers) + 1}"
-        cmd = [sys.executable, "-m", "workers.worker_cli", "--concurrency", "1", "--hostname", f"{name}@%h"]
+        cmd = [sys.executable, "-m", "edgedistill.workers.worker_cli", "--concurrency", "1", "--hostname", f"{name}@%h"]
         log = self.log(f"worker-{name}")
         offset = log.stat().st_size if log.exists() else 0  # a restarted worker appends to its log
         proc = subprocess.Popen(
@@ -227,8 +231,8 @@ class Stack:
 
 KEY_SNIPPET = """
 import sys
-from service.db.session import session_scope
-from service.repos.api_keys import create_key
+from edgedistill.service.db.session import session_scope
+from edgedistill.service.repos.api_keys import create_key
 with session_scope() as s:
     print(create_key(s, tenant_name=sys.argv[1], name="it").secret)
 """

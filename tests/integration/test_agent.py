@@ -15,7 +15,7 @@ import httpx
 import pytest
 from conftest import LiveService
 
-from service.client import Client
+from edgedistill.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -77,7 +77,7 @@ def run_agent(live: LiveService, token: str, *args: str) -> subprocess.Completed
         "OMP_NUM_THREADS": "1",
     }
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args, "--insecure"],
+        [sys.executable, "-m", "edgedistill.agent.cli", *args, "--insecure"],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -134,11 +134,11 @@ def crafted(live: LiveService, agent_job: AgentJob, tmp_path_factory: pytest.Tem
     import onnx
     from onnx import helper
 
-    from service.db.session import make_engine, make_sessionmaker
-    from service.repos import artifacts as artifacts_repo
-    from service.repos import jobs as jobs_repo
-    from service.settings import Settings
-    from service.storage import get_store
+    from edgedistill.service.db.session import make_engine, make_sessionmaker
+    from edgedistill.service.repos import artifacts as artifacts_repo
+    from edgedistill.service.repos import jobs as jobs_repo
+    from edgedistill.service.settings import Settings
+    from edgedistill.service.storage import get_store
 
     tmp = tmp_path_factory.mktemp("crafted")
     settings = Settings(data_dir=live.stack.data_dir, database_url=live.stack.database_url)

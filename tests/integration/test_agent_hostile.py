@@ -74,7 +74,19 @@ def _run_agent(url: str, work: Path, *extra: str) -> subprocess.CompletedProcess
         "EDGEDISTILL_DEVICE_TOKEN": "edd_hostile",
         "OMP_NUM_THREADS": "1",
     }
-    cmd = [sys.executable, "-m", "agent.cli", "run", "--artifact", "a1", "--url", url, "--runs", "1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgedistill.agent.cli",
+        "run",
+        "--artifact",
+        "a1",
+        "--url",
+        url,
+        "--runs",
+        "1",
+        *extra,
+    ]
     return subprocess.run(cmd, env=env, cwd=work, capture_output=True, text=True, timeout=240)
 
 

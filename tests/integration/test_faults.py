@@ -23,7 +23,7 @@ import redis
 import sqlalchemy as sa
 from stack import PostgresCluster, Stack, postgres_bindir, running_stack, wait_until
 
-from service.client import Client, Job
+from edgedistill.client import Client, Job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from stack import Stack, running_stack
 
-from service.client import Client
+from edgedistill.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -13,9 +13,9 @@ import pytest
 from s3server import CREDENTIALS, moto_server, new_bucket, s3_client
 from stack import running_stack
 
-from service.client import Client
-from service.storage import LocalStore
-from service.storage.s3 import S3Store
+from edgedistill.client import Client
+from edgedistill.service.storage import LocalStore
+from edgedistill.service.storage.s3 import S3Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from stack import Stack, running_stack, wait_until
 
-from service.client import Client
+from edgedistill.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 

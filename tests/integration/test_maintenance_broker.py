@@ -15,13 +15,13 @@ import redis
 from celery import Celery
 from stack import RedisServer
 
-from service.db.migrate import upgrade_head
-from service.db.session import dispose_engines, session_scope
-from service.queue import CeleryJobQueue
-from service.repos import dispatch, jobs, models, tenants
-from service.settings import get_settings
-from workers.celery_app import RUN_JOB, create_worker_app
-from workers.maintenance import broker_job_ids, requeue_lost
+from edgedistill.service.db.migrate import upgrade_head
+from edgedistill.service.db.session import dispose_engines, session_scope
+from edgedistill.service.queue import CeleryJobQueue
+from edgedistill.service.repos import dispatch, jobs, models, tenants
+from edgedistill.service.settings import get_settings
+from edgedistill.workers.celery_app import RUN_JOB, create_worker_app
+from edgedistill.workers.maintenance import broker_job_ids, requeue_lost
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -113,7 +113,7 @@ def test_requeue_lost_resends_only_jobs_missing_from_the_broker(app: Celery, red
 
 CONCURRENT_FIRST_ENQUEUES = """
 import sys, threading
-from service.queue import CeleryJobQueue, QueueUnavailable
+from edgedistill.service.queue import CeleryJobQueue, QueueUnavailable
 queue, errors, barrier = CeleryJobQueue(sys.argv[1]), [], threading.Barrier(40)
 def enqueue(i):
     barrier.wait()

@@ -20,7 +20,7 @@ def test_quickstart_runs_a_job_end_to_end(tmp_path: Path) -> None:
     env.update(PYTHONPATH=str(REPO), COLUMNS="200", OMP_NUM_THREADS="2")
     # Its own session: on a timeout the whole group (quickstart, serve, its API, worker, Redis) is killed.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "quickstart", "--out", "q", "--epochs", "5"],
+        [sys.executable, "-m", "edgedistill.service.cli", "quickstart", "--out", "q", "--epochs", "5"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:

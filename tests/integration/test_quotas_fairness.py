@@ -11,7 +11,7 @@ import httpx
 import pytest
 from stack import REPO, free_port, running_stack, wait_until
 
-from service.client import Client
+from edgedistill.client import Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -28,7 +28,15 @@ def test_submit_rate_limit_is_shared_by_two_api_processes(tmp_path: Path, teache
     with running_stack(tmp_path, _sqlite(tmp_path), workers=0, env=env) as stack:
         key = stack.create_key("ratelimited")
         port = free_port()
-        cmd = [sys.executable, "-m", "uvicorn", "service.main:create_app", "--factory", "--host", "127.0.0.1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "edgedistill.service.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+        ]
         second = subprocess.Popen(
             [*cmd, "--port", str(port), "--log-level", "warning"], env=stack.env, cwd=REPO,
             stdout=stack.log("api2").open("ab"), stderr=subprocess.STDOUT,

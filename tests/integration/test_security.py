@@ -24,8 +24,8 @@ import httpx
 import pytest
 from stack import Stack, running_stack, wait_until
 
-from service.client import Client
-from service.webhooks import ReplayGuard, VerificationError, verify
+from edgedistill.client import Client
+from edgedistill.service.webhooks import ReplayGuard, VerificationError, verify
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -27,7 +27,7 @@ def _start(tmp_path: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEDISTILL_")}
     env.update(EDGEDISTILL_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "edgedistill.service.cli", "serve", "--port", str(port)],
         cwd=tmp_path, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 

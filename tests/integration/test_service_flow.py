@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import LiveService
 
-from service.client import Client, SseEvent
+from edgedistill.client import Client, SseEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import LiveService
 from signature_models import token_classifier_onnx
 
-from service.client import ApiError, Client
+from edgedistill.client import ApiError, Client
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -61,7 +61,7 @@ def test_two_input_teacher_fitting_data_202_mismatch_422(live: LiveService, two_
 def test_submit_cli_prints_the_mismatch_on_one_line(live: LiveService, two_input_files: dict[str, Path]) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEDISTILL_URL": live.url, "EDGEDISTILL_API_KEY": live.key_a}
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "submit", str(two_input_files["teacher"]),
+        [sys.executable, "-m", "edgedistill.service.cli", "submit", str(two_input_files["teacher"]),
          "--data", str(two_input_files["bad"]), "--profile", "cpu-x86"],
         env=env, capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip

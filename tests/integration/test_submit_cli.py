@@ -16,7 +16,7 @@ import pytest
 from conftest import LiveService
 from stack import REPO
 
-from service.cli_errors import EXIT_BELOW_QUALITY, EXIT_OK, EXIT_REFUSED
+from edgedistill.service.cli_errors import EXIT_BELOW_QUALITY, EXIT_OK, EXIT_REFUSED
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -28,8 +28,8 @@ def submit(live: LiveService, *args: str, key: str | None = None, cwd: Path) -> 
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEDISTILL_")}
     env.update(PYTHONPATH=str(REPO), COLUMNS="200", EDGEDISTILL_URL=live.url, EDGEDISTILL_API_KEY=key or live.key_a)
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "submit", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=540,
+        [sys.executable, "-m", "edgedistill.service.cli", "submit", *args], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=540,
     )  # fmt: skip
 
 

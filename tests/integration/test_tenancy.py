@@ -16,10 +16,10 @@ import httpx
 import pytest
 from stack import Stack, running_stack, wait_until
 
-from service.client import Client
-from service.db.session import make_engine, make_sessionmaker
-from service.repos import api_keys
-from workers.pipeline.spec import JobOptions
+from edgedistill.client import Client
+from edgedistill.service.db.session import make_engine, make_sessionmaker
+from edgedistill.service.repos import api_keys
+from edgedistill.workers.pipeline.spec import JobOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

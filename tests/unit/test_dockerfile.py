@@ -25,23 +25,25 @@ def test_targets_inherit_and_run_what_the_dockerfile_says() -> None:
     worker = resolve_target(stages, "worker")
     api = resolve_target(stages, "api")
     assert worker.workdir == api.workdir == "/app"
-    assert any('".[ml]"' in run for run in worker.runs) and not any("[ml]" in run for run in api.runs)
+    assert any('".[server,ml]"' in run for run in worker.runs)
+    assert any('".[server]"' in run for run in api.runs) and not any("ml" in run for run in api.runs)
     assert api.cmd[0] == "uvicorn" and worker.cmd[:2] == ["edgedistill", "worker"]
     assert worker.args["TORCH_INDEX_URL"] == ""  # empty: torch comes from the default index
 
 
-@pytest.mark.parametrize(("line", "expected"), [("COPY agent ./agent", "imports agent.bench")])
+@pytest.mark.parametrize(("line", "expected"), [("COPY agent ./agent", "imports edgedistill.agent.bench")])
 def test_removing_a_copy_line_is_caught(line: str, expected: str, tmp_path: Path) -> None:
     assert line in DOCKERFILE
     broken = DOCKERFILE.replace(line, "")
     target = resolve_target(parse_dockerfile(broken), "worker")
     problems = missing_project_imports(build_file_set(target, tmp_path / "app"))
-    assert any(p.startswith("workers/steps/benchmark.py") and expected in p for p in problems), problems
+    assert any(p.startswith("edgedistill/workers/steps/benchmark.py") and expected in p for p in problems), problems
 
 
 def test_removing_any_package_copy_is_caught(tmp_path: Path) -> None:
     """Every project package is imported by another one, so dropping any of their COPY lines fails."""
-    for line in ("COPY service ./service", "COPY workers ./workers", "COPY migrations ./migrations"):
+    lines = ("COPY service ./service", "COPY workers ./workers", "COPY migrations ./migrations")
+    for line in (*lines, "COPY edgedistill ./edgedistill"):
         target = resolve_target(parse_dockerfile(DOCKERFILE.replace(line, "")), "worker")
         root = build_file_set(target, tmp_path / line.split()[1])
         assert missing_project_imports(root), f"dropping {line!r} went unnoticed"

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.context import RunContext, RunState
 
 
 class StepConfig(BaseModel):

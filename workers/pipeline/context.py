@@ -7,9 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.errors import Cancelled
-from workers.pipeline.events import CancelCheck, EventKind, EventSink, PipelineEvent, never_cancel, null_sink
-from workers.pipeline.spec import PipelineSpec
+from edgedistill.workers.pipeline.errors import Cancelled
+from edgedistill.workers.pipeline.events import (
+    CancelCheck,
+    EventKind,
+    EventSink,
+    PipelineEvent,
+    never_cancel,
+    null_sink,
+)
+from edgedistill.workers.pipeline.spec import PipelineSpec
 
 
 @dataclass(frozen=True)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import importlib
 
-from workers.pipeline.base import Step
+from edgedistill.workers.pipeline.base import Step
 
 STEPS: dict[str, str] = {
-    "load_teacher": "workers.steps.load_teacher:LoadTeacher",
-    "load_data": "workers.steps.load_data:LoadData",
-    "build_student": "workers.steps.build_student:BuildStudent",
-    "distill": "workers.steps.distill.step:Distill",
-    "qat_kd": "workers.steps.distill.qat:QatKD",
-    "export_onnx": "workers.steps.export_onnx:ExportOnnx",
-    "quantize_onnx": "workers.steps.quantize:QuantizeOnnx",
-    "export_tflite": "workers.steps.export_tflite:ExportTflite",
-    "export_c_array": "workers.steps.mcu:ExportCArray",
-    "verify": "workers.steps.verify:Verify",
-    "benchmark": "workers.steps.benchmark:Benchmark",
-    "report": "workers.steps.report:Report",
+    "load_teacher": "edgedistill.workers.steps.load_teacher:LoadTeacher",
+    "load_data": "edgedistill.workers.steps.load_data:LoadData",
+    "build_student": "edgedistill.workers.steps.build_student:BuildStudent",
+    "distill": "edgedistill.workers.steps.distill.step:Distill",
+    "qat_kd": "edgedistill.workers.steps.distill.qat:QatKD",
+    "export_onnx": "edgedistill.workers.steps.export_onnx:ExportOnnx",
+    "quantize_onnx": "edgedistill.workers.steps.quantize:QuantizeOnnx",
+    "export_tflite": "edgedistill.workers.steps.export_tflite:ExportTflite",
+    "export_c_array": "edgedistill.workers.steps.mcu:ExportCArray",
+    "verify": "edgedistill.workers.steps.verify:Verify",
+    "benchmark": "edgedistill.workers.steps.benchmark:Benchmark",
+    "report": "edgedistill.workers.steps.report:Report",
 }
 
 

@@ -20,11 +20,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from workers.pipeline.errors import ArtifactOverBudget, BudgetError, InputError, Int8OverBudget, PipelineError
-from workers.pipeline.events import CancelCheck, EventSink, never_cancel, null_sink
-from workers.pipeline.registry import step_class
-from workers.pipeline.spec import PipelineSpec
+from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
+from edgedistill.workers.pipeline.errors import (
+    ArtifactOverBudget,
+    BudgetError,
+    InputError,
+    Int8OverBudget,
+    PipelineError,
+)
+from edgedistill.workers.pipeline.events import CancelCheck, EventSink, never_cancel, null_sink
+from edgedistill.workers.pipeline.registry import step_class
+from edgedistill.workers.pipeline.spec import PipelineSpec
 
 STEP_ORDER: tuple[str, ...] = (
     "load_teacher",
@@ -146,7 +152,7 @@ def _reset_for_qat(state: RunState, exc: Int8OverBudget) -> None:
 
 def _smaller_student(state: RunState, spec: PipelineSpec, exc: ArtifactOverBudget) -> Any:
     """The next student that fits once its estimates are corrected by what was measured."""
-    from workers.steps.students import StudentArch, fits_after_correction, shrink
+    from edgedistill.workers.steps.students import StudentArch, fits_after_correction, shrink
 
     arch = StudentArch.from_dict(state.student_arch)
     corrections: dict[str, float] = {}
@@ -161,7 +167,7 @@ def _smaller_student(state: RunState, spec: PipelineSpec, exc: ArtifactOverBudge
 
 
 def _run_steps(ctx: RunContext, state: RunState, names: Sequence[str]) -> None:
-    from workers.steps.build_student import BuildStudentConfig
+    from edgedistill.workers.steps.build_student import BuildStudentConfig
 
     clock = _StageClock(ctx)
     retries = 0

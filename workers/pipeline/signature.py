@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # spec imports this module; the options type is only needed by mypy
-    from workers.pipeline.spec import JobOptions
+    from edgedistill.workers.pipeline.spec import JobOptions
 
 # numpy dtype names a teacher input or output may have.
 DType = Literal["float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]

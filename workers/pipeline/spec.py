@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from workers.pipeline.signature import OutputOptions
-from workers.profiles.schema import DeviceProfile
+from edgedistill.workers.pipeline.signature import OutputOptions
+from edgedistill.workers.profiles.schema import DeviceProfile
 
 # Distillation methods a job can ask for (workers.steps.distill.methods implements each one).
 METHODS: tuple[str, ...] = (

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workers.pipeline.strictness import refuse_boolean_numbers
+from edgedistill.workers.pipeline.strictness import refuse_boolean_numbers
 
 DeviceClass = Literal["cpu", "mobile", "mcu"]
 TargetFormat = Literal["onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "c_array"]

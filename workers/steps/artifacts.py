@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps import deployment
+from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps import deployment
 
 SIDECAR_SUFFIX = ".json"
 _CHUNK = 1 << 20

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 # Host and device measure with the same timing code: the agent's (a light leaf package).
-from agent.bench import latency_stats, time_calls
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
+from edgedistill.agent.bench import latency_stats, time_calls
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
 
 ARTIFACT_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
 
@@ -53,7 +53,7 @@ def _timed_call(
     path: Path, kind: str, metadata: dict[str, Any], threads: int, x1: np.ndarray
 ) -> tuple[Callable[[], Any], str, str]:
     """A no-argument call that runs the artifact once on x1, prepared so only the runtime is timed."""
-    from workers.steps.runtimes import OnnxModel, TfliteModel
+    from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
 
     if kind.startswith("onnx"):
         onnx_model = OnnxModel(path, threads)
@@ -70,7 +70,7 @@ def _timed_call_multi(
     """As _timed_call for a student with several inputs or integer ones, fed one sample of each input by
     the teacher's name. ONNX: the feed is prepared once, so only session.run is timed. TFLite: the
     runtimes' predict_all per call (it also casts/quantizes the tiny inputs: microseconds)."""
-    from workers.steps.runtimes import NP_OF_ORT, OnnxModel, TfliteModel
+    from edgedistill.workers.steps.runtimes import NP_OF_ORT, OnnxModel, TfliteModel
 
     if kind.startswith("onnx"):
         m = OnnxModel(path, threads)
@@ -135,7 +135,7 @@ class Benchmark(Step):
         threads = profile.threads
         x_test = state.data.x_of("test")
         x1 = np.ascontiguousarray((x_test if x_test.shape[0] else state.data.x_of("train"))[:1], dtype=np.float32)
-        from workers.steps.export_multi import is_multi
+        from edgedistill.workers.steps.export_multi import is_multi
 
         multi = is_multi(state)
         if multi:
@@ -174,7 +174,7 @@ class Benchmark(Step):
                     ctx.emit("warning", {"message": msg})
 
     def _teacher(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
-        from workers.steps.runtimes import OnnxModel
+        from edgedistill.workers.steps.runtimes import OnnxModel
 
         teacher = state.teacher
         if teacher is None:
@@ -223,7 +223,7 @@ class Benchmark(Step):
         with a progress note, when the export fails or its output differs from the teacher's."""
         import tempfile
 
-        from workers.steps.runtimes import OnnxModel
+        from edgedistill.workers.steps.runtimes import OnnxModel
 
         module = getattr(state.teacher, "_module", None)
         if module is None:

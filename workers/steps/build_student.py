@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import Field
 
-from workers.pipeline.base import Step, StepConfig
-from workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.base import Step, StepConfig
+from edgedistill.workers.pipeline.context import RunContext, RunState
 
 
 class BuildStudentConfig(StepConfig):
@@ -36,19 +36,24 @@ class BuildStudent(Step):
     config_cls = BuildStudentConfig
 
     def run(self, ctx: RunContext, state: RunState) -> None:
-        from workers.steps.sizing import prepare, single_rung
-        from workers.steps.students import PREFERRED_MIN_DEPTH, budget_violation, choose_arch, grid_candidates
+        from edgedistill.workers.steps.sizing import prepare, single_rung
+        from edgedistill.workers.steps.students import (
+            PREFERRED_MIN_DEPTH,
+            budget_violation,
+            choose_arch,
+            grid_candidates,
+        )
 
         assert isinstance(self.config, BuildStudentConfig)
         opts, data = ctx.spec.options, state.data
         if ctx.spec.init_from_path is not None and self.config.width is None:
-            from workers.steps.distill.lifelong import build_previous_student
+            from edgedistill.workers.steps.distill.lifelong import build_previous_student
 
             build_previous_student(ctx, state)
             state.sizing = None
             state.student_arch["sizing"] = {"mode": "fixed", "reason": "continues the earlier student (init_from)"}
             return
-        from workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
+        from edgedistill.workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
 
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
             build_for_run(ctx, state, self.config)
@@ -115,8 +120,13 @@ class BuildStudent(Step):
 
     def _build_multi(self, ctx: RunContext, state: RunState) -> None:
         """Several inputs/outputs or token ids: a students_multi.MultiStudent, sized like the others."""
-        from workers.steps.sizing import multi_rung, prepare
-        from workers.steps.students_multi import PREFERRED_MIN_DEPTH, choose_multi, input_stats, multi_candidates
+        from edgedistill.workers.steps.sizing import multi_rung, prepare
+        from edgedistill.workers.steps.students_multi import (
+            PREFERRED_MIN_DEPTH,
+            choose_multi,
+            input_stats,
+            multi_candidates,
+        )
 
         assert isinstance(self.config, BuildStudentConfig)
         opts, profile, signature = ctx.spec.options, ctx.spec.profile, state.signature
@@ -124,7 +134,7 @@ class BuildStudent(Step):
         depth = self.config.depth or opts.student.depth
         stats = input_stats(signature, state.data.inputs_of("train"))
         teacher_params = state.teacher.param_count if state.teacher is not None else None
-        from workers.steps.students_multi import anchor_grids
+        from edgedistill.workers.steps.students_multi import anchor_grids
 
         # per-anchor heads sit on the teacher's anchor grid, inferred from its cached outputs
         teacher_train = state.teacher_outputs.get("train")
@@ -160,7 +170,7 @@ class BuildStudent(Step):
 def needs_multi_student(signature: Any) -> bool:
     """Whether the signature needs a MultiStudent: anything but one float input with one trained
     (k,)-shaped output, which the single-input families (students.py) cover."""
-    from workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS
+    from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS
 
     trained = [o for o in signature.outputs if o.kind not in UNTRAINED_KINDS]
     single_in = len(signature.inputs) == 1 and signature.inputs[0].dtype in FLOAT_DTYPES
@@ -181,13 +191,13 @@ def build_student(
     (students_multi.anchor_grids)."""
     import torch
 
-    from workers.pipeline.signature import UNTRAINED_KINDS
-    from workers.steps.students import MLP, build_module, choose_arch
-    from workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
+    from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
+    from edgedistill.workers.steps.students import MLP, build_module, choose_arch
+    from edgedistill.workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):
-        from workers.steps.students_multi import anchor_grids
+        from edgedistill.workers.steps.students_multi import anchor_grids
 
         grids, grid_notes = anchor_grids(signature, teacher_outputs)
         choice = choose_multi(

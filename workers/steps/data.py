@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from workers.formats import DataFileError, NpzSummary, check_npz
-from workers.pipeline.errors import InputError
+from edgedistill.workers.formats import DataFileError, NpzSummary, check_npz
+from edgedistill.workers.pipeline.errors import InputError
 
 Modality = Literal["vector", "sequence", "image"]
 Task = Literal["classification", "regression"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.pipeline.verdict import quality_verdict
+from edgedistill.workers.pipeline.verdict import quality_verdict
 
 # Preference when nothing was timed (and the tie-break): the artifact each class was built for first.
 PRIMARY_BY_CLASS = {

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 CHECK_SAMPLES = 64
 
@@ -22,8 +22,8 @@ def is_multi(state: RunState) -> bool:
     """Whether the artifacts must be made from heads.export_module: a MultiStudent, or any teacher the
     engine trains per output (e.g. skl2onnx label + probabilities, one sigmoid unit), whose exported
     outputs are the teacher's, not the raw student's."""
-    from workers.steps.build_student import needs_multi_student
-    from workers.steps.distill.multi import needs_multi
+    from edgedistill.workers.steps.build_student import needs_multi_student
+    from edgedistill.workers.steps.distill.multi import needs_multi
 
     sig = state.signature
     return sig is not None and (needs_multi_student(sig) or needs_multi(sig))
@@ -33,9 +33,9 @@ def deploy_module(state: RunState, float_io: bool = True) -> Any:
     """heads.export_module of the student; a tabular MLP (bare or in a TupleStudent) is exported with
     its input standardisation as float ops in front of the int8 layers (students.FloatStandardized:
     the folded form breaks XNNPACK and int8 accuracy, see export_tflite)."""
-    from workers.steps.heads import export_module
-    from workers.steps.students import standardized_export
-    from workers.steps.students_multi import TupleStudent
+    from edgedistill.workers.steps.heads import export_module
+    from edgedistill.workers.steps.students import standardized_export
+    from edgedistill.workers.steps.students_multi import TupleStudent
 
     student = state.student
     inner = student.inner if isinstance(student, TupleStudent) else student
@@ -84,10 +84,10 @@ def max_diffs(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[st
 def export_onnx_multi(ctx: RunContext, state: RunState, filename: str, opset: int) -> None:
     import onnx
 
-    from workers.steps.export_onnx import ATOL, RTOL, export_signature_onnx
-    from workers.steps.model_info import describe_onnx
-    from workers.steps.runtimes import OnnxModel
-    from workers.steps.students_multi import example_inputs
+    from edgedistill.workers.steps.export_onnx import ATOL, RTOL, export_signature_onnx
+    from edgedistill.workers.steps.model_info import describe_onnx
+    from edgedistill.workers.steps.runtimes import OnnxModel
+    from edgedistill.workers.steps.students_multi import example_inputs
 
     sig = state.signature
     module = deploy_module(state)
@@ -139,14 +139,14 @@ def calibration_inputs(state: RunState, count: int, seed: int) -> dict[str, np.n
 
 
 def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: str, float_io: bool) -> None:
-    from workers.steps.export_tflite import convert_signature_int8, strip_debug_names
-    from workers.steps.model_info import describe_tflite
-    from workers.steps.runtimes import TfliteModel
+    from edgedistill.workers.steps.export_tflite import convert_signature_int8, strip_debug_names
+    from edgedistill.workers.steps.model_info import describe_tflite
+    from edgedistill.workers.steps.runtimes import TfliteModel
 
     opts = ctx.spec.options
-    from workers.steps.runtimes import apply_standardization
-    from workers.steps.students import standardized_export
-    from workers.steps.students_multi import TupleStudent
+    from edgedistill.workers.steps.runtimes import apply_standardization
+    from edgedistill.workers.steps.students import standardized_export
+    from edgedistill.workers.steps.students_multi import TupleStudent
 
     sig = state.signature
     module = deploy_module(state, float_io)

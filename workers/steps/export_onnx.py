@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -121,16 +121,16 @@ class ExportOnnx(Step):
         targets = ctx.spec.profile.targets
         if "onnx_fp32" not in targets and "onnx_int8" not in targets:
             return
-        from workers.steps.export_multi import export_onnx_multi, is_multi
+        from edgedistill.workers.steps.export_multi import export_onnx_multi, is_multi
 
         if is_multi(state):  # several inputs/outputs or token ids: the teacher's names on every tensor
             export_onnx_multi(ctx, state, FILENAME, OPSET)
             return
         import onnx
 
-        from workers.steps.model_info import describe_onnx
-        from workers.steps.runtimes import run_onnx
-        from workers.steps.students import standardized_export
+        from edgedistill.workers.steps.model_info import describe_onnx
+        from edgedistill.workers.steps.runtimes import run_onnx
+        from edgedistill.workers.steps.students import standardized_export
 
         data = state.data
         x_check = data.x_of("test")[:CHECK_SAMPLES]

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 FILENAMES = {"tflite_int8": "student_int8.tflite", "tflite_int8_full": "student_int8_full.tflite"}
 CHECK_SAMPLES = 256
@@ -122,7 +122,7 @@ def convert_int8(
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from workers.steps.runtimes import to_model_layout
+    from edgedistill.workers.steps.runtimes import to_model_layout
 
     if qat is not None:
         layout = qat.layout
@@ -185,7 +185,7 @@ def convert_signature_int8(
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from workers.steps.runtimes import CHANNEL_LAST, to_model_layout
+    from edgedistill.workers.steps.runtimes import CHANNEL_LAST, to_model_layout
 
     specs = signature.inputs
     # NCHW image inputs become NHWC; a teacher's NHWC input (TFLite teachers) stays as the teacher takes it
@@ -269,12 +269,12 @@ class ExportTflite(Step):
         kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]
         if not kinds:
             return
-        from workers.steps.export_multi import export_tflite_multi, is_multi
-        from workers.steps.export_onnx import io_names, max_abs_diff, torch_predict
-        from workers.steps.model_info import describe_tflite
-        from workers.steps.quantize import calibration_samples
-        from workers.steps.runtimes import apply_standardization, run_tflite
-        from workers.steps.students import standardized_export
+        from edgedistill.workers.steps.export_multi import export_tflite_multi, is_multi
+        from edgedistill.workers.steps.export_onnx import io_names, max_abs_diff, torch_predict
+        from edgedistill.workers.steps.model_info import describe_tflite
+        from edgedistill.workers.steps.quantize import calibration_samples
+        from edgedistill.workers.steps.runtimes import apply_standardization, run_tflite
+        from edgedistill.workers.steps.students import standardized_export
 
         if is_multi(state):
             for kind in kinds:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import CLASS_SCORE_KINDS, UNTRAINED_KINDS, ModelSignature
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import CLASS_SCORE_KINDS, UNTRAINED_KINDS, ModelSignature
 
 # Teacher outputs whose rows are non-negative and sum to 1 are probabilities, not logits.
 _PROB_TOLERANCE = 1e-3
@@ -69,13 +69,13 @@ class LoadData(Step):
             # when a later check of this step refuses the job)
             teacher = state.teacher
             if teacher is not None and teacher.format == "torchscript" and teacher.shapes_known():
-                from workers.steps.teacher_record import emit_teacher_signature
+                from edgedistill.workers.steps.teacher_record import emit_teacher_signature
 
                 emit_teacher_signature(ctx, teacher, teacher.io)
 
     def _load(self, ctx: RunContext, state: RunState) -> None:
-        from workers.pipeline.signature import unsupported_reason, with_output_kinds
-        from workers.steps.data import (
+        from edgedistill.workers.pipeline.signature import unsupported_reason, with_output_kinds
+        from edgedistill.workers.steps.data import (
             TransferData,
             infer_modality,
             make_splits,
@@ -83,7 +83,7 @@ class LoadData(Step):
             read_npz,
             read_npz_inputs,
         )
-        from workers.steps.output_kinds import infer_output_kinds
+        from edgedistill.workers.steps.output_kinds import infer_output_kinds
 
         spec, opts, teacher = ctx.spec, ctx.spec.options, state.teacher
         if spec.data_path is None:
@@ -207,7 +207,7 @@ class LoadData(Step):
         names: list[str] | None,
     ) -> None:
         """No transfer rows: shapes from the teacher; real data (if any) is the test split only."""
-        from workers.steps.data import TransferData, decide_task, infer_modality, prepare_labels
+        from edgedistill.workers.steps.data import TransferData, decide_task, infer_modality, prepare_labels
 
         opts, teacher = ctx.spec.options, state.teacher
         sig = teacher.signature
@@ -267,7 +267,7 @@ class LoadData(Step):
             "test": {out_name: test_out},
         }
         kind = "logits" if task == "classification" else "regression"
-        from workers.pipeline.signature import with_output_kinds
+        from edgedistill.workers.pipeline.signature import with_output_kinds
 
         state.signature = with_output_kinds(teacher.io, {out_name: kind})
         state.output_kinds = [{"name": out_name, "kind": kind, "how": f"data-free {task}"}]
@@ -301,7 +301,7 @@ def check_outputs_budget(samples: int, per_sample: Sequence[tuple[int | None, ..
 def teacher_metrics(data: object, outputs: dict[str, Any]) -> dict[str, float | None]:
     """The teacher's own test accuracy (classification) or RMSE (regression) against the labels,
     on its primary output."""
-    from workers.steps.data import TransferData, primary_targets
+    from edgedistill.workers.steps.data import TransferData, primary_targets
 
     assert isinstance(data, TransferData)
     y = data.y_of("test")

@@ -4,8 +4,8 @@ Reads spec.teacher_path; writes state.teacher (workers.steps.teacher.Teacher).""
 
 from __future__ import annotations
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
 
 
 class LoadTeacher(Step):
@@ -13,7 +13,7 @@ class LoadTeacher(Step):
     stage = "load"
 
     def run(self, ctx: RunContext, state: RunState) -> None:
-        from workers.steps.teacher import load_teacher
+        from edgedistill.workers.steps.teacher import load_teacher
 
         teacher = load_teacher(ctx.spec.teacher_path, device=ctx.torch_device)
         state.teacher = teacher
@@ -25,6 +25,6 @@ class LoadTeacher(Step):
             progress=1.0,
         )
         if teacher.format == "pt2":  # torch.export records every input and output: known now
-            from workers.steps.teacher_record import emit_teacher_signature
+            from edgedistill.workers.steps.teacher_record import emit_teacher_signature
 
             emit_teacher_signature(ctx, teacher, teacher.declared_io)

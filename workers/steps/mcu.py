@@ -24,10 +24,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import class_labels, record_artifact, write_bytes_atomic
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import class_labels, record_artifact, write_bytes_atomic
 
 C_NAME = "student"
 SOURCE_FILENAME = f"{C_NAME}_model.cc"
@@ -209,7 +209,7 @@ def c_header(
 
 
 def measure_arena(path: Path, x: Any) -> int:
-    from workers.steps.runtimes import run_tflm
+    from edgedistill.workers.steps.runtimes import run_tflm
 
     _, arena = run_tflm(path, x[:1])
     return arena
@@ -232,11 +232,11 @@ class ExportCArray(Step):
             raise PipelineError("c_array needs the tflite_int8_full model; export_tflite did not make it")
         data = tfl.path.read_bytes()
         info = {"signature": tfl.metadata["signature"], "teacher_io": tfl.metadata.get("teacher_io")}
-        from workers.steps.export_multi import is_multi
+        from edgedistill.workers.steps.export_multi import is_multi
 
         if is_multi(state):  # several inputs/outputs (or integer ones): run by the teacher's names
-            from workers.steps.export_multi import _check_inputs
-            from workers.steps.runtimes import run_tflm_all
+            from edgedistill.workers.steps.export_multi import _check_inputs
+            from edgedistill.workers.steps.runtimes import run_tflm_all
 
             _, measured = run_tflm_all(tfl.path, _check_inputs(state, 1))
         else:

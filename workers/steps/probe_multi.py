@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.context import RunContext, RunState
-from workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 PROBE_FILENAME = "probe.npz"
 MANIFEST_KEY = "probe_manifest"
@@ -35,9 +35,9 @@ def _as_stored(a: np.ndarray) -> np.ndarray:
 
 
 def _variant_outputs(ctx: RunContext, state: RunState, x: dict[str, np.ndarray], n: int) -> dict[str, Any]:
-    from workers.steps.export_multi import torch_predict_all
-    from workers.steps.heads import export_module
-    from workers.steps.verify_multi import predict_variant
+    from edgedistill.workers.steps.export_multi import torch_predict_all
+    from edgedistill.workers.steps.heads import export_module
+    from edgedistill.workers.steps.verify_multi import predict_variant
 
     sig = state.signature
     found: dict[str, dict[str, np.ndarray]] = {
@@ -51,7 +51,7 @@ def _variant_outputs(ctx: RunContext, state: RunState, x: dict[str, np.ndarray],
             continue
         found[kind] = predict_variant(state, kind, x)
     if "tflite_int8_full" in state.artifacts and ctx.spec.profile.device_class == "mcu":
-        from workers.steps.runtimes import run_tflm_all
+        from edgedistill.workers.steps.runtimes import run_tflm_all
 
         meta = state.artifacts["tflite_int8_full"].metadata
         io = meta.get("teacher_io") or {}

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 FILENAME = "student_int8.onnx"
 CALIBRATION_BATCH = 32
@@ -135,15 +135,15 @@ class QuantizeOnnx(Step):
             return
         import onnx
 
-        from workers.steps.export_onnx import max_abs_diff
-        from workers.steps.model_info import describe_onnx
-        from workers.steps.runtimes import run_onnx
+        from edgedistill.workers.steps.export_onnx import max_abs_diff
+        from edgedistill.workers.steps.model_info import describe_onnx
+        from edgedistill.workers.steps.runtimes import run_onnx
 
         fp32 = state.artifacts.get("onnx_fp32")
         if fp32 is None:
             raise PipelineError("onnx_int8 needs the fp32 ONNX model; export_onnx did not run", stage=self.stage)
         opts = ctx.spec.options
-        from workers.steps.export_multi import is_multi
+        from edgedistill.workers.steps.export_multi import is_multi
 
         if is_multi(state):
             self._run_multi(ctx, state, fp32)
@@ -197,9 +197,9 @@ class QuantizeOnnx(Step):
         """Several inputs (token ids as int64, as the fp32 file takes them) and outputs by name."""
         import onnx
 
-        from workers.steps.export_multi import _check_inputs, calibration_inputs, max_diffs
-        from workers.steps.model_info import describe_onnx
-        from workers.steps.runtimes import OnnxModel
+        from edgedistill.workers.steps.export_multi import _check_inputs, calibration_inputs, max_diffs
+        from edgedistill.workers.steps.model_info import describe_onnx
+        from edgedistill.workers.steps.runtimes import OnnxModel
 
         opts = ctx.spec.options
         samples = calibration_inputs(state, opts.calibration_samples, opts.seed)

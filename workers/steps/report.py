@@ -12,16 +12,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.verdict import METRIC_NAMES, quality_verdict, verdict_line
-from workers.steps import deployment
-from workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
-from workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
-from workers.steps.distill.report_section import distillation_section, summary_lines
-from workers.steps.metrics import quality_key
-from workers.steps.sizing_report import sizing_section
-from workers.steps.sizing_report import summary_lines as sizing_lines
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.verdict import METRIC_NAMES, quality_verdict, verdict_line
+from edgedistill.workers.steps import deployment
+from edgedistill.workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
+from edgedistill.workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
+from edgedistill.workers.steps.distill.report_section import distillation_section, summary_lines
+from edgedistill.workers.steps.metrics import quality_key
+from edgedistill.workers.steps.sizing_report import sizing_section
+from edgedistill.workers.steps.sizing_report import summary_lines as sizing_lines
 
 __all__ = ["PRIMARY_BY_CLASS", "Report", "build_report", "render_summary"]
 
@@ -64,7 +64,7 @@ def _host_p50(state: RunState) -> dict[str, float]:
 
 def _same_runtime(latency: list[dict[str, Any]]) -> dict[str, bool]:
     """Per timed student: whether its speed-up over the teacher is like-for-like (runtime and threads)."""
-    from workers.steps.device_artifact import host_timings, runtime_family
+    from edgedistill.workers.steps.device_artifact import host_timings, runtime_family
 
     t = host_timings(latency)
     teacher = t.pop("teacher", None)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.runtimes import ORT_NUMPY_TYPES
-from workers.pipeline.errors import PipelineError
-from workers.steps.model_info import tflite_ops
+from edgedistill.agent.runtimes import ORT_NUMPY_TYPES
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.model_info import tflite_ops
 
 __all__ = [
     "OnnxModel",
@@ -557,7 +557,7 @@ def run_tflm_all(
 ) -> tuple[dict[str, np.ndarray], int]:
     """run_tflm for several inputs and outputs by teacher name: (outputs, arena bytes TFLM used)."""
     it, _ = _tflm_interpreter(path.read_bytes(), arena_size)
-    from workers.steps.model_info import describe_tflite
+    from edgedistill.workers.steps.model_info import describe_tflite
 
     sig = describe_tflite(path)["signature"]
     n_in, n_out = len(sig["inputs"]), len(sig["outputs"])

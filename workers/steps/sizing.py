@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from workers.pipeline.context import RunContext, RunState
-from workers.profiles.schema import DeviceProfile
-from workers.steps.students import StudentEstimate
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.workers.steps.students import StudentEstimate
 
 # the ladder spans at most this factor in cost below the fixed choice: smaller students would not
 # keep a teacher's quality, and a wider span leaves coarser steps where the answer usually is
@@ -154,14 +154,14 @@ class _Judge:
 def _judge(ctx: RunContext, state: RunState) -> _Judge:
     import torch
 
-    from workers.steps.distill.multi import needs_multi
+    from edgedistill.workers.steps.distill.multi import needs_multi
 
     if needs_multi(state.signature):
         # per-output agreement with the teacher (clipped to [0, 1]): the teacher scores 1 by definition
         return _Judge("headline", 1.0, lambda _m, fitted: float(fitted.result.best_val_fidelity))
-    from workers.steps.data import primary_targets
-    from workers.steps.distill.trainer import predict
-    from workers.steps.metrics import evaluate, quality_key
+    from edgedistill.workers.steps.data import primary_targets
+    from edgedistill.workers.steps.distill.trainer import predict
+    from edgedistill.workers.steps.metrics import evaluate, quality_key
 
     data = state.data
     y = data.y_of("val")
@@ -388,7 +388,7 @@ def search_and_train(
 
 def single_rung(arch: Any, est: StudentEstimate, x_train: np.ndarray, seed: int) -> Rung:
     """A students.StudentArch (one input, one output) as a rung."""
-    from workers.steps.students import MLP, Choice, seeded_module
+    from edgedistill.workers.steps.students import MLP, Choice, seeded_module
 
     def describe(module: nn.Module, reason: str) -> dict[str, Any]:
         state = Choice(arch, est, reason).as_state()
@@ -408,7 +408,7 @@ def multi_rung(
     (students_multi.anchor_grids) with biases primed from the teacher's outputs."""
     import torch
 
-    from workers.steps.students_multi import MultiChoice, MultiStudent
+    from edgedistill.workers.steps.students_multi import MultiChoice, MultiStudent
 
     primed: list[str] = []
 

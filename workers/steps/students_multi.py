@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.pipeline.errors import BudgetError, InputError
-from workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
-from workers.profiles.schema import DeviceProfile
-from workers.steps.anchor_grid import AnchorGrid
-from workers.steps.students import (
+from edgedistill.workers.pipeline.errors import BudgetError, InputError
+from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
+from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.workers.steps.anchor_grid import AnchorGrid
+from edgedistill.workers.steps.students import (
     _TFLITE_BYTES_PER_TENSOR,
     _TFLITE_FIXED_BYTES,
     FLASH_HEADROOM,
@@ -499,7 +499,7 @@ def anchor_grids(
     """The anchor grids (anchor count -> grid) inferred from the teacher's cached outputs for the
     per-anchor outputs the image encoder's map feeds, and per such output why it gets a GridHead or
     keeps the learned AnchorHead."""
-    from workers.steps.anchor_grid import infer_grids, per_anchor_count
+    from edgedistill.workers.steps.anchor_grid import infer_grids, per_anchor_count
 
     mapped = next((s for s in signature.inputs if input_kind(s) in ("image", "sequence", "tokens")), None)
     if mapped is None or input_kind(mapped) != "image" or any(d is None for d in mapped.per_sample):

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.pipeline.errors import BudgetError, InputError
-from workers.pipeline.signature import UNTRAINED_KINDS, ModelSignature
-from workers.profiles.schema import DeviceProfile
-from workers.steps.students import FLASH_HEADROOM, budget_violation
-from workers.steps.students_multi import (
+from edgedistill.workers.pipeline.errors import BudgetError, InputError
+from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS, ModelSignature
+from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.workers.steps.students import FLASH_HEADROOM, budget_violation
+from edgedistill.workers.steps.students_multi import (
     MIN_VOCAB,
     VOCAB_FLASH_SHARE,
     InputStats,
@@ -284,7 +284,7 @@ def _blocks_of(params: list[tuple[str, torch.Tensor]]) -> dict[int, list[tuple[s
 @torch.no_grad()
 def init_from_teacher(student: TransformerStudent, teacher: Any, signature: ModelSignature) -> dict[str, Any]:
     """Copy what fits (module docstring); returns what was copied and why the rest was not."""
-    from workers.steps.teacher import OnnxTeacher
+    from edgedistill.workers.steps.teacher import OnnxTeacher
 
     copied: list[str] = []
     skipped: list[str] = []
@@ -362,7 +362,7 @@ def wants_transformer(options: Any, signature: ModelSignature | None) -> bool:
 
 def teacher_shape_of(teacher: Any, inputs: Mapping[str, np.ndarray]) -> TeacherShape | None:
     """Layers, heads and width of a transformer teacher from its graph (features.sequence_taps)."""
-    from workers.steps.distill.features import sequence_taps
+    from edgedistill.workers.steps.distill.features import sequence_taps
 
     taps = sequence_taps(teacher, inputs) if teacher is not None else None
     if taps is None or not taps.layers:
@@ -375,7 +375,7 @@ def teacher_shape_of(teacher: Any, inputs: Mapping[str, np.ndarray]) -> TeacherS
 def build_for_run(ctx: Any, state: Any, config: Any) -> None:
     """BuildStudent for the transformer family: state.student, state.student_arch (the runner's
     over-budget retry pins width/depth through config, as for the other families)."""
-    from workers.steps.students_multi import input_stats
+    from edgedistill.workers.steps.students_multi import input_stats
 
     opts = ctx.spec.options
     sig = state.signature

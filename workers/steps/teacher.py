@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from workers.formats import ModelFileError, ModelFormat, UnsafeModelFile, sniff_model_format
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import INT_DTYPES, ModelSignature, OutputSpec, TensorSpec
+from edgedistill.workers.formats import ModelFileError, ModelFormat, UnsafeModelFile, sniff_model_format
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import INT_DTYPES, ModelSignature, OutputSpec, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -378,7 +378,7 @@ class OnnxTeacher(Teacher):
         return [_zipmap_to_array(o) for o in outs]
 
     def _count_macs(self) -> int | None:
-        from workers.steps.onnx_macs import count_onnx_macs
+        from edgedistill.workers.steps.onnx_macs import count_onnx_macs
 
         if len(self.io.inputs) != 1:
             return None  # the counter propagates shapes from one input
@@ -611,7 +611,7 @@ def load_teacher(path: Path, *, device: str = "cpu") -> Teacher:
     if fmt == "torchscript":
         return TorchScriptTeacher(path, device=device)
     if fmt == "tflite":
-        from workers.steps.teacher_tflite import TfliteTeacher
+        from edgedistill.workers.steps.teacher_tflite import TfliteTeacher
 
         return TfliteTeacher(path)
     return ExportedProgramTeacher(path, device=device)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.formats import ModelFileError, ModelFormat
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from workers.steps.teacher import Teacher, _first_line, guess_layout
+from edgedistill.workers.formats import ModelFileError, ModelFormat
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.workers.steps.teacher import Teacher, _first_line, guess_layout
 
 _DTYPES = {
     np.float32: "float32",

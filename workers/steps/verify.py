@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
-from workers.steps.metrics import evaluate, quality_key
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
+from edgedistill.workers.steps.metrics import evaluate, quality_key
 
 ONNX_KINDS = ("onnx_fp32", "onnx_int8")
 TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
@@ -57,9 +57,9 @@ class Verify(Step):
     stage = "verify"
 
     def run(self, ctx: RunContext, state: RunState) -> None:
-        from workers.steps.distill.multi import needs_multi
-        from workers.steps.export_onnx import torch_predict
-        from workers.steps.runtimes import run_onnx, run_tflite, run_tflm
+        from edgedistill.workers.steps.distill.multi import needs_multi
+        from edgedistill.workers.steps.export_onnx import torch_predict
+        from edgedistill.workers.steps.runtimes import run_onnx, run_tflite, run_tflm
 
         data = state.data
         if needs_multi(state.signature):
@@ -70,7 +70,7 @@ class Verify(Step):
             raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
         y = data.y_of("test")
         task = data.task
-        from workers.steps.data import primary_targets
+        from edgedistill.workers.steps.data import primary_targets
 
         teacher = primary_targets(data, state.teacher_outputs["test"])
         student = torch_predict(state.student, x)
@@ -121,14 +121,14 @@ class Verify(Step):
 
     def _run_multi(self, ctx: RunContext, state: RunState) -> None:
         """Per-output metrics for every variant (verify_multi), budgets as for any run, the quality check."""
-        from workers.steps.verify_multi import verify_multi
+        from edgedistill.workers.steps.verify_multi import verify_multi
 
         if len(state.data.splits["test"]) == 0:
             raise PipelineError("the test split is empty: nothing to verify on", stage=self.stage)
         metrics = verify_multi(ctx, state)
         state.metrics = metrics
         self._check_budgets(ctx, state, None)
-        from workers.steps.probe_multi import write_multi_probe
+        from edgedistill.workers.steps.probe_multi import write_multi_probe
 
         write_multi_probe(ctx, state, PROBE_SAMPLES)
         record_quality(ctx, state, _primary_flash_kind(ctx, state))
@@ -186,8 +186,8 @@ class Verify(Step):
             ctx.emit("warning", {"message": msg})
 
     def _check_budgets(self, ctx: RunContext, state: RunState, arena_measured: int | None) -> None:
-        from workers.steps.mcu import arena_reservation
-        from workers.steps.runtimes import tflite_ops
+        from edgedistill.workers.steps.mcu import arena_reservation
+        from edgedistill.workers.steps.runtimes import tflite_ops
 
         profile = ctx.spec.profile
         b = profile.budgets
@@ -277,7 +277,7 @@ class Verify(Step):
         state.budget = budget
 
         if op_errors:
-            from workers.steps.tflm_ops import explain
+            from edgedistill.workers.steps.tflm_ops import explain
 
             extra_ops = sorted({op for v in budget["ops"].values() for op in v["not_allowed"]})
             raise OpNotAllowed(
@@ -299,7 +299,7 @@ class Verify(Step):
         for name in ("teacher", "student_fp32", *INT8_KINDS, "tflm"):
             if name in outputs and outputs[name].shape[0] >= n:
                 arrays[f"out_{name}"] = np.ascontiguousarray(outputs[name][:n], dtype=np.float32)
-        from workers.steps.probe_multi import save_probe
+        from edgedistill.workers.steps.probe_multi import save_probe
 
         save_probe(
             ctx,
@@ -317,7 +317,7 @@ def record_quality(ctx: RunContext, state: RunState, deployed: str | None) -> No
     """metrics.quality_problem on the artifact the device runs (else the float student). A student far
     below its teacher is not failed here: the run completes with state.quality set, which the report,
     summary.md and the job page show as a prominent warning above every figure."""
-    from workers.steps.metrics import quality_problem
+    from edgedistill.workers.steps.metrics import quality_problem
 
     variant = deployed if deployed in state.metrics and "outputs" in state.metrics[deployed] else "student_fp32"
     per = state.metrics.get(variant, {}).get("outputs")
@@ -339,7 +339,7 @@ def _single_output_metrics(state: RunState, variant: str) -> dict[str, Any] | No
         return None
     out = sig.outputs[0]
     if out.kind in ("logits", "probabilities", "log_probabilities") and "top1_agreement" in m:
-        from workers.steps.data import primary_targets
+        from edgedistill.workers.steps.data import primary_targets
 
         t = primary_targets(state.data, state.teacher_outputs["test"])
         counts = np.bincount(t.argmax(1), minlength=t.shape[1])

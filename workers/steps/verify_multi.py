@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.context import RunContext, RunState
 
 ONNX_KINDS = ("onnx_fp32", "onnx_int8")
 TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
@@ -69,7 +69,7 @@ def _by_teacher_names(state: RunState, got: dict[str, np.ndarray]) -> dict[str, 
 
 
 def predict_variant(state: RunState, kind: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from workers.steps import runtimes
+    from edgedistill.workers.steps import runtimes
 
     art = state.artifacts[kind]
     layout = art.metadata.get("signature", {}).get("layout") if isinstance(art.metadata, dict) else None
@@ -88,8 +88,8 @@ def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
     """state.metrics for a multi-I/O run: {variant: {runtime, headline, outputs: {name: metrics}}}."""
     import torch
 
-    from workers.steps.distill.multi import _weight, thresholds
-    from workers.steps.metrics import evaluate_outputs, quality_problem, variant_headline
+    from edgedistill.workers.steps.distill.multi import _weight, thresholds
+    from edgedistill.workers.steps.metrics import evaluate_outputs, quality_problem, variant_headline
 
     sig, data, opts = state.signature, state.data, ctx.spec.options
     inputs = data.inputs_of("test")
@@ -137,8 +137,8 @@ def _judge_tflm(ctx: RunContext, state: RunState, inputs: dict[str, np.ndarray],
     """The full-int8 file in the real TFLite Micro interpreter, sample by sample as firmware runs it, on
     the first TFLM_MAX_SAMPLES test samples; an op or type TFLM cannot run is reported, not raised
     (verify's op check names it for MCU profiles)."""
-    from workers.steps.runtimes import run_tflm_all
-    from workers.steps.verify import TFLM_MAX_SAMPLES
+    from edgedistill.workers.steps.runtimes import run_tflm_all
+    from edgedistill.workers.steps.verify import TFLM_MAX_SAMPLES
 
     total = int(next(iter(inputs.values())).shape[0])
     n = min(total, TFLM_MAX_SAMPLES)

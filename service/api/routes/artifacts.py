@@ -8,14 +8,14 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
-from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
-from service.api.device_auth import CallerDep, readable_artifact
-from service.api.ranges import RangeNotSatisfiable, parse_range
-from service.comparison import device_status, thresholds_from
-from service.repos import artifacts, jobs
-from service.schemas.artifacts import ArtifactOut
-from service.storage import ObjectNotFound
-from service.storage.integrity import object_intact
+from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
+from edgedistill.service.api.device_auth import CallerDep, readable_artifact
+from edgedistill.service.api.ranges import RangeNotSatisfiable, parse_range
+from edgedistill.service.comparison import device_status, thresholds_from
+from edgedistill.service.repos import artifacts, jobs
+from edgedistill.service.schemas.artifacts import ArtifactOut
+from edgedistill.service.storage import ObjectNotFound
+from edgedistill.service.storage.integrity import object_intact
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ import json
 
 from fastapi import APIRouter, HTTPException, Query
 
-from service.api.deps import SessionDep, SettingsDep, TenantDep
-from service.api.device_auth import DeviceDep
-from service.comparison import device_status, thresholds_from
-from service.repos import devices, profiles
-from service.schemas.artifacts import ArtifactOut
-from service.schemas.devices import (
+from edgedistill.service.api.deps import SessionDep, SettingsDep, TenantDep
+from edgedistill.service.api.device_auth import DeviceDep
+from edgedistill.service.comparison import device_status, thresholds_from
+from edgedistill.service.repos import devices, profiles
+from edgedistill.service.schemas.artifacts import ArtifactOut
+from edgedistill.service.schemas.devices import (
     MAX_HARDWARE_JSON_BYTES,
     DeviceArtifactOut,
     DeviceCreate,

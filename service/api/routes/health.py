@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service.queue import JobQueue
-from service.schemas.health import HealthOut, ReadyOut
+from edgedistill.service.queue import JobQueue
+from edgedistill.service.schemas.health import HealthOut, ReadyOut
 
 router = APIRouter(tags=["health"])
 

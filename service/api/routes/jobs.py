@@ -12,20 +12,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from service.api import quotas
-from service.api.deps import QueueDep, RateLimiterDep, SessionDep, SessionFactoryDep, SettingsDep, StoreDep, TenantDep
-from service.api.routes.webhooks import webhook_url_problem
-from service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
-from service.api.teacher_checks import check_job_against_teacher
-from service.comparison import job_devices_section, thresholds_from
-from service.db.base import utcnow
-from service.db.models import TERMINAL_STATUSES
-from service.dispatch import dispatch
-from service.queue import JobQueue, choose_queue
-from service.repos import datasets, jobs, lifecycle, models, profiles
-from service.schemas.common import Page
-from service.schemas.jobs import JobCreate, JobOut
-from service.settings import Settings
+from edgedistill.service.api import quotas
+from edgedistill.service.api.deps import (
+    QueueDep,
+    RateLimiterDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    StoreDep,
+    TenantDep,
+)
+from edgedistill.service.api.routes.webhooks import webhook_url_problem
+from edgedistill.service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
+from edgedistill.service.api.teacher_checks import check_job_against_teacher
+from edgedistill.service.comparison import job_devices_section, thresholds_from
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import TERMINAL_STATUSES
+from edgedistill.service.dispatch import dispatch
+from edgedistill.service.queue import JobQueue, choose_queue
+from edgedistill.service.repos import datasets, jobs, lifecycle, models, profiles
+from edgedistill.service.schemas.common import Page
+from edgedistill.service.schemas.jobs import JobCreate, JobOut
+from edgedistill.service.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)

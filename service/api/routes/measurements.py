@@ -9,15 +9,15 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 
-from service.api.deps import MeasurementLimiterDep, SessionDep, SettingsDep, TenantDep
-from service.api.device_auth import Caller, CallerDep, readable_artifact
-from service.api.ratelimit import Limiter
-from service.comparison import compare_artifact, thresholds_from
-from service.repos import artifacts, jobs, measurements
-from service.schemas.common import Page
-from service.schemas.comparison import ArtifactComparison
-from service.schemas.measurements import MeasurementCreate, MeasurementOut
-from service.settings import Settings
+from edgedistill.service.api.deps import MeasurementLimiterDep, SessionDep, SettingsDep, TenantDep
+from edgedistill.service.api.device_auth import Caller, CallerDep, readable_artifact
+from edgedistill.service.api.ratelimit import Limiter
+from edgedistill.service.comparison import compare_artifact, thresholds_from
+from edgedistill.service.repos import artifacts, jobs, measurements
+from edgedistill.service.schemas.common import Page
+from edgedistill.service.schemas.comparison import ArtifactComparison
+from edgedistill.service.schemas.measurements import MeasurementCreate, MeasurementOut
+from edgedistill.service.settings import Settings
 
 router = APIRouter(tags=["measurements"])
 

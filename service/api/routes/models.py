@@ -9,17 +9,17 @@ from typing import TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api import quotas
-from service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
-from service.api.uploads import MULTIPART_OPENAPI, ReceivedUpload, receive_upload
-from service.repos import models as repo
-from service.repos.storage_refs import storage_key_in_use
-from service.schemas.common import Page
-from service.schemas.models import TeacherModelOut
-from service.settings import Settings
-from service.storage import ArtifactStore, StoredObject
-from workers.formats import ModelFileError
-from workers.pipeline.signature_readers import SignatureError, inspect_model
+from edgedistill.service.api import quotas
+from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
+from edgedistill.service.api.uploads import MULTIPART_OPENAPI, ReceivedUpload, receive_upload
+from edgedistill.service.repos import models as repo
+from edgedistill.service.repos.storage_refs import storage_key_in_use
+from edgedistill.service.schemas.common import Page
+from edgedistill.service.schemas.models import TeacherModelOut
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore, StoredObject
+from edgedistill.workers.formats import ModelFileError
+from edgedistill.workers.pipeline.signature_readers import SignatureError, inspect_model
 
 router = APIRouter(tags=["models"])
 

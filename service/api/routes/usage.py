@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import SessionDep, SettingsDep, TenantDep
-from service.repos.usage import tenant_usage
-from service.schemas.usage import UsageOut
+from edgedistill.service.api.deps import SessionDep, SettingsDep, TenantDep
+from edgedistill.service.repos.usage import tenant_usage
+from edgedistill.service.schemas.usage import UsageOut
 
 router = APIRouter(tags=["usage"])
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 from sqlalchemy.orm import Session
 
-from service.api.deps import SessionDep, TenantDep
-from service.netpolicy import Allowlist, DestinationRefused, check_destination
-from service.repos import jobs, webhook_deliveries, webhook_secrets
-from service.schemas.webhooks import WebhookDeliveryOut, WebhookSecretCreated, WebhookSecretState
-from service.settings import Settings
+from edgedistill.service.api.deps import SessionDep, TenantDep
+from edgedistill.service.netpolicy import Allowlist, DestinationRefused, check_destination
+from edgedistill.service.repos import jobs, webhook_deliveries, webhook_secrets
+from edgedistill.service.schemas.webhooks import WebhookDeliveryOut, WebhookSecretCreated, WebhookSecretState
+from edgedistill.service.settings import Settings
 
 router = APIRouter(tags=["webhooks"])
 

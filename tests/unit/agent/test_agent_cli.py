@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.cli import _worst, build_parser, main
-from agent.errors import EXIT_ERROR, EXIT_FAILING, EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE
+from edgedistill.agent.cli import _worst, build_parser, main
+from edgedistill.agent.errors import EXIT_ERROR, EXIT_FAILING, EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE
 
 
 @pytest.fixture(autouse=True)

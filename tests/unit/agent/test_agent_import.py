@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[3]
 FORBIDDEN = ["torch", "service", "workers", "onnx", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow",
              "sqlalchemy", "fastapi", "pydantic", "sklearn"]  # fmt: skip
 
-SCRIPT = "import json, sys; import agent.cli; print(json.dumps(sorted(sys.modules)))"
+SCRIPT = "import json, sys; import edgedistill.agent.cli; print(json.dumps(sorted(sys.modules)))"
 
 
 def test_importing_the_cli_loads_nothing_heavy() -> None:
@@ -21,11 +21,11 @@ def test_importing_the_cli_loads_nothing_heavy() -> None:
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert "agent.cli" in loaded and "httpx" in loaded
+    assert "edgedistill.agent.cli" in loaded and "httpx" in loaded
     bad = sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert bad == []
 
 
 def test_console_script_is_declared() -> None:
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'edgedistill-agent = "agent.cli:main"' in text and '"agent*"' in text
+    assert 'edgedistill-agent = "edgedistill.agent.cli:main"' in text and '"edgedistill*"' in text

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from agent_helpers import artifact_dict
 
-from agent.api import DeviceApi
-from agent.errors import IntegrityError
-from agent.measure import BenchOptions, measure_artifact
+from edgedistill.agent.api import DeviceApi
+from edgedistill.agent.errors import IntegrityError
+from edgedistill.agent.measure import BenchOptions, measure_artifact
 
 
 class FakeService:

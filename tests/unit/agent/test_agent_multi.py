@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.measure import BenchOptions, measure_files
-from agent.probe import read_arrays
-from agent.probe_multi import compare_outputs, headline, parse_multi
+from edgedistill.agent.measure import BenchOptions, measure_files
+from edgedistill.agent.probe import read_arrays
+from edgedistill.agent.probe_multi import compare_outputs, headline, parse_multi
 from tests.signature_models import token_classifier_onnx
 
 SEQ, VOCAB = 16, 50
@@ -23,9 +23,9 @@ SEQ, VOCAB = 16, 50
 
 @pytest.fixture(scope="module")
 def token_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from workers.pipeline.runner import run_pipeline
-    from workers.pipeline.spec import JobOptions, PipelineSpec
-    from workers.profiles import resolve_profile
+    from edgedistill.workers.pipeline.runner import run_pipeline
+    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+    from edgedistill.workers.profiles import resolve_profile
 
     tmp = tmp_path_factory.mktemp("agent-tokens")
     teacher = tmp / "tokens.onnx"
@@ -95,12 +95,12 @@ def test_a_wrong_output_is_caught_output_by_output(token_run: Any) -> None:
 def test_full_int8_two_input_student_on_an_mcu_profile(tmp_path: Path) -> None:
     """Spectrogram + vector inputs, sigmoid + regression outputs, int8 I/O: the probe also holds the
     TFLite Micro run, and the agent quantizes each float input with that input's own scale."""
+    from edgedistill.workers.steps.export_multi import torch_predict_all
+    from edgedistill.workers.steps.heads import export_module
+    from edgedistill.workers.steps.probe_multi import write_multi_probe
     from tests.unit.workers.steps.conftest import make_run
     from tests.unit.workers.steps.test_export_multi import _export, multi_state
     from tests.unit.workers.steps.test_students_multi import VAD_PLUS_AGE
-    from workers.steps.export_multi import torch_predict_all
-    from workers.steps.heads import export_module
-    from workers.steps.probe_multi import write_multi_probe
 
     state = _export(tmp_path, "mcu-cortex-m4", multi_state(VAD_PLUS_AGE))
     x = state.data.inputs_of("test")

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.errors import AgentError
-from agent.probe import compare, is_classification, load_probe
+from edgedistill.agent.errors import AgentError
+from edgedistill.agent.probe import compare, is_classification, load_probe
 
 
 def _probe(path: Path, **arrays: np.ndarray) -> Path:

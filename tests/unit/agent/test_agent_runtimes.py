@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.errors import AgentError
-from agent.probe import load_probe
-from agent.runtimes import (
+from edgedistill.agent.errors import AgentError
+from edgedistill.agent.probe import load_probe
+from edgedistill.agent.runtimes import (
     CHANNEL_LAST,
     Quantization,
     TfliteModel,
@@ -90,8 +90,8 @@ def test_standardize_input_applies_the_artifacts_per_feature_statistics() -> Non
     import numpy as np
     import pytest
 
-    from agent.errors import AgentError
-    from agent.runtimes import standardize_input
+    from edgedistill.agent.errors import AgentError
+    from edgedistill.agent.runtimes import standardize_input
 
     x = np.array([[1.0, 100.0], [3.0, 300.0]], dtype=np.float32)
     meta = {"input_standardization": {"mean": [2.0, 200.0], "std": [1.0, 100.0]}}

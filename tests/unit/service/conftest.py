@@ -15,11 +15,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from service.db.base import Base
-from service.db.migrate import upgrade_head
-from service.db.models import Artifact, Dataset, Job, TeacherModel, Tenant
-from service.db.session import make_engine, make_sessionmaker
-from service.repos import artifacts, datasets, jobs, models, tenants
+from edgedistill.service.db.base import Base
+from edgedistill.service.db.migrate import upgrade_head
+from edgedistill.service.db.models import Artifact, Dataset, Job, TeacherModel, Tenant
+from edgedistill.service.db.session import make_engine, make_sessionmaker
+from edgedistill.service.repos import artifacts, datasets, jobs, models, tenants
 
 PG_ENV = "EDGEDISTILL_TEST_POSTGRES_URL"
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from service.admin import main
-from service.db.session import make_engine, make_sessionmaker
-from service.repos import api_keys
-from service.settings import get_settings
+from edgedistill.service.admin import main
+from edgedistill.service.db.session import make_engine, make_sessionmaker
+from edgedistill.service.repos import api_keys
+from edgedistill.service.settings import get_settings
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_second_key_reuses_the_tenant(db_env: str, capsys: pytest.CaptureFixture
 
 
 def test_webhook_secret_is_printed_once_and_rotates(db_env: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from service.repos import tenants, webhook_secrets
+    from edgedistill.service.repos import tenants, webhook_secrets
 
     main(["migrate"])
     main(["create-key", "--tenant", "acme"])

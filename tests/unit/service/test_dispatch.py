@@ -9,12 +9,12 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from service.db.models import Job
-from service.dispatch import dispatch
-from service.queue import QueueUnavailable
-from service.repos import dispatch as repo
-from service.repos import jobs
-from service.settings import Settings
+from edgedistill.service.db.models import Job
+from edgedistill.service.dispatch import dispatch
+from edgedistill.service.queue import QueueUnavailable
+from edgedistill.service.repos import dispatch as repo
+from edgedistill.service.repos import jobs
+from edgedistill.service.settings import Settings
 
 
 @dataclass

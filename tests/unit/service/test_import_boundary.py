@@ -20,18 +20,18 @@ FORBIDDEN = [
     "tensorflow",
     "tflite_micro",
     "sklearn",
-    "workers.steps",
-    "workers.tasks",
-    "workers.celery_app",
-    "workers.persistence",
-    "workers.pipeline.runner",
+    "edgedistill.workers.steps",
+    "edgedistill.workers.tasks",
+    "edgedistill.workers.celery_app",
+    "edgedistill.workers.persistence",
+    "edgedistill.workers.pipeline.runner",
 ]
 
 SCRIPT = """
 import json, sys
-import service.main
-from service.settings import Settings
-service.main.create_app(Settings(data_dir=sys.argv[1]))
+import edgedistill.service.main
+from edgedistill.service.settings import Settings
+edgedistill.service.main.create_app(Settings(data_dir=sys.argv[1]))
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -50,4 +50,4 @@ def test_api_imports_no_ml_or_worker_code(tmp_path: Path) -> None:
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     bad = sorted(m for m in loaded if any(m == f or m.startswith(f + ".") for f in FORBIDDEN))
     assert bad == []
-    assert "service.api.routes.jobs" in loaded  # the check ran against the real app
+    assert "edgedistill.service.api.routes.jobs" in loaded  # the check ran against the real app

@@ -9,9 +9,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import service.main
-from service.main import create_app
-from service.settings import Settings
+from edgedistill.service import main as service_main
+from edgedistill.service.main import create_app
+from edgedistill.service.settings import Settings
 
 ISSUE_ROUTES = {
     ("post", "/api/v1/models"),
@@ -42,7 +42,7 @@ ISSUE_ROUTES = {
 
 
 def test_no_app_is_built_at_import() -> None:
-    assert not any(isinstance(v, FastAPI) for v in vars(service.main).values())
+    assert not any(isinstance(v, FastAPI) for v in vars(service_main).values())
 
 
 def test_openapi_documents_every_route(tmp_path: Path) -> None:
@@ -56,10 +56,10 @@ def test_openapi_documents_every_route(tmp_path: Path) -> None:
 
 def test_dashboard_is_mounted_when_its_package_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[FastAPI, Settings]] = []
-    web = types.ModuleType("service.web")
-    web.__spec__ = importlib.machinery.ModuleSpec("service.web", None)
+    web = types.ModuleType("edgedistill.service.web")
+    web.__spec__ = importlib.machinery.ModuleSpec("edgedistill.service.web", None)
     web.mount = lambda app, settings: calls.append((app, settings))  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "service.web", web)
+    monkeypatch.setitem(sys.modules, "edgedistill.service.web", web)
     settings = Settings(data_dir=tmp_path)
     app = create_app(settings)
     assert calls == [(app, settings)]

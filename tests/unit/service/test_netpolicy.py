@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.netpolicy import Allowlist, DestinationRefused, check_destination
+from edgedistill.service.netpolicy import Allowlist, DestinationRefused, check_destination
 
 REFUSED = [
     "http://127.0.0.1/hook",

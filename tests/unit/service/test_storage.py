@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from s3server import CREDENTIALS, moto_server, new_bucket, s3_client
 
-from service.settings import Settings
-from service.storage import ArtifactStore, InvalidKey, LocalStore, ObjectNotFound, TooLarge, get_store
-from service.storage.s3 import S3Store
+from edgedistill.service.settings import Settings
+from edgedistill.service.storage import ArtifactStore, InvalidKey, LocalStore, ObjectNotFound, TooLarge, get_store
+from edgedistill.service.storage.s3 import S3Store
 
 DATA = bytes(range(256)) * 1000  # 256 kB
 

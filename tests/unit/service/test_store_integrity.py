@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.storage import LocalStore
-from service.storage.integrity import StoredRef, object_intact, scrub
+from edgedistill.service.storage import LocalStore
+from edgedistill.service.storage.integrity import StoredRef, object_intact, scrub
 
 
 def _damage(store: LocalStore, key: str) -> Path:
@@ -51,7 +51,7 @@ def test_scrub_reports_missing_resized_and_changed_objects(tmp_path: Path) -> No
 
 @pytest.fixture
 def admin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from service.settings import get_settings
+    from edgedistill.service.settings import get_settings
 
     monkeypatch.setenv("EDGEDISTILL_DATABASE_URL", f"sqlite:///{tmp_path / 'db.sqlite'}")
     monkeypatch.setenv("EDGEDISTILL_DATA_DIR", str(tmp_path))
@@ -61,10 +61,10 @@ def admin_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def test_admin_scrub_exits_1_on_damage(admin_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from service.admin import main
-    from service.db.session import session_scope
-    from service.repos import datasets, tenants
-    from service.settings import get_settings
+    from edgedistill.service.admin import main
+    from edgedistill.service.db.session import session_scope
+    from edgedistill.service.repos import datasets, tenants
+    from edgedistill.service.settings import get_settings
 
     assert main(["migrate"]) == 0
     store = LocalStore(get_settings().storage_dir)

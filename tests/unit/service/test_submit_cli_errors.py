@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli_errors import EXIT_UNREACHABLE, EXIT_USAGE
+from edgedistill.service.cli_errors import EXIT_UNREACHABLE, EXIT_USAGE
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -22,7 +22,7 @@ def submit(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEDISTILL_")}
     env.update(PYTHONPATH=str(REPO), COLUMNS="200")
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "submit", *args],
+        [sys.executable, "-m", "edgedistill.service.cli", "submit", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
 

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from service.netpolicy import Allowlist
-from service.webhooks import (
+from edgedistill.service.netpolicy import Allowlist
+from edgedistill.service.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from workers import cli
-from workers.pipeline import runner
-from workers.pipeline.context import ArtifactRecord
-from workers.pipeline.events import PipelineEvent
-from workers.pipeline.runner import PipelineResult
+from edgedistill.workers import cli
+from edgedistill.workers.pipeline import runner
+from edgedistill.workers.pipeline.context import ArtifactRecord
+from edgedistill.workers.pipeline.events import PipelineEvent
+from edgedistill.workers.pipeline.runner import PipelineResult
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_require_quality_exits_6_for_a_student_below_its_target(
     require: bool,
     code: int,
 ) -> None:
-    from workers.pipeline.verdict import quality_verdict
+    from edgedistill.workers.pipeline.verdict import quality_verdict
 
     seen: list[float] = []
 

@@ -1,4 +1,4 @@
-"""End to end: `python -m workers.cli compress`-style run on the digits teacher for the Cortex-M4 profile,
+"""End to end: `python -m edgedistill.workers.cli compress`-style run on the digits teacher for the Cortex-M4 profile,
 in a subprocess as a user would run it; every artifact appears and the report's figures are sane."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def test_compress_digits_for_cortex_m4(digits_teacher_files: dict[str, Path], tm
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "workers.cli", str(digits_teacher_files["onnx"]),
+            sys.executable, "-m", "edgedistill.workers.cli", str(digits_teacher_files["onnx"]),
             "--data", str(digits_teacher_files["npz"]), "--profile", "mcu-cortex-m4", "--out", str(out),
             "--epochs", "40", "--seed", "1", "--device", "cpu",
         ],

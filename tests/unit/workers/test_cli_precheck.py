@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from signature_models import token_classifier_onnx
 
-from workers import cli
+from edgedistill.workers import cli
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,7 +28,7 @@ def test_mismatching_data_is_one_line_and_exit_1(tmp_path: Path) -> None:
     teacher, data = _files(tmp_path, input_ids=np.zeros((20, 12), np.int64), mask=np.ones((20, 16), np.int64))
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "service.cli", "compress", str(teacher), "--data", str(data),
+        [sys.executable, "-m", "edgedistill.service.cli", "compress", str(teacher), "--data", str(data),
          "--profile", "cpu-x86", "--out", str(out)],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip

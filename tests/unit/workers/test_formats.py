@@ -1,4 +1,4 @@
-"""workers.formats: model files recognised by their bytes, hostile files refused before any loader
+"""edgedistill.workers.formats: model files recognised by their bytes, hostile files refused before any loader
 runs, transfer-data .npz checked from headers."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers.formats import (
+from edgedistill.workers.formats import (
     DataFileError,
     ModelFileError,
     UnsafeModelFile,
@@ -22,7 +22,7 @@ from workers.formats import (
     check_npz,
     sniff_model_format,
 )
-from workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.errors import InputError
 
 
 class _CreatesFile:
@@ -109,7 +109,7 @@ def test_raw_pickle_is_refused_and_never_unpickled(tmp_path: Path) -> None:
     p.write_bytes(payload)
     with pytest.raises(UnsupportedModelFormat, match=r"pickle.*torch\.jit\.save\(torch\.jit\.script"):
         sniff_model_format(p)
-    from workers.steps.teacher import load_teacher
+    from edgedistill.workers.steps.teacher import load_teacher
 
     with pytest.raises(UnsupportedModelFormat):
         load_teacher(p)
@@ -127,7 +127,7 @@ def test_torch_save_checkpoints_are_refused_with_instructions(tmp_path: Path) ->
     marker = tmp_path / "pwned"
     hostile = tmp_path / "hostile.pt"
     torch.save({"w": torch.zeros(2), "x": _CreatesFile(marker)}, hostile)
-    from workers.steps.teacher import load_teacher
+    from edgedistill.workers.steps.teacher import load_teacher
 
     with pytest.raises(UnsupportedModelFormat):
         load_teacher(hostile)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from service.db.migrate import upgrade_head
-from service.db.models import Job
-from service.db.session import dispose_engines, session_scope
-from service.repos import artifacts, datasets, jobs, models, tenants
-from service.settings import Settings
-from workers.jobrunner import _lifelong_inputs
+from edgedistill.service.db.migrate import upgrade_head
+from edgedistill.service.db.models import Job
+from edgedistill.service.db.session import dispose_engines, session_scope
+from edgedistill.service.repos import artifacts, datasets, jobs, models, tenants
+from edgedistill.service.settings import Settings
+from edgedistill.workers.jobrunner import _lifelong_inputs
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from service.db.base import utcnow
-from service.db.migrate import upgrade_head
-from service.db.models import Job
-from service.db.session import dispose_engines, session_scope
-from service.repos import jobs, models, tenants
-from service.settings import Settings
-from workers.jobrunner import MAX_ATTEMPTS, _take_over, execute_job
-from workers.persistence import JobRecorder
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.migrate import upgrade_head
+from edgedistill.service.db.models import Job
+from edgedistill.service.db.session import dispose_engines, session_scope
+from edgedistill.service.repos import jobs, models, tenants
+from edgedistill.service.settings import Settings
+from edgedistill.workers.jobrunner import MAX_ATTEMPTS, _take_over, execute_job
+from edgedistill.workers.persistence import JobRecorder
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,20 +14,20 @@ import pytest
 import torch
 from torch import nn
 
-from service.api.teacher_checks import job_problems
-from service.db.migrate import upgrade_head
-from service.db.session import dispose_engines, session_scope
-from service.repos import events as events_repo
-from service.repos import jobs, models, tenants
-from service.schemas.models import TeacherModelOut
-from service.settings import Settings
+from edgedistill.service.api.teacher_checks import job_problems
+from edgedistill.service.db.migrate import upgrade_head
+from edgedistill.service.db.session import dispose_engines, session_scope
+from edgedistill.service.repos import events as events_repo
+from edgedistill.service.repos import jobs, models, tenants
+from edgedistill.service.schemas.models import TeacherModelOut
+from edgedistill.service.settings import Settings
+from edgedistill.workers.persistence import JobRecorder
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.load_data import LoadData
+from edgedistill.workers.steps.load_teacher import LoadTeacher
 from tests.factories import save_teacher, write_npz
-from workers.persistence import JobRecorder
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.spec import JobOptions, PipelineSpec
-from workers.profiles import builtin_profiles
-from workers.steps.load_data import LoadData
-from workers.steps.load_teacher import LoadTeacher
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import DataFreeOptions
-from workers.steps.distill.methods import Plan
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import DataFreeOptions
+from edgedistill.workers.steps.distill.methods import Plan
 
 ZO_EPSILON = 1e-3
 GENERATOR_BATCH_MAX = 256
@@ -161,7 +161,7 @@ class Judge:
     """The teacher on torch tensors: outputs (no grad), outputs + BN inputs (with grad, torch teachers)."""
 
     def __init__(self, teacher: Any, probe: np.ndarray) -> None:
-        from workers.steps.distill.features import TorchTaps, teacher_taps
+        from edgedistill.workers.steps.distill.features import TorchTaps, teacher_taps
 
         self.teacher = teacher
         self.taps: TorchTaps | None = None
@@ -334,9 +334,9 @@ def synthesize(g: Generator, n: int, seed: int, device: str = "cpu", batch: int 
 def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float, end: float) -> None:
     """The distill step for method data_free: train, then replace the (empty) transfer rows by a
     generated set and evaluate (on real held-out data when it was given for evaluation)."""
-    from workers.steps.data import TransferData, primary_targets
-    from workers.steps.distill.losses import build_loss
-    from workers.steps.distill.step import finish_student
+    from edgedistill.workers.steps.data import TransferData, primary_targets
+    from edgedistill.workers.steps.distill.losses import build_loss
+    from edgedistill.workers.steps.distill.step import finish_student
 
     opts, data, teacher = ctx.spec.options, state.data, state.teacher
     df = opts.data_free
@@ -425,7 +425,7 @@ def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float
     state.data.input_names = data.input_names
     state.teacher_outputs = {split: {out_name: arr} for split, arr in outs.items()}
     if has_real:
-        from workers.steps.load_data import teacher_metrics
+        from edgedistill.workers.steps.load_data import teacher_metrics
 
         state.metrics["teacher"] = teacher_metrics(state.data, outs)
     finish_student(ctx, state, state.student)

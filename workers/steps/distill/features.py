@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import FeatureOptions
-from workers.steps.distill.losses import PairShape
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import FeatureOptions
+from edgedistill.workers.steps.distill.losses import PairShape
 
 FEATURE_BATCH = 256
 PROBE = 2
@@ -340,7 +340,7 @@ def _fx_attr(gm: torch.nn.Module, target: str) -> torch.Tensor:
 
 def teacher_taps(teacher: Any, probe: np.ndarray) -> TeacherTaps:
     """The tap extractor for a loaded teacher (workers.steps.teacher)."""
-    from workers.steps.teacher import ExportedProgramTeacher, OnnxTeacher, TorchScriptTeacher
+    from edgedistill.workers.steps.teacher import ExportedProgramTeacher, OnnxTeacher, TorchScriptTeacher
 
     if isinstance(teacher, OnnxTeacher):
         sig = teacher.signature
@@ -728,7 +728,7 @@ class OnnxSequenceTaps(TeacherTaps):
 def sequence_taps(teacher: Any, probe: Mapping[str, np.ndarray]) -> OnnxSequenceTaps | None:
     """The transformer layers of a teacher's graph (empty `layers` when it has no attention Softmax);
     None for formats whose attention is not read (TorchScript, .pt2, TFLite: not implemented)."""
-    from workers.steps.teacher import OnnxTeacher
+    from edgedistill.workers.steps.teacher import OnnxTeacher
 
     if isinstance(teacher, OnnxTeacher):
         return OnnxSequenceTaps(teacher.path, probe, teacher.fixed_batch)

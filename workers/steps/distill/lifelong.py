@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import InputError
-from workers.steps.students import MLP, Standardize, StudentArch, build_module, estimate
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.steps.students import MLP, Standardize, StudentArch, build_module, estimate
 
 STAT_BATCH = 512
 
@@ -231,7 +231,7 @@ def build_previous_student(ctx: RunContext, state: RunState) -> None:
 
 def previous_outputs(ctx: RunContext, state: RunState) -> dict[str, np.ndarray]:
     """The earlier student's outputs (onnxruntime on its ONNX file) on every split of the new data."""
-    from workers.steps.runtimes import run_onnx
+    from edgedistill.workers.steps.runtimes import run_onnx
 
     path = ctx.spec.init_from_path
     assert path is not None
@@ -242,14 +242,14 @@ def previous_outputs(ctx: RunContext, state: RunState) -> dict[str, np.ndarray]:
 def _read_old(path: Path | None) -> tuple[np.ndarray, np.ndarray | None] | None:
     if path is None or not path.is_file():
         return None
-    from workers.steps.data import read_npz
+    from edgedistill.workers.steps.data import read_npz
 
     x, y, _ = read_npz(path)
     return x, y
 
 
 def _quality(out: np.ndarray, y: np.ndarray | None, teacher: np.ndarray, task: str) -> dict[str, float]:
-    from workers.steps.metrics import evaluate
+    from edgedistill.workers.steps.metrics import evaluate
 
     m = evaluate(out, task=task, teacher=teacher, student=None, labels=y)
     keep = ("accuracy", "top1_agreement", "r2", "r2_vs_teacher")
@@ -258,15 +258,15 @@ def _quality(out: np.ndarray, y: np.ndarray | None, teacher: np.ndarray, task: s
 
 def forgetting_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     """Before (earlier student) and after (new student) on the old and the new data."""
-    from workers.steps.export_onnx import torch_predict
-    from workers.steps.metrics import top1_agreement
-    from workers.steps.runtimes import run_onnx
+    from edgedistill.workers.steps.export_onnx import torch_predict
+    from edgedistill.workers.steps.metrics import top1_agreement
+    from edgedistill.workers.steps.runtimes import run_onnx
 
     spec, data = ctx.spec, state.data
     assert spec.init_from_path is not None
     task = data.task
     x_new, y_new = data.x_of("test"), data.y_of("test")
-    from workers.steps.data import primary_targets
+    from edgedistill.workers.steps.data import primary_targets
 
     t_new = primary_targets(data, state.teacher_outputs["test"])
     prev_new = run_onnx(spec.init_from_path, x_new)

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import LossTerm
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import LossTerm
 
 Batch = Mapping[str, Any]
 # what the feature losses read
@@ -263,13 +263,13 @@ class LwFMSELoss(DistillLoss):
 
 def method_terms(method: str, *, task: str, has_labels: bool, alpha: float, temperature: float) -> list[LossTerm]:
     """The default weighted terms of a distillation method (workers.steps.distill.methods)."""
-    from workers.steps.distill.methods import default_terms
+    from edgedistill.workers.steps.distill.methods import default_terms
 
     return default_terms(method, task=task, has_labels=has_labels, alpha=alpha, temperature=temperature)
 
 
 # The feature and relational losses register themselves on import.
-from workers.steps.distill import (  # noqa: E402, F401
+from edgedistill.workers.steps.distill import (  # noqa: E402, F401
     feature_losses,
     output_losses,
     relational_losses,

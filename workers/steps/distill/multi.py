@@ -13,15 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import CLASS_SCORE_KINDS, FLOAT_DTYPES, LEGACY_KINDS, UNTRAINED_KINDS, ModelSignature
-from workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import (
+    CLASS_SCORE_KINDS,
+    FLOAT_DTYPES,
+    LEGACY_KINDS,
+    UNTRAINED_KINDS,
+    ModelSignature,
+)
+from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
 
 if TYPE_CHECKING:
     import torch
 
-    from workers.pipeline.context import RunState
-    from workers.steps.distill.trainer import SplitTensors
+    from edgedistill.workers.pipeline.context import RunState
+    from edgedistill.workers.steps.distill.trainer import SplitTensors
 
 SIGMOID_KINDS = ("sigmoid", "sigmoid_logits", "multilabel")
 
@@ -108,7 +114,7 @@ def output_terms(
 
 
 def split_tensors(state: RunState, split: str, device: torch.device) -> SplitTensors:
-    from workers.steps.distill.trainer import SplitTensors
+    from edgedistill.workers.steps.distill.trainer import SplitTensors
 
     sig, data = state.signature, state.data
     inputs = data.inputs_of(split)
@@ -134,8 +140,8 @@ def evaluate_raw(
     state: RunState, opts: JobOptions, raw: tuple[Any, ...], teacher: dict[str, np.ndarray], labels: Any
 ) -> dict[str, dict[str, Any]]:
     """Per-output metrics of raw student outputs (numpy or tensors, student order) vs the teacher."""
-    from workers.steps.heads import raw_to_teacher_space
-    from workers.steps.metrics import evaluate_outputs
+    from edgedistill.workers.steps.heads import raw_to_teacher_space
+    from edgedistill.workers.steps.metrics import evaluate_outputs
 
     sig = state.signature
     names = trained(sig)
@@ -153,7 +159,7 @@ def evaluate_raw(
 
 def score_fn(state: RunState, opts: JobOptions, split: str) -> Any:
     """Validation: the weighted headline across outputs, and the primary output's label accuracy."""
-    from workers.steps.metrics import variant_headline
+    from edgedistill.workers.steps.metrics import variant_headline
 
     teacher = state.teacher_outputs[split]
     weights = {n: _weight(opts, n) for n in trained(state.signature)}
@@ -172,8 +178,8 @@ def student_test_metrics(state: RunState, opts: JobOptions, student: Any) -> dic
     """state.metrics["student_fp32"] for a multi-output student: per output and the headline."""
     import torch
 
-    from workers.steps.distill.trainer import predict_outputs
-    from workers.steps.metrics import quality_problem, variant_headline
+    from edgedistill.workers.steps.distill.trainer import predict_outputs
+    from edgedistill.workers.steps.metrics import quality_problem, variant_headline
 
     test = split_tensors(state, "test", torch.device("cpu"))
     raw = predict_outputs(student, test.inputs)

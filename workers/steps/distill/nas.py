@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import BudgetError
-from workers.profiles.schema import DeviceProfile
-from workers.steps.distill.methods import Plan
-from workers.steps.students import (
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import BudgetError
+from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.workers.steps.distill.methods import Plan
+from edgedistill.workers.steps.students import (
     CNN_DEPTHS,
     CNN_WIDTHS,
     FAMILY_BY_MODALITY,
@@ -133,9 +133,9 @@ def mcu_latency_ms(macs: int, profile: DeviceProfile) -> float | None:
 
 def host_latency_ms(module: nn.Module, example: np.ndarray, threads: int, work: Path) -> float:
     """p50 of LATENCY_RUNS onnxruntime calls at batch 1 on a quick ONNX export of module."""
-    from workers.steps.benchmark import time_calls
-    from workers.steps.export_onnx import export_student_onnx
-    from workers.steps.runtimes import OnnxModel
+    from edgedistill.workers.steps.benchmark import time_calls
+    from edgedistill.workers.steps.export_onnx import export_student_onnx
+    from edgedistill.workers.steps.runtimes import OnnxModel
 
     with tempfile.TemporaryDirectory(dir=work, prefix=".nas-") as tmp:
         path = Path(tmp) / "candidate.onnx"
@@ -169,8 +169,8 @@ def new_student(arch: StudentArch, x_train: np.ndarray, seed: int) -> nn.Module:
 
 def search_and_train(ctx: RunContext, state: RunState, plan: Plan, start: float, end: float) -> tuple[nn.Module, Any]:
     """The search (module docstring); returns the trained winner and its Fitted record."""
-    from workers.steps.distill.step import epoch_reporter, fit
-    from workers.steps.distill.trainer import TrainConfig
+    from edgedistill.workers.steps.distill.step import epoch_reporter, fit
+    from edgedistill.workers.steps.distill.trainer import TrainConfig
 
     t0 = time.monotonic()
     opts, data, profile = ctx.spec.options, state.data, ctx.spec.profile

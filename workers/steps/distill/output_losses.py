@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from workers.steps.distill.losses import Batch, DistillLoss, register_loss
+from edgedistill.workers.steps.distill.losses import Batch, DistillLoss, register_loss
 
 OUTPUTS = frozenset({"student_outputs", "teacher_outputs"})
 TEACHER_SPACES = ("logits", "probabilities", "log_probabilities")

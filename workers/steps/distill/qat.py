@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import InputError
 
 # Loss terms the fake-quant graph can be trained with (no hooks into its layers).
 LOGIT_TERMS = frozenset({"kd", "ce", "mse_logits", "mse_labels", "l1_logits", "lwf", "lwf_mse"})
@@ -98,8 +98,8 @@ def prepare_qat(student: Any, modality: str, example: np.ndarray) -> tuple[QatMo
     import torch
     from torchao.quantization.pt2e import move_exported_model_to_train, quantize_pt2e
 
-    from workers.steps.export_tflite import channel_last_module
-    from workers.steps.runtimes import to_model_layout
+    from edgedistill.workers.steps.export_tflite import channel_last_module
+    from edgedistill.workers.steps.runtimes import to_model_layout
 
     fused = fuse_batchnorm(student)
     module, layout = channel_last_module(fused, modality)
@@ -159,10 +159,10 @@ class QatKD(Step):
         why = _should_run(ctx, state)
         if why is None:
             return
-        from workers.steps.distill.multi import needs_multi
+        from edgedistill.workers.steps.distill.multi import needs_multi
 
         if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
-            from workers.pipeline.signature import unsupported_reason
+            from edgedistill.workers.pipeline.signature import unsupported_reason
 
             reason = unsupported_reason(state.signature, ctx.spec.options)
             if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)
@@ -174,15 +174,15 @@ class QatKD(Step):
             return
         import torch
 
-        from workers.steps.distill.step import epoch_reporter, finish_student, fit
-        from workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
+        from edgedistill.workers.steps.distill.step import epoch_reporter, finish_student, fit
+        from edgedistill.workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
 
         opts, data = ctx.spec.options, state.data
         terms = [LossTermLike(t) for t in (state.distillation.get("loss_terms") or [])]
         kept = [t.term for t in terms if t.term.key in LOGIT_TERMS]
         dropped = sorted({t.term.key for t in terms} - LOGIT_TERMS)
         if not kept:
-            from workers.steps.distill.methods import default_terms
+            from edgedistill.workers.steps.distill.methods import default_terms
 
             kept = default_terms(
                 "kd", task=data.task, has_labels=data.has_labels, alpha=opts.alpha, temperature=opts.temperature
@@ -191,7 +191,7 @@ class QatKD(Step):
             kept = [t for t in kept if t.key not in ("lwf", "lwf_mse")]
         prev = None
         if any(t.key in ("lwf", "lwf_mse") for t in kept):
-            from workers.steps.distill.lifelong import previous_outputs
+            from edgedistill.workers.steps.distill.lifelong import previous_outputs
 
             prev = previous_outputs(ctx, state)
         ctx.emit("progress", {"message": f"quantization-aware distillation ({why}): {opts.qat_epochs} epochs"})
@@ -210,7 +210,7 @@ class QatKD(Step):
         fitted = fit(ctx, state, adapter, kept, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
         adapter.eval()
         test_x = torch.from_numpy(np.ascontiguousarray(data.x_of("test"), dtype=np.float32))
-        from workers.steps.data import primary_targets
+        from edgedistill.workers.steps.data import primary_targets
 
         test_t = torch.from_numpy(primary_targets(data, state.teacher_outputs["test"]))
         y = data.y_of("test")
@@ -250,6 +250,6 @@ class LossTermLike:
 
     @property
     def term(self) -> Any:
-        from workers.pipeline.spec import LossTerm
+        from edgedistill.workers.pipeline.spec import LossTerm
 
         return LossTerm(key=self.raw["key"], weight=self.raw["weight"], kwargs=self.raw.get("kwargs") or {})

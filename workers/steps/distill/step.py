@@ -18,27 +18,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import LossTerm
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import LossTerm
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from workers.steps.distill.features import FeaturePlan
-    from workers.steps.distill.losses import WeightedSum
-    from workers.steps.distill.methods import Plan
-    from workers.steps.distill.trainer import EpochRecord, TrainConfig, TrainResult
+    from edgedistill.workers.steps.distill.features import FeaturePlan
+    from edgedistill.workers.steps.distill.losses import WeightedSum
+    from edgedistill.workers.steps.distill.methods import Plan
+    from edgedistill.workers.steps.distill.trainer import EpochRecord, TrainConfig, TrainResult
 
 # Overall job progress (0-100) covered by this step; the runner's stage table uses the same span.
 PROGRESS_START, PROGRESS_END = 5.0, 70.0
 
 
 def make_plan(ctx: RunContext, state: RunState) -> Plan:
-    from workers.steps.distill.methods import plan_for
-    from workers.steps.distill.multi import needs_multi
+    from edgedistill.workers.steps.distill.methods import plan_for
+    from edgedistill.workers.steps.distill.multi import needs_multi
 
     data = state.data
     opts = ctx.spec.options
@@ -103,11 +103,11 @@ def fit(
     are computed (once) when a term needs them and `features` is not given."""
     import torch
 
-    from workers.steps.data import primary_targets
-    from workers.steps.distill.features import plan_features
-    from workers.steps.distill.losses import build_loss
-    from workers.steps.distill.multi import needs_multi
-    from workers.steps.distill.trainer import SplitTensors, train_student
+    from edgedistill.workers.steps.data import primary_targets
+    from edgedistill.workers.steps.distill.features import plan_features
+    from edgedistill.workers.steps.distill.losses import build_loss
+    from edgedistill.workers.steps.distill.multi import needs_multi
+    from edgedistill.workers.steps.distill.trainer import SplitTensors, train_student
 
     if needs_multi(state.signature):
         return _fit_multi(ctx, state, student, config, on_epoch=on_epoch)
@@ -163,9 +163,9 @@ def _fit_multi(
     """Per-output terms (multi.output_terms), inputs by name, validation on the headline across outputs."""
     import torch
 
-    from workers.steps.distill.losses import build_loss
-    from workers.steps.distill.multi import output_terms, score_fn, split_tensors
-    from workers.steps.distill.trainer import train_student
+    from edgedistill.workers.steps.distill.losses import build_loss
+    from edgedistill.workers.steps.distill.multi import output_terms, score_fn, split_tensors
+    from edgedistill.workers.steps.distill.trainer import train_student
 
     data, opts = state.data, ctx.spec.options
     terms = output_terms(
@@ -174,7 +174,7 @@ def _fit_multi(
     )  # fmt: skip
     features = None
     if state.distillation.get("method") == "transformer":  # + MiniLM / TinyBERT terms (transformer.py)
-        from workers.steps.distill.transformer import plan_transformer
+        from edgedistill.workers.steps.distill.transformer import plan_transformer
 
         ctx.emit("progress", {"message": "reading the teacher's attention and hidden states once (cached, float16)"})
         extra, features, info = plan_transformer(ctx, state, student)
@@ -201,9 +201,9 @@ def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None
     state.export_module wraps it with the teacher's output semantics (heads.py)."""
     import torch
 
-    from workers.steps.distill.multi import needs_multi, student_test_metrics
-    from workers.steps.distill.trainer import SplitTensors, accuracy, fidelity, predict
-    from workers.steps.heads import export_module
+    from edgedistill.workers.steps.distill.multi import needs_multi, student_test_metrics
+    from edgedistill.workers.steps.distill.trainer import SplitTensors, accuracy, fidelity, predict
+    from edgedistill.workers.steps.heads import export_module
 
     data = state.data
     fold = getattr(student, "fold_input_standardization", None)
@@ -215,7 +215,7 @@ def finish_student(ctx: RunContext, state: RunState, student: nn.Module) -> None
         state.student = student
         state.export_module = export_module(student, state.signature)
         return
-    from workers.steps.data import primary_targets
+    from edgedistill.workers.steps.data import primary_targets
 
     test = SplitTensors.from_numpy(
         data.x_of("test"),
@@ -240,7 +240,7 @@ class Distill(Step):
     stage = "distill"
 
     def run(self, ctx: RunContext, state: RunState) -> None:
-        from workers.steps.distill.trainer import TrainConfig
+        from edgedistill.workers.steps.distill.trainer import TrainConfig
 
         opts = ctx.spec.options
         plan = make_plan(ctx, state)
@@ -249,12 +249,12 @@ class Distill(Step):
         device = ctx.torch_device
 
         if plan.procedure == "data_free":
-            from workers.steps.distill.datafree import distill_data_free
+            from edgedistill.workers.steps.distill.datafree import distill_data_free
 
             distill_data_free(ctx, state, plan, PROGRESS_START, PROGRESS_END)
             return
         if plan.procedure == "nas" and not state.student_arch.get("pinned_by_retry"):
-            from workers.steps.distill.nas import search_and_train
+            from edgedistill.workers.steps.distill.nas import search_and_train
 
             student, fitted = search_and_train(ctx, state, plan, PROGRESS_START, PROGRESS_END)
         elif plan.procedure == "train" and not plan.lifelong and state.sizing is not None:
@@ -264,7 +264,7 @@ class Distill(Step):
                 state.distillation["nas"] = {"skipped": "the runner pinned a smaller student after an over-budget run"}
             prev = None
             if plan.lifelong:
-                from workers.steps.distill.lifelong import previous_outputs
+                from edgedistill.workers.steps.distill.lifelong import previous_outputs
 
                 prev = previous_outputs(ctx, state)
             student = state.student
@@ -285,7 +285,7 @@ class Distill(Step):
         ]
         finish_student(ctx, state, student)
         if plan.lifelong:
-            from workers.steps.distill.lifelong import forgetting_report
+            from edgedistill.workers.steps.distill.lifelong import forgetting_report
 
             state.distillation["lifelong"] = forgetting_report(ctx, state)
         result = fitted.result
@@ -308,7 +308,7 @@ class Distill(Step):
 def _sized(ctx: RunContext, state: RunState, plan: Plan, config: TrainConfig) -> tuple[nn.Module, Fitted]:
     """options.sizing auto: sizing.search_and_train trains the sizes build_student planned, each as a
     fixed-size run would be trained, sharing this step's progress span."""
-    from workers.steps.sizing import search_and_train
+    from edgedistill.workers.steps.sizing import search_and_train
 
     def train(module: nn.Module, index: int, expected: int) -> Fitted:
         span = (PROGRESS_END - PROGRESS_START) / max(expected, index + 1)

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from workers.pipeline.spec import JobOptions
-from workers.steps.distill.losses import WeightedSum
+from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.workers.steps.distill.losses import WeightedSum
 
 if TYPE_CHECKING:
-    from workers.steps.distill.features import FeaturePlan, StudentHooks
+    from edgedistill.workers.steps.distill.features import FeaturePlan, StudentHooks
 
 EVAL_BATCH = 4096
 CHECK_EVERY_STEPS = 200  # cancel / time-limit checks inside long epochs

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import LossTerm
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import LossTerm
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from workers.pipeline.context import RunContext, RunState
-    from workers.steps.distill.features import SequencePlan
+    from edgedistill.workers.pipeline.context import RunContext, RunState
+    from edgedistill.workers.steps.distill.features import SequencePlan
 
 ATTENTION_WEIGHT = 1.0
 VALUE_WEIGHT = 1.0
@@ -33,13 +33,13 @@ def plan_transformer(
     ctx: RunContext, state: RunState, student: nn.Module
 ) -> tuple[list[LossTerm], SequencePlan | None, dict[str, Any]]:
     """(extra loss terms, the feature plan with the cached teacher features, what the report says)."""
-    from workers.steps.distill.features import (
+    from edgedistill.workers.steps.distill.features import (
         depth_pairs,
         plan_sequence_features,
         sequence_taps,
         student_sequence_taps,
     )
-    from workers.steps.students_transformer import TransformerStudent
+    from edgedistill.workers.steps.students_transformer import TransformerStudent
 
     if not isinstance(student, TransformerStudent):
         raise InputError("method transformer needs the transformer student (options.student.family transformer)")

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.main import create_app
-from service.queue import QueueUnavailable
-from service.repos import api_keys
-from service.settings import Settings
+from edgedistill.service.main import create_app
+from edgedistill.service.queue import QueueUnavailable
+from edgedistill.service.repos import api_keys
+from edgedistill.service.settings import Settings
 
 
 @dataclass

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.repos import api_keys
+from edgedistill.service.repos import api_keys
 
 
 def test_health_needs_no_key(client: TestClient) -> None:

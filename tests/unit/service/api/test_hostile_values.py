@@ -7,7 +7,7 @@ import json
 
 from fastapi.testclient import TestClient
 
-from service.api.uploads import safe_filename
+from edgedistill.service.api.uploads import safe_filename
 
 
 def test_nan_and_infinity_in_the_body_are_a_422_naming_them(client: TestClient, alice, upload_model) -> None:  # type: ignore[no-untyped-def]

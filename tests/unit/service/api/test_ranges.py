@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.api.ranges import RangeNotSatisfiable, parse_range
+from edgedistill.service.api.ranges import RangeNotSatisfiable, parse_range
 
 
 @pytest.mark.parametrize(

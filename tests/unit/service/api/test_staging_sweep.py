@@ -9,9 +9,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.api.uploads import STALE_STAGING_S, sweep_stale_staging
-from service.main import create_app
-from service.settings import Settings
+from edgedistill.service.api.uploads import STALE_STAGING_S, sweep_stale_staging
+from edgedistill.service.main import create_app
+from edgedistill.service.settings import Settings
 
 OLD = STALE_STAGING_S + 60
 

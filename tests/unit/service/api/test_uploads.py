@@ -10,7 +10,7 @@ import anyio
 import pytest
 from fastapi import HTTPException, Request
 
-from service.api.uploads import receive_upload
+from edgedistill.service.api.uploads import receive_upload
 
 BOUNDARY = "bNd"
 

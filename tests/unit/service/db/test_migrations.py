@@ -10,9 +10,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from service.db.base import Base
-from service.db.migrate import alembic_config, current_revision, upgrade_head
-from service.db.session import make_engine
+from edgedistill.service.db.base import Base
+from edgedistill.service.db.migrate import alembic_config, current_revision, upgrade_head
+from edgedistill.service.db.session import make_engine
 
 EXPECTED_TABLES = {
     "tenants",

@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from service.db.base import utcnow
-from service.db.models import ApiKey, Tenant
-from service.db.session import dispose_engines, make_engine, make_sessionmaker, session_scope
-from service.settings import Settings
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import ApiKey, Tenant
+from edgedistill.service.db.session import dispose_engines, make_engine, make_sessionmaker, session_scope
+from edgedistill.service.settings import Settings
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_url: str) -> None:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.repos import api_keys, tenants
-from service.repos.errors import Conflict
+from edgedistill.service.repos import api_keys, tenants
+from edgedistill.service.repos.errors import Conflict
 
 
 def test_key_is_stored_hashed_and_authenticates(session) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.repos import artifacts, measurements
+from edgedistill.service.repos import artifacts, measurements
 
 M = dict(
     device_name="host",

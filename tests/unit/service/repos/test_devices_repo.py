@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.repos import devices
-from service.repos.errors import Conflict
+from edgedistill.service.repos import devices
+from edgedistill.service.repos.errors import Conflict
 
 
 def test_device_token_authenticates_until_revoked(session, factory) -> None:  # type: ignore[no-untyped-def]

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from service.db.base import utcnow
-from service.repos import events, jobs
-from service.repos.errors import Conflict
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.repos import events, jobs
+from edgedistill.service.repos.errors import Conflict
 
 
 def _statuses(session: Session, job_id: str) -> list[str]:

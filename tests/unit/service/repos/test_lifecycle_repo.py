@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from service.db.base import utcnow
-from service.db.models import Artifact, Dataset, Job, TeacherModel
-from service.repos import artifacts, jobs, lifecycle
-from service.storage import LocalStore
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.db.models import Artifact, Dataset, Job, TeacherModel
+from edgedistill.service.repos import artifacts, jobs, lifecycle
+from edgedistill.service.storage import LocalStore
 
 
 def test_retention_keeps_active_recent_and_shared(session, factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.repos.errors import InvalidCursor
-from service.repos.pagination import decode_cursor, encode_cursor
+from edgedistill.service.repos.errors import InvalidCursor
+from edgedistill.service.repos.pagination import decode_cursor, encode_cursor
 
 
 @given(

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service.repos import api_keys, devices, tokens
+from edgedistill.service.repos import api_keys, devices, tokens
 
 
 def test_keys_and_device_tokens_are_stored_as_sha256_only(session: Session) -> None:

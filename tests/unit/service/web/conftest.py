@@ -15,10 +15,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.db.models import Tenant
-from service.main import create_app
-from service.repos import api_keys
-from service.settings import Settings
+from edgedistill.service.db.models import Tenant
+from edgedistill.service.main import create_app
+from edgedistill.service.repos import api_keys
+from edgedistill.service.settings import Settings
 from tests.unit.service.web.helpers import Browser, FakeQueue, Rows
 
 HERE = Path(__file__).parent

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.db.models import Job, Tenant
-from service.repos import artifacts, datasets, events, jobs, models
+from edgedistill.service.db.models import Job, Tenant
+from edgedistill.service.repos import artifacts, datasets, events, jobs, models
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
+from edgedistill.service.main import create_app
+from edgedistill.service.settings import Settings
 
 URL_ATTR = re.compile(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""")
 

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.db.models import Tenant
-from service.repos import api_keys
-from service.web import auth
+from edgedistill.service.db.models import Tenant
+from edgedistill.service.repos import api_keys
+from edgedistill.service.web import auth
 from tests.unit.service.web.helpers import Browser
 
 
@@ -47,8 +47,8 @@ def test_a_cookie_forged_with_the_secret_key_opens_no_session(app: FastAPI, alic
 def test_expired_sessions_end(alice: Browser, db: Session) -> None:
     from datetime import timedelta
 
-    from service.db.base import utcnow
-    from service.db.models import WebSession
+    from edgedistill.service.db.base import utcnow
+    from edgedistill.service.db.models import WebSession
 
     assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 200
     for row in db.query(WebSession).all():
@@ -181,7 +181,7 @@ def test_logout_ends_the_session(app: FastAPI, alice: Browser) -> None:
 
 
 def test_a_revoked_key_logs_its_browsers_out(alice: Browser, db: Session) -> None:
-    from service.db.models import WebSession
+    from edgedistill.service.db.models import WebSession
 
     assert alice.client.get("/ui/jobs", follow_redirects=False).status_code == 200
     api_keys.revoke_key(db, prefix=alice.key[:12])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from service.web import charts
-from service.web.templating import fmt_bytes, fmt_duration, fmt_ms, fmt_ratio
+from edgedistill.service.web import charts
+from edgedistill.service.web.templating import fmt_bytes, fmt_duration, fmt_ms, fmt_ratio
 
 
 def test_nice_ticks_cover_the_range_with_round_steps() -> None:

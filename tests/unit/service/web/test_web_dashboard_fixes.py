@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from service.db.base import utcnow
-from service.repos import measurements
-from service.web.reportview import training_chart
-from service.web.templating import short_id
+from edgedistill.service.db.base import utcnow
+from edgedistill.service.repos import measurements
+from edgedistill.service.web.reportview import training_chart
+from edgedistill.service.web.templating import short_id
 from tests.unit.service.web.helpers import Browser, Rows
 
 

@@ -10,11 +10,11 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from service.db.models import Job
-from service.main import create_app
-from service.repos import datasets, models, profiles
-from service.settings import Settings
-from service.web import forms
+from edgedistill.service.db.models import Job
+from edgedistill.service.main import create_app
+from edgedistill.service.repos import datasets, models, profiles
+from edgedistill.service.settings import Settings
+from edgedistill.service.web import forms
 from tests.unit.service.web.helpers import Browser, FakeQueue, Rows
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.repos import jobs, measurements
-from service.web import lifecycle
+from edgedistill.service.repos import jobs, measurements
+from edgedistill.service.web import lifecycle
 from tests.unit.service.web.helpers import Browser, Rows
 
 X = "\u00d7"  # the multiplication sign of ratios

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from signature_models import declared_onnx, token_classifier_onnx
 
-from workers.formats import ModelFileError
-from workers.pipeline.signature import ModelSignature
-from workers.pipeline.signature_readers import (
+from edgedistill.workers.formats import ModelFileError
+from edgedistill.workers.pipeline.signature import ModelSignature
+from edgedistill.workers.pipeline.signature_readers import (
     SignatureError,
     inspect_model,
     read_onnx_signature,
@@ -242,7 +242,7 @@ def test_tflite_converted_from_torch_with_two_inputs(tmp_path: Path) -> None:
     assert [(t.dtype, t.shape) for t in sig.inputs] == [("int32", (2, 12)), ("float32", (2, 12))]
     assert [(t.dtype, t.shape) for t in sig.outputs] == [("float32", (2, 3)), ("float32", (2, 1))]
     assert len(set(sig.input_names)) == 2 and len(set(sig.output_names)) == 2
-    from workers.steps.teacher import load_teacher
+    from edgedistill.workers.steps.teacher import load_teacher
 
     assert _io(sig) == _io(load_teacher(path).io)  # what the worker will declare
 
@@ -267,7 +267,7 @@ def _shipped_models() -> list[Path]:
 
 
 def test_upload_signature_equals_the_workers_teacher_signature(digits_teacher_files: dict[str, Path]) -> None:
-    from workers.steps.teacher import load_teacher
+    from edgedistill.workers.steps.teacher import load_teacher
 
     paths = [digits_teacher_files["onnx"], *_shipped_models()]
     for path in paths:
@@ -288,7 +288,7 @@ def test_int8_io_tflite_is_read_as_the_float32_the_engine_feeds(tmp_path: Path) 
     from torch import nn
     from torchao.quantization.pt2e import quantize_pt2e
 
-    from workers.steps.teacher import load_teacher
+    from edgedistill.workers.steps.teacher import load_teacher
 
     x = torch.randn(4, 6)
     gm = torch.export.export(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3)).eval(), (x,)).module()

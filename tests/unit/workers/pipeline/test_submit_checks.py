@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from workers.pipeline.spec import JobOptions
-from workers.pipeline.submit_checks import SubmitProblem, one_line, submit_problems
+from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.workers.pipeline.submit_checks import SubmitProblem, one_line, submit_problems
 
 TOKENS = ModelSignature(
     inputs=(

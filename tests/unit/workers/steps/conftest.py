@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.events import PipelineEvent
-from workers.pipeline.spec import JobOptions, PipelineSpec
-from workers.profiles import builtin_profiles
-from workers.steps.data import TransferData, make_splits
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.events import PipelineEvent
+from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.data import TransferData, make_splits
 
 # --------------------------------------------------------------------------------------------------
 # models (TFLM-friendly ops only, like the engine's students)
@@ -239,7 +239,7 @@ def make_profile() -> Any:
 
 def profile_with(name: str, **changes: Any) -> Any:
     """A built-in profile with some fields replaced (budgets merged), re-validated."""
-    from workers.profiles import parse_profile
+    from edgedistill.workers.profiles import parse_profile
 
     base = builtin_profiles()[name].as_yaml_dict()
     budgets = {**base["budgets"], **changes.pop("budgets", {})}  # type: ignore[dict-item]
@@ -259,10 +259,10 @@ def copy_state(state: RunState) -> RunState:
 
 
 EXPORT_STEPS = (
-    "workers.steps.export_onnx:ExportOnnx",
-    "workers.steps.quantize:QuantizeOnnx",
-    "workers.steps.export_tflite:ExportTflite",
-    "workers.steps.mcu:ExportCArray",
+    "edgedistill.workers.steps.export_onnx:ExportOnnx",
+    "edgedistill.workers.steps.quantize:QuantizeOnnx",
+    "edgedistill.workers.steps.export_tflite:ExportTflite",
+    "edgedistill.workers.steps.mcu:ExportCArray",
 )
 
 

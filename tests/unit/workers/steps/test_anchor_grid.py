@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from workers.steps.anchor_grid import AnchorGrid, Level, candidate_grids, infer_grid
-from workers.steps.students_multi import GridHead
+from edgedistill.workers.steps.anchor_grid import AnchorGrid, Level, candidate_grids, infer_grid
+from edgedistill.workers.steps.students_multi import GridHead
 
 
 def synthetic_teacher(grid: AnchorGrid, height: int, width: int, n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_the_real_blazeface_grid_is_16x16x2_plus_8x8x6() -> None:
     import skimage.data
 
     from bench.material import face_images
-    from workers.steps.teacher_tflite import TfliteTeacher
+    from edgedistill.workers.steps.teacher_tflite import TfliteTeacher
 
     lfw = skimage.data.lfw_subset().astype(np.float32)
     x = face_images(64, lfw[:100], lfw[100:], seed=3)

@@ -8,9 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.pipeline.context import RunState
-from workers.pipeline.errors import PipelineError
-from workers.steps.artifacts import record_artifact, sidecar_path, staged_file, to_jsonable, write_bytes_atomic
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.artifacts import (
+    record_artifact,
+    sidecar_path,
+    staged_file,
+    to_jsonable,
+    write_bytes_atomic,
+)
 
 
 def test_staged_file_appears_only_when_complete(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.steps.benchmark import Benchmark, estimated_mcu_latency, latency_stats, time_calls
+from edgedistill.workers.steps.benchmark import Benchmark, estimated_mcu_latency, latency_stats, time_calls
 
 
 def test_latency_stats_are_percentiles_of_the_samples_in_ms() -> None:

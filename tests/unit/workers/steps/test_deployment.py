@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from workers.steps.artifacts import sidecar_path
-from workers.steps.deployment import c_array_bytes, facts_for, how_to_run, layout_of, tflite_ops
+from edgedistill.workers.steps.artifacts import sidecar_path
+from edgedistill.workers.steps.deployment import c_array_bytes, facts_for, how_to_run, layout_of, tflite_ops
 
 
 def _run_snippet(code: str, artifact: Path, tmp_path: Path) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workers.steps.device_artifact import choose_device_artifact, speed_headline
+from edgedistill.workers.steps.device_artifact import choose_device_artifact, speed_headline
 
 SIZES = {"onnx_fp32": 40_000, "onnx_int8": 14_000, "tflite_int8": 12_000, "tflite_int8_full": 12_500}
 

@@ -11,6 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.signature import ModelSignature
+from edgedistill.workers.pipeline.spec import StudentOptions
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.build_student import build_student
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.export_multi import torch_predict_all
+from edgedistill.workers.steps.heads import export_module
+from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
+from edgedistill.workers.steps.students_multi import input_stats
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_students_multi import (
     BLAZEFACE,
@@ -20,21 +30,11 @@ from tests.unit.workers.steps.test_students_multi import (
     detector_outputs,
     random_inputs,
 )
-from workers.pipeline.context import RunState
-from workers.pipeline.signature import ModelSignature
-from workers.pipeline.spec import StudentOptions
-from workers.profiles import builtin_profiles
-from workers.steps.build_student import build_student
-from workers.steps.data import TransferData, make_splits
-from workers.steps.export_multi import torch_predict_all
-from workers.steps.heads import export_module
-from workers.steps.runtimes import OnnxModel, TfliteModel
-from workers.steps.students_multi import input_stats
 
 STEPS = (
-    "workers.steps.export_onnx:ExportOnnx",
-    "workers.steps.quantize:QuantizeOnnx",
-    "workers.steps.export_tflite:ExportTflite",
+    "edgedistill.workers.steps.export_onnx:ExportOnnx",
+    "edgedistill.workers.steps.quantize:QuantizeOnnx",
+    "edgedistill.workers.steps.export_tflite:ExportTflite",
 )
 
 
@@ -133,7 +133,7 @@ def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_full_int8_two_input_model_runs_in_tflm_by_name(tmp_path: Path) -> None:
-    from workers.steps.runtimes import run_tflm_all
+    from edgedistill.workers.steps.runtimes import run_tflm_all
 
     state = _export(tmp_path, "mcu-cortex-m7", multi_state(VAD_PLUS_AGE))
     rec = state.artifacts["tflite_int8_full"]

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.export_onnx import torch_predict
+from edgedistill.workers.steps.mcu import HEADER_FILENAME
+from edgedistill.workers.steps.model_info import tflite_op_sequence
+from edgedistill.workers.steps.runtimes import TfliteModel, run_onnx, run_tflite, run_tflm
+from edgedistill.workers.steps.students import MLP, StudentArch, build_module
 from tests.unit.workers.steps.conftest import EXPORT_STEPS, FakeTeacher, make_run, mlp
-from workers.profiles import builtin_profiles
-from workers.steps.data import TransferData, make_splits
-from workers.steps.export_onnx import torch_predict
-from workers.steps.mcu import HEADER_FILENAME
-from workers.steps.model_info import tflite_op_sequence
-from workers.steps.runtimes import TfliteModel, run_onnx, run_tflite, run_tflm
-from workers.steps.students import MLP, StudentArch, build_module
 
 PROFILES = tuple(builtin_profiles())
 
@@ -31,7 +31,7 @@ PROFILES = tuple(builtin_profiles())
 def tabular_state(features: int, n: int = 240, seed: int = 0) -> Any:
     """Features of magnitudes 1e-2 .. 4e3, 2 classes; an MLP student built, standardised and folded
     as build_student and distill do (trained briefly so its outputs are not constant)."""
-    from workers.pipeline.context import RunState
+    from edgedistill.workers.pipeline.context import RunState
 
     rng = np.random.default_rng(seed)
     scale = np.logspace(-2, 3.6, features)
@@ -99,7 +99,9 @@ def _check_every_artifact(state: Any, profile: str) -> None:
 
 
 def test_30_feature_mlp_loads_in_ai_edge_litert_on_mobile(tmp_path: Path) -> None:
-    state = _export(tmp_path, "mobile-arm64", tabular_state(30), ("workers.steps.export_tflite:ExportTflite",))
+    state = _export(
+        tmp_path, "mobile-arm64", tabular_state(30), ("edgedistill.workers.steps.export_tflite:ExportTflite",)
+    )
     rec = state.artifacts["tflite_int8"]
     ops = tflite_op_sequence(rec.path)
     # the standardisation runs in float before the QUANTIZE op; the Linear layers run in int8

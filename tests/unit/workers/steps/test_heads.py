@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from workers.steps.heads import export_module, raw_to_teacher_space, trained_output_names
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.workers.steps.heads import export_module, raw_to_teacher_space, trained_output_names
 
 
 class _Raw(nn.Module):

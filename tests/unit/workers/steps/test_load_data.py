@@ -18,12 +18,12 @@ from factories import (
     write_npz,
 )
 
-from workers.formats import DataFileError
-from workers.pipeline.context import RunState
-from workers.pipeline.errors import InputError
-from workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels, primary_targets
-from workers.steps.load_data import LoadData
-from workers.steps.load_teacher import LoadTeacher
+from edgedistill.workers.formats import DataFileError
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels, primary_targets
+from edgedistill.workers.steps.load_data import LoadData
+from edgedistill.workers.steps.load_teacher import LoadTeacher
 
 
 def _run(tmp_path: Path, teacher: Path, data: Path, **options: object) -> tuple[RunState, list]:
@@ -192,7 +192,7 @@ def test_data_is_required(digits_teacher_files: dict[str, Path], tmp_path: Path)
 
 
 def test_teacher_output_cache_budget_is_computed_and_enforced() -> None:
-    from workers.steps.load_data import check_outputs_budget
+    from edgedistill.workers.steps.load_data import check_outputs_budget
 
     assert check_outputs_budget(60_000, [(10,)], 1024) == 60_000 * 10 * 4
     with pytest.raises(InputError, match=r"needs 229 MiB, over options\.teacher_outputs_mb=100"):

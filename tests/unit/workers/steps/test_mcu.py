@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from workers.pipeline.errors import PipelineError
-from workers.steps.mcu import (
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.mcu import (
     ARENA_VERSION_MARGIN,
     ExportCArray,
     align_up,
@@ -18,7 +18,7 @@ from workers.steps.mcu import (
     c_array_source,
     cmsis_scratch_bound,
 )
-from workers.steps.runtimes import run_tflm
+from edgedistill.workers.steps.runtimes import run_tflm
 
 
 def parse_c_array(source: str, name: str) -> bytes:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import r2_score
 
-from workers.steps.metrics import accuracy, evaluate, quality_key, r2, top1_agreement
+from edgedistill.workers.steps.metrics import accuracy, evaluate, quality_key, r2, top1_agreement
 
 
 def test_classification_metrics() -> None:
@@ -53,7 +53,7 @@ def test_quality_key(task: str, labels: bool, key: str) -> None:
 
 # ---- per output kind -------------------------------------------------------------------------------
 
-from workers.steps.metrics import output_metrics, quality_problem, variant_headline  # noqa: E402
+from edgedistill.workers.steps.metrics import output_metrics, quality_problem, variant_headline  # noqa: E402
 
 
 def test_sigmoid_balanced_agreement_catches_an_always_negative_student() -> None:

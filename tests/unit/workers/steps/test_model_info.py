@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from workers.pipeline.errors import PipelineError
-from workers.steps.model_info import describe_onnx, describe_tflite, tflite_op_sequence
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.model_info import describe_onnx, describe_tflite, tflite_op_sequence
 
 
 def test_onnx_io_quantization_is_read_from_the_qdq_nodes(exported: Any) -> None:

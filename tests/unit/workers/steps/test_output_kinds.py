@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workers.pipeline.signature import ModelSignature, OutputOptions, OutputSpec, TensorSpec
-from workers.steps.output_kinds import infer_output_kinds
+from edgedistill.workers.pipeline.signature import ModelSignature, OutputOptions, OutputSpec, TensorSpec
+from edgedistill.workers.steps.output_kinds import infer_output_kinds
 
 RNG = np.random.default_rng(0)
 

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from workers.steps.benchmark import Benchmark
-from workers.steps.report import SCHEMA_VERSION, Report
-from workers.steps.verify import Verify
+from edgedistill.workers.steps.benchmark import Benchmark
+from edgedistill.workers.steps.report import SCHEMA_VERSION, Report
+from edgedistill.workers.steps.verify import Verify
 
 
 def _full_run(exported: Any, run_factory: Any, profile: str, case: str) -> tuple[Any, Any]:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.pipeline.errors import PipelineError
-from workers.steps.runtimes import (
+from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.workers.steps.runtimes import (
     OnnxModel,
     TfliteModel,
     capture_fds,
@@ -73,7 +73,7 @@ def test_parse_arena_total() -> None:
 
 
 def test_onnx_runtime_matches_torch(exported: Any) -> None:
-    from workers.steps.export_onnx import torch_predict
+    from edgedistill.workers.steps.export_onnx import torch_predict
 
     _, state = exported("mcu-cortex-m4", "digits")
     x = state.data.x_of("test")[:40]

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from factories import digits, make_ctx
 
-from workers.pipeline.context import RunState
-from workers.pipeline.runner import run_pipeline
-from workers.profiles import builtin_profiles
-from workers.steps import sizing
-from workers.steps.data import TransferData, make_splits
-from workers.steps.students import PREFERRED_MIN_DEPTH, budget_violation, choose_arch, grid_candidates
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.runner import run_pipeline
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps import sizing
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.students import PREFERRED_MIN_DEPTH, budget_violation, choose_arch, grid_candidates
 
 PROFILES = builtin_profiles()
 DIGITS_TEACHER_PARAMS = 25_826  # tests/factories.DigitsTeacher
@@ -192,7 +192,7 @@ def _state() -> RunState:
     ],
 )
 def test_no_search_says_why(tmp_path: Path, options: dict[str, Any], why: str) -> None:
-    from workers.steps.build_student import BuildStudent
+    from edgedistill.workers.steps.build_student import BuildStudent
 
     ctx, _ = make_ctx(tmp_path, **options)
     state = _state()
@@ -203,7 +203,7 @@ def test_no_search_says_why(tmp_path: Path, options: dict[str, Any], why: str) -
 
 
 def test_auto_plans_a_ladder_and_a_pinned_depth_searches_widths(tmp_path: Path) -> None:
-    from workers.steps.build_student import BuildStudent
+    from edgedistill.workers.steps.build_student import BuildStudent
 
     ctx, _ = make_ctx(tmp_path, student={"depth": 3})
     state = _state()
@@ -287,10 +287,10 @@ def test_multi_io_students_are_searched_too(tmp_path: Path) -> None:
     from factories import write_npz
     from torch import nn
 
-    from workers.steps.build_student import BuildStudent
-    from workers.steps.distill.step import Distill
-    from workers.steps.load_data import LoadData
-    from workers.steps.load_teacher import LoadTeacher
+    from edgedistill.workers.steps.build_student import BuildStudent
+    from edgedistill.workers.steps.distill.step import Distill
+    from edgedistill.workers.steps.load_data import LoadData
+    from edgedistill.workers.steps.load_teacher import LoadTeacher
 
     class TwoInputs(nn.Module):
         def __init__(self) -> None:

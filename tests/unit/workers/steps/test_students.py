@@ -13,12 +13,12 @@ import torch
 from factories import custom_profile, digits, make_ctx
 from torch.utils.flop_counter import FlopCounterMode
 
-from workers.pipeline.context import RunState
-from workers.pipeline.errors import BudgetError
-from workers.profiles import builtin_profiles
-from workers.steps.build_student import BuildStudent, BuildStudentConfig
-from workers.steps.data import TransferData, make_splits
-from workers.steps.students import (
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.errors import BudgetError
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.build_student import BuildStudent, BuildStudentConfig
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.students import (
     CNN_WIDTHS,
     MLP,
     PREFERRED_MIN_DEPTH,

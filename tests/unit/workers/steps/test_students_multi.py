@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.workers.pipeline.spec import StudentOptions
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.anchor_grid import AnchorGrid, Level
+from edgedistill.workers.steps.build_student import build_student, needs_multi_student
+from edgedistill.workers.steps.export_onnx import export_signature_onnx
+from edgedistill.workers.steps.students_multi import MultiStudent, TupleStudent, example_inputs, input_stats
 from tests.unit.workers.steps.test_anchor_grid import synthetic_teacher
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from workers.pipeline.spec import StudentOptions
-from workers.profiles import builtin_profiles
-from workers.steps.anchor_grid import AnchorGrid, Level
-from workers.steps.build_student import build_student, needs_multi_student
-from workers.steps.export_onnx import export_signature_onnx
-from workers.steps.students_multi import MultiStudent, TupleStudent, example_inputs, input_stats
 
 PROFILES = builtin_profiles()
 
@@ -187,10 +187,10 @@ def test_onnx_export_keeps_names_dtypes_and_dynamic_batch(tmp_path: Path, case: 
 
 
 def test_build_student_step_builds_a_multi_student_from_the_transfer_data(tmp_path: Path) -> None:
+    from edgedistill.workers.pipeline.context import RunState
+    from edgedistill.workers.steps.build_student import BuildStudent
+    from edgedistill.workers.steps.data import TransferData, make_splits
     from tests.unit.workers.steps.conftest import make_run
-    from workers.pipeline.context import RunState
-    from workers.steps.build_student import BuildStudent
-    from workers.steps.data import TransferData, make_splits
 
     arrays = random_inputs(TEXT, 40)
     splits, _ = make_splits(40, None, val_fraction=0.2, test_fraction=0.2, seed=0)
@@ -288,8 +288,8 @@ def test_grid_heads_start_at_the_teachers_mean_outputs() -> None:
 
 
 def test_detector_scores_get_an_image_level_term() -> None:
-    from workers.pipeline.spec import JobOptions
-    from workers.steps.distill.multi import output_terms
+    from edgedistill.workers.pipeline.spec import JobOptions
+    from edgedistill.workers.steps.distill.multi import output_terms
 
     keys = [t.key for t in output_terms(NHWC_DETECTOR, JobOptions(), detector_outputs(), method="kd",
                                         has_labels=False, primary=None)]  # fmt: skip

@@ -14,9 +14,9 @@ import torch
 from factories import DigitsTeacher, digits, digits_teacher, save_teacher
 from onnx.external_data_helper import convert_model_to_external_data
 
-from workers.formats import UnsafeModelFile
-from workers.pipeline.errors import InputError
-from workers.steps.teacher import load_teacher
+from edgedistill.workers.formats import UnsafeModelFile
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.steps.teacher import load_teacher
 
 
 def _reference(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from workers.steps.teacher import load_teacher
+from edgedistill.workers.steps.teacher import load_teacher
 
 
 def _package_file(package: str, *parts: str) -> Path:
@@ -66,7 +66,7 @@ def test_dynamic_batch_tflite_is_resized_per_chunk() -> None:
 def test_int8_io_teacher_is_fed_quantised_floats_and_its_outputs_dequantised(tmp_path: Path) -> None:
     import torch
 
-    from workers.steps.export_tflite import convert_int8
+    from edgedistill.workers.steps.export_tflite import convert_int8
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)).eval()

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgedistill.workers.pipeline.signature import ModelSignature
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.runtimes import TfliteModel, run_tflm_all, tflite_ops
+from edgedistill.workers.steps.verify import OpNotAllowed, Verify
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_export_multi import _export, multi_state
 from tests.unit.workers.steps.test_students_multi import SKLEARN, TEXT, VAD_PLUS_AGE
-from workers.pipeline.signature import ModelSignature
-from workers.profiles import builtin_profiles
-from workers.steps.runtimes import TfliteModel, run_tflm_all, tflite_ops
-from workers.steps.verify import OpNotAllowed, Verify
 
 M4 = builtin_profiles()["mcu-cortex-m4"]
 ALLOWED = set(M4.op_allowlist or [])
@@ -47,9 +47,9 @@ def test_two_input_sigmoid_regression_student_runs_in_tflm(tmp_path: Path) -> No
     ops, state = _runs_in_tflm(tmp_path, VAD_PLUS_AGE)
     assert {"LOGISTIC", "TRANSPOSE", "CONCATENATION"} <= set(ops)
     # verify judges the TFLM run per output, as for the other variants
-    from workers.steps.export_multi import torch_predict_all
-    from workers.steps.heads import export_module
-    from workers.steps.verify_multi import verify_multi
+    from edgedistill.workers.steps.export_multi import torch_predict_all
+    from edgedistill.workers.steps.heads import export_module
+    from edgedistill.workers.steps.verify_multi import verify_multi
 
     state.export_module = export_module(state.student, VAD_PLUS_AGE)
     x = state.data.inputs_of("test")
@@ -70,7 +70,7 @@ def test_token_student_ops_run_in_tflm_when_its_table_covers_every_id(tmp_path: 
 
 def test_token_hashing_is_refused_with_the_reason(tmp_path: Path) -> None:
     """A table smaller than the ids seen (capped by the flash budget) hashes ids, which TFLM cannot run."""
-    from workers.steps.students_multi import TokenEncoder
+    from edgedistill.workers.steps.students_multi import TokenEncoder
 
     state = multi_state(TEXT)
     for m in state.student.modules():

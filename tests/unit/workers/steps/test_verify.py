@@ -5,11 +5,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workers.pipeline.errors import ArtifactOverBudget
-from workers.steps.export_onnx import torch_predict
-from workers.steps.metrics import accuracy
-from workers.steps.runtimes import run_onnx, run_tflite
-from workers.steps.verify import TFLM_MAX_SAMPLES, OpNotAllowed, Verify
+from edgedistill.workers.pipeline.errors import ArtifactOverBudget
+from edgedistill.workers.steps.export_onnx import torch_predict
+from edgedistill.workers.steps.metrics import accuracy
+from edgedistill.workers.steps.runtimes import run_onnx, run_tflite
+from edgedistill.workers.steps.verify import TFLM_MAX_SAMPLES, OpNotAllowed, Verify
 
 
 def _verify(exported: Any, run_factory: Any, profile: Any, base: str, case: str, **options: Any) -> tuple[Any, Any]:
@@ -132,7 +132,7 @@ def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: An
 
     import torch
 
-    from workers.steps.export_onnx import export_student_onnx
+    from edgedistill.workers.steps.export_onnx import export_student_onnx
 
     bad = copy.deepcopy(state.student)
     with torch.no_grad():
@@ -145,7 +145,7 @@ def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: An
         kind="onnx_int8", path=path, sha256="-", size_bytes=path.stat().st_size, metadata={}
     )
     if qat == "auto":
-        from workers.pipeline.errors import Int8OverBudget
+        from edgedistill.workers.pipeline.errors import Int8OverBudget
 
         with pytest.raises(Int8OverBudget, match="onnx_int8: accuracy") as info:
             Verify().run(run.ctx, state)

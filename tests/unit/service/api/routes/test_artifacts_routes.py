@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.repos import artifacts
+from edgedistill.service.repos import artifacts
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
 

@@ -11,10 +11,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.db.models import Device
-from service.repos import artifacts as artifacts_repo
-from service.repos import jobs as jobs_repo
-from service.repos import measurements as measurements_repo
+from edgedistill.service.db.models import Device
+from edgedistill.service.repos import artifacts as artifacts_repo
+from edgedistill.service.repos import jobs as jobs_repo
+from edgedistill.service.repos import measurements as measurements_repo
 
 D = "/api/v1/devices"
 A = "/api/v1/artifacts"

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.repos import events, jobs
+from edgedistill.service.repos import events, jobs
 
 
 def _read(client: TestClient, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:

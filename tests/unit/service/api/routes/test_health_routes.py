@@ -4,8 +4,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from service.main import create_app
-from service.settings import Settings
+from edgedistill.service.main import create_app
+from edgedistill.service.settings import Settings
 
 
 def test_ready_when_database_and_broker_answer(client: TestClient) -> None:

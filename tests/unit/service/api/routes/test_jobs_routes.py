@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.repos import jobs as jobs_repo
+from edgedistill.service.repos import jobs as jobs_repo
 
 J = "/api/v1/jobs"
 

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.db.models import Artifact, Job, JobEvent, LatencyMeasurement
-from service.repos import artifacts, jobs, measurements
-from service.storage import ArtifactStore
+from edgedistill.service.db.models import Artifact, Job, JobEvent, LatencyMeasurement
+from edgedistill.service.repos import artifacts, jobs, measurements
+from edgedistill.service.storage import ArtifactStore
 
 PROFILE = {"name": "my-pi", "class": "mobile", "targets": ["onnx_int8"], "int8_scheme": "qdq_per_channel",
            "budgets": {"max_model_bytes": 2_000_000}}  # fmt: skip
@@ -90,7 +90,7 @@ def test_delete_dataset_refused_while_a_job_reads_it(
     assert client.get(f"/api/v1/jobs/{job['id']}", headers=alice.headers).json()["dataset_id"] is None
     store: ArtifactStore = app.state.store
     with app.state.sessionmaker() as s:
-        from service.db.models import Dataset
+        from edgedistill.service.db.models import Dataset
 
         key = s.get(Dataset, theirs["id"]).storage_key
     assert store.exists(key)  # bob's dataset has the same content

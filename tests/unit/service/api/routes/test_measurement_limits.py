@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.repos import artifacts
+from edgedistill.service.repos import artifacts
 
 M: dict[str, Any] = {
     "source": "device", "device_name": "pi5", "runtime": "onnxruntime", "runtime_version": "1.31.1", "threads": 4,

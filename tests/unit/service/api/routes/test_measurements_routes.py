@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.repos import artifacts
+from edgedistill.service.repos import artifacts
 
 M: dict[str, Any] = {
     "source": "device",

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.settings import Settings
+from edgedistill.service.settings import Settings
 
 
 def _stored_files(settings: Settings) -> list[Path]:
@@ -95,7 +95,7 @@ class TestLimits:
     def test_streamed_body_over_the_limit_is_413_and_nothing_kept(  # type: ignore[no-untyped-def]
         self, settings: Settings, fake_queue, alice
     ) -> None:
-        from service.main import create_app
+        from edgedistill.service.main import create_app
 
         s = self._settings(settings)
         boundary = "XyZ"
@@ -118,7 +118,7 @@ class TestLimits:
         assert _stored_files(s) == []
 
     def test_declared_length_over_the_limit_is_413_up_front(self, settings: Settings, fake_queue, alice) -> None:  # type: ignore[no-untyped-def]
-        from service.main import create_app
+        from edgedistill.service.main import create_app
 
         s = self._settings(settings)
         with TestClient(create_app(s, queue=fake_queue)) as c:
@@ -141,7 +141,7 @@ def test_filename_is_sanitised(client: TestClient, alice, onnx_bytes: bytes) -> 
 
 
 def test_safe_filename() -> None:
-    from service.api.uploads import safe_filename
+    from edgedistill.service.api.uploads import safe_filename
 
     assert safe_filename("../../etc/te\x01acher.onnx") == "teacher.onnx"
     assert safe_filename("C:\\x\\m.pt2") == "m.pt2"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.storage import ArtifactStore
+from edgedistill.service.storage import ArtifactStore
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from factories import digits
 
-from workers import cli
+from edgedistill.workers import cli
 
 ONNX_ONLY = {
     "name": "cpu-onnx-test",

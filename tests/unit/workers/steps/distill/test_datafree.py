@@ -10,12 +10,12 @@ import pytest
 import torch
 from factories import digits, make_ctx
 
-from workers.pipeline.context import RunState
-from workers.pipeline.spec import DataFreeOptions, LossTerm
-from workers.steps.distill.datafree import Generator, Judge, synthesize, train_data_free
-from workers.steps.distill.losses import build_loss
-from workers.steps.students import StudentArch, build_module
-from workers.steps.teacher import load_teacher
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.spec import DataFreeOptions, LossTerm
+from edgedistill.workers.steps.distill.datafree import Generator, Judge, synthesize, train_data_free
+from edgedistill.workers.steps.distill.losses import build_loss
+from edgedistill.workers.steps.students import StudentArch, build_module
+from edgedistill.workers.steps.teacher import load_teacher
 
 LOGITS = {"student_logits", "teacher_logits"}
 
@@ -66,9 +66,9 @@ def test_a_few_adversarial_steps_train_the_student(fmt: str, digits_teacher_file
 def _data_free_state(
     tmp_path: Path, teacher_file: Path, data: Path | None, **options: object
 ) -> tuple[object, RunState]:
-    from workers.steps.build_student import BuildStudent
-    from workers.steps.load_data import LoadData
-    from workers.steps.load_teacher import LoadTeacher
+    from edgedistill.workers.steps.build_student import BuildStudent
+    from edgedistill.workers.steps.load_data import LoadData
+    from edgedistill.workers.steps.load_teacher import LoadTeacher
 
     opts = {
         "method": "data_free", "epochs": 2, "batch_size": 16, "device": "cpu",
@@ -85,7 +85,7 @@ def _data_free_state(
 def test_the_distill_step_without_data_generates_the_transfer_rows(
     tmp_path: Path, digits_teacher_files: dict[str, Path]
 ) -> None:
-    from workers.steps.distill.step import Distill
+    from edgedistill.workers.steps.distill.step import Distill
 
     ctx, state = _data_free_state(tmp_path, digits_teacher_files["pt2"], None)
     assert state.data.synthetic and state.data.x.shape == (0, 1, 8, 8)
@@ -105,7 +105,7 @@ def test_the_distill_step_without_data_generates_the_transfer_rows(
 def test_real_data_given_with_data_free_is_only_the_test_split(
     tmp_path: Path, digits_teacher_files: dict[str, Path]
 ) -> None:
-    from workers.steps.distill.step import Distill
+    from edgedistill.workers.steps.distill.step import Distill
 
     x, y = digits()
     npz = tmp_path / "real.npz"

@@ -10,9 +10,9 @@ import pytest
 import torch
 from factories import digits, digits_teacher
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import FeatureOptions, FeaturePair
-from workers.steps.distill.features import (
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import FeatureOptions, FeaturePair
+from edgedistill.workers.steps.distill.features import (
     Pair,
     StudentHooks,
     Tap,
@@ -23,8 +23,8 @@ from workers.steps.distill.features import (
     student_taps,
     teacher_taps,
 )
-from workers.steps.students import StudentArch, build_module
-from workers.steps.teacher import load_teacher
+from edgedistill.workers.steps.students import StudentArch, build_module
+from edgedistill.workers.steps.teacher import load_teacher
 
 # DigitsTeacher: ReLU(16x8x8), ReLU(32x8x8), MaxPool(32x4x4), head ReLU(40)
 EXPECTED_SHAPES = [(16, 8, 8), (32, 8, 8), (32, 4, 4), (40,)]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from workers.pipeline.errors import InputError
-from workers.steps.distill.lifelong import import_onnx_weights, read_previous_arch
-from workers.steps.export_onnx import export_student_onnx, torch_predict
-from workers.steps.students import MLP, StudentArch, build_module
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.steps.distill.lifelong import import_onnx_weights, read_previous_arch
+from edgedistill.workers.steps.export_onnx import export_student_onnx, torch_predict
+from edgedistill.workers.steps.students import MLP, StudentArch, build_module
 
 
 def _perturbed(arch: StudentArch, seed: int) -> torch.nn.Module:

@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import LossTerm
-from workers.steps.distill.losses import (
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.workers.steps.distill.losses import (
     LOSSES,
     CrossEntropyLoss,
     DistillLoss,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from workers.pipeline.errors import InputError
-from workers.pipeline.spec import METHODS as API_METHODS
-from workers.pipeline.spec import JobOptions, LossTerm
-from workers.steps.distill.losses import LOSSES, build_loss
-from workers.steps.distill.methods import METHODS, auto_method, plan_for
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.spec import METHODS as API_METHODS
+from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.workers.steps.distill.losses import LOSSES, build_loss
+from edgedistill.workers.steps.distill.methods import METHODS, auto_method, plan_for
 
 FEATS = {"student_logits", "teacher_logits", "labels", "student_features", "teacher_features", "prev_logits"}
 

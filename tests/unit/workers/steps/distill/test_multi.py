@@ -12,13 +12,13 @@ import torch
 from factories import make_ctx, write_npz
 from torch import nn
 
-from workers.pipeline.context import RunState
-from workers.pipeline.errors import InputError
-from workers.pipeline.signature import ModelSignature
-from workers.steps.distill.step import Distill
-from workers.steps.heads import trained_output_names
-from workers.steps.load_data import LoadData
-from workers.steps.load_teacher import LoadTeacher
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.signature import ModelSignature
+from edgedistill.workers.steps.distill.step import Distill
+from edgedistill.workers.steps.heads import trained_output_names
+from edgedistill.workers.steps.load_data import LoadData
+from edgedistill.workers.steps.load_teacher import LoadTeacher
 
 VOCAB, SEQ, FEATS = 20, 10, 6
 
@@ -126,10 +126,10 @@ def test_weights_and_methods_follow_the_options(tmp_path: Path) -> None:
 def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -> None:
     import warnings
 
-    from service.web.reportview import build
-    from workers.steps.artifacts import record_artifact
-    from workers.steps.report import Report
-    from workers.steps.verify import Verify
+    from edgedistill.service.web.reportview import build
+    from edgedistill.workers.steps.artifacts import record_artifact
+    from edgedistill.workers.steps.report import Report
+    from edgedistill.workers.steps.verify import Verify
 
     teacher, data = _files(tmp_path)
     ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, epochs=3, profile="cpu-x86")

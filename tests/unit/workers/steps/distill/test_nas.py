@@ -11,12 +11,12 @@ import pytest
 import torch
 from factories import digits, digits_teacher, make_ctx
 
-from workers.pipeline.context import RunState
-from workers.profiles import builtin_profiles
-from workers.steps.data import TransferData, make_splits
-from workers.steps.distill.methods import plan_for
-from workers.steps.distill.nas import grid, mcu_latency_ms, pareto_front, search_and_train
-from workers.steps.students import StudentArch, estimate, plan_layers
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.distill.methods import plan_for
+from edgedistill.workers.steps.distill.nas import grid, mcu_latency_ms, pareto_front, search_and_train
+from edgedistill.workers.steps.students import StudentArch, estimate, plan_layers
 
 
 def test_kernel_and_expansion_are_student_dimensions() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from workers.steps.distill.output_losses import (
+from edgedistill.workers.steps.distill.output_losses import (
     BCEOutputLoss,
     BoxesOutputLoss,
     CEOutputLoss,

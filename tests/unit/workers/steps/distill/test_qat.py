@@ -13,13 +13,13 @@ import pytest
 import torch
 from factories import make_ctx
 
-from workers.pipeline import runner
-from workers.pipeline.base import Step
-from workers.pipeline.context import RunContext, RunState
-from workers.pipeline.errors import Int8OverBudget
-from workers.pipeline.registry import step_class
-from workers.steps.distill.qat import QatKD, fuse_batchnorm
-from workers.steps.students import StudentArch, build_module
+from edgedistill.workers.pipeline import runner
+from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import Int8OverBudget
+from edgedistill.workers.pipeline.registry import step_class
+from edgedistill.workers.steps.distill.qat import QatKD, fuse_batchnorm
+from edgedistill.workers.steps.students import StudentArch, build_module
 
 
 def test_batchnorm_folding_keeps_the_function() -> None:
@@ -38,8 +38,8 @@ def test_batchnorm_folding_keeps_the_function() -> None:
 
 
 def test_qat_kd_trains_fake_quant_and_exports_int8_from_it(run_factory: Any, digits_case: Any) -> None:
-    from workers.steps.export_tflite import ExportTflite
-    from workers.steps.runtimes import run_tflite
+    from edgedistill.workers.steps.export_tflite import ExportTflite
+    from edgedistill.workers.steps.runtimes import run_tflite
 
     run = run_factory("mcu-cortex-m4", method="qat_kd", qat_epochs=2, batch_size=64, device="cpu")
     state = digits_case.state()
@@ -57,7 +57,7 @@ def test_qat_kd_trains_fake_quant_and_exports_int8_from_it(run_factory: Any, dig
     assert art.metadata["signature"]["inputs"][0]["dtype"] == "int8"
     x = digits_case.data.x_of("test")[:40]
     tfl = run_tflite(art.path, x, layout="NHWC")
-    from workers.steps.distill.qat import _layout_module
+    from edgedistill.workers.steps.distill.qat import _layout_module
 
     adapter = _layout_module(copy.deepcopy(state.qat_model.graph), "NHWC").eval()
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
@@ -100,7 +100,7 @@ class _Export(Step):
         _Qat.calls.append("export")
         path = ctx.work_dir / "m.bin"
         path.write_bytes(b"x")
-        from workers.pipeline.context import ArtifactRecord
+        from edgedistill.workers.pipeline.context import ArtifactRecord
 
         state.artifacts["onnx_int8"] = ArtifactRecord("onnx_int8", path, "0" * 64, 1)
 

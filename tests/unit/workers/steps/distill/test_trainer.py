@@ -10,13 +10,13 @@ import pytest
 import torch
 from factories import digits, digits_teacher, make_ctx
 
-from workers.pipeline.context import RunState
-from workers.pipeline.errors import Cancelled
-from workers.steps.data import TransferData, make_splits
-from workers.steps.distill.losses import build_loss, method_terms
-from workers.steps.distill.step import Distill
-from workers.steps.distill.trainer import SplitTensors, TrainConfig, fidelity, predict, train_student
-from workers.steps.students import StudentArch, build_module
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.pipeline.errors import Cancelled
+from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.distill.losses import build_loss, method_terms
+from edgedistill.workers.steps.distill.step import Distill
+from edgedistill.workers.steps.distill.trainer import SplitTensors, TrainConfig, fidelity, predict, train_student
+from edgedistill.workers.steps.students import StudentArch, build_module
 
 ALL = {"student_logits", "teacher_logits", "labels"}
 

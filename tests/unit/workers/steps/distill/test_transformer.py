@@ -12,15 +12,15 @@ import torch
 from factories import make_ctx, write_npz
 from torch import nn
 
-from workers.pipeline.context import RunState
-from workers.steps.build_student import BuildStudent
-from workers.steps.distill.step import Distill
-from workers.steps.export_onnx import ExportOnnx
-from workers.steps.load_data import LoadData
-from workers.steps.load_teacher import LoadTeacher
-from workers.steps.quantize import QuantizeOnnx
-from workers.steps.runtimes import OnnxModel
-from workers.steps.students_transformer import TransformerStudent
+from edgedistill.workers.pipeline.context import RunState
+from edgedistill.workers.steps.build_student import BuildStudent
+from edgedistill.workers.steps.distill.step import Distill
+from edgedistill.workers.steps.export_onnx import ExportOnnx
+from edgedistill.workers.steps.load_data import LoadData
+from edgedistill.workers.steps.load_teacher import LoadTeacher
+from edgedistill.workers.steps.quantize import QuantizeOnnx
+from edgedistill.workers.steps.runtimes import OnnxModel
+from edgedistill.workers.steps.students_transformer import TransformerStudent
 
 VOCAB, SEQ, WIDTH, HEADS, LAYERS = 40, 12, 32, 4, 4
 
@@ -128,7 +128,7 @@ def test_transformer_method_distils_attention_and_exports_fp32_and_int8(tmp_path
     assert state.artifacts["onnx_int8"].metadata["check"]["max_abs_diff_vs_fp32"]["logits"] < 0.5 * float(
         np.abs(fp32).max()
     )
-    from workers.steps.verify import Verify
+    from edgedistill.workers.steps.verify import Verify
 
     Verify().run(ctx, state)  # verified like every other artifact: per output against the teacher
     for variant in ("student_fp32", "onnx_fp32", "onnx_int8"):
@@ -145,7 +145,7 @@ def test_family_transformer_with_kd_trains_logits_only(tmp_path: Path) -> None:
 
 
 def test_the_student_respects_the_attention_mask() -> None:
-    from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
 
     sig = ModelSignature(
         inputs=(TensorSpec(name="input_ids", dtype="int64", shape=(None, SEQ)),
@@ -168,8 +168,8 @@ def test_the_student_respects_the_attention_mask() -> None:
 def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-    from workers.steps.students_transformer import init_from_teacher
+    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.workers.steps.students_transformer import init_from_teacher
 
     sig = ModelSignature(
         inputs=(TensorSpec(name="input_ids", dtype="int64", shape=(None, SEQ)),
@@ -208,7 +208,7 @@ def test_a_transformer_teacher_is_detected_and_the_method_offered(tmp_path: Path
 
 
 def test_the_report_summary_names_the_transformer_terms_and_pairs() -> None:
-    from workers.steps.distill.report_section import summary_lines
+    from edgedistill.workers.steps.distill.report_section import summary_lines
 
     lines = summary_lines(
         {
