@@ -157,6 +157,14 @@ def project_packages(pyproject: Path = REPO / "pyproject.toml") -> list[str]:
 _DOTTED = re.compile(r"^([a-z_][a-z0-9_]*)(\.[a-z_][a-z0-9_]*)+(:[A-Za-z_]\w*)?$")
 
 
+_SUBPACKAGES = {p.stem for p in (REPO / "edgedistill").iterdir() if p.suffix in ("", ".py")}
+
+
+def _is_module_path(text: str) -> bool:
+    """'package.module[:Attr]' naming a project module; the Celery task "edgedistill.run_job" is not one."""
+    return bool(_DOTTED.match(text)) and text.split(".")[1].split(":")[0] in _SUBPACKAGES
+
+
 def _imported_modules(tree: ast.AST) -> list[str]:
     """Every module an import statement names (nested imports too: steps import lazily), plus string
     constants spelled 'package.module[:Attr]' (the step registry and the CLI import by name)."""
@@ -166,7 +174,9 @@ def _imported_modules(tree: ast.AST) -> list[str]:
             found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append(node.module)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+            if "." not in node.module:  # `from edgedistill import migrations` names a subpackage
+                found += [f"{node.module}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _is_module_path(node.value):
             found.append(node.value.split(":")[0])
     return found
 
