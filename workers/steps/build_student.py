@@ -58,6 +58,8 @@ class BuildStudent(Step):
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
             build_for_run(ctx, state, self.config)
             return
+        from edgedistill.workers.steps.students_multi import needs_multi_student
+
         if state.signature is not None and needs_multi_student(state.signature):
             self._build_multi(ctx, state)
             offer_transformer(ctx, state)
@@ -167,18 +169,6 @@ class BuildStudent(Step):
         )  # fmt: skip
 
 
-def needs_multi_student(signature: Any) -> bool:
-    """Whether the signature needs a MultiStudent: anything but one float input with one trained
-    (k,)-shaped output, which the single-input families (students.py) cover."""
-    from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS
-
-    trained = [o for o in signature.outputs if o.kind not in UNTRAINED_KINDS]
-    single_in = len(signature.inputs) == 1 and signature.inputs[0].dtype in FLOAT_DTYPES
-    return not (
-        single_in and len(trained) == 1 and len(trained[0].per_sample) == 1 and 2 <= len(signature.inputs[0].shape) <= 4
-    )
-
-
 def build_student(
     signature: Any, profile: Any, student: Any, stats: Any, *, teacher_params: int | None = None,
     teacher_bytes: int | None = None, seed: int = 0, teacher_outputs: Any = None,
@@ -193,7 +183,13 @@ def build_student(
 
     from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
     from edgedistill.workers.steps.students import MLP, build_module, choose_arch
-    from edgedistill.workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
+    from edgedistill.workers.steps.students_multi import (
+        MultiStudent,
+        TupleStudent,
+        choose_multi,
+        input_kind,
+        needs_multi_student,
+    )
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):

@@ -174,7 +174,7 @@ class QatKD(Step):
             return
         import torch
 
-        from edgedistill.workers.steps.distill.step import epoch_reporter, finish_student, fit
+        from edgedistill.workers.steps.distill.fitting import epoch_reporter, finish_student, fit
         from edgedistill.workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
 
         opts, data = ctx.spec.options, state.data
