@@ -117,6 +117,7 @@ class ExportOnnx(Step):
 
     name = "export_onnx"
     stage = "quantize"  # the fp32 graph is the quantizer's input; keeps stages in STAGES order
+    order = 60
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         targets = ctx.spec.profile.targets

@@ -272,6 +272,7 @@ class ExportTflite(Step):
 
     name = "export_tflite"
     stage = "export"
+    order = 80
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]

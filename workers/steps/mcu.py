@@ -221,6 +221,7 @@ class ExportCArray(Step):
 
     name = "export_c_array"
     stage = "export"
+    order = 90
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         if "c_array" not in ctx.spec.profile.targets:

@@ -129,6 +129,7 @@ class QuantizeOnnx(Step):
 
     name = "quantize_onnx"
     stage = "quantize"
+    order = 70
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         if "onnx_int8" not in ctx.spec.profile.targets:

@@ -55,6 +55,7 @@ class Verify(Step):
 
     name = "verify"
     stage = "verify"
+    order = 100
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         from edgedistill.workers.steps.distill.multi import needs_multi

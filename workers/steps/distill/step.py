@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.events import stage_span
 from edgedistill.workers.pipeline.spec import LossTerm
 from edgedistill.workers.steps.distill.fitting import Fitted, epoch_reporter, finish_student, fit
 
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
     from edgedistill.workers.steps.distill.methods import Plan
     from edgedistill.workers.steps.distill.trainer import TrainConfig
-
-# Overall job progress (0-100) covered by this step; the runner's stage table uses the same span.
-PROGRESS_START, PROGRESS_END = 5.0, 70.0
 
 
 def make_plan(ctx: RunContext, state: RunState) -> Plan:
@@ -64,6 +62,7 @@ def make_plan(ctx: RunContext, state: RunState) -> Plan:
 class Distill(Step):
     name = "distill"
     stage = "distill"
+    order = 40
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         from edgedistill.workers.steps.distill.trainer import TrainConfig
@@ -129,6 +128,10 @@ class Distill(Step):
             },
             progress=PROGRESS_END,
         )
+
+
+# Overall job progress (0-100) this step covers: its stage's span in events.STAGE_PROGRESS_END.
+PROGRESS_START, PROGRESS_END = stage_span(Distill.stage)
 
 
 def _sized(ctx: RunContext, state: RunState, plan: Plan, config: TrainConfig) -> tuple[nn.Module, Fitted]:
