@@ -38,9 +38,9 @@ from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.spec import METHODS, DataFreeOptions, JobOptions, LossTerm, PipelineSpec
 from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.data import TransferData, make_splits
+from edgedistill.workers.steps.distill.fitting import fit
 from edgedistill.workers.steps.distill.methods import METHODS as METHOD_TABLE
 from edgedistill.workers.steps.distill.methods import default_terms
-from edgedistill.workers.steps.distill.step import fit
 from edgedistill.workers.steps.distill.trainer import TrainConfig, predict
 from edgedistill.workers.steps.students import StudentArch, build_module, estimate
 from edgedistill.workers.steps.teacher import load_teacher

@@ -1,4 +1,6 @@
-"""The worker's Celery app: built by a function from settings (never at import time)."""
+"""The worker's Celery app: built by a function from settings (never at import time). Configuration
+only: the tasks register on it in workers.tasks.register, which the worker's entry point (worker_cli)
+calls, so this module imports no task module."""
 
 from __future__ import annotations
 
@@ -39,7 +41,4 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    from edgedistill.workers import tasks  # registers the tasks on this app
-
-    tasks.register(app)
     return app

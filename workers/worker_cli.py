@@ -21,9 +21,11 @@ def main(argv: list[str]) -> int:
     from edgedistill.service.fileperms import restrict_umask
 
     restrict_umask()  # job temp folders, fetched inputs and artifacts before upload: this user's only
+    from edgedistill.workers import tasks
     from edgedistill.workers.celery_app import create_worker_app
 
     app = create_worker_app()
+    tasks.register(app)  # run_job and the worker signals (maintenance loop, fork hygiene)
     if args.ping:
         import socket
 

@@ -17,7 +17,7 @@ from edgedistill.service.repos import measurements as measurements_repo
 from edgedistill.service.repos.errors import InvalidCursor
 from edgedistill.service.web import charts
 from edgedistill.service.web.auth import UserDep
-from edgedistill.service.web.reportview import variant_label
+from edgedistill.service.web.labels import variant_label
 from edgedistill.service.web.templating import fmt_ms, render, short_id
 
 router = APIRouter(include_in_schema=False)

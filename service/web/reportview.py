@@ -11,26 +11,10 @@ from typing import Any
 from markupsafe import Markup
 
 from edgedistill.service.web import charts
+from edgedistill.service.web.labels import VARIANTS, variant_label
 from edgedistill.service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
 from edgedistill.workers.pipeline.verdict import verdict_of
 
-VARIANTS: dict[str, str] = {
-    "teacher": "Teacher",
-    "student_fp32": "Student fp32",
-    "onnx_fp32": "ONNX fp32",
-    "onnx_int8": "ONNX int8",
-    "tflite_int8": "TFLite int8",
-    "tflite_int8_full": "TFLite int8 (int8 I/O)",
-    "tflm": "TFLM (micro)",
-}
-ARTIFACT_LABELS: dict[str, str] = {
-    **{k: v for k, v in VARIANTS.items() if k != "teacher"},
-    "c_source": "C array source",
-    "c_header": "C array header",
-    "report": "Report (JSON)",
-    "summary": "Summary (Markdown)",
-    "probe": "Probe inputs/outputs",
-}
 QUALITY_NAMES: dict[str, str] = {
     "accuracy": "accuracy on labels",
     "top1_agreement": "top-1 agreement with the teacher",
@@ -38,10 +22,6 @@ QUALITY_NAMES: dict[str, str] = {
     "r2_vs_teacher": "R² against the teacher",
     "headline": "headline across outputs",
 }
-
-
-def variant_label(kind: str) -> str:
-    return VARIANTS.get(kind) or ARTIFACT_LABELS.get(kind) or kind
 
 
 def _num(value: Any) -> float | None:

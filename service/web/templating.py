@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from edgedistill.service.web import auth
+from edgedistill.service.web.labels import variant_label
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
@@ -160,8 +161,6 @@ def environment() -> Environment:
         pct1=fmt_pct1,
         verdict=fmt_verdict,
     )
-    from edgedistill.service.web.reportview import variant_label  # reportview uses this module's formatters
-
     env.globals["asset"] = asset_url
     env.globals["label"] = variant_label
     return env

@@ -8,6 +8,15 @@ from typing import Any, Literal
 
 # The job stages, in order; the API and dashboard show the same names.
 STAGES: tuple[str, ...] = ("load", "distill", "quantize", "export", "verify", "benchmark")
+# Overall job progress (0-100) when each stage ends; distill dominates the run time.
+STAGE_PROGRESS_END: dict[str, float] = {
+    "load": 5.0,
+    "distill": 70.0,
+    "quantize": 78.0,
+    "export": 88.0,
+    "verify": 95.0,
+    "benchmark": 100.0,
+}
 
 EventKind = Literal["stage_started", "stage_finished", "progress", "epoch", "artifact", "measurement", "warning"]
 
@@ -41,3 +50,9 @@ def null_sink(_event: PipelineEvent) -> None:
 
 def never_cancel() -> bool:
     return False
+
+
+def stage_span(stage: str) -> tuple[float, float]:
+    """The overall progress a stage covers: from the end of the stage before it to its own end."""
+    i = STAGES.index(stage)
+    return (STAGE_PROGRESS_END[STAGES[i - 1]] if i else 0.0, STAGE_PROGRESS_END[stage])

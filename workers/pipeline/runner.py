@@ -1,16 +1,21 @@
 """Runs a pipeline: every registered step in order, in a private work folder that becomes spec.out_dir
 only when the whole run succeeds. The CLI and the Celery task both call run_pipeline().
 
-When verify finds that post-training int8 lost more than options.accuracy_budget_pp (Int8OverBudget,
-options.qat auto), the PTQ figures are kept in state.distillation["qat"]["ptq"], the exports are
-dropped and the run resumes from qat_kd (quantization-aware distillation), then exports again.
+The runner names no step: the order, each step's stage and the restart points are the steps' own
+declarations (base.Step, registry.pipeline_order). Stages are announced as they begin and end
+(stage_started / stage_finished with seconds, progress from events.STAGE_PROGRESS_END).
 
-Stages are announced as they begin and end (stage_started / stage_finished with seconds). When an
-exported artifact measures over the profile's budget (ArtifactOverBudget), the student is shrunk
-and the run resumes from build_student, a bounded number of times, each retry recorded."""
+When a step raises an error that an earlier step of the run declares as its Restart.on, that step's
+prepare_restart() records why and gives the config to rerun with (or ends the run), the state fields
+it declares are reset, and the run resumes from it: an artifact over the profile's budget
+(ArtifactOverBudget) shrinks the student and resumes from build_student, a bounded number of times;
+post-training int8 over the accuracy budget (Int8OverBudget, options.qat auto) resumes from qat_kd
+with the PTQ figures kept. Without a step to resume from, an int8 drop is kept as warnings and the
+run goes on; any other error ends it."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -20,44 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from edgedistill.workers.pipeline.errors import (
-    ArtifactOverBudget,
-    BudgetError,
-    InputError,
-    Int8OverBudget,
-    PipelineError,
-)
-from edgedistill.workers.pipeline.events import CancelCheck, EventSink, never_cancel, null_sink
-from edgedistill.workers.pipeline.registry import step_class
+from edgedistill.workers.pipeline.errors import InputError, Int8OverBudget, PipelineError
+from edgedistill.workers.pipeline.events import STAGE_PROGRESS_END, CancelCheck, EventSink, never_cancel, null_sink
+from edgedistill.workers.pipeline.registry import pipeline_order, step_class
 from edgedistill.workers.pipeline.spec import PipelineSpec
-
-STEP_ORDER: tuple[str, ...] = (
-    "load_teacher",
-    "load_data",
-    "build_student",
-    "distill",
-    "qat_kd",
-    "export_onnx",
-    "quantize_onnx",
-    "export_tflite",
-    "export_c_array",
-    "verify",
-    "benchmark",
-    "report",
-)
-RETRY_FROM = "build_student"
-QAT_FROM = "qat_kd"  # resumed from when post-training int8 loses more than the accuracy budget
-MAX_SHRINK_RETRIES = 3
-# Overall progress (0-100) when each stage ends; distill dominates the run time.
-STAGE_PROGRESS_END: dict[str, float] = {
-    "load": 5.0,
-    "distill": 70.0,
-    "quantize": 78.0,
-    "export": 88.0,
-    "verify": 95.0,
-    "benchmark": 100.0,
-}
 
 
 @dataclass
@@ -120,113 +93,79 @@ class _StageClock:
         self.current = None
 
 
-def _reset_for_retry(state: RunState) -> None:
-    """Forget everything from build_student on; teacher, data and cached teacher outputs stay."""
-    for art in state.artifacts.values():
-        art.path.unlink(missing_ok=True)
-        art.path.with_name(art.path.name + ".json").unlink(missing_ok=True)
-    state.artifacts.clear()
-    state.student = None
-    state.student_arch = {}
-    state.baseline_student = None
-    state.training = {}
-    state.metrics = {k: v for k, v in state.metrics.items() if k == "teacher"}
-    state.latency = []
-    state.report = {}
-    state.distillation = {}
-    state.qat_model = None
-    retries = state.budget.get("shrink_retries", [])
-    state.budget = {"shrink_retries": retries}
+_FIELDS = {f.name: f for f in dataclasses.fields(RunState)}
 
 
-def _reset_for_qat(state: RunState, exc: Int8OverBudget) -> None:
-    """Keep the PTQ figures for the report; drop the exported files, which QAT-KD replaces."""
-    for art in state.artifacts.values():
-        art.path.unlink(missing_ok=True)
-        art.path.with_name(art.path.name + ".json").unlink(missing_ok=True)
-    state.artifacts.clear()
-    state.metrics = {k: v for k, v in state.metrics.items() if k in ("teacher", "student_fp32")}
-    state.latency = []
-    state.distillation["qat"] = {"trigger": str(exc), "ptq": exc.details.get("ptq", {})}
+def _default(name: str) -> Any:
+    f = _FIELDS[name]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
-def _smaller_student(state: RunState, spec: PipelineSpec, exc: ArtifactOverBudget) -> Any:
-    """The next student that fits once its estimates are corrected by what was measured."""
-    from edgedistill.workers.steps.students import StudentArch, fits_after_correction, shrink
+def _reset(state: RunState, restart: Restart) -> None:
+    """The declared fields back to their defaults (dict fields keep the declared keys); reset
+    artifacts lose their files too."""
+    if "artifacts" in restart.resets:
+        for art in state.artifacts.values():
+            art.path.unlink(missing_ok=True)
+            art.path.with_name(art.path.name + ".json").unlink(missing_ok=True)
+    for name in restart.resets:
+        keep = restart.keep.get(name)
+        if keep is None:
+            setattr(state, name, _default(name))
+        else:
+            setattr(state, name, {k: v for k, v in getattr(state, name).items() if k in keep})
 
-    arch = StudentArch.from_dict(state.student_arch)
-    corrections: dict[str, float] = {}
-    for measured_key, est_key in (("model_bytes", "est_int8_bytes"), ("arena_bytes", "est_arena_bytes")):
-        measured, estimated = exc.details.get(measured_key), state.student_arch.get(est_key)
-        if isinstance(measured, (int, float)) and isinstance(estimated, (int, float)) and estimated > 0:
-            corrections[est_key] = max(1.0, float(measured) / float(estimated))
-    smaller = shrink(arch)
-    while smaller is not None and not fits_after_correction(smaller, spec.profile, corrections):
-        smaller = shrink(smaller)
-    return smaller
+
+def _restart_point(done: Sequence[str], exc: PipelineError) -> int | None:
+    """Index in `done` of the nearest step declaring a restart on this error, None when there is none."""
+    for j in range(len(done) - 1, -1, -1):
+        restart = step_class(done[j]).restart
+        if restart is not None and isinstance(exc, restart.on):
+            return j
+    return None
+
+
+def _keep_as_warnings(ctx: RunContext, state: RunState, exc: Int8OverBudget) -> None:
+    messages = exc.details.get("warnings")
+    for msg in messages if isinstance(messages, list) else [str(exc)]:
+        state.warnings.append(str(msg))
+        ctx.emit("warning", {"message": str(msg)})
 
 
 def _run_steps(ctx: RunContext, state: RunState, names: Sequence[str]) -> None:
-    from edgedistill.workers.steps.build_student import BuildStudentConfig
-
     clock = _StageClock(ctx)
-    retries = 0
-    pinned: BuildStudentConfig | None = None
+    configs: dict[str, StepConfig] = {}  # what a restarted step reruns with
+    attempts: dict[str, int] = {}
     i = 0
     while i < len(names):
         name = names[i]
         cls = step_class(name)
-        step = cls(pinned) if name == RETRY_FROM and pinned is not None else cls()
+        step = cls(configs.get(name))
         clock.enter(cls.stage)
         ctx.check_cancel()
         try:
             step.run(ctx, state)
-        except ArtifactOverBudget as exc:
-            if RETRY_FROM not in names[:i] or not state.student_arch:
-                exc.stage = exc.stage or cls.stage
-                raise
-            retries += 1
-            smaller = _smaller_student(state, ctx.spec, exc) if retries <= MAX_SHRINK_RETRIES else None
-            if smaller is None:
-                why = "even the smallest student" if retries <= MAX_SHRINK_RETRIES else f"{MAX_SHRINK_RETRIES} retries"
-                raise BudgetError(f"{exc} ({why}: giving up)", stage=exc.stage or cls.stage) from exc
-            old = state.student_arch
-            message = (
-                f"{exc}; retrying with a smaller student: width {old.get('width')}->{smaller.width}, "
-                f"depth {old.get('depth')}->{smaller.depth}"
-            )
-            state.warnings.append(message)
-            record = {
-                "attempt": retries,
-                "reason": str(exc),
-                "details": dict(exc.details),
-                "from": {"width": old.get("width"), "depth": old.get("depth")},
-                "to": {"width": smaller.width, "depth": smaller.depth},
-            }
-            state.budget.setdefault("shrink_retries", []).append(record)
-            ctx.emit("warning", {"message": message})
-            _reset_for_retry(state)
-            pinned = BuildStudentConfig(
-                width=smaller.width, depth=smaller.depth, kernel=smaller.kernel, expansion=smaller.expansion
-            )
-            i = list(names).index(RETRY_FROM)
-            continue
-        except Int8OverBudget as exc:
-            if QAT_FROM not in names[:i]:  # no QAT step in this run: keep going, with the warnings
-                messages = exc.details.get("warnings")
-                for msg in messages if isinstance(messages, list) else [str(exc)]:
-                    state.warnings.append(str(msg))
-                    ctx.emit("warning", {"message": str(msg)})
-                i += 1
-                continue
-            ctx.emit("warning", {"message": f"{exc}: running quantization-aware distillation, then exporting again"})
-            _reset_for_qat(state, exc)
-            i = list(names).index(QAT_FROM)
-            continue
         except PipelineError as exc:
             if exc.stage is None:
                 exc.stage = cls.stage
-            raise
+            j = _restart_point(names[:i], exc)
+            if j is None:
+                if isinstance(exc, Int8OverBudget):  # nothing can recover the drop: a finding, the run goes on
+                    _keep_as_warnings(ctx, state, exc)
+                    i += 1
+                    continue
+                raise
+            target: type[Step] = step_class(names[j])
+            assert target.restart is not None
+            attempts[target.name] = attempts.get(target.name, 0) + 1
+            config = target.prepare_restart(ctx, state, exc, attempts[target.name])
+            if config is not None:
+                configs[target.name] = config
+            _reset(state, target.restart)
+            i = j
+            continue
         except Exception as exc:  # an engine bug: still a readable reason, traceback chained
             raise PipelineError(f"step {name} failed: {type(exc).__name__}: {exc}", stage=cls.stage) from exc
         i += 1
@@ -238,9 +177,10 @@ def run_pipeline(
     on_event: EventSink | None = None,
     should_cancel: CancelCheck | None = None,
     *,
-    steps: Sequence[str] = STEP_ORDER,
+    steps: Sequence[str] | None = None,
 ) -> PipelineResult:
-    """Run the steps (all of them by default) and return the published result.
+    """Run the steps (by default every registered step, in registry.pipeline_order()) and return the
+    published result.
 
     spec.out_dir must not exist or be empty; nothing appears there unless the run succeeds. Artifact
     events carry paths inside the temporary work folder; PipelineResult.artifacts has the final ones."""
@@ -262,7 +202,7 @@ def run_pipeline(
             exc.stage = "load"
             raise
         state = RunState()
-        _run_steps(ctx, state, steps)
+        _run_steps(ctx, state, pipeline_order() if steps is None else steps)
         _publish(work, out_dir)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,12 +7,9 @@ Shapes include the batch axis; ``None`` marks a dynamic dimension."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:  # spec imports this module; the options type is only needed by mypy
-    from edgedistill.workers.pipeline.spec import JobOptions
 
 # numpy dtype names a teacher input or output may have.
 DType = Literal["float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"]
@@ -177,7 +174,21 @@ def with_output_kinds(signature: ModelSignature, kinds: Mapping[str, str]) -> Mo
     return signature.model_copy(update={"outputs": outputs})
 
 
-def output_kind(signature: ModelSignature, name: str, options: JobOptions | None = None) -> str | None:
+class JobOptionsView(Protocol):
+    """The part of a job's options the checks below read; spec.JobOptions satisfies it. A protocol,
+    not an import: spec imports this module (OutputOptions), so this one imports nothing of spec."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def qat(self) -> str: ...
+    @property
+    def losses(self) -> Sequence[object] | None: ...
+    @property
+    def outputs(self) -> Mapping[str, OutputOptions] | None: ...
+
+
+def output_kind(signature: ModelSignature, name: str, options: JobOptionsView | None = None) -> str | None:
     """The kind the job will use for output ``name``: the options' override, else the signature's."""
     opts = (options.outputs or {}).get(name) if options is not None else None
     if opts is not None and opts.kind is not None:
@@ -185,7 +196,7 @@ def output_kind(signature: ModelSignature, name: str, options: JobOptions | None
     return signature.output(name).kind
 
 
-def unsupported_reason(signature: ModelSignature, options: JobOptions) -> str | None:
+def unsupported_reason(signature: ModelSignature, options: JobOptionsView) -> str | None:
     """Why this job cannot be run on this teacher, as a sentence for a 422 or a FAILED job; None when
     it can. Kinds still unknown (not inferred yet, not set in the options) are not judged; the engine
     calls this again once every kind is known."""

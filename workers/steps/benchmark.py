@@ -128,6 +128,7 @@ class Benchmark(Step):
 
     name = "benchmark"
     stage = "benchmark"
+    order = 110
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         opts = ctx.spec.options

@@ -19,8 +19,12 @@ from typing import Any
 
 from pydantic import Field
 
-from edgedistill.workers.pipeline.base import Step, StepConfig
+from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import RunContext, RunState
+from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError, PipelineError
+from edgedistill.workers.pipeline.spec import PipelineSpec
+
+MAX_SHRINK_RETRIES = 3
 
 
 class BuildStudentConfig(StepConfig):
@@ -31,9 +35,52 @@ class BuildStudentConfig(StepConfig):
 
 
 class BuildStudent(Step):
+    """A later artifact over the profile's budget (ArtifactOverBudget) resumes the run from here with
+    a smaller student pinned (prepare_restart), at most MAX_SHRINK_RETRIES times; everything from the
+    student on is forgotten, while the teacher, the data and the cached teacher outputs stay."""
+
     name = "build_student"
     stage = "distill"
+    order = 30
     config_cls = BuildStudentConfig
+    restart = Restart(
+        on=ArtifactOverBudget,
+        resets=(
+            "artifacts", "student", "student_arch", "baseline_student", "training", "metrics", "latency",
+            "report", "distillation", "qat_model", "budget",
+        ),
+        keep={"metrics": ("teacher",), "budget": ("shrink_retries",)},
+    )  # fmt: skip
+
+    @classmethod
+    def prepare_restart(cls, ctx: RunContext, state: RunState, exc: PipelineError, attempt: int) -> StepConfig:
+        """The next smaller student that fits once the estimates are corrected by what was measured,
+        recorded in state.budget["shrink_retries"] and as a warning; BudgetError when there is none."""
+        if not state.student_arch:  # no student of this run's to shrink
+            raise exc
+        details = exc.details if isinstance(exc, ArtifactOverBudget) else {}
+        smaller = smaller_student(state, ctx.spec, details) if attempt <= MAX_SHRINK_RETRIES else None
+        if smaller is None:
+            why = "even the smallest student" if attempt <= MAX_SHRINK_RETRIES else f"{MAX_SHRINK_RETRIES} retries"
+            raise BudgetError(f"{exc} ({why}: giving up)", stage=exc.stage) from exc
+        old = state.student_arch
+        message = (
+            f"{exc}; retrying with a smaller student: width {old.get('width')}->{smaller.width}, "
+            f"depth {old.get('depth')}->{smaller.depth}"
+        )
+        state.warnings.append(message)
+        record = {
+            "attempt": attempt,
+            "reason": str(exc),
+            "details": dict(details),
+            "from": {"width": old.get("width"), "depth": old.get("depth")},
+            "to": {"width": smaller.width, "depth": smaller.depth},
+        }
+        state.budget.setdefault("shrink_retries", []).append(record)
+        ctx.emit("warning", {"message": message})
+        return BuildStudentConfig(
+            width=smaller.width, depth=smaller.depth, kernel=smaller.kernel, expansion=smaller.expansion
+        )
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         from edgedistill.workers.steps.sizing import prepare, single_rung
@@ -58,6 +105,8 @@ class BuildStudent(Step):
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
             build_for_run(ctx, state, self.config)
             return
+        from edgedistill.workers.steps.students_multi import needs_multi_student
+
         if state.signature is not None and needs_multi_student(state.signature):
             self._build_multi(ctx, state)
             offer_transformer(ctx, state)
@@ -167,16 +216,20 @@ class BuildStudent(Step):
         )  # fmt: skip
 
 
-def needs_multi_student(signature: Any) -> bool:
-    """Whether the signature needs a MultiStudent: anything but one float input with one trained
-    (k,)-shaped output, which the single-input families (students.py) cover."""
-    from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS
+def smaller_student(state: RunState, spec: PipelineSpec, measured: dict[str, object]) -> Any:
+    """The next student that fits once its estimates are corrected by what was measured."""
+    from edgedistill.workers.steps.students import StudentArch, fits_after_correction, shrink
 
-    trained = [o for o in signature.outputs if o.kind not in UNTRAINED_KINDS]
-    single_in = len(signature.inputs) == 1 and signature.inputs[0].dtype in FLOAT_DTYPES
-    return not (
-        single_in and len(trained) == 1 and len(trained[0].per_sample) == 1 and 2 <= len(signature.inputs[0].shape) <= 4
-    )
+    arch = StudentArch.from_dict(state.student_arch)
+    corrections: dict[str, float] = {}
+    for measured_key, est_key in (("model_bytes", "est_int8_bytes"), ("arena_bytes", "est_arena_bytes")):
+        value, estimated = measured.get(measured_key), state.student_arch.get(est_key)
+        if isinstance(value, (int, float)) and isinstance(estimated, (int, float)) and estimated > 0:
+            corrections[est_key] = max(1.0, float(value) / float(estimated))
+    smaller = shrink(arch)
+    while smaller is not None and not fits_after_correction(smaller, spec.profile, corrections):
+        smaller = shrink(smaller)
+    return smaller
 
 
 def build_student(
@@ -193,7 +246,13 @@ def build_student(
 
     from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
     from edgedistill.workers.steps.students import MLP, build_module, choose_arch
-    from edgedistill.workers.steps.students_multi import MultiStudent, TupleStudent, choose_multi, input_kind
+    from edgedistill.workers.steps.students_multi import (
+        MultiStudent,
+        TupleStudent,
+        choose_multi,
+        input_kind,
+        needs_multi_student,
+    )
 
     torch.manual_seed(seed)
     if needs_multi_student(signature):

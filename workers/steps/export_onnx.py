@@ -16,6 +16,7 @@ from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.steps.export_multi import check_inputs, deploy_module, is_multi, max_diffs, torch_predict_all
 
 OPSET = 17
 INPUT_NAME = "input"
@@ -116,13 +117,12 @@ class ExportOnnx(Step):
 
     name = "export_onnx"
     stage = "quantize"  # the fp32 graph is the quantizer's input; keeps stages in STAGES order
+    order = 60
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         targets = ctx.spec.profile.targets
         if "onnx_fp32" not in targets and "onnx_int8" not in targets:
             return
-        from edgedistill.workers.steps.export_multi import export_onnx_multi, is_multi
-
         if is_multi(state):  # several inputs/outputs or token ids: the teacher's names on every tensor
             export_onnx_multi(ctx, state, FILENAME, OPSET)
             return
@@ -174,3 +174,51 @@ class ExportOnnx(Step):
                 "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_torch": diff},
             },
         )
+
+
+def export_onnx_multi(ctx: RunContext, state: RunState, filename: str, opset: int) -> None:
+    """ExportOnnx for multi students (export_multi.is_multi): the teacher's names on every tensor."""
+    import onnx
+
+    from edgedistill.workers.steps.model_info import describe_onnx
+    from edgedistill.workers.steps.runtimes import OnnxModel
+    from edgedistill.workers.steps.students_multi import example_inputs
+
+    sig = state.signature
+    module = deploy_module(state)
+    x = check_inputs(state)
+    ref = torch_predict_all(module, sig, x)
+    with staged_file(ctx.work_dir, filename) as tmp:
+        try:
+            examples = tuple(t.long() if not t.dtype.is_floating_point else t for t in example_inputs(sig))
+            export_signature_onnx(module, examples, tmp, sig.input_names, sig.output_names)
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except Exception as exc:
+            raise PipelineError(f"ONNX export of the student failed: {exc}", stage="quantize") from exc
+        got = OnnxModel(tmp).predict_all(x)
+        diffs = max_diffs(got, ref)
+        for name, d in diffs.items():
+            tol = ATOL + RTOL * float(np.max(np.abs(ref[name]))) if ref[name].size else ATOL
+            if d > tol and sig.output(name).kind != "class_index":
+                raise PipelineError(f"the exported ONNX output {name!r} disagrees with torch ({d:.3g} > {tol:.3g})")
+        info = describe_onnx(tmp)
+    # token ids and masks are exported as int64 (what torch's embedding takes); say so if the teacher differs
+    changes = [
+        f"input {spec.name!r} takes int64 (the teacher's: {spec.dtype})"
+        for spec in sig.inputs
+        if not spec.dtype.startswith("float") and spec.dtype != "int64"
+    ]
+    record_artifact(
+        ctx,
+        state,
+        kind="onnx_fp32",
+        path=ctx.work_dir / filename,
+        metadata={
+            **info,
+            "precision": "fp32",
+            "exporter": f"torch.onnx.export(dynamo=False, opset_version={opset})",
+            "teacher_io": {"inputs": list(sig.input_names), "outputs": list(sig.output_names)},
+            "changes_vs_teacher": changes,
+            "check": {"samples": int(next(iter(x.values())).shape[0]), "max_abs_diff_vs_torch": diffs},
+        },
+    )

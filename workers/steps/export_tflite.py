@@ -45,6 +45,14 @@ from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
+from edgedistill.workers.steps.export_multi import (
+    calibration_inputs,
+    check_inputs,
+    deploy_module,
+    is_multi,
+    max_diffs,
+    torch_predict_all,
+)
 
 FILENAMES = {"tflite_int8": "student_int8.tflite", "tflite_int8_full": "student_int8_full.tflite"}
 CHECK_SAMPLES = 256
@@ -264,12 +272,12 @@ class ExportTflite(Step):
 
     name = "export_tflite"
     stage = "export"
+    order = 80
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]
         if not kinds:
             return
-        from edgedistill.workers.steps.export_multi import export_tflite_multi, is_multi
         from edgedistill.workers.steps.export_onnx import io_names, max_abs_diff, torch_predict
         from edgedistill.workers.steps.model_info import describe_tflite
         from edgedistill.workers.steps.quantize import calibration_samples
@@ -364,3 +372,74 @@ class ExportTflite(Step):
                     "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_torch": max_abs_diff(got, reference)},
                 },
             )
+
+
+def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: str, float_io: bool) -> None:
+    """ExportTflite for multi students (export_multi.is_multi): one signature with the teacher's names."""
+    from edgedistill.workers.steps.model_info import describe_tflite
+    from edgedistill.workers.steps.runtimes import TfliteModel
+
+    opts = ctx.spec.options
+    from edgedistill.workers.steps.runtimes import apply_standardization
+    from edgedistill.workers.steps.students import standardized_export
+    from edgedistill.workers.steps.students_multi import TupleStudent
+
+    sig = state.signature
+    module = deploy_module(state, float_io)
+    samples = calibration_inputs(state, opts.calibration_samples, opts.seed)
+    x = check_inputs(state)
+    ref = torch_predict_all(deploy_module(state), sig, x)  # the float-I/O module: raw features in
+    inner = state.student.inner if isinstance(state.student, TupleStudent) else state.student
+    standardization = None if float_io else standardized_export(inner, float_io=False)[1]
+    if standardization is not None:  # full int8 tabular: the int8 input holds standardised features
+        name = sig.input_names[0]
+        samples = {name: apply_standardization(samples[name], standardization)}
+    with staged_file(ctx.work_dir, filename) as tmp:
+        try:
+            meta = convert_signature_int8(module, sig, samples, tmp, float_io=float_io)
+        except Exception as exc:
+            raise PipelineError(f"TFLite conversion ({kind}) of the student failed: {exc}", stage="export") from exc
+        saved = strip_debug_names(tmp)
+        info = describe_tflite(tmp)
+        model = TfliteModel(tmp, standardization=standardization)
+        got = model.predict_all(
+            x,
+            input_names=tuple(meta["teacher_io"]["inputs"]),
+            output_names=tuple(meta["teacher_io"]["outputs"]),
+            layouts=meta["input_layouts"],
+        )
+        diffs = max_diffs(got, ref)
+        if not all(np.isfinite(v).all() for v in got.values()):
+            raise PipelineError(f"the {kind} model produced invalid outputs", stage="export")
+    changes = [f"input {n!r} is NHWC (the teacher's is NCHW)" for n in meta["input_layouts"]]
+    if standardization is not None:
+        meta["input_standardization"] = standardization
+        changes.append(
+            f"input {sig.input_names[0]!r} takes (x - input_standardization.mean) / input_standardization.std "
+            "per feature, then int8"
+        )
+    for t, spec in zip(info["signature"]["inputs"], sig.inputs, strict=True):
+        if t["dtype"] != spec.dtype and not (float_io and spec.dtype.startswith("float")):
+            changes.append(f"input {spec.name!r} is {t['dtype']} (the teacher's: {spec.dtype})")
+    for t, out in zip(info["signature"]["outputs"], sig.outputs, strict=True):
+        if t["dtype"] != out.dtype:
+            changes.append(f"output {out.name!r} is {t['dtype']} (the teacher's: {out.dtype})")
+    record_artifact(
+        ctx,
+        state,
+        kind=kind,
+        path=ctx.work_dir / filename,
+        metadata={
+            **info,
+            **meta,
+            "precision": "int8",
+            "io": "float32" if float_io else "int8",
+            "changes_vs_teacher": changes,
+            "stripped_debug_name_bytes": saved,
+            "quantization": {
+                "tool": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
+                "calibration_samples": int(next(iter(samples.values())).shape[0]),
+            },
+            "check": {"samples": int(next(iter(x.values())).shape[0]), "max_abs_diff_vs_torch": diffs},
+        },
+    )

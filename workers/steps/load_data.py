@@ -60,6 +60,7 @@ def _check_finite(outputs: dict[str, np.ndarray], n: int) -> None:
 class LoadData(Step):
     name = "load_data"
     stage = "load"
+    order = 20
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         try:

@@ -11,6 +11,7 @@ from edgedistill.workers.pipeline.context import RunContext, RunState
 class LoadTeacher(Step):
     name = "load_teacher"
     stage = "load"
+    order = 10
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         from edgedistill.workers.steps.teacher import load_teacher

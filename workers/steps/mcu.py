@@ -221,6 +221,7 @@ class ExportCArray(Step):
 
     name = "export_c_array"
     stage = "export"
+    order = 90
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         if "c_array" not in ctx.spec.profile.targets:
@@ -235,10 +236,10 @@ class ExportCArray(Step):
         from edgedistill.workers.steps.export_multi import is_multi
 
         if is_multi(state):  # several inputs/outputs (or integer ones): run by the teacher's names
-            from edgedistill.workers.steps.export_multi import _check_inputs
+            from edgedistill.workers.steps.export_multi import check_inputs
             from edgedistill.workers.steps.runtimes import run_tflm_all
 
-            _, measured = run_tflm_all(tfl.path, _check_inputs(state, 1))
+            _, measured = run_tflm_all(tfl.path, check_inputs(state, 1))
         else:
             x = state.data.x_of("test")
             if x.shape[0] == 0:

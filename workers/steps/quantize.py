@@ -129,6 +129,7 @@ class QuantizeOnnx(Step):
 
     name = "quantize_onnx"
     stage = "quantize"
+    order = 70
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         if "onnx_int8" not in ctx.spec.profile.targets:
@@ -197,7 +198,7 @@ class QuantizeOnnx(Step):
         """Several inputs (token ids as int64, as the fp32 file takes them) and outputs by name."""
         import onnx
 
-        from edgedistill.workers.steps.export_multi import _check_inputs, calibration_inputs, max_diffs
+        from edgedistill.workers.steps.export_multi import calibration_inputs, check_inputs, max_diffs
         from edgedistill.workers.steps.model_info import describe_onnx
         from edgedistill.workers.steps.runtimes import OnnxModel
 
@@ -206,7 +207,7 @@ class QuantizeOnnx(Step):
         samples = {k: v.astype(np.int64) if v.dtype.kind in "iub" else v.astype(np.float32) for k, v in samples.items()}
         n = int(next(iter(samples.values())).shape[0])
         ctx.emit("progress", {"message": f"calibrating int8 ONNX on {n} training samples ({opts.calibration})"})
-        x = _check_inputs(state, CHECK_SAMPLES)
+        x = check_inputs(state, CHECK_SAMPLES)
         dynamic = state.student_arch.get("family") == "transformer"
         with staged_file(ctx.work_dir, FILENAME) as tmp:
             try:

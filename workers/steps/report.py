@@ -381,6 +381,7 @@ class Report(Step):
 
     name = "report"
     stage = "benchmark"
+    order = 120
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         report = build_report(ctx, state)

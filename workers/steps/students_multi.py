@@ -66,6 +66,16 @@ LONG_SEQUENCE = 256  # token sequences at least this long (without a mask) are d
 InputStats = dict[str, dict[str, Any]]
 
 
+def needs_multi_student(signature: ModelSignature) -> bool:
+    """Whether the signature needs a MultiStudent: anything but one float input with one trained
+    (k,)-shaped output, which the single-input families (students.py) cover."""
+    trained = [o for o in signature.outputs if o.kind not in UNTRAINED_KINDS]
+    single_in = len(signature.inputs) == 1 and signature.inputs[0].dtype in FLOAT_DTYPES
+    return not (
+        single_in and len(trained) == 1 and len(trained[0].per_sample) == 1 and 2 <= len(signature.inputs[0].shape) <= 4
+    )
+
+
 def input_kind(spec: TensorSpec) -> str:
     """ "image", "sequence", "tokens", "mask" or "vector" for one teacher input."""
     rank = len(spec.shape) - 1

@@ -17,7 +17,7 @@ import numpy as np
 from edgedistill.workers.formats import ModelFileError, ModelFormat
 from edgedistill.workers.pipeline.errors import InputError
 from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from edgedistill.workers.steps.teacher import Teacher, _first_line, guess_layout
+from edgedistill.workers.steps.teacher_base import Teacher, first_line, guess_layout
 
 _DTYPES = {
     np.float32: "float32",
@@ -56,7 +56,7 @@ class TfliteTeacher(Teacher):
         try:
             self._interp = Interpreter(model_path=str(path), num_threads=2)
         except Exception as exc:
-            raise ModelFileError(f"ai-edge-litert cannot load {path.name!r}: {_first_line(exc)}") from exc
+            raise ModelFileError(f"ai-edge-litert cannot load {path.name!r}: {first_line(exc)}") from exc
         self.runtime_version = str(getattr(ai_edge_litert, "__version__", "unknown"))
         self._in = self._interp.get_input_details()
         self._out = self._interp.get_output_details()

@@ -22,11 +22,11 @@ from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
 from edgedistill.workers.steps.metrics import evaluate, quality_key
+from edgedistill.workers.steps.verify_multi import TFLM_MAX_SAMPLES
 
 ONNX_KINDS = ("onnx_fp32", "onnx_int8")
 TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
 INT8_KINDS = ("onnx_int8", "tflite_int8", "tflite_int8_full")
-TFLM_MAX_SAMPLES = 500
 PROBE_SAMPLES = 32
 
 
@@ -55,6 +55,7 @@ class Verify(Step):
 
     name = "verify"
     stage = "verify"
+    order = 100
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         from edgedistill.workers.steps.distill.multi import needs_multi

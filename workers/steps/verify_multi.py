@@ -17,6 +17,9 @@ from edgedistill.workers.pipeline.context import RunContext, RunState
 
 ONNX_KINDS = ("onnx_fp32", "onnx_int8")
 TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
+# TFLite Micro runs one sample at a time: both verify paths judge at most this many test samples.
+# Defined here, the lower module, because verify imports this one (never the reverse).
+TFLM_MAX_SAMPLES = 500
 
 
 def _onnx_predict_all(path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -138,7 +141,6 @@ def _judge_tflm(ctx: RunContext, state: RunState, inputs: dict[str, np.ndarray],
     the first TFLM_MAX_SAMPLES test samples; an op or type TFLM cannot run is reported, not raised
     (verify's op check names it for MCU profiles)."""
     from edgedistill.workers.steps.runtimes import run_tflm_all
-    from edgedistill.workers.steps.verify import TFLM_MAX_SAMPLES
 
     total = int(next(iter(inputs.values())).shape[0])
     n = min(total, TFLM_MAX_SAMPLES)

@@ -1,1 +1,1 @@
-"""Knowledge distillation: loss registry (losses.py), training loop (trainer.py), pipeline step (step.py)."""
+"""Knowledge distillation: loss registry (losses/), training loop (trainer.py), pipeline step (step.py)."""

@@ -335,8 +335,8 @@ def distill_data_free(ctx: RunContext, state: RunState, plan: Plan, start: float
     """The distill step for method data_free: train, then replace the (empty) transfer rows by a
     generated set and evaluate (on real held-out data when it was given for evaluation)."""
     from edgedistill.workers.steps.data import TransferData, primary_targets
+    from edgedistill.workers.steps.distill.fitting import finish_student
     from edgedistill.workers.steps.distill.losses import build_loss
-    from edgedistill.workers.steps.distill.step import finish_student
 
     opts, data, teacher = ctx.spec.options, state.data, state.teacher
     df = opts.data_free

@@ -169,7 +169,7 @@ def new_student(arch: StudentArch, x_train: np.ndarray, seed: int) -> nn.Module:
 
 def search_and_train(ctx: RunContext, state: RunState, plan: Plan, start: float, end: float) -> tuple[nn.Module, Any]:
     """The search (module docstring); returns the trained winner and its Fitted record."""
-    from edgedistill.workers.steps.distill.step import epoch_reporter, fit
+    from edgedistill.workers.steps.distill.fitting import epoch_reporter, fit
     from edgedistill.workers.steps.distill.trainer import TrainConfig
 
     t0 = time.monotonic()

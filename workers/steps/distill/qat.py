@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.pipeline.base import Step
+from edgedistill.workers.pipeline.base import Restart, Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.workers.pipeline.errors import InputError, Int8OverBudget, PipelineError
 
 # Loss terms the fake-quant graph can be trained with (no hooks into its layers).
 LOGIT_TERMS = frozenset({"kd", "ce", "mse_logits", "mse_labels", "l1_logits", "lwf", "lwf_mse"})
@@ -150,10 +150,26 @@ class QatKD(Step):
     """Reads state.student, state.data, state.teacher_outputs, state.distillation; writes state.student
     (float weights trained under fake quantization, BN folded), state.qat_model, state.distillation["qat"]
     and state.metrics["student_fp32"]. A no-op unless asked for (method qat_kd, options.qat, or the
-    runner after an int8 accuracy drop over budget)."""
+    runner after an int8 accuracy drop over budget).
+
+    A later post-training int8 drop over options.accuracy_budget_pp (Int8OverBudget) resumes the run
+    from here: the PTQ figures are kept in state.distillation["qat"] for the report, the exported
+    files and their measurements are dropped, and the exporters run again on the QAT student."""
 
     name = "qat_kd"
     stage = "distill"
+    order = 50
+    restart = Restart(
+        on=Int8OverBudget,
+        resets=("artifacts", "metrics", "latency"),
+        keep={"metrics": ("teacher", "student_fp32")},
+    )
+
+    @classmethod
+    def prepare_restart(cls, ctx: RunContext, state: RunState, exc: PipelineError, attempt: int) -> None:
+        ctx.emit("warning", {"message": f"{exc}: running quantization-aware distillation, then exporting again"})
+        details = exc.details if isinstance(exc, Int8OverBudget) else {}
+        state.distillation["qat"] = {"trigger": str(exc), "ptq": details.get("ptq", {})}
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         why = _should_run(ctx, state)
@@ -174,7 +190,7 @@ class QatKD(Step):
             return
         import torch
 
-        from edgedistill.workers.steps.distill.step import epoch_reporter, finish_student, fit
+        from edgedistill.workers.steps.distill.fitting import epoch_reporter, finish_student, fit
         from edgedistill.workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
 
         opts, data = ctx.spec.options, state.data

@@ -17,6 +17,7 @@ from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError,
 from edgedistill.workers.pipeline.events import PipelineEvent
 from edgedistill.workers.pipeline.registry import step_class
 from edgedistill.workers.pipeline.spec import PipelineSpec
+from edgedistill.workers.steps.build_student import MAX_SHRINK_RETRIES
 
 
 class _Write(Step):
@@ -238,6 +239,6 @@ def test_retries_are_bounded(
         runner.run_pipeline(spec, steps=steps)
     assert isinstance(info.value.__cause__, ArtifactOverBudget)
     assert info.value.stage == "verify"
-    assert len(_Verify.calls) == 1 + runner.MAX_SHRINK_RETRIES
+    assert len(_Verify.calls) == 1 + MAX_SHRINK_RETRIES
     assert not (tmp_path / "result").exists()
     assert _leftovers(tmp_path) == []

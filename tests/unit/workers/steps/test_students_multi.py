@@ -15,9 +15,15 @@ from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, T
 from edgedistill.workers.pipeline.spec import StudentOptions
 from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.anchor_grid import AnchorGrid, Level
-from edgedistill.workers.steps.build_student import build_student, needs_multi_student
+from edgedistill.workers.steps.build_student import build_student
 from edgedistill.workers.steps.export_onnx import export_signature_onnx
-from edgedistill.workers.steps.students_multi import MultiStudent, TupleStudent, example_inputs, input_stats
+from edgedistill.workers.steps.students_multi import (
+    MultiStudent,
+    TupleStudent,
+    example_inputs,
+    input_stats,
+    needs_multi_student,
+)
 from tests.unit.workers.steps.test_anchor_grid import synthetic_teacher
 
 PROFILES = builtin_profiles()

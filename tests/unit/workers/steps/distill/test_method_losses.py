@@ -10,9 +10,9 @@ import torch
 from edgedistill.workers.pipeline.errors import InputError
 from edgedistill.workers.pipeline.spec import LossTerm
 from edgedistill.workers.steps.distill.datafree import adversarial_loss, balance_loss, bn_statistics_loss, zo_gradient
-from edgedistill.workers.steps.distill.feature_losses import AttentionTransferLoss, FitNetLoss
 from edgedistill.workers.steps.distill.losses import L1LogitsLoss, LwFLoss, LwFMSELoss, PairShape, build_loss
-from edgedistill.workers.steps.distill.relational_losses import RKDLoss, SimilarityPreservingLoss
+from edgedistill.workers.steps.distill.losses.feature import AttentionTransferLoss, FitNetLoss
+from edgedistill.workers.steps.distill.losses.relational import RKDLoss, SimilarityPreservingLoss
 
 F64 = torch.float64
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.steps.distill.output_losses import (
+from edgedistill.workers.steps.distill.losses.multi_output import (
     BCEOutputLoss,
     BoxesOutputLoss,
     CEOutputLoss,

@@ -10,7 +10,7 @@ import torch
 from edgedistill.workers.pipeline.spec import LossTerm
 from edgedistill.workers.steps.distill.features import depth_pairs
 from edgedistill.workers.steps.distill.losses import PairShape, build_loss
-from edgedistill.workers.steps.distill.transformer_losses import (
+from edgedistill.workers.steps.distill.losses.transformer import (
     MiniLMAttentionLoss,
     MiniLMValueLoss,
     TinyBERTAttentionLoss,

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from edgedistill.workers.steps.distill.losses import FEATURES, Batch, DistillLoss, PairShape, register_loss
+from edgedistill.workers.steps.distill.losses.registry import FEATURES, Batch, DistillLoss, PairShape, register_loss
 
 
 def embedding(x: torch.Tensor) -> torch.Tensor:

@@ -5,14 +5,14 @@ as the teacher gives it. methods.output_terms builds one term per trained output
 options.outputs[name].weight; class-index outputs get none.
 
 Batch keys: "student_outputs" / "teacher_outputs": lists in the student's output order (class
-indices excluded), each (B, *per-sample shape); "labels" as in losses.py."""
+indices excluded), each (B, *per-sample shape); "labels" as in registry.py."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from edgedistill.workers.steps.distill.losses import Batch, DistillLoss, register_loss
+from edgedistill.workers.steps.distill.losses.registry import Batch, DistillLoss, register_loss
 
 OUTPUTS = frozenset({"student_outputs", "teacher_outputs"})
 TEACHER_SPACES = ("logits", "probabilities", "log_probabilities")

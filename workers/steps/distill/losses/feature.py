@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.workers.steps.distill.losses import FEATURES, Batch, DistillLoss, PairShape, register_loss
+from edgedistill.workers.steps.distill.losses.registry import FEATURES, Batch, DistillLoss, PairShape, register_loss
 
 
 @register_loss

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.workers.steps.distill.losses import Batch, DistillLoss, PairShape, register_loss
+from edgedistill.workers.steps.distill.losses.registry import Batch, DistillLoss, PairShape, register_loss
 
 SEQUENCE = frozenset({"student_features", "teacher_features"})
 EPS = 1e-12
