@@ -153,7 +153,7 @@ class InputFacts(_Closed):
 class DataFacts(_Closed):
     """The transfer data (TransferData.describe)."""
 
-    samples: int
+    samples: int | None = None
     sample_shape: list[int | None] = Field(default_factory=list)
     modality: str | None = None
     task: str | None = None
@@ -438,7 +438,7 @@ class HostTiming(_Closed):
 class EstimatedTiming(_Closed):
     artifact_kind: str
     source: Literal["estimated"] = "estimated"
-    runtime: str
+    runtime: str | None = None
     estimated_ms: float
     formula: str
     inputs: dict[str, float] = Field(default_factory=dict)

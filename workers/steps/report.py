@@ -341,7 +341,7 @@ def render_summary(report: contract.Report) -> str:
                 )
             else:
                 lines.append(
-                    f"| {t.artifact_kind} | {t.runtime} | - | {t.estimated_ms:.3f} (estimated: {t.formula}) | | | |"
+                    f"| {t.artifact_kind} | {t.runtime or ''} | - | {t.estimated_ms:.3f} (estimated: {t.formula}) | | | |"
                 )
 
     budget = report.budget
