@@ -69,7 +69,7 @@ def headline_text(report: Report) -> str | None:
         if h.latency_same_runtime is not None:
             parts[-1] += " (same runtime)" if h.latency_same_runtime else " (cross-runtime)"
     if h.quality_kept_pct is not None:
-        parts.append(f"{h.quality_kept_pct:.1f}% of the teacher's {h.quality_metric} kept")
+        parts.append(f"{h.quality_kept_pct:.1f}% of the teacher's {h.quality_metric or 'quality'} kept")
     if h.estimated_device_latency_ms is not None:
         parts.append(f"~{h.estimated_device_latency_ms:.2f} ms estimated on the device")
     if not parts:

@@ -78,7 +78,9 @@ class Headline(_Closed):
     latency_teacher: str | None = Field(default=None, description="teacher, or teacher_onnx (a torch teacher)")
     latency_x_device_artifact: float | None = None
     latency_basis_device_artifact: str | None = None
-    quality_metric: str = Field(default="accuracy", description="accuracy, top1_agreement, r2, ... or headline")
+    quality_metric: str | None = Field(
+        default=None, description="accuracy, top1_agreement, r2, r2_vs_teacher, or headline (per-output runs)"
+    )
     teacher_quality: float | None = None
     student_quality: float | None = None
     quality_kept_pct: float | None = None
@@ -550,6 +552,8 @@ def read_report(data: Mapping[str, Any], *, max_rounds: int = 25) -> Report:
     """A stored report as a Report: migrated, then validated; a value that still does not fit is
     dropped (an item of a list, a key of a section, a whole section whose required key is missing),
     logged, and the rest read. Raises ValueError only when not even an empty report remains."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"not a report: a JSON object is needed, not {type(data).__name__}")
     doc = migrate(data)
     dropped: list[str] = []
     for _ in range(max_rounds):

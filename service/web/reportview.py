@@ -158,7 +158,7 @@ class ReportView:
 def build(report: Report) -> ReportView:
     headline = report.headline
     primary = headline.primary_artifact
-    qkey = headline.quality_metric
+    qkey = headline.quality_metric or "accuracy"
     regression = qkey.startswith("r2")
 
     quality: list[QualityRow] = []

@@ -249,7 +249,8 @@ def _fig(v: Any, metric: str | None) -> str:
 def render_summary(report: contract.Report) -> str:
     h = report.headline
     prof_name = report.profile.name if report.profile is not None else "?"
-    qname = METRIC_NAMES.get(h.quality_metric, h.quality_metric)
+    qkey = h.quality_metric or "accuracy"
+    qname = METRIC_NAMES.get(qkey, qkey)
     quality = report.quality
     lines = [f"# edgedistill report: {prof_name}", ""]
     line = verdict_line(quality.model_dump(), state=False) if quality is not None else None
@@ -316,7 +317,7 @@ def render_summary(report: contract.Report) -> str:
             lines.append(f"| {variant} | {m.samples} | headline across outputs | {value} | |")
             continue
         key = next(
-            (k for k in (h.quality_metric, "accuracy", "top1_agreement", "r2_vs_teacher") if m.figure(k) is not None),
+            (k for k in (qkey, "accuracy", "top1_agreement", "r2_vs_teacher") if m.figure(k) is not None),
             None,
         )
         value = _pct(m.figure(key)) if key else "n/a"
