@@ -551,7 +551,7 @@ def _drop(doc: Any, loc: tuple[int | str, ...]) -> bool:
 def read_report(data: Mapping[str, Any], *, max_rounds: int = 25) -> Report:
     """A stored report as a Report: migrated, then validated; a value that still does not fit is
     dropped (an item of a list, a key of a section, a whole section whose required key is missing),
-    logged, and the rest read. Raises ValueError only when not even an empty report remains."""
+    logged, and the rest read. ValueError for something that is not a JSON object."""
     if not isinstance(data, Mapping):
         raise ValueError(f"not a report: a JSON object is needed, not {type(data).__name__}")
     doc = migrate(data)

@@ -341,9 +341,8 @@ def render_summary(report: contract.Report) -> str:
                     f"{t.p50_ms:.3f} | {t.p90_ms:.3f} | {t.p99_ms:.3f} | {t.mean_ms:.3f} |"
                 )
             else:
-                lines.append(
-                    f"| {t.artifact_kind} | {t.runtime or ''} | - | {t.estimated_ms:.3f} (estimated: {t.formula}) | | | |"
-                )
+                figure = f"{t.estimated_ms:.3f} (estimated: {t.formula})"
+                lines.append(f"| {t.artifact_kind} | {t.runtime or ''} | - | {figure} | | | |")
 
     budget = report.budget
     rows = [(n, b) for n, b in (("flash", budget.flash), ("ram", budget.ram)) if b is not None]

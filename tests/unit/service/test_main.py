@@ -54,7 +54,6 @@ def test_openapi_documents_every_route(tmp_path: Path) -> None:
     assert "file" in upload["multipart/form-data"]["schema"]["properties"]
 
 
-
 def test_the_report_route_has_a_typed_schema(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
         spec = c.get("/openapi.json").json()
