@@ -11,18 +11,21 @@ a `devices` section into it when it is read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.report import EstimatedTiming, Report, read_report
 from edgedistill.service.db.models import Artifact, Job, LatencyMeasurement
 from edgedistill.service.repos import artifacts as artifacts_repo
 from edgedistill.service.repos import devices as devices_repo
 from edgedistill.service.repos import measurements as measurements_repo
 from edgedistill.service.schemas.comparison import (
     ArtifactComparison,
+    ArtifactDevices,
     DeviceComparison,
+    DevicesSection,
     DeviceStatus,
+    FailingDevice,
     HostFigures,
     McuEstimate,
     McuFigures,
@@ -176,42 +179,40 @@ def _device(m: LatencyMeasurement, host: HostFigures | None, target: float | Non
     )
 
 
-def mcu_figures(job: Job) -> McuFigures | None:
+def mcu_figures(job: Job, report: Report | None = None) -> McuFigures | None:
     """The MCU figures the pipeline measured on the host (TFLM run, arena) and its latency estimate."""
     profile = job.profile or {}
     if profile.get("class") != "mcu":
         return None
-    report = job.report or {}
-    budget = report.get("budget") or {}
-    ram = budget.get("ram") or {}
-    arena_bytes = ram.get("measured_arena_bytes")
+    if report is None:
+        report = read_report(job.report or {})
     estimate: McuEstimate | None = None
-    entry = next(
-        (m for m in (report.get("latency") or {}).get("measurements") or [] if m.get("source") == "estimated"), None
-    )
+    entry = report.latency.estimate()
     if entry is None:  # no report entry: the same formula from the profile and the student's MACs
-        macs = (report.get("student") or {}).get("macs")
+        macs = report.student.macs
         cpm, clock = profile.get("cycles_per_mac"), profile.get("clock_hz")
         if macs and cpm and clock:
-            entry = {
-                "estimated_ms": float(macs) * float(cpm) / float(clock) * 1e3,
-                "formula": "macs x cycles_per_mac / clock_hz",
-                "inputs": {"macs": int(macs), "cycles_per_mac": cpm, "clock_hz": clock},
-            }
-    if entry is not None and entry.get("estimated_ms") is not None:
-        ms = float(entry["estimated_ms"])
+            entry = EstimatedTiming(
+                artifact_kind="tflite_int8_full",
+                runtime="tflite-micro (estimate)",
+                estimated_ms=float(macs) * float(cpm) / float(clock) * 1e3,
+                formula="macs x cycles_per_mac / clock_hz",
+                inputs={"macs": int(macs), "cycles_per_mac": cpm, "clock_hz": clock},
+            )
+    if entry is not None:
         estimate = McuEstimate(
-            estimated_ms=ms,
-            formula=str(entry.get("formula", "macs x cycles_per_mac / clock_hz")),
-            inputs=dict(entry.get("inputs") or {}),
+            estimated_ms=entry.estimated_ms,
+            formula=entry.formula,
+            inputs=dict(entry.inputs),
             cycles_per_mac_source=str(profile.get("description") or f"profile {profile.get('name')}"),
-            meets_target=_meets(ms, _target_ms(job)),
+            meets_target=_meets(entry.estimated_ms, _target_ms(job)),
         )
-    tflm = (report.get("metrics") or {}).get("tflm")
+    tflm = report.metrics.get("tflm")
+    ram = report.budget.ram
     return McuFigures(
-        tflm_host_run=tflm if isinstance(tflm, dict) else None,
-        arena_bytes=int(arena_bytes) if isinstance(arena_bytes, int) else None,
-        arena=budget.get("tflm_arena") if isinstance(budget.get("tflm_arena"), dict) else None,
+        tflm_host_run=tflm.model_dump(mode="json", exclude_unset=True) if tflm is not None else None,
+        arena_bytes=ram.measured_arena_bytes if ram is not None else None,
+        arena=report.budget.tflm_arena,
         estimated_latency=estimate,
     )
 
@@ -224,6 +225,7 @@ def compare_artifact(
     thresholds: Thresholds,
     cursor: str | None = None,
     limit: int = MAX_ROWS,
+    report: Report | None = None,
 ) -> ArtifactComparison:
     """host/devices are worked out from the newest MAX_ROWS rows; `measurements` is one page of
     `limit` rows from `cursor` (next_cursor continues)."""
@@ -245,29 +247,38 @@ def compare_artifact(
         thresholds=thresholds,
         host=host,
         devices=devices,
-        mcu=mcu_figures(job) if artifact.kind in MCU_KINDS else None,
+        mcu=mcu_figures(job, report) if artifact.kind in MCU_KINDS else None,
         failing_on=[d.device for d in devices if d.ok is False],
         measurements=[MeasurementOut.from_row(m) for m in page.items],
         next_cursor=page.next_cursor,
     )
 
 
-def job_devices_section(session: Session, *, job: Job, thresholds: Thresholds) -> dict[str, Any]:
-    """The report's `devices` section: host vs each device for every artifact of the job."""
-    per_kind: dict[str, Any] = {}
-    failing: list[dict[str, Any]] = []
+def job_devices_section(
+    session: Session, *, job: Job, thresholds: Thresholds, report: Report | None = None
+) -> DevicesSection:
+    """The report's `devices` section: host vs each device for every artifact of the job (report: the
+    job's, already read)."""
+    if report is None:
+        report = read_report(job.report or {})
+    per_kind: dict[str, ArtifactDevices] = {}
+    failing: list[FailingDevice] = []
     for art in artifacts_repo.list_job_artifacts(session, tenant_id=job.tenant_id, job_id=job.id):
         if art.kind not in devices_repo.MEASURABLE_KINDS and art.kind not in MCU_KINDS:
             continue
-        comp = compare_artifact(session, artifact=art, job=job, thresholds=thresholds)
+        comp = compare_artifact(session, artifact=art, job=job, thresholds=thresholds, report=report)
         if not comp.devices and comp.mcu is None:
             continue
-        per_kind[art.kind] = comp.model_dump(mode="json", exclude={"measurements", "thresholds", "profile", "job_id"})
-        failing += [{"kind": art.kind, "device": d.device, "reasons": d.reasons} for d in comp.devices if d.ok is False]
-    return {
-        "judged": "at read time from each device's latest measurement and the service's current thresholds",
-        "thresholds": thresholds.model_dump(),
-        "latency_target_ms": _target_ms(job),
-        "artifacts": per_kind,
-        "failing": failing,
-    }
+        per_kind[art.kind] = ArtifactDevices.model_validate(
+            comp.model_dump(exclude={"measurements", "thresholds", "profile", "job_id"})
+        )
+        failing += [
+            FailingDevice(kind=art.kind, device=d.device, reasons=d.reasons) for d in comp.devices if d.ok is False
+        ]
+    return DevicesSection(
+        judged="at read time from each device's latest measurement and the service's current thresholds",
+        thresholds=thresholds,
+        latency_target_ms=_target_ms(job),
+        artifacts=per_kind,
+        failing=failing,
+    )

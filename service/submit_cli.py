@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgedistill.client import Client, Job, JobFailed, SseEvent
+from edgedistill.contracts.report import read_report
 from edgedistill.service.cli_errors import (
     EXIT_BELOW_QUALITY,
     EXIT_CODES_HELP,
@@ -125,14 +126,15 @@ def _finish(job: Job, args: argparse.Namespace, out: Console, err: Console) -> i
                 table.add_row(str(path), f"{path.stat().st_size:,}", "verified")
             err.print(table)
     artifacts = job.artifacts()
-    report = job.report()
+    raw = job.report()
+    report = read_report({k: v for k, v in raw.items() if k != "devices"})  # devices: the API's, read when asked
     status = EXIT_BELOW_QUALITY if args.require_quality and below_quality(report) else EXIT_OK
     if args.json:
-        doc = {"job": job.data, "report": report, "artifacts": artifacts, "downloaded": [str(p) for p in downloaded]}
+        doc = {"job": job.data, "report": raw, "artifacts": artifacts, "downloaded": [str(p) for p in downloaded]}
         print(json.dumps(doc, indent=2))
         return status
     rows = [ArtifactRow(a["kind"], a["filename"], int(a["size_bytes"]), a["sha256"]) for a in artifacts]
-    print_summary(out, report, rows, report.get("warnings") or [])
+    print_summary(out, report, rows, report.warnings)
     where = f": {args.download}" if args.download else f" ({args.url}/ui/jobs/{job.id})"
     seconds = job.data.get("duration_s")
     out.print(

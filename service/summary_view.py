@@ -1,6 +1,7 @@
 """The end-of-run summary both CLIs print: `edgedistill compress` from its local result, `edgedistill
 submit --wait` from the job's report and artifact list fetched over the API. One renderer, so the two
-show the same thing. Light: rich only (the submit CLI must not load the ML libraries)."""
+show the same thing, from the typed report (edgedistill.contracts.report). Light: rich and pydantic
+only (the submit CLI must not load the ML libraries)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgedistill.workers.pipeline.verdict import verdict_line, verdict_of
+from edgedistill.contracts.report import Report
+from edgedistill.workers.pipeline.verdict import verdict_line
 
 
 @dataclass(frozen=True)
@@ -48,47 +50,41 @@ _QUALITY_COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def below_quality(report: dict[str, Any]) -> bool:
+def below_quality(report: Report) -> bool:
     """True when the report has a verdict and it is not met (--require-quality's exit status)."""
-    verdict = verdict_of(report)
-    return verdict is not None and not verdict["met"]
+    return report.quality is not None and not report.quality.met
 
 
-def headline_text(report: dict[str, Any]) -> str | None:
-    h = report.get("headline")
-    if not isinstance(h, dict):
-        return None
+def headline_text(report: Report) -> str | None:
+    h = report.headline
     parts = []
-    for key, label in (("params_x", "fewer parameters"), ("bytes_x", "smaller"), ("latency_x", "faster on this host")):
-        if isinstance(h.get(key), (int, float)):
-            value = float(h[key])
-            if key == "latency_x" and 0 < value < 1:  # "2.5x slower", never "0.4x faster"
-                value, label = 1 / value, "slower on this host"
+    for value, label in ((h.params_x, "fewer parameters"), (h.bytes_x, "smaller")):
+        if value is not None:
             parts.append(f"{value:.1f}x {label}")
-            if key == "latency_x" and h.get("latency_same_runtime") is not None:
-                parts[-1] += " (same runtime)" if h["latency_same_runtime"] else " (cross-runtime)"
-    if isinstance(h.get("quality_kept_pct"), (int, float)):
-        parts.append(f"{h['quality_kept_pct']:.1f}% of the teacher's {h.get('quality_metric', 'quality')} kept")
-    if isinstance(h.get("estimated_device_latency_ms"), (int, float)):
-        parts.append(f"~{h['estimated_device_latency_ms']:.2f} ms estimated on the device")
+    if h.latency_x is not None:
+        value, label = h.latency_x, "faster on this host"
+        if 0 < value < 1:  # "2.5x slower", never "0.4x faster"
+            value, label = 1 / value, "slower on this host"
+        parts.append(f"{value:.1f}x {label}")
+        if h.latency_same_runtime is not None:
+            parts[-1] += " (same runtime)" if h.latency_same_runtime else " (cross-runtime)"
+    if h.quality_kept_pct is not None:
+        parts.append(f"{h.quality_kept_pct:.1f}% of the teacher's {h.quality_metric or 'quality'} kept")
+    if h.estimated_device_latency_ms is not None:
+        parts.append(f"~{h.estimated_device_latency_ms:.2f} ms estimated on the device")
     if not parts:
         return None
-    return f"{h.get('primary_artifact') or 'student'}: " + ", ".join(parts)
+    return f"{h.primary_artifact or 'student'}: " + ", ".join(parts)
 
 
-def metrics_table(report: dict[str, Any]) -> Table | None:
+def metrics_table(report: Report) -> Table | None:
     """Per-model quality, size and host latency on the test split, or None when the report has none."""
-    metrics = report.get("metrics")
-    if not isinstance(metrics, dict) or not metrics:
+    if not report.metrics:
         return None
-    sizes = (report.get("sizes") or {}).get("artifact_bytes") or {}
-    p50 = {
-        m.get("artifact_kind"): m.get("p50_ms")
-        for m in (report.get("latency") or {}).get("measurements") or []
-        if m.get("source") == "host" and m.get("p50_ms") is not None
-    }
-    rows = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    columns = [c for c in _QUALITY_COLUMNS if any(c[0] in v for v in rows.values())]
+    sizes = report.sizes.artifact_bytes
+    p50 = {kind: t.p50_ms for kind, t in report.latency.host().items()}
+    rows = report.metrics
+    columns = [c for c in _QUALITY_COLUMNS if any(v.figure(c[0]) is not None for v in rows.values())]
     table = Table(title="Test split", title_justify="left")
     table.add_column("model")
     table.add_column("runtime")
@@ -97,11 +93,11 @@ def metrics_table(report: dict[str, Any]) -> Table | None:
     table.add_column("size", justify="right")
     table.add_column("p50 ms", justify="right")
     for name, values in rows.items():
-        size = sizes.get(name) or ((report.get("teacher") or {}).get("file_bytes") if name == "teacher" else None)
+        size = sizes.get(name) or (report.teacher.file_bytes if name == "teacher" else None)
         table.add_row(
             name,
-            str(values.get("runtime", "")),
-            *(_fmt(values.get(key), kind) for key, _, kind in columns),
+            values.runtime or "",
+            *(_fmt(values.figure(key), kind) for key, _, kind in columns),
             _fmt(size, "bytes"),
             _fmt(p50.get(name), "ms"),
         )
@@ -117,14 +113,12 @@ def artifacts_table(artifacts: Iterable[ArtifactRow]) -> Table:
     return table
 
 
-def summary_tables(report: dict[str, Any], artifacts: Iterable[ArtifactRow]) -> list[Table]:
+def summary_tables(report: Report, artifacts: Iterable[ArtifactRow]) -> list[Table]:
     metrics = metrics_table(report)
     return [*([metrics] if metrics is not None else []), artifacts_table(artifacts)]
 
 
-def print_summary(
-    console: Console, report: dict[str, Any], artifacts: Iterable[ArtifactRow], warnings: Iterable[str]
-) -> None:
+def print_summary(console: Console, report: Report, artifacts: Iterable[ArtifactRow], warnings: Iterable[str]) -> None:
     """The tables, the headline line, the quality verdict (a warning when below target), then one
     line per warning."""
     for table in summary_tables(report, artifacts):
@@ -132,7 +126,7 @@ def print_summary(
     headline = headline_text(report)
     if headline:
         console.print(f"[bold]{headline}[/]", highlight=False)
-    verdict = verdict_of(report)
+    verdict = report.verdict()
     line = verdict_line(verdict)
     if verdict is not None and line:
         console.print("[green]quality:[/]" if verdict["met"] else "[bold red]warning: quality[/]", end=" ")

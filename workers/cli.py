@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from edgedistill.contracts.report import read_report
 from edgedistill.service.cli_errors import EXIT_BELOW_QUALITY
 from edgedistill.service.summary_view import ArtifactRow, below_quality, print_summary
 from edgedistill.workers.pipeline.errors import PipelineError
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The same summary `edgedistill submit --wait` prints for a job (service/summary_view.py).
     arts = [ArtifactRow(k, a.path.name, a.size_bytes, a.sha256) for k, a in result.artifacts.items()]
-    report = result.report if isinstance(result.report, dict) else {}
+    report = read_report(result.report if isinstance(result.report, dict) else {})
     print_summary(out, report, arts, result.warnings)
     out.print(f"done in {result.seconds:.1f} s: {result.out_dir}")
     if args.require_quality and below_quality(report):

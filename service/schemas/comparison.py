@@ -91,3 +91,33 @@ class ArtifactComparison(BaseModel):
     failing_on: list[str] = Field(description="Devices on which the artifact's outputs disagree with the host")
     measurements: list[MeasurementOut] = Field(description="One page of the artifact's measurements, newest first")
     next_cursor: str | None = Field(default=None, description="Pass as ?cursor= for the next page")
+
+
+class ArtifactDevices(BaseModel):
+    """One artifact in the report's `devices` section: its comparison without the page of rows."""
+
+    artifact_id: str
+    kind: str
+    latency_target_ms: float | None
+    host: HostFigures | None
+    devices: list[DeviceComparison] = Field(description="The latest measurement of each device")
+    mcu: McuFigures | None = Field(description="MCU profiles only")
+    failing_on: list[str] = Field(description="Devices on which the artifact's outputs disagree with the host")
+    next_cursor: str | None = Field(default=None, description="GET /artifacts/{id}/measurements?cursor= continues")
+
+
+class FailingDevice(BaseModel):
+    kind: str
+    device: str
+    reasons: list[str]
+
+
+class DevicesSection(BaseModel):
+    """GET /jobs/{id}/report's `devices`: host vs each registered device for every artifact of the job,
+    judged when read (service/comparison.py)."""
+
+    judged: str = Field(description="How and when the verdicts were made")
+    thresholds: Thresholds
+    latency_target_ms: float | None
+    artifacts: dict[str, ArtifactDevices] = Field(description="Artifact kind -> its devices")
+    failing: list[FailingDevice] = Field(description="Every device on which an artifact computes something else")

@@ -9,6 +9,7 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.report import Report, read_report
 from edgedistill.service.comparison import job_devices_section, thresholds_from
 from edgedistill.service.db.base import utcnow
 from edgedistill.service.db.models import TERMINAL_STATUSES, Artifact, Job
@@ -16,6 +17,7 @@ from edgedistill.service.repos import artifacts as artifacts_repo
 from edgedistill.service.repos import datasets as datasets_repo
 from edgedistill.service.repos import events as events_repo
 from edgedistill.service.repos import models as models_repo
+from edgedistill.service.schemas.comparison import DevicesSection
 from edgedistill.service.settings import Settings
 from edgedistill.service.web import reportview
 from edgedistill.workers.pipeline.events import STAGES
@@ -146,9 +148,10 @@ def _events(session: Session, job_id: str) -> list[Any]:
         after = batch[-1].id
 
 
-def _is_regression(job: Job, curve: list[dict[str, Any]]) -> bool:
-    report = job.report or {}
-    task = ((report.get("data") or {}).get("task")) or (job.options or {}).get("task")
+def _is_regression(job: Job, report: Report | None, curve: list[dict[str, Any]]) -> bool:
+    task = (report.data.task if report is not None and report.data is not None else None) or (job.options or {}).get(
+        "task"
+    )
     if task in ("classification", "regression"):
         return task == "regression"
     return any(isinstance(p.get("val_fidelity"), (int, float)) and p["val_fidelity"] < 0 for p in curve)
@@ -164,32 +167,26 @@ def sort_artifacts(rows: list[Artifact]) -> list[Artifact]:
     return sorted(rows, key=lambda a: (rank.get(a.kind, len(rank)), a.kind))
 
 
-def _num(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def device_rows(section: dict[str, Any]) -> list[DeviceRow]:
+def device_rows(section: DevicesSection) -> list[DeviceRow]:
     """The report's `devices` section (service.comparison) as table rows, failing ones first."""
-    out: list[DeviceRow] = []
-    for kind, comp in (section.get("artifacts") or {}).items():
-        host = comp.get("host") or {}
-        for d in comp.get("devices") or []:
-            out.append(
-                DeviceRow(
-                    kind=str(kind),
-                    device=str(d.get("device") or "?"),
-                    runtime=" ".join(str(d.get(k) or "") for k in ("runtime", "runtime_version")).strip(),
-                    p50_ms=_num(d.get("p50_ms")),
-                    host_p50_ms=_num(host.get("p50_ms")),
-                    latency_ratio=_num(d.get("latency_ratio")),
-                    agreement=_num(d.get("agreement")),
-                    max_abs_diff=_num(d.get("max_abs_diff")),
-                    ok=d.get("ok") if isinstance(d.get("ok"), bool) else None,
-                    reasons=[str(r) for r in d.get("reasons") or []],
-                    meets_target=d.get("meets_target") if isinstance(d.get("meets_target"), bool) else None,
-                    estimated=bool(d.get("estimated")),
-                )
-            )
+    out = [
+        DeviceRow(
+            kind=kind,
+            device=d.device,
+            runtime=f"{d.runtime} {d.runtime_version}".strip(),
+            p50_ms=d.p50_ms,
+            host_p50_ms=comp.host.p50_ms if comp.host is not None else None,
+            latency_ratio=d.latency_ratio,
+            agreement=d.agreement,
+            max_abs_diff=d.max_abs_diff,
+            ok=d.ok,
+            reasons=list(d.reasons),
+            meets_target=d.meets_target,
+            estimated=d.estimated,
+        )
+        for kind, comp in section.artifacts.items()
+        for d in comp.devices
+    ]
     return sorted(out, key=lambda r: (r.ok is not False, r.kind, r.device))
 
 
@@ -200,18 +197,19 @@ def build(session: Session, *, tenant_id: str, job: Job, settings: Settings | No
     dataset = (
         datasets_repo.get_dataset(session, tenant_id=tenant_id, dataset_id=job.dataset_id) if job.dataset_id else None
     )
-    report = reportview.build(job.report) if job.report else None
+    typed = read_report(job.report) if job.report else None
+    report = reportview.build(typed) if typed is not None else None
     curve: list[dict[str, Any]] = []
-    if report is not None and isinstance(report.training.get("curve"), list):
-        curve = list(report.training["curve"])
+    if report is not None:
+        curve = [p.model_dump() for p in report.training.curve]
     if not curve:
         curve = list((job.metrics or {}).get("training_curve") or [])
     curve = [p for p in curve if isinstance(p, dict)]
     devices: list[DeviceRow] = []
     target: float | None = None
     if settings is not None and job.status == "succeeded":
-        section = job_devices_section(session, job=job, thresholds=thresholds_from(settings))
-        devices, target = device_rows(section), _num(section.get("latency_target_ms"))
+        section = job_devices_section(session, job=job, thresholds=thresholds_from(settings), report=typed)
+        devices, target = device_rows(section), section.latency_target_ms
     return JobView(
         job=job,
         model_name=(model.name if model is not None and model.tenant_id == tenant_id else job.model_id),
@@ -220,7 +218,7 @@ def build(session: Session, *, tenant_id: str, job: Job, settings: Settings | No
         messages=messages,
         curve_charts=reportview.training_chart(
             curve,
-            regression=_is_regression(job, curve),
+            regression=_is_regression(job, typed, curve),
             # While training, the x axis spans the planned epochs, so the curve also shows how far it got.
             planned_epochs=_planned_epochs(curve) if job.status not in TERMINAL_STATUSES else None,
         ),

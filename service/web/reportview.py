@@ -1,6 +1,7 @@
-"""report.json (workers/steps/report.py, schema_version 1) -> what the job page shows: tables and
-charts of quality per variant, size and latency against the teacher, budget bars. Reads defensively:
-a key a future report drops shows as a dash, never as a server error."""
+"""The typed report (edgedistill.contracts.report, read with read_report) -> what the job page shows:
+tables and charts of quality per variant, size and latency against the teacher, budget bars. A figure
+the report lacks is None in the model and shows as a dash; read_report drops what an old report has
+that does not fit, so an old report never becomes a server error."""
 
 from __future__ import annotations
 
@@ -10,10 +11,20 @@ from typing import Any
 
 from markupsafe import Markup
 
+from edgedistill.contracts.report import (
+    BudgetFacts,
+    FlashBudget,
+    Headline,
+    MacsBudget,
+    RamBudget,
+    Report,
+    StudentFacts,
+    TeacherFacts,
+    TrainingFacts,
+)
 from edgedistill.service.web import charts
 from edgedistill.service.web.labels import VARIANTS, variant_label
 from edgedistill.service.web.templating import fmt_bytes, fmt_ms, fmt_pct, fmt_ratio
-from edgedistill.workers.pipeline.verdict import verdict_of
 
 QUALITY_NAMES: dict[str, str] = {
     "accuracy": "accuracy on labels",
@@ -66,24 +77,17 @@ def _figure(value: Any, metric: str | None) -> str:
     return f"{100 * v:.2f} %"
 
 
-def _outputs(report: dict[str, Any]) -> list[OutputRow]:
-    rows: list[OutputRow] = []
-    for o in report.get("outputs") or []:
-        if not isinstance(o, dict):
-            continue
-        raw = o.get("headline")
-        per: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        metric = o.get("metric")
-        rows.append(
-            OutputRow(
-                name=str(o.get("name") or "?"),
-                kind=str(o.get("kind") or "?"),
-                how=str(o.get("how") or ""),
-                metric=str(metric or "not trained (checked)"),
-                cells=[(variant_label(str(k)), _figure(v, metric)) for k, v in per.items()],
-            )
+def _outputs(report: Report) -> list[OutputRow]:
+    return [
+        OutputRow(
+            name=o.name,
+            kind=o.kind,
+            how=o.how,
+            metric=o.metric or "not trained (checked)",
+            cells=[(variant_label(k), _figure(v, o.metric)) for k, v in o.headline.items()],
         )
-    return rows
+        for o in report.outputs
+    ]
 
 
 @dataclass
@@ -112,7 +116,7 @@ class Budget:
 
 @dataclass
 class ReportView:
-    headline: dict[str, Any]
+    headline: Headline
     quality_name: str
     quality: list[QualityRow]
     sizes: list[SizeRow]
@@ -121,159 +125,145 @@ class ReportView:
     estimate_formula: str
     warnings: list[str]
     violations: list[str]
-    student: dict[str, Any]
-    teacher: dict[str, Any]
-    training: dict[str, Any]
+    student: StudentFacts
+    teacher: TeacherFacts
+    training: TrainingFacts
     charts: dict[str, Markup] = field(default_factory=dict)
     regression: bool = False
     outputs: list[OutputRow] = field(default_factory=list)
     quality_problem: str | None = None
-    verdict: dict[str, Any] | None = None  # workers.pipeline.verdict: met, kept, target, ...
+    verdict: dict[str, Any] | None = None  # QualityVerdict.public(): met, kept, target, ...
 
 
-def build(report: dict[str, Any]) -> ReportView:
-    headline = dict(report.get("headline") or {})
-    primary = headline.get("primary_artifact")
-    qkey = str(headline.get("quality_metric") or "accuracy")
+def build(report: Report) -> ReportView:
+    headline = report.headline
+    primary = headline.primary_artifact
+    qkey = headline.quality_metric or "accuracy"
     regression = qkey.startswith("r2")
-    metrics: dict[str, Any] = report.get("metrics") or {}
 
     quality: list[QualityRow] = []
-    for kind in [*VARIANTS, *[k for k in metrics if k not in VARIANTS]]:
-        m = metrics.get(kind)
-        if not isinstance(m, dict):
+    for kind in [*VARIANTS, *[k for k in report.metrics if k not in VARIANTS]]:
+        m = report.metrics.get(kind)
+        if m is None:
             continue
         quality.append(
             QualityRow(
                 kind=kind,
                 label=variant_label(kind),
-                runtime=str(m.get("runtime") or ""),
-                samples=m.get("samples") if isinstance(m.get("samples"), int) else None,
-                accuracy=_num(m.get("accuracy")),
-                agreement=_num(m.get("top1_agreement")),
-                r2=_num(m.get(qkey)) if regression else None,
-                drop_pp=_num(m.get("drop_vs_student_fp32_pp")),
-                max_abs_diff=_num(m.get("max_abs_diff_vs_student_fp32")),
+                runtime=m.runtime or "",
+                samples=m.samples,
+                accuracy=m.accuracy,
+                agreement=m.top1_agreement,
+                r2=_num(m.figure(qkey)) if regression else None,
+                drop_pp=m.drop_vs_student_fp32_pp,
+                max_abs_diff=m.max_abs_diff_vs_student_fp32,
                 primary=kind == primary,
-                subset=bool(m.get("subset")),
+                subset=bool(m.subset),
             )
         )
 
-    sizes_block: dict[str, Any] = report.get("sizes") or {}
-    latency: dict[str, Any] = report.get("latency") or {}
-    host = {
-        str(m.get("artifact_kind")): m
-        for m in latency.get("measurements") or []
-        if isinstance(m, dict) and m.get("source") == "host"
-    }
-    estimate = next(
-        (m for m in latency.get("measurements") or [] if isinstance(m, dict) and m.get("source") == "estimated"),
-        None,
-    )
-    speedup: dict[str, Any] = latency.get("speedup_vs_teacher") or {}
-    artifact_bytes: dict[str, Any] = sizes_block.get("artifact_bytes") or {}
-    bytes_x: dict[str, Any] = sizes_block.get("bytes_x") or {}
-    sizes: list[SizeRow] = []
-    teacher = report.get("teacher") or {}
-    t_host = host.get("teacher", {})
-    sizes.append(
+    sizes_block = report.sizes
+    host = report.latency.host()
+    estimate = report.latency.estimate()
+    speedup = report.latency.speedup_vs_teacher
+    artifact_bytes = sizes_block.artifact_bytes
+    teacher = report.teacher
+    t_host = host.get("teacher")
+    sizes: list[SizeRow] = [
         SizeRow(
             kind="teacher",
             label="Teacher",
-            size_bytes=_num(sizes_block.get("teacher_bytes") or teacher.get("file_bytes")),
+            size_bytes=_num(sizes_block.teacher_bytes or teacher.file_bytes),
             bytes_x=1.0,
-            p50_ms=_num(t_host.get("p50_ms")),
-            p90_ms=_num(t_host.get("p90_ms")),
-            runtime=str(t_host.get("runtime") or teacher.get("runtime") or ""),
+            p50_ms=t_host.p50_ms if t_host else None,
+            p90_ms=t_host.p90_ms if t_host else None,
+            runtime=(t_host.runtime if t_host else None) or teacher.runtime or "",
             speedup=1.0 if t_host else None,
             primary=False,
         )
-    )
+    ]
     kinds = [k for k in VARIANTS if k in artifact_bytes or k in host] + [
         k for k in [*artifact_bytes, *host] if k not in VARIANTS
     ]
     for kind in dict.fromkeys(kinds):
         if kind == "teacher":
             continue
-        h = host.get(kind, {})
+        h = host.get(kind)
         sizes.append(
             SizeRow(
                 kind=kind,
                 label=variant_label(kind),
                 size_bytes=_num(artifact_bytes.get(kind)),
-                bytes_x=_num(bytes_x.get(kind)),
-                p50_ms=_num(h.get("p50_ms")),
-                p90_ms=_num(h.get("p90_ms")),
-                runtime=" ".join(str(h.get(k) or "") for k in ("runtime", "runtime_version")).strip(),
-                speedup=_num(speedup.get(kind)),
+                bytes_x=sizes_block.bytes_x.get(kind),
+                p50_ms=h.p50_ms if h else None,
+                p90_ms=h.p90_ms if h else None,
+                runtime=f"{h.runtime} {h.runtime_version or ''}".strip() if h else "",
+                speedup=speedup.get(kind),
                 primary=kind == primary,
             )
         )
 
-    budgets = _budgets(report.get("budget") or {})
-    budget = report.get("budget") or {}
-    violations = [str(v) for v in budget.get("violations") or []]
-    for kind, ops in (budget.get("ops") or {}).items():
-        bad = (ops or {}).get("not_allowed") or []
-        if bad:
-            violations.append(f"{variant_label(kind)} uses ops the firmware lacks: {', '.join(map(str, bad))}")
+    budget = report.budget
+    violations = list(budget.violations)
+    for kind, ops in budget.ops.items():
+        if ops.not_allowed:
+            violations.append(f"{variant_label(kind)} uses ops the firmware lacks: {', '.join(ops.not_allowed)}")
 
     view = ReportView(
         headline=headline,
         quality_name=QUALITY_NAMES.get(qkey, qkey),
         quality=quality,
         sizes=sizes,
-        budgets=budgets,
-        estimate_ms=_num(estimate.get("estimated_ms")) if estimate else None,
-        estimate_formula=str(estimate.get("formula") or "") if estimate else "",
-        warnings=[str(w) for w in report.get("warnings") or []],
+        budgets=_budgets(budget),
+        estimate_ms=estimate.estimated_ms if estimate else None,
+        estimate_formula=estimate.formula if estimate else "",
+        warnings=list(report.warnings),
         violations=violations,
-        student=dict(report.get("student") or {}),
-        teacher=dict(teacher),
-        training=dict(report.get("training") or {}),
+        student=report.student,
+        teacher=teacher,
+        training=report.training,
         regression=regression,
         outputs=_outputs(report),
-        quality_problem=(report.get("quality") or {}).get("problem")
-        if isinstance(report.get("quality"), dict)
-        else None,
-        verdict=verdict_of(report),
+        quality_problem=report.quality.problem if report.quality is not None else None,
+        verdict=report.verdict(),
     )
     view.charts = _charts(view)
     return view
 
 
-def _budgets(budget: dict[str, Any]) -> list[Budget]:
+def _budgets(budget: BudgetFacts) -> list[Budget]:
     out: list[Budget] = []
-    specs = (
-        ("flash", "Flash (model)", "bytes"),
-        ("ram", "RAM (tensor arena)" if (budget.get("ram") or {}).get("measured_arena_bytes") else "RAM", "bytes"),
-        ("macs", "Compute (MACs)", "macs"),
-    )
-    for key, name, unit in specs:
-        b = budget.get(key)
-        if not isinstance(b, dict):
+    ram_name = "RAM (tensor arena)" if budget.ram is not None and budget.ram.measured_arena_bytes else "RAM"
+    rows: list[tuple[str, str, FlashBudget | RamBudget | MacsBudget | None]] = [
+        ("flash", "Flash (model)", budget.flash),
+        ("ram", ram_name, budget.ram),
+        ("macs", "Compute (MACs)", budget.macs),
+    ]
+    for key, name, b in rows:
+        if b is None:
             continue
-        used = _num(b.get("used_bytes") if unit == "bytes" else b.get("used"))
-        available = _num(b.get("available_bytes") if unit == "bytes" else b.get("available"))
+        if isinstance(b, MacsBudget):
+            used, available = _num(b.used), _num(b.available)
+        else:
+            used, available = _num(b.used_bytes), _num(b.available_bytes)
         if used is None or not available:
             continue
-        if unit == "bytes":
-            text = f"{fmt_bytes(used)} of {fmt_bytes(available)} ({100 * used / available:.1f}%)"
-        else:
+        if isinstance(b, MacsBudget):
             text = f"{used:,.0f} of {available:,.0f} MACs ({100 * used / available:.1f}%)"
+        else:
+            text = f"{fmt_bytes(used)} of {fmt_bytes(available)} ({100 * used / available:.1f}%)"
         note = ""
-        if key == "flash" and b.get("artifact_kind"):
-            note = f"{variant_label(str(b['artifact_kind']))}, {'measured' if b.get('measured') else 'estimated'}"
-        elif key == "ram":
-            note = str(b.get("by") or ("measured" if b.get("measured") else "estimated"))
-        fits = b.get("fits") if isinstance(b.get("fits"), bool) else None
+        if isinstance(b, FlashBudget) and b.artifact_kind:
+            note = f"{variant_label(b.artifact_kind)}, {'measured' if b.measured else 'estimated'}"
+        elif isinstance(b, RamBudget):
+            note = b.by or ("measured" if b.measured else "estimated")
         out.append(
             Budget(
                 name=name,
                 used=used,
                 available=available,
                 text=text,
-                fits=fits,
+                fits=b.fits,
                 note=note,
                 chart=charts.meter(f"budget-{key}", used, available, label=f"{name} budget", text=text),
             )

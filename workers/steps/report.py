@@ -5,13 +5,18 @@ times fewer parameters and bytes, how many times faster, and how much of the tea
 The headline compares the teacher with the artifact the device runs (workers.steps.device_artifact:
 full-int8 TFLite for MCUs, else the fastest measured that meets the quality target); its speed-up
 is in the same runtime and threads where one exists, labelled cross-runtime otherwise. The quality
-verdict (workers.pipeline.verdict) is built here once and read by the API, CLIs and dashboard."""
+verdict (workers.pipeline.verdict) is built here once and read by the API, CLIs and dashboard.
+
+The report is an edgedistill.contracts.report.Report: report.json is its JSON, summary.md is rendered
+from it, and every reader validates the stored JSON back into it."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
+from edgedistill.contracts import report as contract
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.verdict import METRIC_NAMES, quality_verdict, verdict_line
@@ -25,10 +30,11 @@ from edgedistill.workers.steps.sizing_report import summary_lines as sizing_line
 
 __all__ = ["PRIMARY_BY_CLASS", "Report", "build_report", "render_summary"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = contract.SCHEMA_VERSION
 REPORT_FILENAME = "report.json"
 SUMMARY_FILENAME = "summary.md"
 MODEL_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+M = TypeVar("M", bound=BaseModel)
 
 
 def _ratio(a: float | int | None, b: float | int | None) -> float | None:
@@ -77,7 +83,7 @@ def _same_runtime(latency: list[dict[str, Any]]) -> dict[str, bool]:
     }
 
 
-def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
+def build_report(ctx: RunContext, state: RunState) -> contract.Report:
     profile = ctx.spec.profile
     data = state.data
     teacher = _teacher_info(state)
@@ -117,7 +123,7 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
         variant=primary,
         problem=problem,
     )
-    headline = {
+    headline: dict[str, Any] = {
         "primary_artifact": primary,
         "params_x": _ratio(teacher.get("params"), student_params),
         "bytes_x": _ratio(teacher.get("file_bytes"), sizes.get(primary) if primary else None),
@@ -132,51 +138,63 @@ def build_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     if estimate is not None:
         headline["estimated_device_latency_ms"] = estimate.get("estimated_ms")
 
-    report: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "headline": headline,
-        "profile": profile.as_yaml_dict(),
-        "data": data.describe() if data is not None and hasattr(data, "describe") else None,
-        "teacher": teacher,
-        "signature": state.signature.model_dump() if state.signature is not None else None,
-        "outputs": output_section(state),
+    # Each section through to_jsonable first (numpy scalars, tuples), then into its typed model: a
+    # key the contract does not know fails here, in the tests, not in a reader.
+    def typed(model: type[M], value: Any) -> M:
+        return model.model_validate(to_jsonable(value))
+
+    return contract.Report(
+        schema_version=contract.SCHEMA_VERSION,
+        headline=typed(contract.Headline, headline),
+        profile=typed(contract.ProfileFacts, profile.as_yaml_dict()),
+        data=typed(contract.DataFacts, data.describe()) if data is not None and hasattr(data, "describe") else None,
+        teacher=typed(contract.TeacherFacts, teacher),
+        signature=typed(contract.SignatureFacts, state.signature.model_dump()) if state.signature is not None else None,
+        outputs=[typed(contract.OutputRow, row) for row in output_section(state)],
         # The verdict on the device artifact, plus verify's quality_problem check (on problem_variant).
-        "quality": {
-            **verdict,
-            "action": (state.quality or {}).get("action"),
-            "problem_variant": (state.quality or {}).get("variant"),
-        },
-        "device_artifact": choice,
-        "student": {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"},
-        "sizing": sizing_section(state.student_arch),
-        "training": dict(state.training or {}),
-        "distillation": distillation_section(state.distillation, state.metrics),
-        "metrics": state.metrics,
-        "budget": state.budget,
-        "latency": {
-            "measurements": state.latency,
-            "speedup_vs_teacher": {k: _ratio(teacher_p50, v) for k, v in p50.items() if k != "teacher"},
-            "same_runtime_as_teacher": _same_runtime(state.latency),
-        },
-        "sizes": {
-            "teacher_params": teacher.get("params"),
-            "student_params": student_params,
-            "params_x": headline["params_x"],
-            "teacher_bytes": teacher.get("file_bytes"),
-            "artifact_bytes": sizes,
-            "bytes_x": {k: _ratio(teacher.get("file_bytes"), v) for k, v in sizes.items()},
-        },
-        "artifacts": {
-            k: {"filename": a.path.name, "sha256": a.sha256, "size_bytes": a.size_bytes}
+        quality=typed(
+            contract.QualityVerdict,
+            {
+                **verdict,
+                "action": (state.quality or {}).get("action"),
+                "problem_variant": (state.quality or {}).get("variant"),
+            },
+        ),
+        device_artifact=typed(contract.DeviceArtifactChoice, choice),
+        student=typed(contract.StudentFacts, {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"}),
+        sizing=typed(contract.SizingTrail, trail) if (trail := sizing_section(state.student_arch)) else None,
+        training=typed(contract.TrainingFacts, dict(state.training or {})),
+        distillation=typed(contract.DistillationFacts, distillation_section(state.distillation, state.metrics)),
+        metrics={k: typed(contract.VariantMetrics, m) for k, m in state.metrics.items()},
+        budget=typed(contract.BudgetFacts, state.budget),
+        latency=typed(
+            contract.LatencyFacts,
+            {
+                "measurements": state.latency,
+                "speedup_vs_teacher": {k: _ratio(teacher_p50, v) for k, v in p50.items() if k != "teacher"},
+                "same_runtime_as_teacher": _same_runtime(state.latency),
+            },
+        ),
+        sizes=contract.SizeFacts(
+            teacher_params=teacher.get("params"),
+            student_params=student_params,
+            params_x=headline["params_x"],
+            teacher_bytes=teacher.get("file_bytes"),
+            artifact_bytes=sizes,
+            bytes_x={k: _ratio(teacher.get("file_bytes"), v) for k, v in sizes.items()},
+        ),
+        artifacts={
+            k: contract.ArtifactFile(filename=a.path.name, sha256=a.sha256, size_bytes=a.size_bytes)
             for k, a in sorted(state.artifacts.items())
         },
-        "warnings": list(state.warnings) + [n for n in choice["notes"] if n not in state.warnings],
-        "timings": {
-            "training_seconds": (state.training or {}).get("seconds"),
-            **dict((state.report or {}).get("timings") or {}),
-        },
-    }
-    return to_jsonable(report)
+        warnings=[str(w) for w in [*state.warnings, *(n for n in choice["notes"] if n not in state.warnings)]],
+        timings=to_jsonable(
+            {
+                "training_seconds": (state.training or {}).get("seconds"),
+                **dict((state.report or {}).get("timings") or {}),
+            }
+        ),
+    )
 
 
 def output_section(state: RunState) -> list[dict[str, Any]]:
@@ -196,7 +214,7 @@ def output_section(state: RunState) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------------
-# summary.md
+# summary.md (from the typed report: attribute access, a missing figure prints as n/a)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -228,55 +246,53 @@ def _fig(v: Any, metric: str | None) -> str:
     return f"{100 * v:.2f}%"
 
 
-def render_summary(report: dict[str, Any]) -> str:
-    h = report["headline"]
-    prof = report["profile"]
-    qname = METRIC_NAMES.get(h["quality_metric"], h["quality_metric"])
-    quality = report.get("quality") or {}
-    lines = [f"# edgedistill report: {prof['name']}", ""]
-    line = verdict_line(quality, state=False)
-    if line:
-        mark = "Quality: meets target." if quality.get("met") else "Quality: BELOW TARGET."
+def render_summary(report: contract.Report) -> str:
+    h = report.headline
+    prof_name = report.profile.name if report.profile is not None else "?"
+    qkey = h.quality_metric or "accuracy"
+    qname = METRIC_NAMES.get(qkey, qkey)
+    quality = report.quality
+    lines = [f"# edgedistill report: {prof_name}", ""]
+    line = verdict_line(quality.model_dump(), state=False) if quality is not None else None
+    if quality is not None and line:
+        mark = "Quality: meets target." if quality.met else "Quality: BELOW TARGET."
         lines += [f"**{mark}** {line}.", ""]
-        if quality.get("kept") is not None and quality.get("metric") in ("top1_agreement", "r2_vs_teacher", "headline"):
+        if quality.kept is not None and quality.metric in ("top1_agreement", "r2_vs_teacher", "headline"):
             lines += ["_The teacher agrees with itself by definition (1.0), so the share kept is the agreement._", ""]
-    problem = quality.get("problem")
-    if problem:
+    if quality is not None and quality.problem:
         lines += [
-            f"> **Quality warning ({quality.get('problem_variant') or quality.get('variant')}): this student does "
-            f"not reproduce its teacher.** {problem}",
+            f"> **Quality warning ({quality.problem_variant or quality.variant}): this student does "
+            f"not reproduce its teacher.** {quality.problem}",
             "",
         ]
+    why = report.device_artifact.why if report.device_artifact is not None else None
     lines += [
-        f"Device artifact: **{h['primary_artifact'] or 'none'}**"
-        + (f" ({report['device_artifact']['why']})." if (report.get("device_artifact") or {}).get("why") else "."),
+        f"Device artifact: **{h.primary_artifact or 'none'}**" + (f" ({why})." if why else "."),
         "",
         "| | |",
         "|---|---|",
-        f"| Parameters | **{_x(h['params_x'])} fewer** |",
-        f"| Bytes | **{_x(h['bytes_x'])} smaller** |",
-        f"| Latency (host, batch 1, p50) | **{_speed(h['latency_x'])}** ({h.get('latency_basis')}) |",
+        f"| Parameters | **{_x(h.params_x)} fewer** |",
+        f"| Bytes | **{_x(h.bytes_x)} smaller** |",
+        f"| Latency (host, batch 1, p50) | **{_speed(h.latency_x)}** ({h.latency_basis}) |",
     ]
-    if h.get("latency_vs") != h["primary_artifact"] and h.get("latency_x_device_artifact") is not None:
+    if h.latency_vs != h.primary_artifact and h.latency_x_device_artifact is not None:
         lines.append(
-            f"| Latency of {h['primary_artifact']} | {_speed(h['latency_x_device_artifact'])} "
-            f"({h.get('latency_basis_device_artifact')}) |"
+            f"| Latency of {h.primary_artifact} | {_speed(h.latency_x_device_artifact)} "
+            f"({h.latency_basis_device_artifact}) |"
         )
     lines.append(
-        f"| Quality kept ({qname}) | **{_num(h['quality_kept_pct'], '.1f')}%** "
-        f"({_pct(h['student_quality'])} vs teacher {_pct(h['teacher_quality'])}) |"
+        f"| Quality kept ({qname}) | **{_num(h.quality_kept_pct, '.1f')}%** "
+        f"({_pct(h.student_quality)} vs teacher {_pct(h.teacher_quality)}) |"
     )
-    if h.get("estimated_device_latency_ms") is not None:
+    if h.estimated_device_latency_ms is not None:
         lines.append(
-            f"| Estimated on-device latency | {h['estimated_device_latency_ms']:.2f} ms (MACs x cycles/MAC / clock) |"
+            f"| Estimated on-device latency | {h.estimated_device_latency_ms:.2f} ms (MACs x cycles/MAC / clock) |"
         )
-    warnings = report.get("warnings") or []
-    if warnings:
-        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
+    if report.warnings:
+        lines += ["", "## Warnings", "", *[f"- {w}" for w in report.warnings]]
 
-    outputs = report.get("outputs") or []
-    if outputs:
-        variants = list(dict.fromkeys(v for o in outputs for v in (o.get("headline") or {})))
+    if report.outputs:
+        variants = list(dict.fromkeys(v for o in report.outputs for v in o.headline))
         lines += [
             "",
             "## Outputs",
@@ -284,13 +300,9 @@ def render_summary(report: dict[str, Any]) -> str:
             "| output | kind | decided by | metric | " + " | ".join(variants) + " |",
             "|---|---|---|---|" + "---|" * len(variants),
         ]
-        for o in outputs:
-            vals = [_fig(o["headline"].get(v), o.get("metric")) for v in variants]
-            lines.append(
-                f"| {o['name']} | {o['kind']} | {o.get('how', '')} | {o.get('metric') or 'not trained'} | "
-                + " | ".join(vals)
-                + " |"
-            )
+        for o in report.outputs:
+            vals = [_fig(o.headline.get(v), o.metric) for v in variants]
+            lines.append(f"| {o.name} | {o.kind} | {o.how} | {o.metric or 'not trained'} | " + " | ".join(vals) + " |")
 
     lines += [
         "",
@@ -299,23 +311,22 @@ def render_summary(report: dict[str, Any]) -> str:
         "| variant | samples | metric | value | max abs diff vs fp32 student |",
     ]
     lines.append("|---|---|---|---|---|")
-    for variant, m in report["metrics"].items():
-        if "outputs" in m:
-            value = _pct(m.get("headline")) if "headline" in m else m.get("error", "n/a")
-            lines.append(f"| {variant} | {m.get('samples')} | headline across outputs | {value} | |")
+    for variant, m in report.metrics.items():
+        if m.outputs is not None:
+            value = _pct(m.headline) if m.headline is not None else (m.error or "n/a")
+            lines.append(f"| {variant} | {m.samples} | headline across outputs | {value} | |")
             continue
-        key = (
-            h["quality_metric"]
-            if h["quality_metric"] in m
-            else next((k for k in ("accuracy", "top1_agreement", "r2_vs_teacher") if k in m), None)
+        key = next(
+            (k for k in (qkey, "accuracy", "top1_agreement", "r2_vs_teacher") if m.figure(k) is not None),
+            None,
         )
-        value = _pct(m.get(key)) if key else "n/a"
-        diff = m.get("max_abs_diff_vs_student_fp32")
-        note = " (subset)" if m.get("subset") else ""
-        lines.append(f"| {variant}{note} | {m.get('samples')} | {key or ''} | {value} | {_num(diff, '.4g')} |")
+        value = _pct(m.figure(key)) if key else "n/a"
+        note = " (subset)" if m.subset else ""
+        lines.append(
+            f"| {variant}{note} | {m.samples} | {key or ''} | {value} | {_num(m.max_abs_diff_vs_student_fp32, '.4g')} |"
+        )
 
-    lat = report["latency"]["measurements"]
-    if lat:
+    if report.latency.measurements:
         lines += [
             "",
             "## Latency",
@@ -323,55 +334,47 @@ def render_summary(report: dict[str, Any]) -> str:
             "| model | runtime | threads | p50 ms | p90 ms | p99 ms | mean ms |",
             "|---|---|---|---|---|---|---|",
         ]
-        for m in lat:
-            if m.get("source") == "host":
+        for t in report.latency.measurements:
+            if isinstance(t, contract.HostTiming):
                 lines.append(
-                    f"| {m['artifact_kind']} | {m['runtime']} {m.get('runtime_version', '')} | {m['threads']} | "
-                    f"{m['p50_ms']:.3f} | {m['p90_ms']:.3f} | {m['p99_ms']:.3f} | {m['mean_ms']:.3f} |"
+                    f"| {t.artifact_kind} | {t.runtime} {t.runtime_version or ''} | {t.threads} | "
+                    f"{t.p50_ms:.3f} | {t.p90_ms:.3f} | {t.p99_ms:.3f} | {t.mean_ms:.3f} |"
                 )
             else:
-                lines.append(
-                    f"| {m['artifact_kind']} | {m['runtime']} | - | "
-                    f"{m['estimated_ms']:.3f} (estimated: {m['formula']}) | | | |"
-                )
+                figure = f"{t.estimated_ms:.3f} (estimated: {t.formula})"
+                lines.append(f"| {t.artifact_kind} | {t.runtime or ''} | - | {figure} | | | |")
 
-    budget = report.get("budget") or {}
-    if budget:
+    budget = report.budget
+    rows = [(n, b) for n, b in (("flash", budget.flash), ("ram", budget.ram)) if b is not None]
+    if rows or budget.macs is not None:
         lines += ["", "## Budgets", "", "| resource | used | available | fits |", "|---|---|---|---|"]
-        for name in ("flash", "ram"):
-            b = budget.get(name)
-            if b:
-                kind = "measured" if b.get("measured") else "estimated"
-                lines.append(
-                    f"| {name} ({kind}) | {_num(b.get('used_bytes'))} B | {_num(b.get('available_bytes'))} B "
-                    f"| {b.get('fits')} |"
-                )
-        if budget.get("macs"):
-            m = budget["macs"]
-            lines.append(f"| MACs | {_num(m.get('used'))} | {_num(m.get('available'))} | {m.get('fits')} |")
+        for name, b in rows:
+            kind = "measured" if b.measured else "estimated"
+            lines.append(f"| {name} ({kind}) | {_num(b.used_bytes)} B | {_num(b.available_bytes)} B | {b.fits} |")
+        if budget.macs is not None:
+            mb = budget.macs
+            lines.append(f"| MACs | {_num(mb.used)} | {_num(mb.available)} | {mb.fits} |")
 
-    student = report.get("student") or {}
-    teacher = report.get("teacher") or {}
+    student, teacher = report.student, report.teacher
     lines += [
         "",
         "## Models",
         "",
-        f"- Teacher: {teacher.get('format')} ({teacher.get('runtime')}), {_num(teacher.get('params'))} parameters, "
-        f"{_num(teacher.get('file_bytes'))} bytes, {_num(teacher.get('macs'))} MACs",
-        f"- Student: {student.get('family')} width {student.get('width')} depth {student.get('depth')}, "
-        f"{_num(student.get('params'))} parameters, {_num(student.get('macs'))} MACs",
+        f"- Teacher: {teacher.format} ({teacher.runtime}), {_num(teacher.params)} parameters, "
+        f"{_num(teacher.file_bytes)} bytes, {_num(teacher.macs)} MACs",
+        f"- Student: {student.family} width {student.width} depth {student.depth}, "
+        f"{_num(student.params)} parameters, {_num(student.macs)} MACs",
     ]
-    lines += sizing_lines(report.get("sizing"))
-    lines += summary_lines(report.get("distillation") or {})
-    training = report.get("training") or {}
-    if training:
-        facts = [f"{k.replace('_', ' ')}: {v}" for k, v in training.items() if isinstance(v, (int, float, str, bool))]
-        if facts:
-            lines += ["", "## Training", "", *[f"- {f}" for f in facts]]
+    lines += sizing_lines(report.sizing)
+    lines += summary_lines(report.distillation)
+    training = report.training.model_dump(exclude_unset=True)
+    facts = [f"{k.replace('_', ' ')}: {v}" for k, v in training.items() if isinstance(v, (int, float, str, bool))]
+    if facts:
+        lines += ["", "## Training", "", *[f"- {f}" for f in facts]]
 
     lines += ["", "## Artifacts", "", "| kind | file | bytes | sha256 |", "|---|---|---|---|"]
-    for kind, a in report["artifacts"].items():
-        lines.append(f"| {kind} | {a['filename']} | {a['size_bytes']:,} | `{a['sha256'][:16]}…` |")
+    for kind, a in report.artifacts.items():
+        lines.append(f"| {kind} | {a.filename} | {a.size_bytes:,} | `{a.sha256[:16]}…` |")
     lines.append("")
     return "\n".join(lines)
 
@@ -385,17 +388,18 @@ class Report(Step):
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         report = build_report(ctx, state)
-        for note in report["device_artifact"]["notes"]:  # e.g. a slower int8: the CLIs print state.warnings
+        notes = report.device_artifact.notes if report.device_artifact is not None else []
+        for note in notes:  # e.g. a slower int8: the CLIs print state.warnings
             if note not in state.warnings:
                 state.warnings.append(note)
                 ctx.emit("warning", {"message": note})
-        report_path = write_bytes_atomic(
-            ctx.work_dir, REPORT_FILENAME, (json.dumps(report, indent=2) + "\n").encode("utf-8")
-        )
+        text = report.model_dump_json(indent=2, exclude_unset=True) + "\n"
+        report_path = write_bytes_atomic(ctx.work_dir, REPORT_FILENAME, text.encode("utf-8"))
         record_artifact(
             ctx, state, kind="report", path=report_path, metadata={"schema_version": SCHEMA_VERSION}, sidecar=False
         )
         summary = render_summary(report) + deployment.how_to_run(state.artifacts)
         summary_path = write_bytes_atomic(ctx.work_dir, SUMMARY_FILENAME, summary.encode("utf-8"))
         record_artifact(ctx, state, kind="summary", path=summary_path, metadata={"format": "markdown"}, sidecar=False)
-        state.report = report
+        # The run result (and the job row) carries the report as stored JSON, exactly report.json.
+        state.report = report.as_json()

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.report import read_report
 from edgedistill.service.api import quotas
 from edgedistill.service.api.deps import (
     QueueDep,
@@ -33,6 +34,7 @@ from edgedistill.service.queue import JobQueue, choose_queue
 from edgedistill.service.repos import datasets, jobs, lifecycle, models, profiles
 from edgedistill.service.schemas.common import Page
 from edgedistill.service.schemas.jobs import JobCreate, JobOut
+from edgedistill.service.schemas.report import JobReportOut
 from edgedistill.service.settings import Settings
 
 router = APIRouter(tags=["jobs"])
@@ -200,15 +202,23 @@ def job_events(
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
-@router.get("/jobs/{job_id}/report", responses={404: {"description": "no such job, or no report yet"}})
-def get_report(job_id: str, principal: TenantDep, session: SessionDep, settings: SettingsDep) -> dict[str, object]:
-    """The pipeline's report plus a `devices` section (host vs each registered device, merged when read)."""
+@router.get(
+    "/jobs/{job_id}/report",
+    response_model=JobReportOut,
+    response_model_exclude_unset=True,  # the keys the engine wrote, as in report.json
+    responses={404: {"description": "no such job, or no report yet"}},
+)
+def get_report(job_id: str, principal: TenantDep, session: SessionDep, settings: SettingsDep) -> JobReportOut:
+    """The pipeline's report (report.json, schema_version in it) plus a `devices` section (host vs each
+    registered device, merged when read)."""
     job = jobs.get_job(session, tenant_id=principal.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
     if job.report is None:
         raise HTTPException(404, f"job {job_id} has no report yet (status: {job.status})")
-    return {**job.report, "devices": job_devices_section(session, job=job, thresholds=thresholds_from(settings))}
+    report = read_report(job.report)
+    devices = job_devices_section(session, job=job, thresholds=thresholds_from(settings), report=report)
+    return JobReportOut.of(report, devices)
 
 
 @router.delete(

@@ -54,6 +54,22 @@ def test_openapi_documents_every_route(tmp_path: Path) -> None:
     assert "file" in upload["multipart/form-data"]["schema"]["properties"]
 
 
+def test_the_report_route_has_a_typed_schema(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as c:
+        spec = c.get("/openapi.json").json()
+    ok = spec["paths"]["/api/v1/jobs/{job_id}/report"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"] == {"$ref": "#/components/schemas/JobReportOut"}
+    schemas = spec["components"]["schemas"]
+    out = schemas["JobReportOut"]
+    assert out["required"] == ["schema_version", "devices"] and out["additionalProperties"] is False
+    for section in ("headline", "quality", "device_artifact", "latency", "metrics", "budget", "sizing", "devices"):
+        assert section in out["properties"], section
+    assert "quality_kept_pct" in schemas["Headline"]["properties"]
+    assert {"met", "target", "kept"} <= set(schemas["QualityVerdict"]["properties"])
+    assert "outputs" in schemas["VariantMetrics"]["properties"]  # per-output figures of multi-output runs
+    assert "failing" in schemas["DevicesSection"]["properties"]
+
+
 def test_dashboard_is_mounted_when_its_package_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[FastAPI, Settings]] = []
     web = types.ModuleType("edgedistill.service.web")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edgedistill.contracts.report import DistillationFacts
+
 QUALITY_KEYS = ("accuracy", "top1_agreement", "r2", "r2_vs_teacher")
 VARIANTS = ("student_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "tflm")
 
@@ -35,40 +37,35 @@ def distillation_section(distillation: dict[str, Any], metrics: dict[str, Any]) 
     return section
 
 
-def summary_lines(section: dict[str, Any]) -> list[str]:
-    """A few markdown lines for summary.md."""
-    if not section:
+def summary_lines(section: DistillationFacts) -> list[str]:
+    """A few markdown lines for summary.md (nothing for a report without a distillation section)."""
+    if not section.model_dump(exclude_unset=True):
         return []
-    lines = ["", "## Distillation", "", f"- Method: **{section.get('method')}** — {section.get('summary', '')}"]
-    if section.get("why"):
-        lines.append(f"- Why: {section['why']}")
-    terms = section.get("loss_terms") or []
-    if terms:
-        lines.append("- Loss: " + " + ".join(f"{t.get('weight'):g} x {t.get('key')}" for t in terms))
-    tr = section.get("transformer") or {}
-    if tr:
-        lines.append(f"- Transformer terms: {', '.join(tr.get('terms_used') or [])}; heads {tr.get('heads', 'n/a')}")
-        if tr.get("note"):
-            lines.append(f"- Transformer: {tr['note']}")
-    feats = section.get("features") or {}
-    for p in feats.get("pairs") or []:
-        role = f"{p['role']} " if p.get("role") else ""
-        lines.append(f"- Feature pair: {role}student {p['student']} <- teacher {p['teacher']} ({p['how']})")
-    qat = section.get("qat") or {}
-    for variant, row in (qat.get("ptq_vs_qat_kd") or {}).items():
-        if row.get("ptq") is not None or row.get("qat_kd") is not None:
-            lines.append(f"- {variant} {row['metric']}: PTQ {_pct(row.get('ptq'))} -> QAT-KD {_pct(row.get('qat_kd'))}")
-    life = section.get("lifelong") or {}
-    for part in ("old_data", "new_data"):
-        d = life.get(part)
-        if isinstance(d, dict):
-            lines.append(f"- {part.replace('_', ' ')}: before {d.get('before')} after {d.get('after')}")
-    nas = section.get("nas") or {}
-    if nas.get("chosen"):
-        lines.append(f"- NAS: {len(nas.get('candidates') or [])} candidates, chose {nas['chosen']}")
-    df = section.get("data_free") or {}
-    if df:
-        lines.append(f"- Data-free: {df.get('real_data_note', '')}")
+    lines = ["", "## Distillation", "", f"- Method: **{section.method}** — {section.summary or ''}"]
+    if section.why:
+        lines.append(f"- Why: {section.why}")
+    if section.loss_terms:
+        lines.append("- Loss: " + " + ".join(f"{t.weight:g} x {t.key}" for t in section.loss_terms))
+    tr = section.transformer
+    if tr is not None:
+        lines.append(f"- Transformer terms: {', '.join(tr.terms_used)}; heads {tr.heads or 'n/a'}")
+        if tr.note:
+            lines.append(f"- Transformer: {tr.note}")
+    for p in section.features.pairs if section.features is not None else []:
+        role = f"{p.role} " if p.role else ""
+        lines.append(f"- Feature pair: {role}student {p.student} <- teacher {p.teacher} ({p.how})")
+    for variant, row in (section.qat.ptq_vs_qat_kd if section.qat is not None else {}).items():
+        if row.ptq is not None or row.qat_kd is not None:
+            lines.append(f"- {variant} {row.metric}: PTQ {_pct(row.ptq)} -> QAT-KD {_pct(row.qat_kd)}")
+    life = section.lifelong
+    for part, d in (("old_data", life.old_data), ("new_data", life.new_data)) if life is not None else ():
+        if d is not None:
+            lines.append(f"- {part.replace('_', ' ')}: before {d.before} after {d.after}")
+    nas = section.nas
+    if nas is not None and nas.chosen:
+        lines.append(f"- NAS: {len(nas.candidates)} candidates, chose {nas.chosen}")
+    if section.data_free is not None:
+        lines.append(f"- Data-free: {section.data_free.real_data_note or ''}")
     return lines
 
 

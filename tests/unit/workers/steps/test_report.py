@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 
+from edgedistill.contracts.report import Report as ReportModel
+from edgedistill.contracts.report import read_report
 from edgedistill.workers.steps.benchmark import Benchmark
-from edgedistill.workers.steps.report import SCHEMA_VERSION, Report
+from edgedistill.workers.steps.report import SCHEMA_VERSION, Report, render_summary
 from edgedistill.workers.steps.verify import Verify
 
 
@@ -25,6 +27,10 @@ def test_report_json_has_the_headline_ratios_from_the_measurements(exported: Any
     report = json.loads(state.artifacts["report"].path.read_text())
     assert report == state.report
     assert report["schema_version"] == SCHEMA_VERSION
+    # report.json is the typed Report's JSON: it validates strictly and comes back key for key
+    typed = ReportModel.model_validate(report)
+    assert typed.as_json() == report and read_report(report).as_json() == report
+    assert typed.quality is not None and typed.quality.variant == "tflite_int8_full"
     assert list(report)[:2] == ["schema_version", "headline"]
 
     h = report["headline"]
@@ -104,3 +110,13 @@ def test_a_student_below_the_quality_target_is_reported_as_such(exported: Any, r
     primary = state.report["headline"]["primary_artifact"]
     assert text.splitlines()[2].startswith(f"**Quality: BELOW TARGET.** {primary} keeps")
     assert "target 150.0 %" in text.splitlines()[2]
+
+
+def test_summary_md_is_rendered_from_the_typed_report(exported: Any, run_factory: Any) -> None:
+    _run, state = _full_run(exported, run_factory, "cpu-x86", "digits")
+    text = state.artifacts["summary"].path.read_text()
+    assert text.startswith(render_summary(read_report(state.report)))  # + the how-to-run section
+    # an old report (no schema_version, none of the later sections) still renders
+    old = {k: v for k, v in state.report.items() if k not in ("schema_version", "quality", "outputs", "sizing")}
+    old_text = render_summary(read_report(old))
+    assert "## Accuracy on the test split" in old_text and "**Quality" not in old_text

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -7,6 +9,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from edgedistill.service.repos import jobs as jobs_repo
+
+REPORT_CPU: dict[str, Any] = json.loads((Path(__file__).parents[2] / "web" / "report_cpu.json").read_text())
 
 J = "/api/v1/jobs"
 
@@ -191,14 +195,29 @@ def test_report_appears_when_the_job_ends(client: TestClient, alice, submit, app
     assert r.status_code == 404 and "no report yet" in r.json()["detail"]
     with app.state.sessionmaker() as s:
         jobs_repo.claim_job(s, job_id=job["id"], worker_id="w")
-        jobs_repo.finish_job(s, job_id=job["id"], status="succeeded", report={"accuracy": 0.9}, metrics={"acc": 0.9})
+        jobs_repo.finish_job(s, job_id=job["id"], status="succeeded", report=REPORT_CPU, metrics={"acc": 0.9})
         s.commit()
     body = client.get(f"{J}/{job['id']}/report", headers=alice.headers).json()
     assert body.pop("devices")["artifacts"] == {}  # merged in when read (issue 5); no device has measured
-    assert body == {"accuracy": 0.9}
+    assert body == REPORT_CPU  # the stored report.json as written, typed (JobReportOut)
     got = client.get(f"{J}/{job['id']}", headers=alice.headers).json()
     assert got["status"] == "succeeded" and got["progress"] == 100 and got["metrics"] == {"acc": 0.9}
     assert got["duration_s"] is not None and got["duration_s"] >= 0
+
+
+def test_an_old_report_is_served_migrated(client: TestClient, alice, submit, app: FastAPI) -> None:  # type: ignore[no-untyped-def]
+    """A report stored before schema_version, with a key no version has: version 1, the key dropped."""
+    job = submit(alice)
+    old = {k: v for k, v in REPORT_CPU.items() if k != "schema_version"} | {"accuracy": 0.9}
+    with app.state.sessionmaker() as s:
+        jobs_repo.claim_job(s, job_id=job["id"], worker_id="w")
+        jobs_repo.finish_job(s, job_id=job["id"], status="succeeded", report=old, metrics={})
+        s.commit()
+    r = client.get(f"{J}/{job['id']}/report", headers=alice.headers)
+    assert r.status_code == 200
+    body = r.json()
+    body.pop("devices")
+    assert body == REPORT_CPU
 
 
 def test_custom_profile_can_be_used_by_its_tenant_only(client: TestClient, alice, bob, upload_model) -> None:  # type: ignore[no-untyped-def]

@@ -126,6 +126,7 @@ def test_weights_and_methods_follow_the_options(tmp_path: Path) -> None:
 def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -> None:
     import warnings
 
+    from edgedistill.contracts.report import read_report
     from edgedistill.service.web.reportview import build
     from edgedistill.workers.steps.artifacts import record_artifact
     from edgedistill.workers.steps.report import Report
@@ -164,7 +165,7 @@ def test_verify_and_report_judge_every_output_of_every_variant(tmp_path: Path) -
     summary = (ctx.work_dir / "summary.md").read_text()
     assert "## Outputs" in summary and "| wake | sigmoid |" in summary and "balanced agreement" in summary
     assert "r2" not in summary.lower().replace("r²", "")
-    view = build(state.report)
+    view = build(read_report(state.report))
     assert [o.name for o in view.outputs] == ["label", "probabilities", "wake"]
     assert view.quality_name == "headline across outputs"
 

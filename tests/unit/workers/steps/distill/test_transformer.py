@@ -208,15 +208,16 @@ def test_a_transformer_teacher_is_detected_and_the_method_offered(tmp_path: Path
 
 
 def test_the_report_summary_names_the_transformer_terms_and_pairs() -> None:
+    from edgedistill.contracts.report import DistillationFacts
     from edgedistill.workers.steps.distill.report_section import summary_lines
 
     lines = summary_lines(
-        {
+        DistillationFacts.model_validate({
             "method": "transformer",
             "transformer": {"terms_used": ["kl_output", "minilm_attention"], "heads": "per head (4 = 4)"},
             "features": {"pairs": [{"role": "attention", "student": "blocks.1.attn_softmax", "teacher": "sm3",
                                     "how": "MiniLM: last layer <- last layer"}]},
-        }
+        })
     )  # fmt: skip
     assert "- Transformer terms: kl_output, minilm_attention; heads per head (4 = 4)" in lines
     assert any(

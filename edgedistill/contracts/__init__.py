@@ -1,0 +1,1 @@
+"""Definitions every part of edgedistill shares; this package imports nothing else of edgedistill."""
