@@ -31,7 +31,8 @@ CMD ["uvicorn", "edgedistill.service.main:create_app", "--factory", "--host", "0
 FROM base AS worker
 ARG TORCH_INDEX_URL=""
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" -c constraints.txt torch; fi \
- && pip install -c constraints.txt ".[server,ml]"
+ && pip install -c constraints.txt ".[server,ml]" \
+ && pip install -c constraints.txt --no-deps "onnx2torch>=1.5"
 USER edgedistill
 ENV EDGEDISTILL_DATA_DIR=/data
 HEALTHCHECK --interval=30s --timeout=10s --retries=3 \

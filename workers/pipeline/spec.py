@@ -31,10 +31,20 @@ class LossTerm(BaseModel):
 class StudentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["auto", "transformer"] = Field(
+    family: Literal["auto", "transformer", "derived", "prefer_derived"] = Field(
         default="auto",
         description="auto: chosen from the teacher's signature (method transformer picks the transformer "
-        "student); transformer: a small transformer for token-sequence teachers",
+        "student); transformer: a small transformer for token-sequence teachers; derived: the teacher's own "
+        "graph, channel-pruned (and every other residual layer dropped) to fit, with hints at the same layers "
+        "(refused when the teacher cannot be converted); prefer_derived: derived, else the designed student "
+        "with a warning",
+    )
+    reduction: float | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="derived: the student's cost (est. int8 bytes on MCUs, MACs otherwise) at most the "
+        "teacher's divided by this, within the budgets. None: 4",
     )
     # None = chosen automatically to fit the profile's budgets.
     width: int | None = Field(default=None, ge=4, le=1024, description="Channels (CNN) or hidden units (MLP)")

@@ -32,6 +32,7 @@ class BuildStudentConfig(StepConfig):
     depth: int | None = Field(default=None, ge=1)
     kernel: int | None = Field(default=None, ge=1)
     expansion: int | None = Field(default=None, ge=1)
+    derived_shrink: float | None = Field(default=None, gt=0, le=1)  # derived family: target x this after a retry
 
 
 class BuildStudent(Step):
@@ -58,6 +59,10 @@ class BuildStudent(Step):
         recorded in state.budget["shrink_retries"] and as a warning; BudgetError when there is none."""
         if not state.student_arch:  # no student of this run's to shrink
             raise exc
+        if state.student_arch.get("family") == "derived":
+            from edgedistill.workers.steps.derived.build import retry_config
+
+            return retry_config(state, exc, attempt, MAX_SHRINK_RETRIES, ctx.emit)
         details = exc.details if isinstance(exc, ArtifactOverBudget) else {}
         smaller = smaller_student(state, ctx.spec, details) if attempt <= MAX_SHRINK_RETRIES else None
         if smaller is None:
@@ -99,6 +104,11 @@ class BuildStudent(Step):
             build_previous_student(ctx, state)
             state.sizing = None
             state.student_arch["sizing"] = {"mode": "fixed", "reason": "continues the earlier student (init_from)"}
+            return
+        from edgedistill.workers.steps.derived.build import build_for_run as build_derived
+        from edgedistill.workers.steps.derived.build import wants_derived
+
+        if wants_derived(opts) and build_derived(ctx, state, self.config):  # issue 14: the teacher, slimmed
             return
         from edgedistill.workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
 

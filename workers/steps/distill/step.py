@@ -93,14 +93,21 @@ class Distill(Step):
 
                 prev = previous_outputs(ctx, state)
             student = state.student
+            terms, features = plan.terms, None
+            if state.student_arch.get("family") == "derived":  # hints at the teacher's same layers
+                from edgedistill.workers.steps.derived.build import derived_training
+
+                terms, features = derived_training(ctx, state, plan.terms)
+                plan.terms = terms
             fitted = fit(
                 ctx,
                 state,
                 student,
-                plan.terms,
+                terms,
                 TrainConfig.from_options(opts, device),
                 prev=prev,
                 on_epoch=epoch_reporter(ctx, PROGRESS_START, PROGRESS_END),
+                features=features,
             )
         if fitted.features is not None:
             state.distillation["features"] = fitted.features.describe()
