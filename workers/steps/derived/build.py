@@ -21,7 +21,13 @@ import torch
 
 from edgedistill.workers.pipeline.errors import InputError
 from edgedistill.workers.pipeline.spec import LossTerm
-from edgedistill.workers.steps.derived.convert import ConversionError, Converted, convert_teacher, probe_args
+from edgedistill.workers.steps.derived.convert import (
+    ConversionError,
+    Converted,
+    as_tuple,
+    convert_teacher,
+    probe_args,
+)
 from edgedistill.workers.steps.derived.prune import (
     WIDE_LIMIT,
     DerivedStudent,
@@ -62,7 +68,7 @@ def _check_io(student: DerivedStudent, teacher: Any, signature: Any, probe: Mapp
     args = tuple(a[:3] if a.shape[0] >= 3 else a for a in probe_args(teacher, probe, n=3))
     try:
         with torch.no_grad():
-            outs = student.eval()(*args)
+            outs = as_tuple(student.eval()(*args))
     except Exception as exc:
         why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         batch = teacher.fixed_batch

@@ -46,7 +46,7 @@ class DerivedUnavailable(ConversionError):
 
 
 class DerivedStudent(nn.Module):
-    """student(*inputs) -> tuple of raw trained outputs, in teacher order (the engine contract).
+    """student(*inputs) -> raw trained outputs, in teacher order (the engine contract; one output bare).
     `net` is the (pruned) converted teacher graph; inputs are cast to the teacher's dtypes first (the
     trainer feeds float32 or int64), and `raw` maps each trained output to its net output and the
     transform to raw values ("" none, "log", "logit")."""
@@ -57,7 +57,7 @@ class DerivedStudent(nn.Module):
         self.input_dtypes = list(input_dtypes)
         self.raw = [(int(i), str(how)) for i, how in raw]
 
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         args = [x.to(getattr(torch, d)) for x, d in zip(inputs, self.input_dtypes, strict=True)]
         outs = as_tuple(self.net(*args))
         res = []
@@ -69,7 +69,9 @@ class DerivedStudent(nn.Module):
                 p = o.clamp(1e-6, 1 - 1e-6)
                 o = torch.log(p) - torch.log1p(-p)
             res.append(o)
-        return tuple(res)
+        # one output: a bare tensor, as the single-input steps expect of a student (the multi-output
+        # steps and heads.export_module take a tensor as a 1-tuple)
+        return res[0] if len(res) == 1 else tuple(res)
 
     def layer_names(self) -> list[str]:
         """Module paths of the graph's layers, as features.StudentHooks reads them."""
@@ -154,6 +156,7 @@ class Block:
     skip: str  # the input that bypasses the branch
     branch: tuple[str, ...]  # call_module nodes between skip and add (exclusive)
     signature: tuple[str, ...]  # module class names of the branch, in order
+    after: str = ""  # the node the skip comes from through weightless one-input nodes (a ReLU after an Add)
 
 
 def _is_add(gm: fx.GraphModule, node: fx.Node) -> bool:
@@ -201,17 +204,28 @@ def residual_blocks(gm: fx.GraphModule, shapes: dict[str, tuple[int, ...]]) -> l
             if not any(sum(p.numel() for p in gm.get_submodule(str(n.target)).parameters()) for n in mods):
                 continue
             sig = tuple(type(gm.get_submodule(str(n.target))).__name__ for n in mods)
-            blocks.append(Block(node.name, skip.name, tuple(n.name for n in mods), sig))
+            blocks.append(Block(node.name, skip.name, tuple(n.name for n in mods), sig, _source(gm, skip)))
             break
     return blocks
 
 
+def _source(gm: fx.GraphModule, node: fx.Node) -> str:
+    while (
+        node.op == "call_module"
+        and len(node.all_input_nodes) == 1
+        and not any(True for _ in gm.get_submodule(str(node.target)).parameters())
+    ):
+        node = node.all_input_nodes[0]
+    return node.name
+
+
 def layers_of(blocks: Sequence[Block]) -> list[list[Block]]:
-    """Consecutive blocks of the main stream (each block's skip is the previous one's add) grouped by
+    """Consecutive blocks of the main stream (each block's skip is the previous one's add, maybe through
+    an activation) grouped by
     the shortest period of their signatures; [] when there is no repeated structure."""
     chain: list[Block] = []
     for blk in blocks:
-        if not chain or blk.skip == chain[-1].add:
+        if not chain or chain[-1].add in (blk.skip, blk.after):
             chain.append(blk)
         elif len(chain) < 2:
             chain = [blk]
