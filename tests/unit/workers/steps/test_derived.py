@@ -344,3 +344,27 @@ def test_an_unconvertible_teacher_fails_or_falls_back_with_a_warning(family: str
     assert build_for_run(ctx, state, SimpleNamespace(derived_shrink=None)) is False
     assert "the designed student is used" in state.warnings[0] and "TFLite" in state.warnings[0]
     assert events[0][0] == "warning"
+
+
+def test_a_derived_job_runs_through_the_pipeline(trained: nn.Module, tmp_path: Path) -> None:
+    """family derived end to end: the derived student with hint pairs, exported with the teacher's names."""
+    from edgedistill.workers.pipeline.runner import run_pipeline
+    from edgedistill.workers.pipeline.spec import PipelineSpec
+
+    teacher = _onnx_teacher(trained, tmp_path / "teacher.onnx")
+    x, y = _data(600, 4)
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    opts = {"epochs": 2, "student": {"family": "derived"}, "benchmark_runs": 2, "benchmark_warmup": 0}
+    spec = PipelineSpec(
+        teacher_path=teacher, data_path=tmp_path / "data.npz", profile=resolve_profile("mobile-arm64"),
+        options=JobOptions.model_validate(opts), out_dir=tmp_path / "out",
+    )  # fmt: skip
+    result = run_pipeline(spec)
+    report = result.report
+    assert report["student"]["family"] == "derived"
+    assert report["student"]["macs"] <= report["student"]["derived"]["target"]
+    pairs = report["distillation"]["features"]["pairs"]
+    assert pairs and all(p["student"] == f"net.{p['teacher']}" for p in pairs)
+    assert "fitnet" in [t["key"] for t in report["distillation"]["loss_terms"]]
+    sess = ort.InferenceSession(str(result.artifacts["onnx_fp32"].path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["image"] and [o.name for o in sess.get_outputs()] == ["scores"]
