@@ -60,9 +60,9 @@ class BuildStudent(Step):
         if not state.student_arch:  # no student of this run's to shrink
             raise exc
         if state.student_arch.get("family") == "derived":
-            from edgedistill.workers.steps.derived.build import retry_config
+            from edgedistill.workers.steps.derived.build import retry_shrink
 
-            return retry_config(state, exc, attempt, MAX_SHRINK_RETRIES, ctx.emit)
+            return BuildStudentConfig(derived_shrink=retry_shrink(state, exc, attempt, MAX_SHRINK_RETRIES, ctx.emit))
         details = exc.details if isinstance(exc, ArtifactOverBudget) else {}
         smaller = smaller_student(state, ctx.spec, details) if attempt <= MAX_SHRINK_RETRIES else None
         if smaller is None:

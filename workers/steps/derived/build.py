@@ -263,11 +263,11 @@ def derived_training(ctx: Any, state: Any, terms: list[LossTerm]) -> tuple[list[
     return terms, plan
 
 
-def retry_config(state: Any, exc: Any, attempt: int, max_retries: int, emit: Any) -> Any:
-    """BuildStudent.prepare_restart for a derived student over a budget: the same target times the
-    shortfall the artifact measured (estimate / measured, at most 0.8), at most max_retries times."""
+def retry_shrink(state: Any, exc: Any, attempt: int, max_retries: int, emit: Any) -> float:
+    """BuildStudent.prepare_restart for a derived student over a budget: the factor on the target for
+    the next attempt, the last one's times the shortfall the artifact measured (estimate / measured, at
+    most 0.8), at most max_retries times (then BudgetError)."""
     from edgedistill.workers.pipeline.errors import BudgetError
-    from edgedistill.workers.steps.build_student import BuildStudentConfig
 
     if attempt > max_retries:
         raise BudgetError(f"{exc} ({max_retries} retries: giving up)", stage=exc.stage) from exc
@@ -285,4 +285,4 @@ def retry_config(state: Any, exc: Any, attempt: int, max_retries: int, emit: Any
         {"attempt": attempt, "reason": str(exc), "details": dict(details), "derived_shrink": shrink}
     )
     emit("warning", {"message": message})
-    return BuildStudentConfig(derived_shrink=max(1e-3, shrink))
+    return max(1e-3, shrink)

@@ -368,3 +368,22 @@ def test_a_derived_job_runs_through_the_pipeline(trained: nn.Module, tmp_path: P
     assert "fitnet" in [t["key"] for t in report["distillation"]["loss_terms"]]
     sess = ort.InferenceSession(str(result.artifacts["onnx_fp32"].path), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["image"] and [o.name for o in sess.get_outputs()] == ["scores"]
+
+
+def test_an_over_budget_derived_artifact_retries_with_a_tighter_target() -> None:
+    from types import SimpleNamespace
+
+    from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError
+    from edgedistill.workers.steps.derived.build import retry_shrink
+
+    state = SimpleNamespace(
+        student_arch={"family": "derived", "est_int8_bytes": 90_000, "derived": {"shrink": 1.0}},
+        warnings=[], budget={},
+    )  # fmt: skip
+    exc = ArtifactOverBudget("tflite over flash", stage="export", details={"model_bytes": 120_000})
+    events: list[str] = []
+    shrink = retry_shrink(state, exc, 1, 3, lambda kind, _p: events.append(kind))
+    assert shrink == pytest.approx(0.95 * 90_000 / 120_000)  # the measured shortfall, below the 0.8 default
+    assert state.budget["shrink_retries"][0]["derived_shrink"] == shrink and events == ["warning"]
+    with pytest.raises(BudgetError, match="3 retries"):
+        retry_shrink(state, exc, 4, 3, lambda *_a: None)
