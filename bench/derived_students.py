@@ -6,11 +6,13 @@ designed student trained on labels only.
 The teacher is bench/fashion_teacher.py's CNN (trained here once per --out folder). The designed student
 runs first (sizing fixed, so one training); the derived student's reduction is then the teacher's
 estimated int8 bytes over the designed student's, so both target the same flash. Every job goes through
-the real engine (run_pipeline) on the MCU profile with the 60k training images as the transfer set; every
+the real engine (run_pipeline) on the MCU profile with the training images (all 60k, or --train-samples)
+as the transfer set; every
 accuracy comes from running the job's device artifact (or the int8 teacher) in its runtime on the 10k test
 images. One seed unless --seeds says more.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m bench.derived_students --out /tmp/fm_derived [--epochs 3]
+        [--train-samples 12000] [--no-labels-only]
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="student epochs per job")
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--no-labels-only", action="store_true")
+    ap.add_argument(
+        "--train-samples", type=int, default=60_000, help="transfer set: the first N training images (the jobs "
+        "split it into train/val/test); accuracy is always on the official 10k test images",
+    )  # fmt: skip
+    ap.add_argument("--max-train-seconds", type=float, default=None, help="options.max_train_seconds of every job")
+    ap.add_argument("--qat", default="never", choices=["auto", "always", "never"], help="options.qat of every job")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -63,9 +71,10 @@ def main() -> None:
     data = load_fashion_mnist()
     meta = ensure_teacher(root, epochs=args.teacher_epochs)
     teacher = root / "teacher.onnx"
-    transfer = root / "transfer.npz"
+    n = min(args.train_samples, data.x_train.shape[0])
+    transfer = root / f"transfer_{n}.npz"
     if not transfer.exists():
-        np.savez(transfer, x=data.x_train, y=data.y_train)
+        np.savez(transfer, x=data.x_train[:n], y=data.y_train[:n])
     rows: dict[str, dict[str, Any]] = {}
 
     def row(name: str) -> dict[str, Any]:
@@ -85,7 +94,10 @@ def main() -> None:
     t_bytes = teacher_int8_bytes(teacher, data.x_train)
 
     def job(name: str, seed: int, options: dict[str, Any]) -> dict[str, Any]:
-        opts = {"seed": seed, "epochs": args.epochs, "device": "cpu", "sizing": "fixed", "benchmark_runs": 20}
+        opts = {
+            "seed": seed, "epochs": args.epochs, "device": "cpu", "sizing": "fixed", "benchmark_runs": 20,
+            "qat": args.qat, "max_train_seconds": args.max_train_seconds,
+        }  # fmt: skip
         result, seconds = compress(teacher, transfer, PROFILE, root / f"{name.split()[0]}-s{seed}", opts | options)
         primary = result.report["headline"]["primary_artifact"]
         path = result.artifacts[primary].path
@@ -119,7 +131,7 @@ def main() -> None:
     teacher_acc = rows["teacher fp32 (ONNX)"]["acc"][0]
     print(
         f"\nFashion-MNIST 10k test, profile {PROFILE}; teacher {meta['params']:,} params ({meta['epochs']} epochs); "
-        f"students {args.epochs} epochs on 60k; seeds {args.seeds}"
+        f"students {args.epochs} epochs on {n:,} transfer images (qat {args.qat}); seeds {args.seeds}"
     )
     head = f"{'model':46} {'artifact':18} {'accuracy %':>14} {'kept %':>7} {'bytes':>9} {'params':>8} {'MACs':>10}"
     print(head)
