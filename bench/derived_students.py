@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3, help="student epochs per job")
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--no-labels-only", action="store_true")
+    ap.add_argument("--no-hint-ablation", action="store_true", help="skip the derived student without hint losses")
     ap.add_argument(
         "--train-samples", type=int, default=60_000, help="transfer set: the first N training images (the jobs "
         "split it into train/val/test); accuracy is always on the official 10k test images",
@@ -127,6 +128,10 @@ def main() -> None:
             {"method": "kd", "student": {"family": "derived", "reduction": reduction}},
         )
         rows["derived-kd student (+ hints)"]["reduction"] = round(reduction, 2)
+        if not args.no_hint_ablation:  # the same derived student on KD + CE only (options.losses: no hint term)
+            terms = [{"key": "kd", "weight": 0.7, "kwargs": {"temperature": 4.0}}, {"key": "ce", "weight": 0.3}]
+            derived = {"family": "derived", "reduction": reduction}
+            job("derived-nohints student (KD + CE only)", seed, {"method": "kd", "student": derived, "losses": terms})
 
     teacher_acc = rows["teacher fp32 (ONNX)"]["acc"][0]
     print(
