@@ -125,7 +125,7 @@ def build_derived_student(
             found, dropped = alt, gone
     if found is None:
         floor = budget_violation(teacher_est, profile)
-        errors = [t["error"] for t in _last_trail(base, example, cost) if "error" in t]
+        errors = [t["error"] for t in _probe_error(base, example, cost)]
         raise DerivedUnavailable(
             "pruning the teacher's channels by up to 90 %"
             + (" and dropping every other layer" if len(layers) >= 2 else "")
@@ -177,13 +177,6 @@ def build_derived_student(
         },
     }
     return student, arch
-
-
-def _last_trail(base: DerivedStudent, example: Any, cost: Any) -> list[dict[str, Any]]:
-    from edgedistill.workers.steps.derived.prune import MAX_RATIO
-
-    found = search_ratio(base, example, cost, lambda _e: False, max_ratio=MAX_RATIO)
-    return found[3] if found is not None else _probe_error(base, example, cost)
 
 
 def _probe_error(base: DerivedStudent, example: Any, cost: Any) -> list[dict[str, Any]]:

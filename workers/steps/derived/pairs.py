@@ -15,7 +15,6 @@ report are the ones every feature method uses. Single-input teachers only (Teach
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -123,7 +122,3 @@ def plan_exact_features(
         pairs=pairs, teacher_kind=taps.kind, cache=cache, notes=notes,
         student_candidates=[p.student for p in pairs], teacher_candidates=list(taps.candidates),
     )  # fmt: skip
-
-
-def describe_pairs(plan: FeaturePlan | None) -> list[dict[str, Any]]:
-    return [] if plan is None else [p.describe() for p in plan.pairs]

@@ -25,7 +25,7 @@ import copy
 import math
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,7 +36,6 @@ from edgedistill.workers.steps.derived.convert import ConversionError, as_tuple
 WIDE_LIMIT = 0.5  # prune channels alone down to keeping half of them; below that, drop every other layer too
 MAX_RATIO = 0.9  # never remove more than 90 % of a layer's channels
 BISECTIONS = 9
-SOFTMAX_NAMES = ("Softmax",)
 SIGMOID_KINDS = frozenset({"sigmoid", "multilabel"})
 UNTRAINED = frozenset({"class_index"})
 
@@ -294,20 +293,6 @@ def prune_channels(student: DerivedStudent, example: tuple[torch.Tensor, ...], r
     )
     pruner.step()
     return pruned
-
-
-def channel_share(student: DerivedStudent, teacher_params: int) -> float:
-    return sum(p.numel() for p in student.parameters()) / max(1, teacher_params)
-
-
-@dataclass
-class PruneResult:
-    student: DerivedStudent
-    ratio: float
-    estimate: Any  # students.StudentEstimate
-    dropped_layers: list[int]
-    layers: int
-    trail: list[dict[str, Any]] = field(default_factory=list)
 
 
 def search_ratio(
