@@ -16,7 +16,8 @@ COPY workers ./workers
 COPY migrations ./migrations
 # The one installed package: edgedistill/ holds relative links to the four folders above.
 COPY edgedistill ./edgedistill
-# workers/steps/benchmark.py times calls with edgedistill.agent.bench: the worker cannot finish a job without it.
+# The package's edgedistill.agent (console script edgedistill-agent): nothing the images run imports it,
+# but the one distribution installs whole.
 COPY agent ./agent
 
 FROM base AS api

@@ -43,6 +43,7 @@ fi
 echo "== ruff"; .venv/bin/ruff check edgedistill service workers agent tests bench scripts migrations
 .venv/bin/ruff format --check edgedistill service workers agent tests bench scripts migrations
 echo "== mypy"; .venv/bin/mypy edgedistill
+echo "== import layers"; .venv/bin/lint-imports
 # The conformance tier (every real teacher against its targets, about an hour) runs on request only.
 if [ $# -eq 0 ]; then set -- -m "not conformance" --durations=25; fi
 echo "== pytest"; .venv/bin/pytest "$@"

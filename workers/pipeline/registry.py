@@ -9,8 +9,8 @@ import importlib
 import itertools
 from functools import cache
 
+from edgedistill.contracts.events import STAGES
 from edgedistill.workers.pipeline.base import Step
-from edgedistill.workers.pipeline.events import STAGES
 
 STEPS: dict[str, str] = {
     "load_teacher": "edgedistill.workers.steps.load_teacher:LoadTeacher",

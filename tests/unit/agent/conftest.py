@@ -12,9 +12,9 @@ import pytest
 
 @pytest.fixture(scope="session")
 def mcu_run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[str, Path]) -> Any:
+    from edgedistill.contracts.profiles import resolve_profile
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import resolve_profile
 
     options = JobOptions(
         epochs=3, patience=3, benchmark_runs=5, benchmark_warmup=1, calibration_samples=64, device="cpu"

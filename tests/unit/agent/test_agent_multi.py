@@ -23,9 +23,9 @@ SEQ, VOCAB = 16, 50
 
 @pytest.fixture(scope="module")
 def token_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from edgedistill.contracts.profiles import resolve_profile
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import resolve_profile
 
     tmp = tmp_path_factory.mktemp("agent-tokens")
     teacher = tmp / "tokens.onnx"

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import PipelineError
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.runtimes.litert import run_tflite
 from edgedistill.workers.steps.export_onnx import torch_predict
 from edgedistill.workers.steps.export_tflite import ExportTflite, convert_int8
-from edgedistill.workers.steps.model_info import describe_tflite
-from edgedistill.workers.steps.runtimes import run_tflite, tflite_ops
+from edgedistill.workers.steps.model_info import describe_tflite, tflite_ops
 
 MCU_OPS = set(builtin_profiles()["mcu-cortex-m4"].op_allowlist or [])
 
@@ -158,7 +158,7 @@ def test_debug_names_are_stripped_but_signatures_kept(exported: Any, digits_case
 
 
 def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: Any, digits_case: Any) -> None:
-    from edgedistill.workers.steps.runtimes import TfliteModel
+    from edgedistill.runtimes.litert import TfliteModel
 
     _, state = exported("mobile-arm64", "digits")
     rec = state.artifacts["tflite_int8"]
@@ -170,8 +170,8 @@ def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: An
 def test_the_file_is_read_under_the_teacher_names(run_factory: Any, digits_case: Any) -> None:
     """litert-torch names the tensors args_0 / output_0; the metadata maps them to the teacher's names
     so predict_all (runtimes, agent, bench) answers by the teacher's output name (issue 10)."""
-    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-    from edgedistill.workers.steps.runtimes import TfliteModel
+    from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.runtimes.litert import TfliteModel
 
     run = run_factory("mobile-arm64")
     state = digits_case.state()

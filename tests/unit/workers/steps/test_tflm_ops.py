@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgedistill.workers.pipeline.signature import ModelSignature
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.steps.runtimes import TfliteModel, run_tflm_all, tflite_ops
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.signature import ModelSignature
+from edgedistill.runtimes.litert import TfliteModel
+from edgedistill.runtimes.tflm import run_tflm_all
+from edgedistill.workers.steps.model_info import tflite_ops
 from edgedistill.workers.steps.verify import OpNotAllowed, Verify
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_export_multi import _export, multi_state
