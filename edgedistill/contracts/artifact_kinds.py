@@ -32,7 +32,10 @@ class ArtifactKind:
     label: str  # short name in tables and charts
     description: str  # one line for the profile page's target list
     target: str  # the profile target (profile.targets) that asks for it
-    exporter: str  # the pipeline step that writes it
+    exporter: str  # the pipeline step that writes it (its name in the pipeline's step registry)
+    # "module:Class" of that step: the pipeline registers exporters from here, so a new kind's step
+    # needs no edit to the step registry (a string, not an import: contracts import no engine code).
+    exporter_step: str
     suffix: str  # the file's suffix (the exporter step names the file)
     precision: Precision  # weights and activations
     io: IoType  # what the model's inputs and outputs take: float, or int8 with the model's own scale
@@ -63,6 +66,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="ONNX, float32",
         target="onnx_fp32",
         exporter="export_onnx",
+        exporter_step="edgedistill.workers.steps.export_onnx:ExportOnnx",
         suffix=".onnx",
         precision="fp32",
         io="float",
@@ -81,6 +85,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="ONNX, int8 (QDQ)",
         target="onnx_int8",
         exporter="quantize_onnx",
+        exporter_step="edgedistill.workers.steps.quantize:QuantizeOnnx",
         suffix=".onnx",
         precision="int8",
         io="float",  # QDQ: quantizes inside the graph with the scale/zero-point stored in it
@@ -99,6 +104,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="TFLite int8, float I/O",
         target="tflite_int8",
         exporter="export_tflite",
+        exporter_step="edgedistill.workers.steps.export_tflite:ExportTflite",
         suffix=".tflite",
         precision="int8",
         io="float",
@@ -117,6 +123,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="TFLite int8, int8 I/O (TFLM)",
         target="tflite_int8_full",
         exporter="export_tflite",
+        exporter_step="edgedistill.workers.steps.export_tflite:ExportTflite",
         suffix=".tflite",
         precision="int8",
         io="int8",
@@ -135,6 +142,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="C array for firmware",
         target="c_array",
         exporter="export_c_array",
+        exporter_step="edgedistill.workers.steps.mcu:ExportCArray",
         suffix=".cc",
         precision="int8",
         io="int8",
@@ -153,6 +161,7 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         description="C array for firmware",
         target="c_array",
         exporter="export_c_array",
+        exporter_step="edgedistill.workers.steps.mcu:ExportCArray",
         suffix=".h",
         precision="int8",
         io="int8",
@@ -212,6 +221,11 @@ def runnable_on(device_class: str) -> tuple[str, ...]:
 
 def with_suffix(suffix: str) -> tuple[str, ...]:
     return tuple(k.name for k in KINDS if k.is_model and k.suffix == suffix)
+
+
+def exporter_steps() -> dict[str, str]:
+    """Exporter step name -> "module:Class", for the pipeline's step registry."""
+    return {k.exporter: k.exporter_step for k in KINDS}
 
 
 def targets() -> tuple[str, ...]:

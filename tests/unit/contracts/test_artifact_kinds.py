@@ -37,8 +37,11 @@ def test_every_exporter_is_a_pipeline_step_and_every_extra_is_declared() -> None
     from edgedistill.workers.pipeline.registry import STEPS
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    from edgedistill.workers.pipeline.registry import step_class
+
     for kind in ak.KINDS:
-        assert kind.exporter in STEPS, kind.name
+        assert STEPS[kind.exporter] == kind.exporter_step, kind.name
+        assert step_class(kind.exporter).name == kind.exporter  # the class the registry points at is that step
         assert kind.extra is None or kind.extra in extras, kind.name
 
 
