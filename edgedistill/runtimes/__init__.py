@@ -1,0 +1,1 @@
+"""Thin wrappers that load and run one artifact kind each, importing their runtime library lazily."""
