@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import ArtifactRunError, RuntimeUnavailable
+from edgedistill.runtimes.common import read_sidecar
+
 RUNTIME = "executorch"
 BACKEND = "XnnpackBackend"
 DEFAULT_BATCH = 256
@@ -45,15 +48,6 @@ SCALAR_TYPES: dict[int, np.dtype[Any]] = {
     7: np.dtype(np.float64),
     11: np.dtype(np.bool_),
 }
-
-
-class ArtifactRunError(Exception):
-    """The program cannot be loaded or run on these inputs; str(exc) says which and why.
-    (Same name and meaning as edgedistill.contracts.errors.ArtifactRunError, which replaces it on merge.)"""
-
-
-class RuntimeUnavailable(ArtifactRunError):
-    """executorch (its Python runtime) is not installed here."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -131,19 +125,6 @@ def _names(metadata: Metadata, role: str, count: int, given: Sequence[str] | Non
     return names
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
-    import json
-
-    side = path.with_name(path.name + ".json")
-    if not side.is_file():
-        return {}
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def _feed_array(x: Any, spec: TensorSpec, label: str) -> np.ndarray:
     """An input as the program's dtype: integer data for integer inputs (ids, masks; cast between widths),
     float data for float inputs (cast to the program's width); anything else is a readable error."""
@@ -183,7 +164,7 @@ class ExecutorchModel:
         self.runtime_version = found[1] if found is not None else "unknown"
         self.name = program.name if isinstance(program, Path) else "the .pte program"
         if metadata is None:
-            metadata = _read_sidecar(program) if isinstance(program, Path) else {}
+            metadata = read_sidecar(program) if isinstance(program, Path) else {}
         set_threads(threads)
         self.threads = threads
         runtime = rt.Runtime.get()

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import ArtifactRunError, PipelineError, RuntimeUnavailable
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 KINDS = ("executorch_fp32", "executorch_int8")
@@ -318,12 +318,13 @@ class ExportExecutorch(Step):
 
     name = "export_executorch"
     stage = "export"
+    order = 85  # after the TFLite exports, before the C arrays
 
     def run(self, ctx: RunContext, state: RunState) -> None:
         kinds = [k for k in KINDS if k in ctx.spec.profile.targets]
         if not kinds:
             return
-        from edgedistill.runtimes.executorch import ArtifactRunError, ExecutorchModel, RuntimeUnavailable, installed
+        from edgedistill.runtimes.executorch import ExecutorchModel, installed
         from edgedistill.workers.steps.export_multi import max_diffs
 
         try:
