@@ -17,18 +17,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgedistill.agent.bench import latency_stats, time_calls
+from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
+from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
 from rich.console import Console
 from rich.table import Table
 
 from bench.digits import accuracy, digits_split, export_teacher, train_teacher
-from edgedistill.agent.bench import latency_stats, time_calls
 from edgedistill.runtimes.executorch import ExecutorchModel
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.registry import step_class
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
 from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.export_executorch import KINDS, ExportExecutorch
-from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
 
 STEPS = ("load_teacher", "load_data", "build_student", "distill", "export_onnx", "quantize_onnx", "export_tflite")
 

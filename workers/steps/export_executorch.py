@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import ArtifactRunError, PipelineError, RuntimeUnavailable
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.contracts.errors import ArtifactRunError, PipelineError, RuntimeUnavailable
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 KINDS = ("executorch_fp32", "executorch_int8")

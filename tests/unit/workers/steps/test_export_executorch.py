@@ -12,8 +12,9 @@ import pytest
 
 pytest.importorskip("executorch")
 
-from edgedistill.runtimes.executorch import ExecutorchModel
 from edgedistill.workers.pipeline.errors import PipelineError
+
+from edgedistill.runtimes.executorch import ExecutorchModel
 from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.export_executorch import KINDS, ExportExecutorch
 from edgedistill.workers.steps.export_multi import torch_predict_all
