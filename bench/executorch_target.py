@@ -17,17 +17,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from edgedistill.agent.bench import latency_stats, time_calls
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
 from rich.console import Console
 from rich.table import Table
 
 from bench.digits import accuracy, digits_split, export_teacher, train_teacher
-from edgedistill.runtimes.executorch import ExecutorchModel
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.spec import JobOptions, PipelineSpec
+from edgedistill.runtimes import open_model
+from edgedistill.runtimes.timing import latency_stats, time_calls
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.registry import step_class
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.export_executorch import KINDS, ExportExecutorch
 
 STEPS = ("load_teacher", "load_data", "build_student", "distill", "export_onnx", "quantize_onnx", "export_tflite")
@@ -77,23 +76,14 @@ def main() -> None:
         with torch.inference_mode():
             student = state.student.cpu().eval()(torch.from_numpy(x)).numpy()
         # one model per file, each at 1 thread; the ExecuTorch thread pool is process-wide and set to 1
-        models: dict[str, Any] = {
-            "executorch_fp32": ExecutorchModel(arts["executorch_fp32"].path, 1),
-            "executorch_int8": ExecutorchModel(arts["executorch_int8"].path, 1),
-            "onnx_fp32": OnnxModel(arts["onnx_fp32"].path, 1),
-            "onnx_int8": OnnxModel(arts["onnx_int8"].path, 1),
-        }
-        layout = arts["tflite_int8"].metadata.get("signature", {}).get("layout")
-        tfl = TfliteModel(arts["tflite_int8"].path, 1, layout if layout == "NHWC" else None)
+        # every artifact through the wrapper the registry names for its kind, as verify and the agent run it
+        kinds = ("executorch_fp32", "executorch_int8", "onnx_fp32", "onnx_int8", "tflite_int8")
+        models: dict[str, Any] = {k: open_model(arts[k].path, k, threads=1, metadata=arts[k].metadata) for k in kinds}
         x1 = np.ascontiguousarray(x[:1])
+        tfl = models.pop("tflite_int8")
         tfl_x1 = tfl.encode(x1)
-        calls = {
-            "executorch_fp32": models["executorch_fp32"].timed_call(x1),
-            "executorch_int8": models["executorch_int8"].timed_call(x1),
-            "onnx_fp32": lambda m=models["onnx_fp32"]: m.run_batch(x1),
-            "onnx_int8": lambda m=models["onnx_int8"]: m.run_batch(x1),
-            "tflite_int8": lambda: tfl.invoke_encoded(tfl_x1),
-        }
+        calls = {k: m.timed_call(x1) for k, m in models.items()}
+        calls["tflite_int8"] = lambda: tfl.invoke_encoded(tfl_x1)
         outputs = {k: m.predict(x) for k, m in models.items()}
         outputs["tflite_int8"] = tfl.predict(x)
         runtime = {"executorch": "executorch + XNNPACK", "onnx": "onnxruntime", "tflite": "ai-edge-litert"}

@@ -47,17 +47,25 @@ def test_every_exporter_is_a_pipeline_step_and_every_extra_is_declared() -> None
 
 def test_device_class_tables() -> None:
     assert ak.by_preference("mcu") == ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32")
-    assert ak.by_preference("mobile") == ("tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32")
-    assert ak.by_preference("cpu") == ("onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full")
+    assert ak.by_preference("mobile") == (
+        "tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32", "executorch_int8", "executorch_fp32"
+    )  # fmt: skip
+    assert ak.by_preference("cpu") == (
+        "onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full", "executorch_int8", "executorch_fp32"
+    )  # fmt: skip
     assert ak.runnable_on("mcu") == ("tflite_int8_full",)
-    assert ak.runnable_on("mobile") == ("tflite_int8", "tflite_int8_full")
+    assert ak.runnable_on("mobile") == ("tflite_int8", "tflite_int8_full", "executorch_int8", "executorch_fp32")
     assert ak.tflm_kind() == "tflite_int8_full"
-    assert ak.measured_by("agent") == ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+    assert ak.measured_by("agent") == (
+        "onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "executorch_int8", "executorch_fp32"
+    )  # fmt: skip
     assert set(ak.measured_by("tflm")) == {"tflite_int8_full", "c_source", "c_header"}
 
 
 def test_profile_targets_are_the_registrys() -> None:
-    assert TARGETS == ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "c_array")
+    assert TARGETS == (
+        "onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "executorch_int8", "executorch_fp32", "c_array"
+    )  # fmt: skip
     for profile in builtin_profiles().values():
         assert set(profile.targets) <= set(TARGETS)
     base = builtin_profiles()["cpu-x86"].model_dump()

@@ -49,7 +49,8 @@ def test_compress_digits_for_cortex_m4(digits_teacher_files: dict[str, Path], tm
         assert abs(metrics[variant]["drop_vs_student_fp32_pp"]) <= 3.0, variant
     student = report["student"]
     assert student["family"] == "ds_cnn2d"
-    assert report["teacher"]["params"] >= 8 * student["params"]
+    # Sizing starts at <= teacher/8 and may grow once to <= teacher/2 when the first size plateaus short.
+    assert report["teacher"]["params"] >= 2 * student["params"]
     budget = report["budget"]
     assert budget["flash"]["fits"] and budget["ram"]["fits"] and budget["macs"]["fits"]
     assert report["training"]["epochs_run"] >= 1 and report["training"]["samples_per_second"] > 0

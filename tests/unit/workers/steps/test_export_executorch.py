@@ -12,10 +12,9 @@ import pytest
 
 pytest.importorskip("executorch")
 
-from edgedistill.workers.pipeline.errors import PipelineError
-
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.contracts.profiles import builtin_profiles
 from edgedistill.runtimes.executorch import ExecutorchModel
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.export_executorch import KINDS, ExportExecutorch
 from edgedistill.workers.steps.export_multi import torch_predict_all
 from edgedistill.workers.steps.export_onnx import torch_predict
@@ -82,7 +81,7 @@ def test_int8_program_is_smaller_than_fp32(tmp_path: Path, digits_case: Any) -> 
 
 def test_only_targeted_kinds_and_nothing_without_targets(tmp_path: Path, vector_case: Any) -> None:
     state = vector_case.state()
-    ExportExecutorch().run(make_run(tmp_path, "cpu-x86").ctx, state)
+    ExportExecutorch().run(make_run(tmp_path, "mcu-cortex-m4").ctx, state)
     assert not any(k.startswith("executorch") for k in state.artifacts)
     ExportExecutorch().run(make_run(tmp_path, _profile("cpu-x86", ("executorch_int8",))).ctx, state)
     assert sorted(state.artifacts) == ["executorch_int8"]
