@@ -128,6 +128,17 @@ def test_the_client_extra_installs_without_the_server(client_venv: tuple[Path, d
     assert "usage: edgedistill submit" in help_.stdout
     assert "--require-quality" in help_.stdout
 
+    # Past --help: a real submit goes through the client's upload path to a port where nothing listens
+    # (9, discard) and ends with the one-line "unreachable" error, exit 3, not an ImportError.
+    teacher = cwd / "teacher.onnx"
+    teacher.write_bytes(b"not really onnx: the upload never starts")
+    submit = _run(
+        venv, env, cwd, "edgedistill", "submit", str(teacher), "--profile", "mobile-arm64",
+        "--url", "http://127.0.0.1:9", "--api-key", "edk_test", "--http-timeout", "5",
+    )  # fmt: skip
+    assert submit.returncode == 3, (submit.stdout, submit.stderr)
+    assert "Traceback" not in submit.stderr
+
 
 def test_the_agent_extra_installs_without_the_server(agent_venv: tuple[Path, dict[str, str], Path]) -> None:
     venv, env, cwd = agent_venv
@@ -141,3 +152,12 @@ def test_the_agent_extra_installs_without_the_server(agent_venv: tuple[Path, dic
     for command in ("run", "watch"):
         sub = _run(venv, env, cwd, "edgedistill-agent", command, "--help")
         assert sub.returncode == 0, sub.stderr
+
+    # A real run imports the agent's whole chain (api, measure, runtimes) and fails only on the network.
+    run = _run(
+        venv, {**env, "EDGEDISTILL_DEVICE_TOKEN": "edd_x"}, cwd, "edgedistill-agent", "run", "--artifact", "a",
+        "--url", "http://127.0.0.1:9", "--insecure", "--timeout", "5",
+    )  # fmt: skip
+    assert run.returncode == 1, (run.stdout, run.stderr)
+    assert "cannot reach the service" in run.stderr
+    assert "Traceback" not in run.stderr

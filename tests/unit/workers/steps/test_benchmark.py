@@ -69,6 +69,7 @@ def test_onnx_teacher_is_timed_in_onnxruntime(exported: Any, run_factory: Any, t
     assert state.teacher.calls == []  # not through teacher.predict
 
 
+@pytest.mark.slow  # the mcu exports and their timing (~4 s CPU)
 def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     exported: Any, run_factory: Any, make_profile: Any
 ) -> None:
@@ -84,6 +85,7 @@ def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     assert any("3000.0 ms is over the 100.0 ms target" in w for w in state.warnings)
 
 
+@pytest.mark.slow  # exports the torch teacher and times it (~4 s CPU)
 def test_a_torch_teacher_is_also_timed_exported_to_onnx(exported: Any, run_factory: Any) -> None:
     _, state = exported("cpu-x86", "vector")
     teacher = dataclasses.replace(state.teacher, calls=[])

@@ -37,6 +37,7 @@ def test_layout_of() -> None:
     assert layout_of([1, 1, 64, 3]) == "as-is"
 
 
+@pytest.mark.slow  # runs the generated onnxruntime snippet in a subprocess (~5 s CPU)
 def test_onnx_facts_and_snippet(exported: Any, tmp_path: Path) -> None:
     _, state = exported("mobile-arm64", "digits")
     for kind in ("onnx_fp32", "onnx_int8"):
