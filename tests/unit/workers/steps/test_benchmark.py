@@ -69,7 +69,6 @@ def test_onnx_teacher_is_timed_in_onnxruntime(exported: Any, run_factory: Any, t
     assert state.teacher.calls == []  # not through teacher.predict
 
 
-@pytest.mark.slow  # the mcu exports and their timing (~4 s CPU)
 def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     exported: Any, run_factory: Any, make_profile: Any
 ) -> None:

@@ -72,7 +72,6 @@ def test_vector_regression_model(exported: Any, vector_case: Any) -> None:
     assert np.mean((got - ref) ** 2) < 0.05 * np.var(ref)
 
 
-@pytest.mark.slow  # the cpu profile's exports, used by no fast test (~6 s CPU)
 def test_cpu_profile_makes_only_the_float_io_model(exported: Any) -> None:
     _, state = exported("cpu-x86", "digits")
     assert "tflite_int8" in state.artifacts and "tflite_int8_full" not in state.artifacts
