@@ -13,6 +13,9 @@ from edgedistill.agent.api import DeviceApi
 from edgedistill.agent.errors import IntegrityError
 from edgedistill.agent.measure import BenchOptions, measure_artifact
 
+# every test reads a real engine run (the session's mcu_run pipeline, ~14 s CPU)
+pytestmark = pytest.mark.slow
+
 
 class FakeService:
     def __init__(self, run: Any, kind: str, *, tamper: bool = False, verdict_ok: bool = True) -> None:

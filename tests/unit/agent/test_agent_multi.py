@@ -18,6 +18,9 @@ from edgedistill.agent.probe import read_arrays
 from edgedistill.agent.probe_multi import compare_outputs, headline, parse_multi
 from tests.signature_models import token_classifier_onnx
 
+# every test reads a real engine run of a two-input teacher (~8 s CPU)
+pytestmark = pytest.mark.slow
+
 SEQ, VOCAB = 16, 50
 
 

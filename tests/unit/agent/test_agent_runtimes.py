@@ -57,6 +57,7 @@ def test_layouts() -> None:
         resolve_layout(None, x, (1, 9, 9, 3))
 
 
+@pytest.mark.slow  # reads a real engine run (the session's mcu_run pipeline, ~14 s CPU)
 @pytest.mark.parametrize("kind", ["onnx_fp32", "onnx_int8", "tflite_int8_full"])
 def test_outputs_match_the_hosts(mcu_run: Any, kind: str) -> None:
     art = mcu_run.artifacts[kind]
@@ -72,6 +73,7 @@ def test_outputs_match_the_hosts(mcu_run: Any, kind: str) -> None:
     fn()
 
 
+@pytest.mark.slow  # reads the session's mcu_run pipeline
 def test_int8_input_quantization_is_read_from_the_model(mcu_run: Any) -> None:
     art = mcu_run.artifacts["tflite_int8_full"]
     model = TfliteModel(art.path, 1, metadata=art.metadata)

@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow  # the whole CLI pipeline in a subprocess, 40 epochs (~4 min CPU)
 @pytest.mark.timeout(600)
 def test_compress_digits_for_cortex_m4(digits_teacher_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"

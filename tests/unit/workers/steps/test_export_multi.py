@@ -122,6 +122,7 @@ def test_grid_head_detector_exports_with_the_teachers_nhwc_input(tmp_path: Path)
     _close(TfliteModel(tfl.path).predict_all(x), ref, 0.1)
 
 
+@pytest.mark.slow  # every export of a token model (~8 s CPU)
 def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -> None:
     state = _export(tmp_path, "cpu-x86", multi_state(TEXT))
     x = {k: v.astype(np.int32) for k, v in state.data.inputs_of("test").items()}  # int32 data, int64 model

@@ -100,6 +100,7 @@ def _check_every_artifact(state: Any, profile: str) -> None:
     assert checked
 
 
+@pytest.mark.slow  # litert-torch conversion (~4 s CPU)
 def test_30_feature_mlp_loads_in_ai_edge_litert_on_mobile(tmp_path: Path) -> None:
     state = _export(
         tmp_path, "mobile-arm64", tabular_state(30), ("edgedistill.workers.steps.export_tflite:ExportTflite",)

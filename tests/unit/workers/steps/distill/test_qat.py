@@ -37,6 +37,7 @@ def test_batchnorm_folding_keeps_the_function() -> None:
         torch.testing.assert_close(fused(x), m(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # QAT training plus every export (~14 s CPU)
 def test_qat_kd_trains_fake_quant_and_exports_int8_from_it(run_factory: Any, digits_case: Any) -> None:
     from edgedistill.runtimes.litert import run_tflite
     from edgedistill.workers.steps.export_tflite import ExportTflite
