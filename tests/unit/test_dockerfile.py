@@ -25,7 +25,7 @@ def test_targets_inherit_and_run_what_the_dockerfile_says() -> None:
     worker = resolve_target(stages, "worker")
     api = resolve_target(stages, "api")
     assert worker.workdir == api.workdir == "/app"
-    assert any('".[server,ml]"' in run for run in worker.runs)
+    assert any('".[server,ml,executorch]"' in run for run in worker.runs)
     assert any('".[server]"' in run for run in api.runs) and not any("ml" in run for run in api.runs)
     assert api.cmd[0] == "uvicorn" and worker.cmd[:2] == ["edgedistill", "worker"]
     assert worker.args["TORCH_INDEX_URL"] == ""  # empty: torch comes from the default index
