@@ -31,6 +31,7 @@ def _profile(base: str = "mobile-arm64", targets: tuple[str, ...] = KINDS) -> An
     return prof.model_copy(update={"targets": [*prof.targets, *targets]})
 
 
+@pytest.mark.slow  # lowers and verifies real programs: seconds of CPU each
 def test_digits_fp32_and_int8_pte_are_written_verified_and_agree(tmp_path: Path, digits_case: Any) -> None:
     run = make_run(tmp_path, _profile())
     state = digits_case.state()
@@ -79,6 +80,7 @@ def test_int8_program_is_smaller_than_fp32(tmp_path: Path, digits_case: Any) -> 
     assert int8.size_bytes < 0.6 * fp32.size_bytes, (int8.size_bytes, fp32.size_bytes)
 
 
+@pytest.mark.slow  # lowers and verifies real programs: seconds of CPU each
 def test_only_targeted_kinds_and_nothing_without_targets(tmp_path: Path, vector_case: Any) -> None:
     state = vector_case.state()
     ExportExecutorch().run(make_run(tmp_path, "mcu-cortex-m4").ctx, state)
