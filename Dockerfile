@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Two images from one file:
 #   docker build --target api    -t edgedistill-api .     (FastAPI + dashboard: [server], no ML libraries)
-#   docker build --target worker -t edgedistill-worker .  (Celery worker with the [server,ml] extras)
+#   docker build --target worker -t edgedistill-worker .  (Celery worker with the [server,ml,executorch] extras)
 # Set TORCH_INDEX_URL to a CPU-only PyTorch wheel index to keep the worker image free of CUDA
 # libraries; left empty, pip takes torch from the default index.
 ARG PYTHON_VERSION=3.11
@@ -16,7 +16,8 @@ COPY workers ./workers
 COPY migrations ./migrations
 # The one installed package: edgedistill/ holds relative links to the four folders above.
 COPY edgedistill ./edgedistill
-# workers/steps/benchmark.py times calls with edgedistill.agent.bench: the worker cannot finish a job without it.
+# The package's edgedistill.agent (console script edgedistill-agent): nothing the images run imports it,
+# but the one distribution installs whole.
 COPY agent ./agent
 
 FROM base AS api
@@ -31,7 +32,7 @@ CMD ["uvicorn", "edgedistill.service.main:create_app", "--factory", "--host", "0
 FROM base AS worker
 ARG TORCH_INDEX_URL=""
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --index-url "$TORCH_INDEX_URL" -c constraints.txt torch; fi \
- && pip install -c constraints.txt ".[server,ml]" \
+ && pip install -c constraints.txt ".[server,ml,executorch]" \
  && pip install -c constraints.txt --no-deps "onnx2torch>=1.5"
 USER edgedistill
 ENV EDGEDISTILL_DATA_DIR=/data

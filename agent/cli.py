@@ -30,11 +30,12 @@ from edgedistill.agent.errors import (
     ConfigError,
 )
 from edgedistill.agent.measure import BenchOptions, Result, measure_artifact
-from edgedistill.agent.runtimes import available_runtimes, runnable_kinds
+from edgedistill.contracts import artifact_kinds
+from edgedistill.runtimes import installed_runtimes, runnable_kinds
 
 URL_ENV = "EDGEDISTILL_URL"
 TOKEN_ENV = "EDGEDISTILL_DEVICE_TOKEN"
-MEASURABLE_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+MEASURABLE_KINDS = artifact_kinds.measured_by("agent")
 # Worst first: what a multi-artifact pass exits with when several things happened.
 SEVERITY = (EXIT_INTEGRITY, EXIT_USAGE, EXIT_ERROR, EXIT_FAILING, EXIT_OK)
 
@@ -187,8 +188,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     url, token = _config(args)
     kinds = runnable_kinds(MEASURABLE_KINDS)
     if not kinds:
-        raise ConfigError("no runtime installed: pip install onnxruntime and/or ai-edge-litert")
-    have = available_runtimes()
+        packages = sorted({str(artifact_kinds.get(k).package) for k in MEASURABLE_KINDS})
+        raise ConfigError(f"no runtime installed: pip install {' and/or '.join(packages)}")
+    have = installed_runtimes(kinds)
     _say(f"runtimes here: {', '.join(f'{k}: {v}' for k, v in have.items())}; measuring {', '.join(kinds)}")
     given_up: set[str] = set()  # failed in this process's life: not retried every poll
     codes: list[int] = []

@@ -10,12 +10,14 @@ from typing import Any
 
 from edgedistill.agent import __version__
 from edgedistill.agent.api import DeviceApi
-from edgedistill.agent.bench import latency_stats, peak_rss_bytes, time_calls
-from edgedistill.agent.errors import AgentError
+from edgedistill.agent.errors import AgentError, RuntimeUnavailable
 from edgedistill.agent.facts import device_facts
 from edgedistill.agent.probe import Agreement, compare, is_classification, parse_probe, read_arrays
 from edgedistill.agent.probe_multi import is_multi, parse_multi
-from edgedistill.agent.runtimes import load_model, standardize_input
+from edgedistill.contracts.errors import ArtifactRunError
+from edgedistill.contracts.errors import RuntimeUnavailable as NoRuntime
+from edgedistill.runtimes import open_model
+from edgedistill.runtimes.timing import latency_stats, peak_rss_bytes, time_calls
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,23 @@ class Result:
         return line + "; ok"
 
 
-def _layout(artifact: dict[str, Any]) -> str | None:
-    sig = (artifact.get("metadata") or {}).get("signature") or {}
-    layout = sig.get("layout") if isinstance(sig, dict) else None
-    return layout if isinstance(layout, str) else None
-
-
 def measure_files(
     model_path: Path, probe_path: Path, artifact: dict[str, Any], *, threads: int, options: BenchOptions
 ) -> tuple[dict[str, Any], Agreement | None]:
     """Run and time verified local files; returns the measurement body (without posting it) and, for a
-    single-input probe, its Agreement (a several-output probe's are in the body's extra.outputs)."""
+    single-input probe, its Agreement (a several-output probe's are in the body's extra.outputs).
+    The runtime wrappers' errors become the agent's own (exit codes, one-line messages)."""
+    try:
+        return _measure_files(model_path, probe_path, artifact, threads=threads, options=options)
+    except NoRuntime as exc:
+        raise RuntimeUnavailable(str(exc)) from exc
+    except ArtifactRunError as exc:
+        raise AgentError(str(exc)) from exc
+
+
+def _measure_files(
+    model_path: Path, probe_path: Path, artifact: dict[str, Any], *, threads: int, options: BenchOptions
+) -> tuple[dict[str, Any], Agreement | None]:
     kind = str(artifact["kind"])
     arrays = read_arrays(probe_path)
     if is_multi(arrays):  # a teacher with several inputs/outputs: by name, output by output
@@ -73,9 +81,11 @@ def measure_files(
             model_path, parse_multi(arrays, probe_path.name), artifact, threads=threads, options=options
         ), None
     probe = parse_probe(arrays, probe_path)
-    model = load_model(model_path, kind, threads=threads, layout=_layout(artifact))
+    # The artifact's metadata tells the wrapper its layout and, for a full-int8 tabular model, the
+    # standardisation its int8 input expects (applied inside the wrapper, before quantising).
+    model = open_model(model_path, kind, threads=threads, metadata=artifact.get("metadata") or {})
     reference_name, reference = probe.reference_for(kind)
-    x = standardize_input(probe.x, artifact.get("metadata") or {})
+    x = probe.x
     outputs = model.predict(x)
     agreement = compare(outputs, reference, classification=is_classification(artifact.get("task"), reference, probe.y))
     samples = time_calls(model.timed_call(x[:1]), warmup=options.warmup, runs=options.runs)

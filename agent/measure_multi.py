@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from edgedistill.agent import __version__
-from edgedistill.agent.bench import latency_stats, peak_rss_bytes, time_calls
 from edgedistill.agent.facts import device_facts
 from edgedistill.agent.probe_multi import MultiProbe, compare_outputs, headline
-from edgedistill.agent.runtimes_multi import load_multi_model
+from edgedistill.runtimes import open_model
+from edgedistill.runtimes.timing import latency_stats, peak_rss_bytes, time_calls
 
 
 def measure_multi(
@@ -20,12 +20,12 @@ def measure_multi(
 ) -> dict[str, Any]:
     kind = str(artifact["kind"])
     metadata = artifact.get("metadata") or {}
-    model = load_multi_model(model_path, kind, metadata, threads=threads)
+    model = open_model(model_path, kind, threads=threads, metadata=metadata)
     reference_name, reference = probe.reference_for(kind)
     got = model.predict_all(probe.inputs)
     per = compare_outputs(got, reference, probe.output_kinds)
     agreement, worst = headline(per)
-    samples = time_calls(model.timed_call(probe.inputs), warmup=options.warmup, runs=options.runs)
+    samples = time_calls(model.timed_call_all(probe.inputs), warmup=options.warmup, runs=options.runs)
     extra: dict[str, Any] = {
         "device": device_facts(model.runtime_name, model.runtime_version),
         "agent_version": __version__,
@@ -38,7 +38,7 @@ def measure_multi(
         "worst_output": worst.name if worst else None,
         "outputs": {p.name: p.as_dict() for p in per},
         "inputs": list(probe.inputs),
-        "input_quantization": model.input_quantization,
+        "input_quantization": model.io_quantization(),
         "layout": dict(getattr(model, "layouts", {})) or "as data",
         "warmup": options.warmup,
         "batch": 1,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgedistill.agent.errors import AgentError
+from edgedistill.contracts import artifact_kinds
 
 # Float artifacts are compared with the float student; int8 ones with the host's run of the same file.
 FLOAT_REFERENCE = "student_fp32"
@@ -34,7 +35,8 @@ def reference_variant(outputs: Mapping[str, Any], kind: str) -> str:
     float student's for fp32 artifacts."""
     if kind in outputs:
         return kind
-    if kind.endswith("_fp32") and FLOAT_REFERENCE in outputs:
+    found = artifact_kinds.BY_NAME.get(kind)
+    if found is not None and found.precision == "fp32" and FLOAT_REFERENCE in outputs:
         return FLOAT_REFERENCE
     have = ", ".join(sorted(outputs)) or "none"
     raise AgentError(f"the probe has no host outputs for {kind} (it has: {have})")

@@ -20,10 +20,12 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.digits import accuracy, digits_split, export_teacher, train_teacher
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.spec import JobOptions, PipelineSpec
+from edgedistill.runtimes.litert import run_tflite
+from edgedistill.runtimes.onnx import run_onnx
+from edgedistill.runtimes.tflm import run_tflm
 from edgedistill.workers.pipeline.runner import run_pipeline
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.steps.runtimes import run_onnx, run_tflite, run_tflm
 
 PROFILES = ("cpu-x86", "mobile-arm64", "mcu-cortex-m4")
 TARGETS = {

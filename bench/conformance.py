@@ -188,33 +188,15 @@ def trained_outputs(case: Case) -> list[str]:
 
 
 def run_artifact(kind: str, path: Path, case: Case, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from edgedistill.workers.steps import runtimes
+    """Every output of the artifact by the teacher's name, in the runtime wrapper the engine and the agent
+    use (edgedistill.runtimes); the full-int8 file in the TFLite Micro interpreter, as verify runs it."""
+    from edgedistill.runtimes import open_model
+    from edgedistill.runtimes.tflm import run_tflm_all
 
     if kind == "tflite_int8_full":
-        inputs = {k: v[:TFLM_MAX_SAMPLES] for k, v in inputs.items()}
-    multi = {"onnx": hasattr(runtimes.OnnxModel, "predict_all"), "tflite": hasattr(runtimes.TfliteModel, "predict_all")}
-    if kind == "tflite_int8_full" and hasattr(runtimes, "run_tflm_all"):
-        out = runtimes.run_tflm_all(path, inputs)
-        return dict(out[0] if isinstance(out, tuple) else out)
-    if kind.startswith("tflite") and kind != "tflite_int8_full" and multi["tflite"]:
-        return dict(runtimes.TfliteModel(path).predict_all(inputs))
-    if kind.startswith("onnx") and multi["onnx"]:
-        return dict(runtimes.OnnxModel(path).predict_all(inputs))
-    # The engine before issue 10: one input, one output (the first trained teacher output).
-    if len(case.input_names) != 1:
-        raise RuntimeError("this engine's runtimes take one input")
-    x = next(iter(inputs.values())).astype(np.float32)
-    if kind == "tflite_int8_full":
-        y, _arena = runtimes.run_tflm(path, x)
-    elif kind.startswith("tflite"):
-        y = runtimes.run_tflite(path, x)
-    else:
-        y = runtimes.run_onnx(path, x)
-    outs = {trained_outputs(case)[0]: y}
-    labelled = [n for n, k in case.kinds.items() if k == "class_index"]
-    if labelled:
-        outs[labelled[0]] = y.argmax(1)
-    return outs
+        out, _arena = run_tflm_all(path, {k: v[:TFLM_MAX_SAMPLES] for k, v in inputs.items()})
+        return dict(out)
+    return dict(open_model(path, kind).predict_all(inputs))
 
 
 def io_check(onnx_path: Path, case: Case, heldout: dict[str, np.ndarray]) -> str:
@@ -257,9 +239,9 @@ def _engine_data(case: Case, work: Path) -> Path:
 
 
 def run_case(case: Case, profile: str, work: Path, options: dict[str, Any]) -> list[Row]:
+    from edgedistill.contracts.profiles import builtin_profiles
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import builtin_profiles
 
     base = Row(case.name, profile, teacher_bytes=case.teacher.stat().st_size)
     out_dir = work / "runs" / f"{case.name}-{profile}-{int(time.time() * 1000)}"

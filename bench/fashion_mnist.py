@@ -31,7 +31,7 @@ from rich.table import Table
 
 from bench.fashion_teacher import ensure_teacher
 from bench.idx import load_fashion_mnist
-from edgedistill.agent.bench import latency_stats, time_calls
+from edgedistill.runtimes.timing import latency_stats, time_calls
 
 PROFILES = ("cpu-x86", "mobile-arm64", "mcu-cortex-m4")
 CALIBRATION = 256
@@ -102,7 +102,7 @@ def run_any(path: Path, x: np.ndarray, threads: int) -> np.ndarray:
     if path.suffix == ".onnx":
         fn = _session(path, threads)
         return np.concatenate([fn(x[i : i + 1000]) for i in range(0, len(x), 1000)])
-    from edgedistill.workers.steps.runtimes import run_tflite
+    from edgedistill.runtimes.litert import run_tflite
 
     return run_tflite(path, x, threads=threads)
 
@@ -115,7 +115,7 @@ def latency(path: Path, x: np.ndarray, threads: int, runs: int) -> dict[str, flo
         p1 = latency_stats(time_calls(b1, warmup=20, runs=runs))["p50_ms"]
         p64 = latency_stats(time_calls(b64, warmup=3, runs=max(10, runs // 10)))["p50_ms"]
     else:
-        from edgedistill.workers.steps.runtimes import TfliteModel
+        from edgedistill.runtimes.litert import TfliteModel
 
         m = TfliteModel(path, threads)
         e1 = m.encode(x[:1])
@@ -133,9 +133,9 @@ def latency(path: Path, x: np.ndarray, threads: int, runs: int) -> dict[str, flo
 
 
 def compress(teacher: Path, data: Path, profile: str, out: Path, options: dict[str, Any]) -> tuple[Any, float]:
+    from edgedistill.contracts.profiles import builtin_profiles
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import builtin_profiles
 
     spec = PipelineSpec(
         teacher_path=teacher,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.profiles import builtin_profiles
 from edgedistill.workers.steps.distill.losses import build_loss, method_terms
 from edgedistill.workers.steps.distill.trainer import SplitTensors, TrainConfig, train_student
 from edgedistill.workers.steps.students import StudentArch, build_module, choose_arch, estimate

@@ -34,9 +34,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.digits import accuracy, digits_split, export_teacher, train_teacher
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.spec import METHODS, DataFreeOptions, JobOptions, LossTerm, PipelineSpec
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.spec import METHODS, DataFreeOptions, JobOptions, LossTerm, PipelineSpec
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.distill.fitting import fit
 from edgedistill.workers.steps.distill.methods import METHODS as METHOD_TABLE
@@ -113,9 +113,9 @@ def run_qat(
     from litert_torch.quantize import pt2e_quantizer
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
+    from edgedistill.runtimes.common import to_model_layout
     from edgedistill.workers.steps.distill.qat import _layout_module, copy_back, fuse_batchnorm, prepare_qat
     from edgedistill.workers.steps.export_tflite import channel_last_module
-    from edgedistill.workers.steps.runtimes import to_model_layout
 
     student = _student(seed)
     fit(ctx, state, student, _terms("kd", opts), TrainConfig.from_options(opts, "cpu"))

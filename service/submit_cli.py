@@ -20,6 +20,7 @@ from rich.table import Table
 
 from edgedistill.client import Client, Job, JobFailed, SseEvent
 from edgedistill.contracts.report import read_report
+from edgedistill.contracts.statuses import QUEUED, SUCCEEDED
 from edgedistill.service.cli_errors import (
     EXIT_BELOW_QUALITY,
     EXIT_CODES_HELP,
@@ -90,7 +91,7 @@ def _follow(job_wait: Any, console: Console, timeout: float | None) -> Any:
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("job", total=100, stage="queued", detail="")
+        task = progress.add_task("job", total=100, stage=QUEUED, detail="")
 
         def on_event(ev: SseEvent) -> None:
             d = ev.data
@@ -111,7 +112,7 @@ def _follow(job_wait: Any, console: Console, timeout: float | None) -> Any:
                 progress.update(task, **fields)
 
         job = job_wait(timeout=timeout, on_event=on_event, check=False)
-        progress.update(task, completed=100 if job.status == "succeeded" else job.data.get("progress") or 0)
+        progress.update(task, completed=100 if job.status == SUCCEEDED else job.data.get("progress") or 0)
     return job
 
 
@@ -169,7 +170,7 @@ def _run(args: argparse.Namespace, out: Console, err: Console) -> int:
                 out.print(job.id, highlight=False)
             return EXIT_OK
         job = _follow(job.wait, err, args.timeout)
-        if job.status != "succeeded":
+        if job.status != SUCCEEDED:
             if args.json:
                 print(json.dumps({"job": job.data}, indent=2))
             raise JobFailed(job.data)

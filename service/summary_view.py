@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgedistill.contracts.report import Report
-from edgedistill.workers.pipeline.verdict import verdict_line
+from edgedistill.contracts.verdict import verdict_line
 
 
 @dataclass(frozen=True)

@@ -130,9 +130,9 @@ def make_ctx(
     **options: Any,
 ) -> tuple[Any, list[Any]]:
     """A RunContext for running steps directly, and the list its events are collected in."""
+    from edgedistill.contracts.profiles import builtin_profiles
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.context import RunContext
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import builtin_profiles
 
     spec = PipelineSpec(
         teacher_path=teacher or tmp_path / "teacher.onnx",
@@ -149,7 +149,7 @@ def make_ctx(
 
 def custom_profile(base: str, **budgets: Any) -> Any:
     """A built-in profile with some budgets replaced, validated like a user's profile file."""
-    from edgedistill.workers.profiles import builtin_profiles, parse_profile
+    from edgedistill.contracts.profiles import builtin_profiles, parse_profile
 
     raw = builtin_profiles()[base].as_yaml_dict()
     raw["budgets"] = {**raw["budgets"], **budgets}  # type: ignore[dict-item]

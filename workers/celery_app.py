@@ -7,10 +7,8 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from edgedistill.contracts.names import DEFAULT_QUEUE, QUEUES
 from edgedistill.service.settings import Settings, get_settings
-
-RUN_JOB = "edgedistill.run_job"
-QUEUES = ("compress", "gpu")
 
 
 def broker_url(settings: Settings) -> str:
@@ -26,7 +24,7 @@ def create_worker_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("edgedistill", broker=broker_url(settings))
     app.conf.update(
-        task_default_queue="compress",
+        task_default_queue=DEFAULT_QUEUE,
         task_queues=[Queue(q) for q in QUEUES],
         # Redeliver a job whose worker died mid-run; the task's conditional claim makes that safe.
         task_acks_late=True,

@@ -22,13 +22,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.contracts.events import PipelineEvent
+from edgedistill.contracts.profiles import ProfileError, resolve_profile
 from edgedistill.contracts.report import read_report
+from edgedistill.contracts.spec import METHODS, JobOptions, PipelineSpec
 from edgedistill.service.cli_errors import EXIT_BELOW_QUALITY
 from edgedistill.service.summary_view import ArtifactRow, below_quality, print_summary
-from edgedistill.workers.pipeline.errors import PipelineError
-from edgedistill.workers.pipeline.events import PipelineEvent
-from edgedistill.workers.pipeline.spec import METHODS, JobOptions, PipelineSpec
-from edgedistill.workers.profiles import ProfileError, resolve_profile
 
 
 class UsageError(Exception):
@@ -172,9 +172,9 @@ def _lifelong_paths(options: JobOptions) -> tuple[Path | None, Path | None, Path
 def precheck(spec: PipelineSpec) -> str | None:
     """The API's submit-time checks before anything runs: the teacher's recorded signature (ONNX,
     TFLite) against the data's arrays and the options. One line naming every problem, or None."""
-    from edgedistill.workers.formats import check_npz
-    from edgedistill.workers.pipeline.signature_readers import inspect_model
-    from edgedistill.workers.pipeline.submit_checks import one_line, submit_problems
+    from edgedistill.contracts.formats import check_npz
+    from edgedistill.contracts.signature_readers import inspect_model
+    from edgedistill.contracts.submit_checks import one_line, submit_problems
 
     try:
         fmt, signature = inspect_model(spec.teacher_path)

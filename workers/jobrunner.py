@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgedistill.contracts.errors import Cancelled, PipelineError
+from edgedistill.contracts.profiles.schema import DeviceProfile
+from edgedistill.contracts.spec import JobOptions, PipelineSpec
+from edgedistill.contracts.statuses import CANCELLED, FAILED, RUNNING, SUCCEEDED, TERMINAL_STATUSES
 from edgedistill.service.db.session import session_scope
 from edgedistill.service.repos import datasets as datasets_repo
 from edgedistill.service.repos import jobs as jobs_repo
@@ -19,13 +23,8 @@ from edgedistill.service.settings import Settings, get_settings
 from edgedistill.service.storage import ArtifactStore, get_store
 from edgedistill.workers.dispatching import dispatch_after_claim
 from edgedistill.workers.persistence import JobRecorder
-from edgedistill.workers.pipeline.errors import Cancelled, PipelineError
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-from edgedistill.workers.profiles.schema import DeviceProfile
 
 log = logging.getLogger(__name__)
-
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
 class _Heartbeat(threading.Thread):
@@ -68,7 +67,7 @@ def _lifelong_inputs(session: Any, job: Any) -> dict[str, Any]:
     earlier = jobs_repo.get_job(session, tenant_id=job.tenant_id, job_id=str(earlier_id))
     if earlier is None:
         return {"lifelong_error": f"options.init_from: job {earlier_id} not found"}
-    if earlier.status != "succeeded":
+    if earlier.status != SUCCEEDED:
         return {"lifelong_error": f"options.init_from: job {earlier_id} is {earlier.status}, not succeeded"}
     keys: dict[str, str | None] = {}
     for kind in LIFELONG_KINDS:
@@ -96,7 +95,7 @@ def execute_job(job_id: str, *, worker_id: str, settings: Settings | None = None
         if job is None:
             log.warning("job %s not in the database; dropping the message", job_id)
             return "skipped:missing"
-        ended = job.status if job.status in TERMINAL else None
+        ended = job.status if job.status in TERMINAL_STATUSES else None
     if ended is not None:
         dispatch_after_claim(settings)  # e.g. cancelled while waiting in the broker: its slot is free
         return f"skipped:{ended}"
@@ -152,7 +151,7 @@ def _take_over(job_id: str, worker_id: str, settings: Settings) -> bool:
     while time.monotonic() < deadline:
         with session_scope(settings) as session:
             job = jobs_repo.get_job_any_tenant(session, job_id=job_id)
-            if job is None or job.status != "running":
+            if job is None or job.status != RUNNING:
                 return False
             if seen is not None and job.heartbeat_at != seen:
                 return False  # its worker is alive
@@ -163,7 +162,7 @@ def _take_over(job_id: str, worker_id: str, settings: Settings) -> bool:
                         f"the worker process running this job died {job.attempts} times "
                         "(killed, or crashed by the job itself, e.g. out of memory); not retried again"
                     )
-                    jobs_repo.finish_job(session, job_id=job_id, status="failed", error=reason)
+                    jobs_repo.finish_job(session, job_id=job_id, status=FAILED, error=reason)
                     return False
             else:
                 attempt = job.attempts + 1
@@ -216,20 +215,20 @@ def _run(job_id: str, inputs: dict[str, Any], recorder: JobRecorder, store: Arti
                 raise PipelineError(f"storing the job's artifacts failed: {exc}") from exc
         if not owned:
             return "skipped:taken-over", "another worker took the job over"
-        return "succeeded", None
+        return SUCCEEDED, None
     except Cancelled:
-        recorder.finish("cancelled", error="cancelled by user")
-        return "cancelled", None
+        recorder.finish(CANCELLED, error="cancelled by user")
+        return CANCELLED, None
     except PipelineError as exc:
         reason = str(exc)
-        recorder.finish("failed", error=reason)
-        return "failed", reason
+        recorder.finish(FAILED, error=reason)
+        return FAILED, reason
     except SoftTimeLimitExceeded:
         reason = "the job ran past its time limit and was stopped"
-        recorder.finish("failed", error=reason)
-        return "failed", reason
+        recorder.finish(FAILED, error=reason)
+        return FAILED, reason
     except Exception as exc:  # an engine bug must still end the job with a reason, never leave it running
         log.exception("job %s crashed", job_id)
         reason = f"internal error: {type(exc).__name__}: {exc}"
-        recorder.finish("failed", error=reason)
-        return "failed", reason
+        recorder.finish(FAILED, error=reason)
+        return FAILED, reason

@@ -13,13 +13,13 @@ from typing import Any
 
 from celery import Celery
 
+from edgedistill.contracts.names import QUEUES, RUN_JOB_TASK
 from edgedistill.service.db.session import session_scope
 from edgedistill.service.repos import dispatch as dispatch_repo
 from edgedistill.service.repos import jobs as jobs_repo
 from edgedistill.service.repos import lifecycle
 from edgedistill.service.settings import Settings, get_settings
 from edgedistill.service.storage import get_store
-from edgedistill.workers.celery_app import QUEUES, RUN_JOB
 from edgedistill.workers.dispatching import dispatch_waiting
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def _job_id_of(item: bytes) -> str | None:
     try:
         message = json.loads(item)
         headers = message.get("headers") or {}
-        if headers.get("task") != RUN_JOB:
+        if headers.get("task") != RUN_JOB_TASK:
             return None
         body = message.get("body")
         if isinstance(body, str) and message.get("properties", {}).get("body_encoding") == "base64":
@@ -76,7 +76,7 @@ def requeue_lost(app: Celery, *, older_than_s: float, only_missing: bool) -> int
         present = broker_job_ids(app)
         queued = [(job_id, queue) for job_id, queue in queued if job_id not in present]
     for job_id, queue in queued:
-        app.send_task(RUN_JOB, args=[job_id], queue=queue)
+        app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
     return len(queued)
 
 

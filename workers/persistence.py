@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.events import PipelineEvent
+from edgedistill.contracts.statuses import SUCCEEDED
 from edgedistill.service.db.session import session_scope
 from edgedistill.service.repos import artifacts as artifacts_repo
 from edgedistill.service.repos import events as events_repo
@@ -23,7 +25,6 @@ from edgedistill.service.repos import models as models_repo
 from edgedistill.service.repos.storage_refs import storage_key_in_use
 from edgedistill.service.settings import Settings
 from edgedistill.service.storage import ArtifactStore, key_for
-from edgedistill.workers.pipeline.events import PipelineEvent
 from edgedistill.workers.steps.teacher_record import SIGNATURE_KEY, SOURCES
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class JobRecorder:
 
             def write(session: Session) -> bool:
                 if not jobs_repo.finish_job(
-                    session, job_id=self.job_id, status="succeeded", report=result.report, worker_id=self.worker_id
+                    session, job_id=self.job_id, status=SUCCEEDED, report=result.report, worker_id=self.worker_id
                 ):
                     return False
                 ids: dict[str, str] = {}
@@ -164,7 +165,7 @@ class JobRecorder:
             log.warning("job %s is no longer this worker's; its results are dropped", self.job_id)
             self._discard(store, added)
             return False
-        self.final_status = "succeeded"
+        self.final_status = SUCCEEDED
         return True
 
     def _discard(self, store: ArtifactStore, keys: list[str]) -> None:

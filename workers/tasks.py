@@ -10,14 +10,14 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
-from edgedistill.workers.celery_app import RUN_JOB
+from edgedistill.contracts.names import RUN_JOB_TASK
 
 log = logging.getLogger(__name__)
 _stop_maintenance = threading.Event()
 
 
 def register(app: Celery) -> None:
-    @app.task(name=RUN_JOB, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(name=RUN_JOB_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
     def run_job(self: Task, job_id: str) -> str:
         from edgedistill.workers.jobrunner import execute_job
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgedistill.contracts.names import DEFAULT_QUEUE, QUEUES
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgedistill worker", description=__doc__)
-    p.add_argument("--queues", default="compress", help="comma-separated: compress, gpu")
+    p.add_argument("--queues", default=DEFAULT_QUEUE, help=f"comma-separated: {', '.join(QUEUES)}")
     p.add_argument("--concurrency", type=int, default=1, help="jobs at once (one process each)")
     p.add_argument("--hostname", default=None, help="Celery node name (default celery@HOST)")
     p.add_argument("--loglevel", default="INFO")

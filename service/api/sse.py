@@ -12,7 +12,8 @@ from fastapi import HTTPException, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edgedistill.service.db.models import TERMINAL_STATUSES, Job
+from edgedistill.contracts.statuses import TERMINAL_STATUSES
+from edgedistill.service.db.models import Job
 from edgedistill.service.repos.events import list_events
 from edgedistill.service.schemas.jobs import event_payload
 

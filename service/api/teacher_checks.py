@@ -9,11 +9,11 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
+from edgedistill.contracts.formats import NON_INPUT_KEYS
+from edgedistill.contracts.spec import JobOptions
+from edgedistill.contracts.submit_checks import DataArrays, SubmitProblem, submit_problems
 from edgedistill.service.db.models import Dataset, TeacherModel
 from edgedistill.service.schemas.models import stored_signature
-from edgedistill.workers.formats import NON_INPUT_KEYS
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.pipeline.submit_checks import DataArrays, SubmitProblem, submit_problems
 
 
 def dataset_arrays(summary: dict[str, Any]) -> DataArrays | None:

@@ -21,21 +21,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from edgedistill.contracts.events import JOB_EVENT_KINDS
+from edgedistill.contracts.names import DEFAULT_QUEUE
+from edgedistill.contracts.statuses import JOB_STATUSES, QUEUED
 from edgedistill.service.db.base import Base, new_id, utcnow
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-EVENT_KINDS = (
-    "status",
-    "stage_started",
-    "stage_finished",
-    "progress",
-    "epoch",
-    "artifact",
-    "measurement",
-    "warning",
-    "error",
-)
 MEASUREMENT_SOURCES = ("host", "device")
 
 
@@ -138,7 +128,7 @@ class Job(Base):
     profile_name: Mapped[str] = mapped_column(String(64))
     profile: Mapped[dict[str, Any]] = mapped_column(JSON)  # resolved snapshot at submit time
     options: Mapped[dict[str, Any]] = mapped_column(JSON)  # JobOptions with defaults filled in
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)
     stage: Mapped[str | None] = mapped_column(String(32), default=None)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -146,7 +136,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     webhook_url: Mapped[str | None] = mapped_column(String(2048), default=None)
-    queue: Mapped[str] = mapped_column(String(32), default="compress")
+    queue: Mapped[str] = mapped_column(String(32), default=DEFAULT_QUEUE)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(255), default=None)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -165,7 +155,7 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (
         Index("ix_job_events_job_id_id", "job_id", "id"),
-        CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
+        CheckConstraint(_in("kind", JOB_EVENT_KINDS), name="kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

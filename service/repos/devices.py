@@ -9,6 +9,8 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.statuses import SUCCEEDED
 from edgedistill.service.db.base import utcnow
 from edgedistill.service.db.models import Artifact, Device, Job, LatencyMeasurement
 from edgedistill.service.repos.errors import Conflict
@@ -89,8 +91,8 @@ def revoke_device(session: Session, *, tenant_id: str, device_id: str) -> Device
 # What a device token may see: its tenant's artifacts of jobs for the device's profile.
 # --------------------------------------------------------------------------------------------------
 
-# The artifacts an agent can run: ONNX with onnxruntime, TFLite with ai-edge-litert.
-MEASURABLE_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+# The artifacts an agent can run (the registry's kinds measured by "agent").
+MEASURABLE_KINDS = artifact_kinds.measured_by("agent")
 # What a device token may read at all: those, and the probe inputs it checks them against. Reports,
 # summaries and the rest stay with API keys.
 DEVICE_READABLE_KINDS = (*MEASURABLE_KINDS, "probe")
@@ -130,7 +132,7 @@ def list_visible_artifacts(
     stmt = (
         select(Artifact, Job)
         .join(Job, Job.id == Artifact.job_id)
-        .where(*_scope(device), Job.status == "succeeded", Artifact.kind.in_(wanted))
+        .where(*_scope(device), Job.status == SUCCEEDED, Artifact.kind.in_(wanted))
     )
     if artifact_id is not None:
         stmt = stmt.where(Artifact.id == artifact_id)

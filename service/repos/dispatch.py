@@ -8,18 +8,19 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.statuses import QUEUED, RUNNING
 from edgedistill.service.db.base import utcnow
 from edgedistill.service.db.models import Job
 
 
 def in_flight(session: Session, *, queue: str) -> int:
     """Jobs sent to the broker that no worker has claimed yet."""
-    stmt = select(func.count()).where(Job.queue == queue, Job.status == "queued", Job.dispatched_at.is_not(None))
+    stmt = select(func.count()).where(Job.queue == queue, Job.status == QUEUED, Job.dispatched_at.is_not(None))
     return int(session.scalar(stmt) or 0)
 
 
 def waiting_queues(session: Session) -> list[str]:
-    stmt = select(Job.queue).where(Job.status == "queued", Job.dispatched_at.is_(None)).distinct()
+    stmt = select(Job.queue).where(Job.status == QUEUED, Job.dispatched_at.is_(None)).distinct()
     return sorted(session.scalars(stmt))
 
 
@@ -28,7 +29,7 @@ def next_fair_job(session: Session, *, queue: str, max_running: int = 0) -> str 
     first); with max_running > 0, tenants with that many jobs running or dispatched are skipped."""
     waiting = (
         select(Job.tenant_id, func.min(Job.created_at).label("oldest"))
-        .where(Job.queue == queue, Job.status == "queued", Job.dispatched_at.is_(None))
+        .where(Job.queue == queue, Job.status == QUEUED, Job.dispatched_at.is_(None))
         .group_by(Job.tenant_id)
         .subquery()
     )
@@ -42,7 +43,7 @@ def next_fair_job(session: Session, *, queue: str, max_running: int = 0) -> str 
     if max_running > 0:
         busy = (
             select(Job.tenant_id, func.count().label("n"))
-            .where((Job.status == "running") | ((Job.status == "queued") & Job.dispatched_at.is_not(None)))
+            .where((Job.status == RUNNING) | ((Job.status == QUEUED) & Job.dispatched_at.is_not(None)))
             .group_by(Job.tenant_id)
             .subquery()
         )
@@ -56,7 +57,7 @@ def next_fair_job(session: Session, *, queue: str, max_running: int = 0) -> str 
         return None
     job_stmt = (
         select(Job.id)
-        .where(Job.tenant_id == tenant, Job.queue == queue, Job.status == "queued", Job.dispatched_at.is_(None))
+        .where(Job.tenant_id == tenant, Job.queue == queue, Job.status == QUEUED, Job.dispatched_at.is_(None))
         .order_by(Job.created_at, Job.id)
         .limit(1)
     )
@@ -67,7 +68,7 @@ def mark_dispatched(session: Session, *, job_id: str, now: datetime | None = Non
     """Conditional: False when another dispatcher sent it, or it was cancelled, in between."""
     stmt = (
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued", Job.dispatched_at.is_(None))
+        .where(Job.id == job_id, Job.status == QUEUED, Job.dispatched_at.is_(None))
         .values(dispatched_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
@@ -78,7 +79,7 @@ def unmark_dispatched(session: Session, *, job_id: str) -> None:
     """The send failed (broker down, or the broker lost the message): the job waits its turn again."""
     stmt = (
         update(Job)
-        .where(Job.id == job_id, Job.status == "queued")
+        .where(Job.id == job_id, Job.status == QUEUED)
         .values(dispatched_at=None)
         .execution_options(synchronize_session=False)
     )
@@ -92,7 +93,7 @@ def dispatched_queued(
     cutoff = (now or utcnow()) - timedelta(seconds=older_than_s)
     stmt = (
         select(Job.id, Job.queue)
-        .where(Job.status == "queued", Job.dispatched_at.is_not(None), Job.dispatched_at <= cutoff)
+        .where(Job.status == QUEUED, Job.dispatched_at.is_not(None), Job.dispatched_at <= cutoff)
         .order_by(Job.dispatched_at)
     )
     return [(job_id, queue) for job_id, queue in session.execute(stmt).tuples()]

@@ -7,14 +7,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from edgedistill.service.db.models import EVENT_KINDS, JobEvent
+from edgedistill.contracts.events import JOB_EVENT_KINDS
+from edgedistill.service.db.models import JobEvent
 
 
 def append_event(
     session: Session, *, job_id: str, kind: str, stage: str | None = None, data: dict[str, Any] | None = None
 ) -> JobEvent:
-    if kind not in EVENT_KINDS:
-        raise ValueError(f"unknown event kind {kind!r}; one of {', '.join(EVENT_KINDS)}")
+    if kind not in JOB_EVENT_KINDS:
+        raise ValueError(f"unknown event kind {kind!r}; one of {', '.join(JOB_EVENT_KINDS)}")
     event = JobEvent(job_id=job_id, kind=kind, stage=stage, data=data or {})
     session.add(event)
     session.flush()  # assigns the id

@@ -15,14 +15,23 @@ from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.names import DEFAULT_QUEUE
+from edgedistill.contracts.statuses import (
+    ACTIVE_STATUSES,
+    CANCELLED,
+    FAILED,
+    JOB_STATUSES,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL_STATUSES,
+)
+from edgedistill.contracts.verdict import verdict_of
 from edgedistill.service.db.base import UTCDateTime, utcnow
-from edgedistill.service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+from edgedistill.service.db.models import Job
 from edgedistill.service.repos.errors import Conflict
 from edgedistill.service.repos.events import append_event
 from edgedistill.service.repos.pagination import Page, paginate
-from edgedistill.workers.pipeline.verdict import verdict_of
-
-ACTIVE_STATUSES = ("queued", "running")
 
 
 def _status_event(session: Session, job_id: str, status: str, **extra: Any) -> None:
@@ -42,7 +51,7 @@ def create_job(
     profile_name: str,
     profile: dict[str, Any],
     options: dict[str, Any],
-    queue: str = "compress",
+    queue: str = DEFAULT_QUEUE,
     webhook_url: str | None = None,
     idempotency_key: str | None = None,
 ) -> tuple[Job, bool]:
@@ -65,7 +74,7 @@ def create_job(
         profile=profile,
         queue=queue,
         idempotency_key=idempotency_key,
-        status="queued",
+        status=QUEUED,
         progress=0.0,
         metrics={},
         **request,
@@ -81,7 +90,7 @@ def create_job(
         if existing is None:
             raise
         return _replay(existing, idempotency_key, request), False
-    _status_event(session, job.id, "queued")
+    _status_event(session, job.id, QUEUED)
     return job, True
 
 
@@ -140,10 +149,10 @@ def claim_job(
     as a redelivered message does after a crash, unless it has been started max_attempts times
     already. False: someone else has it, it has ended or it has used up its attempts."""
     now = now or utcnow()
-    condition: ColumnElement[bool] = and_(Job.status == "queued", Job.cancel_requested.is_(False))
+    condition: ColumnElement[bool] = and_(Job.status == QUEUED, Job.cancel_requested.is_(False))
     if stale_after_s is not None:
         stale = and_(
-            Job.status == "running",
+            Job.status == RUNNING,
             or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < now - timedelta(seconds=stale_after_s)),
         )
         if max_attempts is not None:
@@ -155,7 +164,7 @@ def claim_job(
         session,
         job_id,
         condition,
-        status="running",
+        status=RUNNING,
         worker_id=worker_id,
         started_at=func.coalesce(Job.started_at, literal(now, UTCDateTime())),  # first start survives redelivery
         heartbeat_at=now,
@@ -166,14 +175,14 @@ def claim_job(
         extra = {"worker_id": worker_id}
         if previous and previous != worker_id:
             extra["previous_worker_id"] = previous
-        _status_event(session, job_id, "running", **extra)
+        _status_event(session, job_id, RUNNING, **extra)
     return claimed
 
 
 def heartbeat(session: Session, *, job_id: str, worker_id: str | None = None, now: datetime | None = None) -> bool:
     """Refresh the heartbeat of a running job (of worker_id, when given); False when it no longer runs."""
     now = now or utcnow()
-    condition: ColumnElement[bool] = Job.status == "running"
+    condition: ColumnElement[bool] = Job.status == RUNNING
     if worker_id is not None:
         condition = and_(condition, Job.worker_id == worker_id)
     return _update(session, job_id, condition, heartbeat_at=now, updated_at=now)
@@ -183,7 +192,7 @@ def is_stale(session: Session, *, job_id: str, stale_after_s: float, now: dateti
     """A running job whose heartbeat is older than stale_after_s (or missing)."""
     cutoff = (now or utcnow()) - timedelta(seconds=stale_after_s)
     stmt = select(Job.id).where(
-        Job.id == job_id, Job.status == "running", or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
+        Job.id == job_id, Job.status == RUNNING, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
     )
     return session.scalar(stmt) is not None
 
@@ -196,11 +205,11 @@ def set_stage(session: Session, *, job_id: str, stage: str, progress: float | No
     values: dict[str, Any] = {"stage": stage, "updated_at": utcnow()}
     if progress is not None:
         values["progress"] = _clamp(progress)
-    return _update(session, job_id, Job.status == "running", **values)
+    return _update(session, job_id, Job.status == RUNNING, **values)
 
 
 def set_progress(session: Session, *, job_id: str, progress: float) -> bool:
-    return _update(session, job_id, Job.status == "running", progress=_clamp(progress), updated_at=utcnow())
+    return _update(session, job_id, Job.status == RUNNING, progress=_clamp(progress), updated_at=utcnow())
 
 
 def update_progress(
@@ -222,7 +231,7 @@ def update_progress(
         values["metrics"] = {**current, **metrics}
     if not values:
         return False
-    return _update(session, job_id, Job.status == "running", updated_at=utcnow(), **values)
+    return _update(session, job_id, Job.status == RUNNING, updated_at=utcnow(), **values)
 
 
 def merge_metrics(session: Session, *, job_id: str, metrics: dict[str, Any]) -> None:
@@ -253,7 +262,7 @@ def finish_job(
     if worker_id is not None:
         condition = and_(condition, Job.worker_id == worker_id)
     values: dict[str, Any] = {"status": status, "error": error, "finished_at": now, "updated_at": now}
-    if status == "succeeded":
+    if status == SUCCEEDED:
         values["progress"] = 100.0
     if report is not None:
         values["report"] = report
@@ -304,16 +313,16 @@ def request_cancel(session: Session, *, tenant_id: str, job_id: str) -> Job | No
     if _update(
         session,
         job_id,
-        Job.status == "queued",
-        status="cancelled",
+        Job.status == QUEUED,
+        status=CANCELLED,
         cancel_requested=True,
         error="cancelled by user",
         finished_at=now,
         updated_at=now,
     ):
-        _status_event(session, job_id, "cancelled", error="cancelled by user")
+        _status_event(session, job_id, CANCELLED, error="cancelled by user")
     elif not job.cancel_requested and _update(
-        session, job_id, Job.status == "running", cancel_requested=True, updated_at=now
+        session, job_id, Job.status == RUNNING, cancel_requested=True, updated_at=now
     ):
         append_event(session, job_id=job_id, kind="progress", data={"message": "cancellation requested"})
     session.refresh(job)
@@ -325,14 +334,14 @@ def reap_stale(session: Session, *, timeout_s: float, now: datetime | None = Non
     now = now or utcnow()
     cutoff = now - timedelta(seconds=timeout_s)
     stale = and_(
-        Job.status == "running",
+        Job.status == RUNNING,
         or_(Job.heartbeat_at < cutoff, and_(Job.heartbeat_at.is_(None), Job.updated_at < cutoff)),
     )
     reaped: list[str] = []
     for job_id, worker_id in session.execute(select(Job.id, Job.worker_id).where(stale)).tuples():
         reason = f"worker {worker_id or '?'} stopped sending heartbeats for more than {timeout_s:g} s"
-        if _update(session, job_id, stale, status="failed", error=reason, finished_at=now, updated_at=now):
-            _status_event(session, job_id, "failed", error=reason)
+        if _update(session, job_id, stale, status=FAILED, error=reason, finished_at=now, updated_at=now):
+            _status_event(session, job_id, FAILED, error=reason)
             reaped.append(job_id)
     return reaped
 
@@ -342,7 +351,7 @@ def list_queued(
 ) -> list[tuple[str, str]]:
     """(job id, queue) of queued jobs submitted more than older_than_s ago, oldest first: what a worker
     re-enqueues at startup (and later, those the broker lost)."""
-    stmt = select(Job.id, Job.queue).where(Job.status == "queued").order_by(Job.created_at)
+    stmt = select(Job.id, Job.queue).where(Job.status == QUEUED).order_by(Job.created_at)
     if older_than_s is not None:
         stmt = stmt.where(Job.created_at <= (now or utcnow()) - timedelta(seconds=older_than_s))
     return [(job_id, queue) for job_id, queue in session.execute(stmt).tuples()]

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.statuses import ACTIVE_STATUSES, TERMINAL_STATUSES
 from edgedistill.service.db.base import utcnow
 from edgedistill.service.db.models import (
-    TERMINAL_STATUSES,
     Artifact,
     Dataset,
     DeviceProfileRow,
@@ -26,11 +26,9 @@ from edgedistill.service.repos.errors import Conflict, NotFound
 from edgedistill.service.repos.storage_refs import storage_key_in_use
 from edgedistill.service.storage import ArtifactStore
 
-ACTIVE = ("queued", "running")
-
 
 def _active_jobs(session: Session, tenant_id: str) -> list[Job]:
-    return list(session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE))))
+    return list(session.scalars(select(Job).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_STATUSES))))
 
 
 def delete_job(session: Session, *, tenant_id: str, job_id: str) -> list[str]:
@@ -92,7 +90,9 @@ def delete_profile(session: Session, *, tenant_id: str, name: str) -> None:
     if row is None:
         raise NotFound(f"custom device profile {name!r} not found")
     busy = session.scalar(
-        select(Job.id).where(Job.tenant_id == tenant_id, Job.profile_name == name, Job.status.in_(ACTIVE)).limit(1)
+        select(Job.id)
+        .where(Job.tenant_id == tenant_id, Job.profile_name == name, Job.status.in_(ACTIVE_STATUSES))
+        .limit(1)
     )
     if busy is not None:
         raise Conflict(f"device profile {name!r} is used by active job {busy}; cancel it or wait for it to end")
@@ -116,7 +116,7 @@ def expired(session: Session, *, older_than_days: float, now: datetime | None = 
     before it that no queued or running job uses. Ids per kind; every tenant."""
     cutoff = (now or utcnow()) - timedelta(days=older_than_days)
     jobs = session.scalars(select(Job.id).where(Job.status.in_(TERMINAL_STATUSES), Job.finished_at < cutoff))
-    active = select(Job.id).where(Job.status.in_(ACTIVE))
+    active = select(Job.id).where(Job.status.in_(ACTIVE_STATUSES))
     datasets = session.scalars(
         select(Dataset.id).where(
             Dataset.created_at < cutoff, ~exists(active.where(Job.dataset_id == Dataset.id).correlate(Dataset))
@@ -158,7 +158,7 @@ def apply_retention(
         model = session.get(TeacherModel, model_id)
         if model is None or model.deleted_at is not None:
             continue
-        busy = session.scalar(select(exists().where(Job.model_id == model_id, Job.status.in_(ACTIVE))))
+        busy = session.scalar(select(exists().where(Job.model_id == model_id, Job.status.in_(ACTIVE_STATUSES))))
         if busy:
             continue
         model.deleted_at = now or utcnow()  # soft: ended jobs keep pointing at the row

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.statuses import ACTIVE_STATUSES
 from edgedistill.service.db.base import utcnow
 from edgedistill.service.db.models import Job, TeacherModel
 from edgedistill.service.repos.errors import Conflict, NotFound
@@ -115,7 +116,7 @@ def delete_model(session: Session, *, tenant_id: str, model_id: str) -> TeacherM
     model = get_model(session, tenant_id=tenant_id, model_id=model_id)
     if model is None:
         raise NotFound(f"model {model_id} not found")
-    busy = session.scalar(select(exists().where(Job.model_id == model_id, Job.status.in_(("queued", "running")))))
+    busy = session.scalar(select(exists().where(Job.model_id == model_id, Job.status.in_(ACTIVE_STATUSES))))
     if busy:
         raise Conflict(f"model {model_id} is used by a queued or running job; cancel it or wait for it to end")
     model.deleted_at = utcnow()

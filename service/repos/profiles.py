@@ -6,10 +6,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.service.db.models import DeviceProfileRow
 from edgedistill.service.repos.errors import Conflict
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.profiles.schema import DeviceProfile
 
 
 def list_custom_profiles(session: Session, *, tenant_id: str) -> list[DeviceProfileRow]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts.statuses import ACTIVE_STATUSES, QUEUED, RUNNING
 from edgedistill.service.db.models import Artifact, Dataset, Job, LatencyMeasurement, TeacherModel
 
 
@@ -44,7 +45,7 @@ def stored_bytes(session: Session, *, tenant_id: str) -> int:
 
 
 def active_jobs(session: Session, *, tenant_id: str) -> int:
-    stmt = select(func.count()).where(Job.tenant_id == tenant_id, Job.status.in_(("queued", "running")))
+    stmt = select(func.count()).where(Job.tenant_id == tenant_id, Job.status.in_(ACTIVE_STATUSES))
     return int(session.scalar(stmt) or 0)
 
 
@@ -63,8 +64,8 @@ def tenant_usage(session: Session, *, tenant_id: str) -> Usage:
         models=models,
         datasets=datasets,
         artifacts=artifacts,
-        jobs_queued=int(counts.get("queued", 0)),
-        jobs_running=int(counts.get("running", 0)),
+        jobs_queued=int(counts.get(QUEUED, 0)),
+        jobs_running=int(counts.get(RUNNING, 0)),
         jobs_total=int(sum(counts.values())),
         measurements=int(measurements),
     )

@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from edgedistill.contracts.formats import NpzSummary
 from edgedistill.service.db.models import Dataset
-from edgedistill.workers.formats import NpzSummary
 
 
 class DatasetOut(BaseModel):

@@ -5,10 +5,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from edgedistill.contracts.spec import JobOptions
+from edgedistill.contracts.strictness import refuse_boolean_numbers
+from edgedistill.contracts.verdict import verdict_of
 from edgedistill.service.db.models import Job, JobEvent
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.pipeline.strictness import refuse_boolean_numbers
-from edgedistill.workers.pipeline.verdict import verdict_of
 
 
 class JobCreate(BaseModel):

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from edgedistill.contracts.strictness import refuse_boolean_numbers
 from edgedistill.service.db.models import LatencyMeasurement
-from edgedistill.workers.pipeline.strictness import refuse_boolean_numbers
 
 
 def _non_finite_path(value: Any, path: str) -> str | None:

@@ -4,8 +4,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
+from edgedistill.contracts.signature import ModelSignature
 from edgedistill.service.db.models import TeacherModel
-from edgedistill.workers.pipeline.signature import ModelSignature
 
 
 def stored_signature(row: TeacherModel) -> ModelSignature | None:

@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.service.db.models import DeviceProfileRow
-from edgedistill.workers.profiles.schema import DeviceProfile
 
 
 class DeviceProfileOut(BaseModel):

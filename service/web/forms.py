@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edgedistill.workers.pipeline import spec
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts import spec
+from edgedistill.contracts.profiles.schema import DeviceProfile
+from edgedistill.contracts.spec import JobOptions
 
 _METHOD_HELP: dict[str, str] = {
     "kd": "Knowledge distillation (Hinton et al. 2015): the teacher's softened outputs, plus labels when present",

@@ -9,10 +9,14 @@ from typing import Any
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.events import STAGE_LABELS, STAGES
 from edgedistill.contracts.report import Report, read_report
+from edgedistill.contracts.statuses import CANCELLED, FAILED, SUCCEEDED, TERMINAL_STATUSES
+from edgedistill.contracts.verdict import verdict_of
 from edgedistill.service.comparison import job_devices_section, thresholds_from
 from edgedistill.service.db.base import utcnow
-from edgedistill.service.db.models import TERMINAL_STATUSES, Artifact, Job
+from edgedistill.service.db.models import Artifact, Job
 from edgedistill.service.repos import artifacts as artifacts_repo
 from edgedistill.service.repos import datasets as datasets_repo
 from edgedistill.service.repos import events as events_repo
@@ -20,21 +24,11 @@ from edgedistill.service.repos import models as models_repo
 from edgedistill.service.schemas.comparison import DevicesSection
 from edgedistill.service.settings import Settings
 from edgedistill.service.web import reportview
-from edgedistill.workers.pipeline.events import STAGES
-from edgedistill.workers.pipeline.verdict import verdict_of
 
-STAGE_LABELS = {
-    "load": "Load teacher & data",
-    "distill": "Distill student",
-    "quantize": "Quantize to int8",
-    "export": "Export artifacts",
-    "verify": "Verify on runtimes",
-    "benchmark": "Benchmark & report",
-}
 EVENT_BATCH = 500
 MAX_MESSAGES = 12
 # Artifacts people download first; the rest follow in the order the pipeline made them.
-ARTIFACT_ORDER = ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32", "c_source", "c_header", "report")
+ARTIFACT_ORDER = (*artifact_kinds.download_order(), "report")
 
 
 @dataclass
@@ -98,7 +92,7 @@ class JobView:
 
     @property
     def quality(self) -> dict[str, Any] | None:
-        return verdict_of(self.job.report) if self.job.status == "succeeded" else None
+        return verdict_of(self.job.report) if self.job.status == SUCCEEDED else None
 
 
 def duration_of(job: Job, now: datetime | None = None) -> float | None:
@@ -129,9 +123,9 @@ def _timeline(job: Job, events: list[Any]) -> tuple[list[StageView], list[Messag
     ended = job.status in TERMINAL_STATUSES
     for s in stages.values():
         if s.state == "running" and ended:
-            s.state = "failed" if job.status == "failed" else ("cancelled" if job.status == "cancelled" else "done")
+            s.state = "failed" if job.status == FAILED else ("cancelled" if job.status == CANCELLED else "done")
         elif s.state == "pending" and ended:
-            s.state = "skipped" if job.status == "succeeded" else "not-run"
+            s.state = "skipped" if job.status == SUCCEEDED else "not-run"
     if not ended and job.stage in stages and stages[job.stage].state == "pending":
         stages[job.stage].state = "running"
     return list(stages.values()), messages[-MAX_MESSAGES:]
@@ -207,7 +201,7 @@ def build(session: Session, *, tenant_id: str, job: Job, settings: Settings | No
     curve = [p for p in curve if isinstance(p, dict)]
     devices: list[DeviceRow] = []
     target: float | None = None
-    if settings is not None and job.status == "succeeded":
+    if settings is not None and job.status == SUCCEEDED:
         section = job_devices_section(session, job=job, thresholds=thresholds_from(settings), report=typed)
         devices, target = device_rows(section), section.latency_target_ms
     return JobView(

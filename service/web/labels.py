@@ -1,21 +1,21 @@
 """Display names of result variants and artifact kinds, for the report view, the measurements page
-and the templates (the `label` global). Its own module: templating and reportview both use it."""
+and the templates (the `label` global). Its own module: templating and reportview both use it. The
+artifact kinds' labels are the registry's (edgedistill.contracts.artifact_kinds)."""
 
 from __future__ import annotations
 
+from edgedistill.contracts import artifact_kinds
+
+_KIND_LABELS = artifact_kinds.labels()
 VARIANTS: dict[str, str] = {
     "teacher": "Teacher",
     "student_fp32": "Student fp32",
-    "onnx_fp32": "ONNX fp32",
-    "onnx_int8": "ONNX int8",
-    "tflite_int8": "TFLite int8",
-    "tflite_int8_full": "TFLite int8 (int8 I/O)",
-    "tflm": "TFLM (micro)",
+    **{k: _KIND_LABELS[k] for k in artifact_kinds.model_kinds()},
+    artifact_kinds.TFLM_VARIANT: artifact_kinds.TFLM_LABEL,
 }
 ARTIFACT_LABELS: dict[str, str] = {
     **{k: v for k, v in VARIANTS.items() if k != "teacher"},
-    "c_source": "C array source",
-    "c_header": "C array header",
+    **_KIND_LABELS,
     "report": "Report (JSON)",
     "summary": "Summary (Markdown)",
     "probe": "Probe inputs/outputs",

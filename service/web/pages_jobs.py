@@ -8,19 +8,22 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgedistill.contracts.statuses import JOB_STATUSES, SUCCEEDED, TERMINAL_STATUSES
+from edgedistill.contracts.statuses import JobStatus as StatusFilter
+from edgedistill.contracts.verdict import verdict_of
 from edgedistill.service.api.deps import SessionDep, SessionFactoryDep, SettingsDep, StoreDep
 from edgedistill.service.api.device_auth import Caller
 from edgedistill.service.api.routes.artifacts import download_artifact
 from edgedistill.service.api.sse import MAX_EVENT_ID, job_event_stream, parse_last_event_id
 from edgedistill.service.db.base import utcnow
-from edgedistill.service.db.models import JOB_STATUSES, TERMINAL_STATUSES, Job
+from edgedistill.service.db.models import Job
 from edgedistill.service.repos import jobs as jobs_repo
 from edgedistill.service.repos import models as models_repo
 from edgedistill.service.repos import usage as usage_repo
@@ -31,11 +34,9 @@ from edgedistill.service.web.auth import StreamUserDep, UserDep
 from edgedistill.service.web.errors import PageNotFound
 from edgedistill.service.web.lifecycle import server_exiting
 from edgedistill.service.web.templating import render, render_string
-from edgedistill.workers.pipeline.verdict import verdict_of
 
 router = APIRouter(include_in_schema=False)
 
-StatusFilter = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 LIST_LIMIT = 50
 LIST_STREAM_MAX_S = 300.0  # then the browser's EventSource reconnects: no connection lives forever
 KEEPALIVE_S = 15.0
@@ -54,7 +55,7 @@ class JobRow:
 
     @property
     def quality(self) -> dict[str, Any] | None:
-        return verdict_of(self.job.report) if self.job.status == "succeeded" else None
+        return verdict_of(self.job.report) if self.job.status == SUCCEEDED else None
 
 
 def job_rows(session: Session, jobs: list[Job], now: datetime | None = None) -> list[JobRow]:

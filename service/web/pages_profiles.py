@@ -11,24 +11,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.profiles.schema import TARGETS, DeviceClass, DeviceProfile
 from edgedistill.service.api.deps import SessionDep
 from edgedistill.service.repos import profiles as profiles_repo
 from edgedistill.service.repos.errors import Conflict
 from edgedistill.service.web import auth, forms
 from edgedistill.service.web.auth import UserDep, WebUser
 from edgedistill.service.web.templating import render
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.profiles.schema import DeviceClass, DeviceProfile, TargetFormat
 
 router = APIRouter(include_in_schema=False)
 
-TARGET_HELP: dict[str, str] = {
-    "onnx_fp32": "ONNX, float32",
-    "onnx_int8": "ONNX, int8 (QDQ)",
-    "tflite_int8": "TFLite int8, float I/O",
-    "tflite_int8_full": "TFLite int8, int8 I/O (TFLM)",
-    "c_array": "C array for firmware",
-}
+TARGET_HELP: dict[str, str] = artifact_kinds.target_descriptions()
 SCHEMES: dict[str, str] = {
     "qdq_per_channel": "QDQ per-channel (ONNX Runtime)",
     "int8_float_io": "int8 weights and activations, float I/O",
@@ -75,7 +70,7 @@ def _page(
             "values": values,
             "errors": errors,
             "created": created,
-            "targets": list(get_args(TargetFormat)),
+            "targets": list(TARGETS),
             "target_help": TARGET_HELP,
             "schemes": SCHEMES,
             "classes": {c: CLASSES.get(c, c) for c in get_args(DeviceClass)},

@@ -21,6 +21,11 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import DataFileError, check_npz
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.signature_readers import inspect_model
+from edgedistill.contracts.spec import JobOptions
 from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep
 from edgedistill.service.api.routes.jobs import submit_job
 from edgedistill.service.api.uploads import safe_filename
@@ -36,11 +41,6 @@ from edgedistill.service.storage import ArtifactStore
 from edgedistill.service.web import auth, forms
 from edgedistill.service.web.auth import UserDep, WebUser
 from edgedistill.service.web.templating import fmt_bytes, render
-from edgedistill.workers.formats import DataFileError, check_npz
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature_readers import inspect_model
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.profiles import builtin_profiles
 
 router = APIRouter(include_in_schema=False)
 

@@ -129,7 +129,7 @@ def fmt_pct1(value: Any) -> str:
 
 
 def fmt_verdict(quality: Any) -> str:
-    from edgedistill.workers.pipeline.verdict import verdict_line
+    from edgedistill.contracts.verdict import verdict_line
 
     return verdict_line(quality) or ""
 

@@ -20,7 +20,8 @@ from bench import conformance, material
 
 # Its own tier (scripts/test.sh -m conformance): the targets are benchmark figures, judged in
 # docs/benchmarks.md; CI runs the CI-sized honesty checks in test_real_teachers_honest.py.
-pytestmark = [pytest.mark.slow, pytest.mark.conformance]
+# Each case runs about two minutes on an idle machine: more than the default 600 s limit on a busy one.
+pytestmark = [pytest.mark.slow, pytest.mark.conformance, pytest.mark.timeout(1800)]
 
 EPOCHS = 15
 # Smaller than the benchmark's sets where the teacher itself is slow to run on every transfer sample.

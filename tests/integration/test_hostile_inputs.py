@@ -30,12 +30,12 @@ from pydantic import BaseModel
 from stack import Stack, running_stack, wait_until
 
 from edgedistill.client import Client
+from edgedistill.contracts.spec import JobOptions
 from edgedistill.service.db.session import make_engine, make_sessionmaker
 from edgedistill.service.repos import datasets as datasets_repo
 from edgedistill.service.repos import models as models_repo
 from edgedistill.service.repos import tenants as tenants_repo
 from edgedistill.service.storage import LocalStore
-from edgedistill.workers.pipeline.spec import JobOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -15,12 +15,13 @@ import redis
 from celery import Celery
 from stack import RedisServer
 
+from edgedistill.contracts.names import RUN_JOB_TASK as RUN_JOB
 from edgedistill.service.db.migrate import upgrade_head
 from edgedistill.service.db.session import dispose_engines, session_scope
 from edgedistill.service.queue import CeleryJobQueue
 from edgedistill.service.repos import dispatch, jobs, models, tenants
 from edgedistill.service.settings import get_settings
-from edgedistill.workers.celery_app import RUN_JOB, create_worker_app
+from edgedistill.workers.celery_app import create_worker_app
 from edgedistill.workers.maintenance import broker_job_ids, requeue_lost
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

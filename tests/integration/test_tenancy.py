@@ -17,9 +17,9 @@ import pytest
 from stack import Stack, running_stack, wait_until
 
 from edgedistill.client import Client
+from edgedistill.contracts.spec import JobOptions
 from edgedistill.service.db.session import make_engine, make_sessionmaker
 from edgedistill.service.repos import api_keys
-from edgedistill.workers.pipeline.spec import JobOptions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -25,19 +25,22 @@ def test_targets_inherit_and_run_what_the_dockerfile_says() -> None:
     worker = resolve_target(stages, "worker")
     api = resolve_target(stages, "api")
     assert worker.workdir == api.workdir == "/app"
-    assert any('".[server,ml]"' in run for run in worker.runs)
+    assert any('".[server,ml,executorch]"' in run for run in worker.runs)
     assert any('".[server]"' in run for run in api.runs) and not any("ml" in run for run in api.runs)
     assert api.cmd[0] == "uvicorn" and worker.cmd[:2] == ["edgedistill", "worker"]
     assert worker.args["TORCH_INDEX_URL"] == ""  # empty: torch comes from the default index
 
 
-@pytest.mark.parametrize(("line", "expected"), [("COPY agent ./agent", "imports edgedistill.agent.bench")])
-def test_removing_a_copy_line_is_caught(line: str, expected: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("line", "where", "expected"),
+    [("COPY service ./service", "edgedistill/workers/celery_app.py", "imports edgedistill.service.settings")],
+)
+def test_removing_a_copy_line_is_caught(line: str, where: str, expected: str, tmp_path: Path) -> None:
     assert line in DOCKERFILE
     broken = DOCKERFILE.replace(line, "")
     target = resolve_target(parse_dockerfile(broken), "worker")
     problems = missing_project_imports(build_file_set(target, tmp_path / "app"))
-    assert any(p.startswith("edgedistill/workers/steps/benchmark.py") and expected in p for p in problems), problems
+    assert any(p.startswith(where) and expected in p for p in problems), problems
 
 
 def test_removing_any_package_copy_is_caught(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 
 STATE_FIELDS = frozenset(f.name for f in dataclasses.fields(RunState))
 

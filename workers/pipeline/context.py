@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgedistill.workers.pipeline.errors import Cancelled
-from edgedistill.workers.pipeline.events import (
+from edgedistill.contracts.errors import Cancelled
+from edgedistill.contracts.events import (
     CancelCheck,
     EventKind,
     EventSink,
@@ -16,7 +16,7 @@ from edgedistill.workers.pipeline.events import (
     never_cancel,
     null_sink,
 )
-from edgedistill.workers.pipeline.spec import PipelineSpec
+from edgedistill.contracts.spec import PipelineSpec
 
 
 @dataclass(frozen=True)

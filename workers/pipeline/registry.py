@@ -9,8 +9,9 @@ import importlib
 import itertools
 from functools import cache
 
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.events import STAGES
 from edgedistill.workers.pipeline.base import Step
-from edgedistill.workers.pipeline.events import STAGES
 
 STEPS: dict[str, str] = {
     "load_teacher": "edgedistill.workers.steps.load_teacher:LoadTeacher",
@@ -18,10 +19,8 @@ STEPS: dict[str, str] = {
     "build_student": "edgedistill.workers.steps.build_student:BuildStudent",
     "distill": "edgedistill.workers.steps.distill.step:Distill",
     "qat_kd": "edgedistill.workers.steps.distill.qat:QatKD",
-    "export_onnx": "edgedistill.workers.steps.export_onnx:ExportOnnx",
-    "quantize_onnx": "edgedistill.workers.steps.quantize:QuantizeOnnx",
-    "export_tflite": "edgedistill.workers.steps.export_tflite:ExportTflite",
-    "export_c_array": "edgedistill.workers.steps.mcu:ExportCArray",
+    # the exporters (export_onnx, quantize_onnx, export_tflite, export_c_array): the artifact-kind registry's
+    **artifact_kinds.exporter_steps(),
     "verify": "edgedistill.workers.steps.verify:Verify",
     "benchmark": "edgedistill.workers.steps.benchmark:Benchmark",
     "report": "edgedistill.workers.steps.report:Report",

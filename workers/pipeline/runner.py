@@ -25,12 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgedistill.contracts.errors import InputError, Int8OverBudget, PipelineError
+from edgedistill.contracts.events import STAGE_PROGRESS_END, CancelCheck, EventSink, never_cancel, null_sink
+from edgedistill.contracts.spec import PipelineSpec
 from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError, Int8OverBudget, PipelineError
-from edgedistill.workers.pipeline.events import STAGE_PROGRESS_END, CancelCheck, EventSink, never_cancel, null_sink
 from edgedistill.workers.pipeline.registry import pipeline_order, step_class
-from edgedistill.workers.pipeline.spec import PipelineSpec
 
 
 @dataclass

@@ -203,7 +203,7 @@ def infer_grids(
 ) -> dict[int, GridInference]:
     """One inference per anchor count shared by the signature's trained per-anchor outputs (outputs of
     the same A are scored together: a detector's boxes and scores share the grid), keyed by A."""
-    from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
+    from edgedistill.contracts.signature import UNTRAINED_KINDS
 
     if image_hw is None:
         return {}

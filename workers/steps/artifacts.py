@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps import deployment
 
 SIDECAR_SUFFIX = ".json"

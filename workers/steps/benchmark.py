@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
-# Host and device measure with the same timing code: the agent's (a light leaf package).
-from edgedistill.agent.bench import latency_stats, time_calls
+from edgedistill.contracts import artifact_kinds
+
+# Host and device measure with the same timing code and runtime wrappers (edgedistill.runtimes).
+from edgedistill.runtimes.timing import latency_stats, time_calls
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 
-ARTIFACT_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+# The kinds the host times, in registry order.
+ARTIFACT_KINDS = artifact_kinds.measured_by("host")
 
 
 @contextlib.contextmanager
@@ -50,37 +53,21 @@ def estimated_mcu_latency(macs: int, cycles_per_mac: float, clock_hz: int) -> di
 
 
 def _timed_call(
-    path: Path, kind: str, metadata: dict[str, Any], threads: int, x1: np.ndarray
+    path: Path,
+    kind: str,
+    metadata: dict[str, Any],
+    threads: int,
+    x1: np.ndarray | None,
+    one: dict[str, np.ndarray] | None,
 ) -> tuple[Callable[[], Any], str, str]:
-    """A no-argument call that runs the artifact once on x1, prepared so only the runtime is timed."""
-    from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
+    """A no-argument call that runs the artifact once on x1 (or one sample of each input by the teacher's
+    name), prepared by its runtime wrapper so only the runtime is timed: the agent times devices with
+    the same wrappers."""
+    from edgedistill.runtimes import open_model
 
-    if kind.startswith("onnx"):
-        onnx_model = OnnxModel(path, threads)
-        return (lambda: onnx_model.run_batch(x1)), onnx_model.runtime_name, onnx_model.runtime_version
-    layout = metadata.get("signature", {}).get("layout")
-    tfl_model = TfliteModel(path, threads, layout if layout == "NHWC" else None)
-    xe = tfl_model.encode(x1)
-    return (lambda: tfl_model.invoke_encoded(xe)), tfl_model.runtime_name, tfl_model.runtime_version
-
-
-def _timed_call_multi(
-    path: Path, kind: str, threads: int, one: dict[str, np.ndarray]
-) -> tuple[Callable[[], Any], str, str]:
-    """As _timed_call for a student with several inputs or integer ones, fed one sample of each input by
-    the teacher's name. ONNX: the feed is prepared once, so only session.run is timed. TFLite: the
-    runtimes' predict_all per call (it also casts/quantizes the tiny inputs: microseconds)."""
-    from edgedistill.workers.steps.runtimes import NP_OF_ORT, OnnxModel, TfliteModel
-
-    if kind.startswith("onnx"):
-        m = OnnxModel(path, threads)
-        feed: dict[str, np.ndarray] = {
-            i.name: np.ascontiguousarray(one[i.name], dtype=NP_OF_ORT.get(i.type, np.float32))
-            for i in m.session.get_inputs()
-        }
-        return (lambda: m.session.run(None, feed)), m.runtime_name, m.runtime_version
-    t = TfliteModel(path, threads)
-    return (lambda: t.predict_all(one)), t.runtime_name, t.runtime_version
+    model = open_model(path, kind, threads=threads, metadata=metadata)
+    fn = model.timed_call_all(one) if one is not None else model.timed_call(x1 if x1 is not None else np.empty(0))
+    return fn, model.runtime_name, model.runtime_version
 
 
 def _export_for_timing(module: Any, x1: np.ndarray, path: Path, device: Any) -> None:
@@ -139,6 +126,7 @@ class Benchmark(Step):
         from edgedistill.workers.steps.export_multi import is_multi
 
         multi = is_multi(state)
+        one: dict[str, np.ndarray] | None = None
         if multi:
             split = "test" if len(state.data.splits["test"]) else "train"
             one = {k: v[:1] for k, v in state.data.inputs_of(split).items()}
@@ -149,10 +137,7 @@ class Benchmark(Step):
                 continue
             ctx.check_cancel()
             ctx.emit("progress", {"message": f"timing {kind}: {opts.benchmark_runs} runs at batch 1"})
-            if multi:
-                fn, runtime, version = _timed_call_multi(art.path, kind, threads, one)
-            else:
-                fn, runtime, version = _timed_call(art.path, kind, art.metadata, threads, x1)
+            fn, runtime, version = _timed_call(art.path, kind, art.metadata, threads, None if multi else x1, one)
             samples = time_calls(fn, warmup=opts.benchmark_warmup, runs=opts.benchmark_runs)
             self._record(ctx, state, kind, runtime, version, threads, samples)
 
@@ -162,7 +147,7 @@ class Benchmark(Step):
             macs = (state.student_arch or {}).get("macs")
             if macs:
                 est = estimated_mcu_latency(int(macs), profile.cycles_per_mac, profile.clock_hz)
-                entry = {"artifact_kind": "tflite_int8_full", "runtime": "tflite-micro (estimate)", **est}
+                entry = {"artifact_kind": artifact_kinds.tflm_kind(), "runtime": "tflite-micro (estimate)", **est}
                 state.latency.append(entry)
                 ctx.emit(
                     "progress",
@@ -175,7 +160,7 @@ class Benchmark(Step):
                     ctx.emit("warning", {"message": msg})
 
     def _teacher(self, ctx: RunContext, state: RunState, x1: np.ndarray, threads: int) -> None:
-        from edgedistill.workers.steps.runtimes import OnnxModel
+        from edgedistill.runtimes.onnx import OnnxModel
 
         teacher = state.teacher
         if teacher is None:
@@ -224,7 +209,7 @@ class Benchmark(Step):
         with a progress note, when the export fails or its output differs from the teacher's."""
         import tempfile
 
-        from edgedistill.workers.steps.runtimes import OnnxModel
+        from edgedistill.runtimes.onnx import OnnxModel
 
         module = getattr(state.teacher, "_module", None)
         if module is None:

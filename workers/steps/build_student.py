@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import Field
 
+from edgedistill.contracts.errors import ArtifactOverBudget, BudgetError, PipelineError
+from edgedistill.contracts.spec import PipelineSpec
 from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError, PipelineError
-from edgedistill.workers.pipeline.spec import PipelineSpec
 
 MAX_SHRINK_RETRIES = 3
 
@@ -254,7 +254,7 @@ def build_student(
     (students_multi.anchor_grids)."""
     import torch
 
-    from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
+    from edgedistill.contracts.signature import UNTRAINED_KINDS
     from edgedistill.workers.steps.students import MLP, build_module, choose_arch
     from edgedistill.workers.steps.students_multi import (
         MultiStudent,

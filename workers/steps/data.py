@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edgedistill.workers.formats import DataFileError, NpzSummary, check_npz
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import DataFileError, NpzSummary, check_npz
 
 Modality = Literal["vector", "sequence", "image"]
 Task = Literal["classification", "regression"]

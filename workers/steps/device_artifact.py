@@ -17,22 +17,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgedistill.workers.pipeline.verdict import quality_verdict
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.verdict import quality_verdict
 
 # Preference when nothing was timed (and the tie-break): the artifact each class was built for first.
-PRIMARY_BY_CLASS = {
-    "mcu": ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32"),
-    "mobile": ("tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32"),
-    "cpu": ("onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full"),
+PRIMARY_BY_CLASS: dict[str, tuple[str, ...]] = {
+    c: artifact_kinds.by_preference(c) for c in artifact_kinds.DEVICE_CLASSES
 }
 # The artifacts a device of each class can run.
-RUNNABLE_BY_CLASS = {
-    "mcu": ("tflite_int8_full",),
-    "mobile": ("tflite_int8", "tflite_int8_full"),
-    "cpu": ("onnx_int8", "onnx_fp32", "tflite_int8", "tflite_int8_full"),
+RUNNABLE_BY_CLASS: dict[str, tuple[str, ...]] = {
+    c: artifact_kinds.runnable_on(c) for c in artifact_kinds.DEVICE_CLASSES
 }
-# Same-runtime comparators for the teacher, after the device artifact itself.
-_COMPARATORS = ("onnx_int8", "tflite_int8", "tflite_int8_full", "onnx_fp32", "student_torch")
+# Same-runtime comparators for the teacher, after the device artifact itself: int8 files first.
+_COMPARATORS = (
+    *artifact_kinds.int8_kinds(),
+    *(k for k in artifact_kinds.model_kinds() if k not in artifact_kinds.int8_kinds()),
+    "student_torch",
+)
 
 
 def host_timings(latency: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -89,7 +90,8 @@ def choose_device_artifact(
     notes = _slower_int8_notes(timings, device_class)
     if device_class == "mcu":
         chosen = runnable[0]
-        why = "MCUs run the full-int8 TFLite in TFLite Micro" if chosen == "tflite_int8_full" else "no full-int8 TFLite"
+        tflm = chosen == artifact_kinds.tflm_kind()
+        why = "MCUs run the full-int8 TFLite in TFLite Micro" if tflm else "no full-int8 TFLite"
         return {"chosen": chosen, "why": why, "candidates": rows, "notes": notes}
 
     pool = [r for r in rows if r["fits"] and r["meets_target"]]

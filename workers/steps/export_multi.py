@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 
 CHECK_SAMPLES = 64
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 from edgedistill.workers.steps.export_multi import check_inputs, deploy_module, is_multi, max_diffs, torch_predict_all
 
@@ -128,8 +128,8 @@ class ExportOnnx(Step):
             return
         import onnx
 
+        from edgedistill.runtimes.onnx import run_onnx
         from edgedistill.workers.steps.model_info import describe_onnx
-        from edgedistill.workers.steps.runtimes import run_onnx
         from edgedistill.workers.steps.students import standardized_export
 
         data = state.data
@@ -180,8 +180,8 @@ def export_onnx_multi(ctx: RunContext, state: RunState, filename: str, opset: in
     """ExportOnnx for multi students (export_multi.is_multi): the teacher's names on every tensor."""
     import onnx
 
+    from edgedistill.runtimes.onnx import OnnxModel
     from edgedistill.workers.steps.model_info import describe_onnx
-    from edgedistill.workers.steps.runtimes import OnnxModel
     from edgedistill.workers.steps.students_multi import example_inputs
 
     sig = state.signature

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 from edgedistill.workers.steps.export_multi import (
     calibration_inputs,
@@ -130,7 +130,7 @@ def convert_int8(
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from edgedistill.workers.steps.runtimes import to_model_layout
+    from edgedistill.runtimes.common import to_model_layout
 
     if qat is not None:
         layout = qat.layout
@@ -193,7 +193,7 @@ def convert_signature_int8(
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from edgedistill.workers.steps.runtimes import CHANNEL_LAST, to_model_layout
+    from edgedistill.runtimes.common import CHANNEL_LAST, to_model_layout
 
     specs = signature.inputs
     # NCHW image inputs become NHWC; a teacher's NHWC input (TFLite teachers) stays as the teacher takes it
@@ -278,10 +278,11 @@ class ExportTflite(Step):
         kinds = [k for k in ("tflite_int8", "tflite_int8_full") if k in ctx.spec.profile.targets]
         if not kinds:
             return
+        from edgedistill.runtimes.common import apply_standardization
+        from edgedistill.runtimes.litert import run_tflite
         from edgedistill.workers.steps.export_onnx import io_names, max_abs_diff, torch_predict
         from edgedistill.workers.steps.model_info import describe_tflite
         from edgedistill.workers.steps.quantize import calibration_samples
-        from edgedistill.workers.steps.runtimes import apply_standardization, run_tflite
         from edgedistill.workers.steps.students import standardized_export
 
         if is_multi(state):
@@ -376,11 +377,11 @@ class ExportTflite(Step):
 
 def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: str, float_io: bool) -> None:
     """ExportTflite for multi students (export_multi.is_multi): one signature with the teacher's names."""
+    from edgedistill.runtimes.litert import TfliteModel
     from edgedistill.workers.steps.model_info import describe_tflite
-    from edgedistill.workers.steps.runtimes import TfliteModel
 
     opts = ctx.spec.options
-    from edgedistill.workers.steps.runtimes import apply_standardization
+    from edgedistill.runtimes.common import apply_standardization
     from edgedistill.workers.steps.students import standardized_export
     from edgedistill.workers.steps.students_multi import TupleStudent
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS, ModelSignature
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.signature import UNTRAINED_KINDS, ModelSignature
 
 # kinds whose argmax is a class: a class_index output is computed from the first of these
 CLASS_SCORE_KINDS: tuple[str, ...] = ("logits", "probabilities", "log_probabilities")

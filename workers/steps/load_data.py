@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.signature import CLASS_SCORE_KINDS, UNTRAINED_KINDS, ModelSignature
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import CLASS_SCORE_KINDS, UNTRAINED_KINDS, ModelSignature
 
 # Teacher outputs whose rows are non-negative and sum to 1 are probabilities, not logits.
 _PROB_TOLERANCE = 1e-3
@@ -75,7 +75,7 @@ class LoadData(Step):
                 emit_teacher_signature(ctx, teacher, teacher.io)
 
     def _load(self, ctx: RunContext, state: RunState) -> None:
-        from edgedistill.workers.pipeline.signature import unsupported_reason, with_output_kinds
+        from edgedistill.contracts.signature import unsupported_reason, with_output_kinds
         from edgedistill.workers.steps.data import (
             TransferData,
             infer_modality,
@@ -268,7 +268,7 @@ class LoadData(Step):
             "test": {out_name: test_out},
         }
         kind = "logits" if task == "classification" else "regression"
-        from edgedistill.workers.pipeline.signature import with_output_kinds
+        from edgedistill.contracts.signature import with_output_kinds
 
         state.signature = with_output_kinds(teacher.io, {out_name: kind})
         state.output_kinds = [{"name": out_name, "kind": kind, "how": f"data-free {task}"}]

@@ -24,9 +24,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import class_labels, record_artifact, write_bytes_atomic
 
 C_NAME = "student"
@@ -209,7 +209,7 @@ def c_header(
 
 
 def measure_arena(path: Path, x: Any) -> int:
-    from edgedistill.workers.steps.runtimes import run_tflm
+    from edgedistill.runtimes.tflm import run_tflm
 
     _, arena = run_tflm(path, x[:1])
     return arena
@@ -236,8 +236,8 @@ class ExportCArray(Step):
         from edgedistill.workers.steps.export_multi import is_multi
 
         if is_multi(state):  # several inputs/outputs (or integer ones): run by the teacher's names
+            from edgedistill.runtimes.tflm import run_tflm_all
             from edgedistill.workers.steps.export_multi import check_inputs
-            from edgedistill.workers.steps.runtimes import run_tflm_all
 
             _, measured = run_tflm_all(tfl.path, check_inputs(state, 1))
         else:

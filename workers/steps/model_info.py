@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import PipelineError
 
 # TFLite TensorType enum -> numpy dtype name (the types our int8/float artifacts use; others by enum name).
 _TFLITE_NUMPY_NAMES = {

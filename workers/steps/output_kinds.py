@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputOptions
+from edgedistill.contracts.signature import ModelSignature, OutputOptions
 
 ROW_SUM_TOLERANCE = 1e-3
 LOGIT_NAME_HINTS = ("logit", "score", "class", "cls")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts import artifact_kinds
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
@@ -22,7 +23,7 @@ PROBE_FILENAME = "probe.npz"
 MANIFEST_KEY = "probe_manifest"
 PROBE_FORMAT = "edgedistill-probe/multi-1"
 SEPARATOR = "__"
-ARTIFACT_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+ARTIFACT_KINDS = artifact_kinds.model_kinds()
 
 
 def output_key(variant: str, output: str) -> str:
@@ -50,20 +51,21 @@ def _variant_outputs(ctx: RunContext, state: RunState, x: dict[str, np.ndarray],
         if kind not in state.artifacts or "error" in state.metrics.get(kind, {}):
             continue
         found[kind] = predict_variant(state, kind, x)
-    if "tflite_int8_full" in state.artifacts and ctx.spec.profile.device_class == "mcu":
-        from edgedistill.workers.steps.runtimes import run_tflm_all
+    tflm_kind = artifact_kinds.tflm_kind()
+    if tflm_kind in state.artifacts and ctx.spec.profile.device_class == "mcu":
+        from edgedistill.runtimes.tflm import run_tflm_all
 
-        meta = state.artifacts["tflite_int8_full"].metadata
+        meta = state.artifacts[tflm_kind].metadata
         io = meta.get("teacher_io") or {}
         try:
-            found["tflm"], _ = run_tflm_all(
-                state.artifacts["tflite_int8_full"].path, x,
+            found[artifact_kinds.TFLM_VARIANT], _ = run_tflm_all(
+                state.artifacts[tflm_kind].path, x,
                 input_names=tuple(io["inputs"]) if io.get("inputs") else None,
                 output_names=tuple(io["outputs"]) if io.get("outputs") else None,
                 layouts=meta.get("input_layouts"),
             )  # fmt: skip
         except Exception as exc:  # the probe still serves the other variants; the reason is kept
-            skipped["tflm"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            skipped[artifact_kinds.TFLM_VARIANT] = f"{type(exc).__name__}: {str(exc)[:300]}"
     return {"outputs": found, "skipped": skipped}
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 
 FILENAME = "student_int8.onnx"
@@ -136,9 +136,9 @@ class QuantizeOnnx(Step):
             return
         import onnx
 
+        from edgedistill.runtimes.onnx import run_onnx
         from edgedistill.workers.steps.export_onnx import max_abs_diff
         from edgedistill.workers.steps.model_info import describe_onnx
-        from edgedistill.workers.steps.runtimes import run_onnx
 
         fp32 = state.artifacts.get("onnx_fp32")
         if fp32 is None:
@@ -198,9 +198,9 @@ class QuantizeOnnx(Step):
         """Several inputs (token ids as int64, as the fp32 file takes them) and outputs by name."""
         import onnx
 
+        from edgedistill.runtimes.onnx import OnnxModel
         from edgedistill.workers.steps.export_multi import calibration_inputs, check_inputs, max_diffs
         from edgedistill.workers.steps.model_info import describe_onnx
-        from edgedistill.workers.steps.runtimes import OnnxModel
 
         opts = ctx.spec.options
         samples = calibration_inputs(state, opts.calibration_samples, opts.seed)

@@ -16,10 +16,11 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from edgedistill.contracts import artifact_kinds
 from edgedistill.contracts import report as contract
+from edgedistill.contracts.verdict import METRIC_NAMES, quality_verdict, verdict_line
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.verdict import METRIC_NAMES, quality_verdict, verdict_line
 from edgedistill.workers.steps import deployment
 from edgedistill.workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
 from edgedistill.workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
@@ -33,7 +34,7 @@ __all__ = ["PRIMARY_BY_CLASS", "Report", "build_report", "render_summary"]
 SCHEMA_VERSION = contract.SCHEMA_VERSION
 REPORT_FILENAME = "report.json"
 SUMMARY_FILENAME = "summary.md"
-MODEL_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full")
+MODEL_KINDS = artifact_kinds.model_kinds()
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.profiles.schema import DeviceProfile
 from edgedistill.workers.steps.students import StudentEstimate
 
 # the ladder spans at most this factor in cost below the fixed choice: smaller students would not

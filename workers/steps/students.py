@@ -27,8 +27,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import BudgetError, InputError
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts.errors import BudgetError, InputError
+from edgedistill.contracts.profiles.schema import DeviceProfile
 
 Family = Literal["ds_cnn2d", "ds_cnn1d", "mlp"]
 FAMILY_BY_MODALITY: dict[str, Family] = {"image": "ds_cnn2d", "sequence": "ds_cnn1d", "vector": "mlp"}

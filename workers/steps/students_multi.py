@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import BudgetError, InputError
-from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts.errors import BudgetError, InputError
+from edgedistill.contracts.profiles.schema import DeviceProfile
+from edgedistill.contracts.signature import FLOAT_DTYPES, UNTRAINED_KINDS, ModelSignature, TensorSpec
 from edgedistill.workers.steps.anchor_grid import AnchorGrid
 from edgedistill.workers.steps.students import (
     _TFLITE_BYTES_PER_TENSOR,

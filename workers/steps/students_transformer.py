@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import BudgetError, InputError
-from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS, ModelSignature
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts.errors import BudgetError, InputError
+from edgedistill.contracts.profiles.schema import DeviceProfile
+from edgedistill.contracts.signature import UNTRAINED_KINDS, ModelSignature
 from edgedistill.workers.steps.students import FLASH_HEADROOM, budget_violation
 from edgedistill.workers.steps.students_multi import (
     MIN_VOCAB,

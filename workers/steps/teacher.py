@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.formats import ModelFileError, ModelFormat, UnsafeModelFile, sniff_model_format
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import INT_DTYPES, ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import ModelFileError, ModelFormat, UnsafeModelFile, sniff_model_format
+from edgedistill.contracts.signature import INT_DTYPES, ModelSignature, OutputSpec, TensorSpec
 from edgedistill.workers.steps.teacher_base import Teacher, data_dtype, first_line, guess_layout, known_dims
 
 # --------------------------------------------------------------------------------------------------

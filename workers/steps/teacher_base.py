@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.formats import ModelFormat
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import INT_DTYPES, ModelSignature, TensorSpec
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import ModelFormat
+from edgedistill.contracts.signature import INT_DTYPES, ModelSignature, TensorSpec
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgedistill.contracts.signature import ModelSignature
 from edgedistill.workers.pipeline.context import RunContext
-from edgedistill.workers.pipeline.signature import ModelSignature
 
 SIGNATURE_KEY = "teacher_signature"
 # where each format's signature comes from: declared by the file (.pt2) or observed on the data (TorchScript)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.formats import ModelFileError, ModelFormat
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import ModelFileError, ModelFormat
+from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
 from edgedistill.workers.steps.teacher_base import Teacher, first_line, guess_layout
 
 _DTYPES = {

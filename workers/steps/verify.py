@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
 from edgedistill.workers.steps.metrics import evaluate, quality_key
 from edgedistill.workers.steps.verify_multi import TFLM_MAX_SAMPLES
 
-ONNX_KINDS = ("onnx_fp32", "onnx_int8")
-TFLITE_KINDS = ("tflite_int8", "tflite_int8_full")
-INT8_KINDS = ("onnx_int8", "tflite_int8", "tflite_int8_full")
+INT8_KINDS = artifact_kinds.int8_kinds()
+TFLITE_KINDS = artifact_kinds.with_suffix(".tflite")  # the files whose ops the profile's op_allowlist governs
+TFLM = artifact_kinds.TFLM_VARIANT  # the full-int8 TFLite run in the TFLite Micro interpreter
 PROBE_SAMPLES = 32
 
 
@@ -40,13 +41,9 @@ def _primary_flash_kind(ctx: RunContext, state: RunState) -> str | None:
     the device artifact later, from the benchmark's timings (workers.steps.device_artifact), which
     verify cannot know yet; every int8 artifact they may run is checked against max_model_bytes
     here, and device_artifact checks an fp32 ONNX pick's size itself, so any pick fits."""
-    order = ("tflite_int8_full", "tflite_int8", "onnx_int8") if ctx.spec.profile.device_class == "mcu" else INT8_KINDS
+    mcu = ctx.spec.profile.device_class == "mcu"
+    order = [k for k in artifact_kinds.by_preference("mcu") if k in INT8_KINDS] if mcu else INT8_KINDS
     return next((k for k in order if k in state.artifacts), None)
-
-
-def _layout(state: RunState, kind: str) -> str | None:
-    layout = state.artifacts[kind].metadata.get("signature", {}).get("layout")
-    return layout if layout == "NHWC" else None
 
 
 class Verify(Step):
@@ -58,9 +55,10 @@ class Verify(Step):
     order = 100
 
     def run(self, ctx: RunContext, state: RunState) -> None:
+        from edgedistill.runtimes import open_model
+        from edgedistill.runtimes.tflm import run_tflm
         from edgedistill.workers.steps.distill.multi import needs_multi
         from edgedistill.workers.steps.export_onnx import torch_predict
-        from edgedistill.workers.steps.runtimes import run_onnx, run_tflite, run_tflm
 
         data = state.data
         if needs_multi(state.signature):
@@ -77,15 +75,12 @@ class Verify(Step):
         student = torch_predict(state.student, x)
 
         outputs: dict[str, np.ndarray] = {"teacher": teacher, "student_fp32": student}
-        for kind in ONNX_KINDS:
-            if kind in state.artifacts:
-                ctx.emit("progress", {"message": f"evaluating {kind} on {x.shape[0]} test samples"})
-                outputs[kind] = run_onnx(state.artifacts[kind].path, x)
-        for kind in TFLITE_KINDS:
+        for kind in artifact_kinds.model_kinds():
             if kind in state.artifacts:
                 ctx.check_cancel()
                 ctx.emit("progress", {"message": f"evaluating {kind} on {x.shape[0]} test samples"})
-                outputs[kind] = run_tflite(state.artifacts[kind].path, x, layout=_layout(state, kind))
+                art = state.artifacts[kind]
+                outputs[kind] = open_model(art.path, kind, metadata=art.metadata).predict(x)
 
         metrics: dict[str, Any] = {}
         for variant, out in outputs.items():
@@ -95,22 +90,21 @@ class Verify(Step):
         metrics["teacher"].pop("mean_abs_diff_vs_student_fp32", None)
 
         arena: int | None = None
-        if "tflite_int8_full" in state.artifacts:
+        tflm_kind = artifact_kinds.tflm_kind()
+        if tflm_kind in state.artifacts:
             ctx.check_cancel()
             n = min(x.shape[0], TFLM_MAX_SAMPLES)
             ctx.emit("progress", {"message": f"running the TFLite Micro interpreter on {n} test samples"})
-            tflm_out, arena = run_tflm(state.artifacts["tflite_int8_full"].path, x[:n])
-            outputs["tflm"] = tflm_out
-            metrics["tflm"] = evaluate(
+            tflm_out, arena = run_tflm(state.artifacts[tflm_kind].path, x[:n])
+            outputs[TFLM] = tflm_out
+            metrics[TFLM] = evaluate(
                 tflm_out, task=task, teacher=teacher[:n], student=student[:n], labels=None if y is None else y[:n]
             )
-            metrics["tflm"]["runtime"] = "tflite-micro"
-            metrics["tflm"]["subset"] = n < x.shape[0]
+            metrics[TFLM]["runtime"] = "tflite-micro"
+            metrics[TFLM]["subset"] = n < x.shape[0]
             if n < x.shape[0]:
-                metrics["tflm"]["note"] = f"first {n} of {x.shape[0]} test samples (TFLM runs one at a time)"
-            metrics["tflm"]["max_abs_diff_vs_tflite_int8_full"] = float(
-                np.max(np.abs(tflm_out - outputs["tflite_int8_full"][:n]))
-            )
+                metrics[TFLM]["note"] = f"first {n} of {x.shape[0]} test samples (TFLM runs one at a time)"
+            metrics[TFLM][f"max_abs_diff_vs_{tflm_kind}"] = float(np.max(np.abs(tflm_out - outputs[tflm_kind][:n])))
 
         over = self._quality_drops(ctx, state, metrics, task, y is not None)
         state.metrics = metrics
@@ -152,7 +146,7 @@ class Verify(Step):
         budget = ctx.spec.options.accuracy_budget_pp
         over: list[str] = []
         qat_done = bool((state.distillation.get("qat") or {}).get("done"))
-        for variant in (*INT8_KINDS, "tflm"):
+        for variant in (*INT8_KINDS, TFLM):
             if variant not in metrics or base is None or key not in metrics[variant]:
                 continue
             drop = 100.0 * (base - metrics[variant][key])
@@ -178,7 +172,7 @@ class Verify(Step):
             ptq = {
                 k: {m: v for m, v in metrics[k].items() if m in ("accuracy", "top1_agreement", "r2", "r2_vs_teacher",
                                                                   "drop_vs_student_fp32_pp", "samples")}
-                for k in ("student_fp32", *INT8_KINDS, "tflm")
+                for k in ("student_fp32", *INT8_KINDS, TFLM)
                 if k in metrics
             }  # fmt: skip
             raise Int8OverBudget("; ".join(over), stage=self.stage, details={"ptq": ptq, "warnings": over})
@@ -188,7 +182,7 @@ class Verify(Step):
 
     def _check_budgets(self, ctx: RunContext, state: RunState, arena_measured: int | None) -> None:
         from edgedistill.workers.steps.mcu import arena_reservation
-        from edgedistill.workers.steps.runtimes import tflite_ops
+        from edgedistill.workers.steps.model_info import tflite_ops
 
         profile = ctx.spec.profile
         b = profile.budgets
@@ -202,9 +196,8 @@ class Verify(Step):
         # TFLite only: its ONNX files stay on the host (and QDQ ONNX is larger than the flatbuffer).
         sizes = {k: state.artifacts[k].size_bytes for k in INT8_KINDS if k in state.artifacts}
         primary = _primary_flash_kind(ctx, state)
-        deployed = (
-            {k: v for k, v in sizes.items() if k == "tflite_int8_full"} if profile.device_class == "mcu" else sizes
-        )
+        on_mcu = artifact_kinds.runnable_on("mcu")
+        deployed = {k: v for k, v in sizes.items() if k in on_mcu} if profile.device_class == "mcu" else sizes
         budget["flash"] = {
             "artifact_kind": primary,
             "used_bytes": sizes.get(primary) if primary else None,
@@ -224,7 +217,7 @@ class Verify(Step):
 
         # RAM: the tensor arena TFLM measured (MCU), else the student's estimate for information.
         if arena_measured is not None:
-            tfl = state.artifacts["tflite_int8_full"]
+            tfl = state.artifacts[artifact_kinds.tflm_kind()]
             reservation = arena_reservation(arena_measured, tfl.path)
             budget["tflm_arena"] = reservation
             budget["ram"] = {
@@ -297,7 +290,7 @@ class Verify(Step):
         arrays: dict[str, np.ndarray] = {"x": np.ascontiguousarray(x[:n], dtype=np.float32)}
         if y is not None:
             arrays["y"] = y[:n]
-        for name in ("teacher", "student_fp32", *INT8_KINDS, "tflm"):
+        for name in ("teacher", "student_fp32", *INT8_KINDS, TFLM):
             if name in outputs and outputs[name].shape[0] >= n:
                 arrays[f"out_{name}"] = np.ascontiguousarray(outputs[name][:n], dtype=np.float32)
         from edgedistill.workers.steps.probe_multi import save_probe
@@ -352,8 +345,7 @@ def _single_output_metrics(state: RunState, variant: str) -> dict[str, Any] | No
 
 
 def _runtime_of(variant: str) -> str:
-    if variant.startswith("onnx"):
-        return "onnxruntime"
-    if variant.startswith("tflite"):
-        return "ai-edge-litert"
+    found = artifact_kinds.runtime_of(variant)
+    if found is not None:
+        return found
     return "torch" if variant == "student_fp32" else "teacher"

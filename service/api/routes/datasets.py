@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from edgedistill.contracts.formats import DataFileError, check_npz
 from edgedistill.service.api import quotas
 from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from edgedistill.service.api.routes.models import receive_checked
@@ -13,7 +14,6 @@ from edgedistill.service.repos import datasets as repo
 from edgedistill.service.repos import lifecycle
 from edgedistill.service.schemas.common import Page
 from edgedistill.service.schemas.datasets import DatasetOut, summary_dict
-from edgedistill.workers.formats import DataFileError, check_npz
 
 router = APIRouter(tags=["datasets"])
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response
 
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.service.api.deps import SessionDep, TenantDep
 from edgedistill.service.repos import lifecycle
 from edgedistill.service.repos import profiles as repo
 from edgedistill.service.schemas.profiles import DeviceProfileOut
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.profiles.schema import DeviceProfile
 
 router = APIRouter(tags=["device profiles"])
 

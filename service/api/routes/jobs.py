@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from edgedistill.contracts.report import read_report
+from edgedistill.contracts.statuses import CANCELLED, TERMINAL_STATUSES, JobStatus
 from edgedistill.service.api import quotas
 from edgedistill.service.api.deps import (
     QueueDep,
@@ -28,7 +28,6 @@ from edgedistill.service.api.sse import MAX_EVENT_ID, job_event_stream, parse_la
 from edgedistill.service.api.teacher_checks import check_job_against_teacher
 from edgedistill.service.comparison import job_devices_section, thresholds_from
 from edgedistill.service.db.base import utcnow
-from edgedistill.service.db.models import TERMINAL_STATUSES
 from edgedistill.service.dispatch import dispatch
 from edgedistill.service.queue import JobQueue, choose_queue
 from edgedistill.service.repos import datasets, jobs, lifecycle, models, profiles
@@ -39,8 +38,6 @@ from edgedistill.service.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
-
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def _field_error(loc: tuple[str, ...], msg: str) -> RequestValidationError:
@@ -168,7 +165,7 @@ def cancel_job(job_id: str, principal: TenantDep, session: SessionDep) -> JobOut
     job = jobs.request_cancel(session, tenant_id=principal.tenant_id, job_id=job_id)
     if job is None:
         raise HTTPException(404, f"job {job_id} not found")
-    if job.status in TERMINAL_STATUSES and job.status != "cancelled":
+    if job.status in TERMINAL_STATUSES and job.status != CANCELLED:
         raise HTTPException(409, f"job {job_id} already {job.status}; nothing to cancel")
     session.commit()
     return JobOut.from_row(job, now=utcnow())

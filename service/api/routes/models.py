@@ -9,6 +9,8 @@ from typing import TypeVar
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from edgedistill.contracts.formats import ModelFileError
+from edgedistill.contracts.signature_readers import SignatureError, inspect_model
 from edgedistill.service.api import quotas
 from edgedistill.service.api.deps import SessionDep, SettingsDep, StoreDep, TenantDep
 from edgedistill.service.api.uploads import MULTIPART_OPENAPI, ReceivedUpload, receive_upload
@@ -18,8 +20,6 @@ from edgedistill.service.schemas.common import Page
 from edgedistill.service.schemas.models import TeacherModelOut
 from edgedistill.service.settings import Settings
 from edgedistill.service.storage import ArtifactStore, StoredObject
-from edgedistill.workers.formats import ModelFileError
-from edgedistill.workers.pipeline.signature_readers import SignatureError, inspect_model
 
 router = APIRouter(tags=["models"])
 

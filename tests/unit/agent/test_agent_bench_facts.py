@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from edgedistill.agent.bench import latency_stats, peak_rss_bytes, time_calls
 from edgedistill.agent.facts import device_facts, parse_cpuinfo
+from edgedistill.runtimes.timing import latency_stats, peak_rss_bytes, time_calls
 
 X86 = """processor\t: 0
 vendor_id\t: GenuineIntel

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-FORBIDDEN = ["torch", "service", "workers", "onnx", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow",
+FORBIDDEN = ["torch", "edgedistill.service", "edgedistill.workers",
+             "onnx", "onnxruntime", "ai_edge_litert", "tflite_runtime", "tensorflow",
              "sqlalchemy", "fastapi", "pydantic", "sklearn"]  # fmt: skip
 
 SCRIPT = "import json, sys; import edgedistill.agent.cli; print(json.dumps(sorted(sys.modules)))"

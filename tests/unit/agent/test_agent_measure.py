@@ -13,6 +13,9 @@ from edgedistill.agent.api import DeviceApi
 from edgedistill.agent.errors import IntegrityError
 from edgedistill.agent.measure import BenchOptions, measure_artifact
 
+# every test reads a real engine run (the session's mcu_run pipeline, ~14 s CPU)
+pytestmark = pytest.mark.slow
+
 
 class FakeService:
     def __init__(self, run: Any, kind: str, *, tamper: bool = False, verdict_ok: bool = True) -> None:
@@ -64,6 +67,18 @@ def test_measures_and_posts(mcu_run: Any, kind: str) -> None:
         assert body["runtime"] == "onnxruntime" and extra["input_quantization"] is None
     assert result.verdict == {"measurement_id": "m1", "ok": True, "reasons": []} and not result.failing
     assert "; ok" in result.summary()
+
+
+def test_measures_an_executorch_program_where_executorch_is_installed(cpu_run: Any) -> None:
+    svc = FakeService(cpu_run, "executorch_int8")
+    with DeviceApi("http://svc", "edd_test", transport=httpx.MockTransport(svc)) as api:
+        result = measure_artifact(api, svc.artifact, threads=1, options=BenchOptions(runs=5, warmup=1))
+    [body] = svc.posted
+    assert body["runtime"] == "executorch" and body["count"] == 5
+    # the same program in the same runtime as the host's verification: the host's int8 outputs exactly
+    assert body["agreement"] == 1.0 and body["max_abs_diff"] == 0.0
+    assert body["extra"]["reference"] == "out_executorch_int8"
+    assert not result.failing
 
 
 def test_tampered_artifact_is_refused_before_anything_runs(mcu_run: Any) -> None:

@@ -18,14 +18,17 @@ from edgedistill.agent.probe import read_arrays
 from edgedistill.agent.probe_multi import compare_outputs, headline, parse_multi
 from tests.signature_models import token_classifier_onnx
 
+# every test reads a real engine run of a two-input teacher (~8 s CPU)
+pytestmark = pytest.mark.slow
+
 SEQ, VOCAB = 16, 50
 
 
 @pytest.fixture(scope="module")
 def token_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from edgedistill.contracts.profiles import resolve_profile
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import resolve_profile
 
     tmp = tmp_path_factory.mktemp("agent-tokens")
     teacher = tmp / "tokens.onnx"

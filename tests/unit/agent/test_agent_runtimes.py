@@ -1,5 +1,6 @@
-"""The agent's runtimes on real artifacts: outputs equal the host's in the probe, int8 input
-quantization is read from the model, layouts are converted."""
+"""The runtime wrappers the agent runs artifacts with (edgedistill.runtimes, shared with the host) on real
+artifacts: outputs equal the host's in the probe, int8 input quantization is read from the model,
+layouts are converted, standardisation comes from the artifact's metadata."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgedistill.agent.errors import AgentError
 from edgedistill.agent.probe import load_probe
-from edgedistill.agent.runtimes import (
+from edgedistill.contracts.errors import ArtifactRunError
+from edgedistill.runtimes import open_model
+from edgedistill.runtimes.common import (
     CHANNEL_LAST,
     Quantization,
-    TfliteModel,
+    apply_standardization,
     dequantize,
-    load_model,
     quantize,
     resolve_layout,
-    tflite_quantization,
-    to_layout,
+    standardization_of,
+    tensor_quantization,
 )
+from edgedistill.runtimes.common import to_model_layout as to_layout
+from edgedistill.runtimes.litert import TfliteModel
 
 
 def test_quantize_rounds_half_away_from_zero_and_saturates() -> None:
@@ -36,12 +39,12 @@ def test_tflite_quantization_from_details() -> None:
         "dtype": np.int8,
         "quantization_parameters": {"scales": np.array([0.02]), "zero_points": np.array([3])},
     }
-    assert tflite_quantization(d) == Quantization(0.02, 3, "int8")
+    assert tensor_quantization(d) == Quantization(0.02, 3, "int8")
     legacy = {"name": "in", "dtype": np.uint8, "quantization_parameters": {}, "quantization": (0.1, 128)}
-    assert tflite_quantization(legacy) == Quantization(0.1, 128, "uint8")
-    assert tflite_quantization({"dtype": np.float32}) is None
-    with pytest.raises(AgentError, match="no per-tensor scale"):
-        tflite_quantization({"name": "in", "dtype": np.int8, "quantization_parameters": {}, "quantization": (0.0, 0)})
+    assert tensor_quantization(legacy) == Quantization(0.1, 128, "uint8")
+    assert tensor_quantization({"dtype": np.float32}) is None
+    with pytest.raises(ArtifactRunError, match="no per-tensor scale"):
+        tensor_quantization({"name": "in", "dtype": np.int8, "quantization_parameters": {}, "quantization": (0.0, 0)})
 
 
 def test_layouts() -> None:
@@ -50,16 +53,17 @@ def test_layouts() -> None:
     assert to_layout(np.zeros((2, 3, 7)), CHANNEL_LAST).shape == (2, 1, 7, 3)
     assert resolve_layout(None, x, (1, 3, 4, 5)) is None
     assert resolve_layout(None, x, (1, 4, 5, 3)) == CHANNEL_LAST
-    with pytest.raises(AgentError, match="per-sample shape"):
+    with pytest.raises(ArtifactRunError, match="per-sample shape"):
         resolve_layout(None, x, (1, 9, 9, 3))
 
 
+@pytest.mark.slow  # reads a real engine run (the session's mcu_run pipeline, ~14 s CPU)
 @pytest.mark.parametrize("kind", ["onnx_fp32", "onnx_int8", "tflite_int8_full"])
 def test_outputs_match_the_hosts(mcu_run: Any, kind: str) -> None:
     art = mcu_run.artifacts[kind]
     probe = load_probe(mcu_run.artifacts["probe"].path)
     _, reference = probe.reference_for(kind)
-    model = load_model(art.path, kind, threads=1, layout=art.metadata.get("signature", {}).get("layout"))
+    model = open_model(art.path, kind, threads=1, metadata=art.metadata)
     out = model.predict(probe.x)
     if kind == "onnx_fp32":
         np.testing.assert_allclose(out, reference, atol=1e-4)  # vs the float torch student
@@ -69,9 +73,10 @@ def test_outputs_match_the_hosts(mcu_run: Any, kind: str) -> None:
     fn()
 
 
+@pytest.mark.slow  # reads the session's mcu_run pipeline
 def test_int8_input_quantization_is_read_from_the_model(mcu_run: Any) -> None:
     art = mcu_run.artifacts["tflite_int8_full"]
-    model = TfliteModel(art.path, 1, art.metadata["signature"]["layout"])
+    model = TfliteModel(art.path, 1, metadata=art.metadata)
     recorded = art.metadata["io_quantization"]["input"]  # what the exporter wrote beside the file
     q = model.input_quantization
     assert q is not None and q.dtype == "int8"
@@ -82,20 +87,16 @@ def test_int8_input_quantization_is_read_from_the_model(mcu_run: Any) -> None:
 
 
 def test_wrong_kind_is_refused(tmp_path: Any) -> None:
-    with pytest.raises(AgentError, match="not a model"):
-        load_model(tmp_path / "x", "c_source", threads=1, layout=None)
+    with pytest.raises(ArtifactRunError, match="not a model"):
+        open_model(tmp_path / "x", "c_source", threads=1)
+    with pytest.raises(ArtifactRunError, match="not a model"):
+        open_model(tmp_path / "x", "no_such_kind", threads=1)
 
 
-def test_standardize_input_applies_the_artifacts_per_feature_statistics() -> None:
-    import numpy as np
-    import pytest
-
-    from edgedistill.agent.errors import AgentError
-    from edgedistill.agent.runtimes import standardize_input
-
+def test_standardization_comes_from_the_artifacts_metadata() -> None:
     x = np.array([[1.0, 100.0], [3.0, 300.0]], dtype=np.float32)
     meta = {"input_standardization": {"mean": [2.0, 200.0], "std": [1.0, 100.0]}}
-    np.testing.assert_allclose(standardize_input(x, meta), [[-1.0, -1.0], [1.0, 1.0]])
-    assert standardize_input(x, {}) is x
-    with pytest.raises(AgentError, match="features"):
-        standardize_input(x, {"input_standardization": {"mean": [0.0], "std": [1.0]}})
+    np.testing.assert_allclose(apply_standardization(x, standardization_of(meta)), [[-1.0, -1.0], [1.0, 1.0]])
+    assert standardization_of({}) is None and apply_standardization(x, None) is x
+    with pytest.raises(ArtifactRunError, match="features"):
+        apply_standardization(x, standardization_of({"input_standardization": {"mean": [0.0], "std": [1.0]}}))

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from edgedistill.contracts.events import PipelineEvent
 from edgedistill.workers import cli
 from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.context import ArtifactRecord
-from edgedistill.workers.pipeline.events import PipelineEvent
 from edgedistill.workers.pipeline.runner import PipelineResult
 
 
@@ -160,7 +160,7 @@ def test_require_quality_exits_6_for_a_student_below_its_target(
     require: bool,
     code: int,
 ) -> None:
-    from edgedistill.workers.pipeline.verdict import quality_verdict
+    from edgedistill.contracts.verdict import quality_verdict
 
     seen: list[float] = []
 

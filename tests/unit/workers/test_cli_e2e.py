@@ -14,6 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.slow  # the whole CLI pipeline in a subprocess, 40 epochs (~4 min CPU)
 @pytest.mark.timeout(600)
 def test_compress_digits_for_cortex_m4(digits_teacher_files: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
@@ -49,7 +50,8 @@ def test_compress_digits_for_cortex_m4(digits_teacher_files: dict[str, Path], tm
         assert abs(metrics[variant]["drop_vs_student_fp32_pp"]) <= 3.0, variant
     student = report["student"]
     assert student["family"] == "ds_cnn2d"
-    assert report["teacher"]["params"] >= 8 * student["params"]
+    # Sizing starts at <= teacher/8 and may grow once to <= teacher/2 when the first size plateaus short.
+    assert report["teacher"]["params"] >= 2 * student["params"]
     budget = report["budget"]
     assert budget["flash"]["fits"] and budget["ram"]["fits"] and budget["macs"]["fits"]
     assert report["training"]["epochs_run"] >= 1 and report["training"]["samples_per_second"] > 0

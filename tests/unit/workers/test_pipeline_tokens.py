@@ -8,16 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from factories import write_npz
 from signature_models import token_classifier_onnx
 
 SEQ, VOCAB = 16, 50
 
 
+@pytest.mark.slow  # a whole pipeline run (~7 s CPU)
 def test_token_teacher_runs_end_to_end_and_every_artifact_is_timed(tmp_path: Path) -> None:
+    from edgedistill.contracts.profiles import resolve_profile
+    from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-    from edgedistill.workers.profiles import resolve_profile
 
     teacher = tmp_path / "teacher.onnx"
     teacher.write_bytes(token_classifier_onnx(seq=SEQ, vocab=VOCAB))

@@ -14,6 +14,8 @@ import pytest
 import torch
 from torch import nn
 
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.spec import JobOptions, PipelineSpec
 from edgedistill.service.api.teacher_checks import job_problems
 from edgedistill.service.db.migrate import upgrade_head
 from edgedistill.service.db.session import dispose_engines, session_scope
@@ -23,8 +25,6 @@ from edgedistill.service.schemas.models import TeacherModelOut
 from edgedistill.service.settings import Settings
 from edgedistill.workers.persistence import JobRecorder
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.load_data import LoadData
 from edgedistill.workers.steps.load_teacher import LoadTeacher
 from tests.factories import save_teacher, write_npz

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.steps.derived.convert import (
     ConversionError,
     Converted,
@@ -63,7 +63,7 @@ def base_student(converted: Converted, signature: Any) -> tuple[DerivedStudent, 
 def _check_io(student: DerivedStudent, teacher: Any, signature: Any, probe: Mapping[str, np.ndarray]) -> None:
     """The student runs on a batch of 3 (not the teacher's fixed batch) and returns every trained output
     at the teacher's per-sample shape."""
-    from edgedistill.workers.pipeline.signature import UNTRAINED_KINDS
+    from edgedistill.contracts.signature import UNTRAINED_KINDS
 
     args = tuple(a[:3] if a.shape[0] >= 3 else a for a in probe_args(teacher, probe, n=3))
     try:
@@ -260,7 +260,7 @@ def retry_shrink(state: Any, exc: Any, attempt: int, max_retries: int, emit: Any
     """BuildStudent.prepare_restart for a derived student over a budget: the factor on the target for
     the next attempt, the last one's times the shortfall the artifact measured (estimate / measured, at
     most 0.8), at most max_retries times (then BudgetError)."""
-    from edgedistill.workers.pipeline.errors import BudgetError
+    from edgedistill.contracts.errors import BudgetError
 
     if attempt > max_retries:
         raise BudgetError(f"{exc} ({max_retries} retries: giving up)", stage=exc.stage) from exc

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.contracts.errors import InputError
 
 OPSET = 17
 PROBE = 8

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgedistill.workers.pipeline.spec import FeatureOptions
+from edgedistill.contracts.spec import FeatureOptions
 from edgedistill.workers.steps.derived.prune import DerivedStudent, _is_add, shapes_of
 from edgedistill.workers.steps.distill.features import (
     STUDENT_ACTIVATIONS,

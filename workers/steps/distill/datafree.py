@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import DataFreeOptions
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import DataFreeOptions
 from edgedistill.workers.steps.distill.methods import Plan
 
 ZO_EPSILON = 1e-3

@@ -37,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import FeatureOptions
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import FeatureOptions
 from edgedistill.workers.steps.distill.losses import PairShape
 
 FEATURE_BATCH = 256

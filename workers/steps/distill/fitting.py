@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
 
 if TYPE_CHECKING:
     import numpy as np

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgedistill.contracts.errors import InputError
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
 from edgedistill.workers.steps.students import MLP, Standardize, StudentArch, build_module, estimate
 
 STAT_BATCH = 512
@@ -231,7 +231,7 @@ def build_previous_student(ctx: RunContext, state: RunState) -> None:
 
 def previous_outputs(ctx: RunContext, state: RunState) -> dict[str, np.ndarray]:
     """The earlier student's outputs (onnxruntime on its ONNX file) on every split of the new data."""
-    from edgedistill.workers.steps.runtimes import run_onnx
+    from edgedistill.runtimes.onnx import run_onnx
 
     path = ctx.spec.init_from_path
     assert path is not None
@@ -258,9 +258,9 @@ def _quality(out: np.ndarray, y: np.ndarray | None, teacher: np.ndarray, task: s
 
 def forgetting_report(ctx: RunContext, state: RunState) -> dict[str, Any]:
     """Before (earlier student) and after (new student) on the old and the new data."""
+    from edgedistill.runtimes.onnx import run_onnx
     from edgedistill.workers.steps.export_onnx import torch_predict
     from edgedistill.workers.steps.metrics import top1_agreement
-    from edgedistill.workers.steps.runtimes import run_onnx
 
     spec, data = ctx.spec, state.data
     assert spec.init_from_path is not None

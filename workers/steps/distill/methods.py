@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import METHODS as METHOD_NAMES
-from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import METHODS as METHOD_NAMES
+from edgedistill.contracts.spec import JobOptions, LossTerm
 
 Procedure = Literal["train", "data_free", "nas"]
 
@@ -151,7 +151,7 @@ METHODS: dict[str, Method] = {
     )
 }
 if set(METHODS) | {"auto"} != set(METHOD_NAMES):  # the API validates names with spec.METHODS
-    raise RuntimeError("edgedistill.workers.pipeline.spec.METHODS and the distillation methods differ")
+    raise RuntimeError("edgedistill.contracts.spec.METHODS and the distillation methods differ")
 
 
 def default_terms(method: str, *, task: str, has_labels: bool, alpha: float, temperature: float) -> list[LossTerm]:

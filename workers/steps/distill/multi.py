@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import (
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.signature import (
     CLASS_SCORE_KINDS,
     FLOAT_DTYPES,
     LEGACY_KINDS,
     UNTRAINED_KINDS,
     ModelSignature,
 )
-from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.contracts.spec import JobOptions, LossTerm
 
 if TYPE_CHECKING:
     import torch

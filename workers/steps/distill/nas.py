@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from edgedistill.contracts.errors import BudgetError
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import BudgetError
-from edgedistill.workers.profiles.schema import DeviceProfile
 from edgedistill.workers.steps.distill.methods import Plan
 from edgedistill.workers.steps.students import (
     CNN_DEPTHS,
@@ -133,9 +133,9 @@ def mcu_latency_ms(macs: int, profile: DeviceProfile) -> float | None:
 
 def host_latency_ms(module: nn.Module, example: np.ndarray, threads: int, work: Path) -> float:
     """p50 of LATENCY_RUNS onnxruntime calls at batch 1 on a quick ONNX export of module."""
+    from edgedistill.runtimes.onnx import OnnxModel
     from edgedistill.workers.steps.benchmark import time_calls
     from edgedistill.workers.steps.export_onnx import export_student_onnx
-    from edgedistill.workers.steps.runtimes import OnnxModel
 
     with tempfile.TemporaryDirectory(dir=work, prefix=".nas-") as tmp:
         path = Path(tmp) / "candidate.onnx"

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from edgedistill.contracts.errors import InputError, Int8OverBudget, PipelineError
 from edgedistill.workers.pipeline.base import Restart, Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError, Int8OverBudget, PipelineError
 
 # Loss terms the fake-quant graph can be trained with (no hooks into its layers).
 LOGIT_TERMS = frozenset({"kd", "ce", "mse_logits", "mse_labels", "l1_logits", "lwf", "lwf_mse"})
@@ -98,8 +98,8 @@ def prepare_qat(student: Any, modality: str, example: np.ndarray) -> tuple[QatMo
     import torch
     from torchao.quantization.pt2e import move_exported_model_to_train, quantize_pt2e
 
+    from edgedistill.runtimes.common import to_model_layout
     from edgedistill.workers.steps.export_tflite import channel_last_module
-    from edgedistill.workers.steps.runtimes import to_model_layout
 
     fused = fuse_batchnorm(student)
     module, layout = channel_last_module(fused, modality)
@@ -178,7 +178,7 @@ class QatKD(Step):
         from edgedistill.workers.steps.distill.multi import needs_multi
 
         if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
-            from edgedistill.workers.pipeline.signature import unsupported_reason
+            from edgedistill.contracts.signature import unsupported_reason
 
             reason = unsupported_reason(state.signature, ctx.spec.options)
             if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)
@@ -266,6 +266,6 @@ class LossTermLike:
 
     @property
     def term(self) -> Any:
-        from edgedistill.workers.pipeline.spec import LossTerm
+        from edgedistill.contracts.spec import LossTerm
 
         return LossTerm(key=self.raw["key"], weight=self.raw["weight"], kwargs=self.raw.get("kwargs") or {})

@@ -6,10 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from edgedistill.contracts import artifact_kinds
 from edgedistill.contracts.report import DistillationFacts
 
 QUALITY_KEYS = ("accuracy", "top1_agreement", "r2", "r2_vs_teacher")
-VARIANTS = ("student_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "tflm")
+VARIANTS = ("student_fp32", *artifact_kinds.int8_kinds(), artifact_kinds.TFLM_VARIANT)
 
 
 def distillation_section(distillation: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:

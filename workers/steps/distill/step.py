@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.events import stage_span
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.events import stage_span
-from edgedistill.workers.pipeline.spec import LossTerm
 from edgedistill.workers.steps.distill.fitting import Fitted, epoch_reporter, finish_student, fit
 
 if TYPE_CHECKING:

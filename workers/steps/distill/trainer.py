@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.contracts.spec import JobOptions
 from edgedistill.workers.steps.distill.losses import WeightedSum
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 
 if TYPE_CHECKING:
     from torch import nn

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.profiles.schema import DeviceProfile
 from edgedistill.service.repos import datasets, jobs, models, profiles
 from edgedistill.service.repos.errors import Conflict, NotFound
 from edgedistill.service.repos.storage_refs import storage_key_in_use
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.profiles.schema import DeviceProfile
 
 
 def test_models_are_scoped_and_soft_deleted(session, factory) -> None:  # type: ignore[no-untyped-def]

@@ -10,13 +10,13 @@ import pytest
 import torch
 from factories import custom_profile, make_ctx
 
+from edgedistill.contracts.errors import ArtifactOverBudget, BudgetError, Cancelled, InputError, PipelineError
+from edgedistill.contracts.events import PipelineEvent
+from edgedistill.contracts.spec import PipelineSpec
 from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError, Cancelled, InputError, PipelineError
-from edgedistill.workers.pipeline.events import PipelineEvent
 from edgedistill.workers.pipeline.registry import step_class
-from edgedistill.workers.pipeline.spec import PipelineSpec
 from edgedistill.workers.steps.build_student import MAX_SHRINK_RETRIES
 
 

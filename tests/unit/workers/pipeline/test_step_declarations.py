@@ -9,11 +9,11 @@ from typing import ClassVar
 import pytest
 from factories import make_ctx
 
+from edgedistill.contracts.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
+from edgedistill.contracts.events import STAGE_PROGRESS_END, STAGES, PipelineEvent, stage_span
 from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import ArtifactRecord, RunContext, RunState
-from edgedistill.workers.pipeline.errors import ArtifactOverBudget, InputError, Int8OverBudget, PipelineError
-from edgedistill.workers.pipeline.events import STAGE_PROGRESS_END, STAGES, PipelineEvent, stage_span
 from edgedistill.workers.pipeline.registry import STEPS, check_order, pipeline_order, step_class
 
 # The order the runner hard-coded before the steps declared it.

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
+from edgedistill.contracts.events import PipelineEvent
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.spec import JobOptions, PipelineSpec
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.events import PipelineEvent
-from edgedistill.workers.pipeline.spec import JobOptions, PipelineSpec
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.data import TransferData, make_splits
 
 # --------------------------------------------------------------------------------------------------
@@ -239,7 +239,7 @@ def make_profile() -> Any:
 
 def profile_with(name: str, **changes: Any) -> Any:
     """A built-in profile with some fields replaced (budgets merged), re-validated."""
-    from edgedistill.workers.profiles import parse_profile
+    from edgedistill.contracts.profiles import parse_profile
 
     base = builtin_profiles()[name].as_yaml_dict()
     budgets = {**base["budgets"], **changes.pop("budgets", {})}  # type: ignore[dict-item]

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import PipelineError
 from edgedistill.workers.steps.artifacts import (
     record_artifact,
     sidecar_path,

@@ -84,6 +84,7 @@ def test_mcu_gets_an_estimate_and_a_warning_over_the_latency_target(
     assert any("3000.0 ms is over the 100.0 ms target" in w for w in state.warnings)
 
 
+@pytest.mark.slow  # exports the torch teacher and times it (~4 s CPU)
 def test_a_torch_teacher_is_also_timed_exported_to_onnx(exported: Any, run_factory: Any) -> None:
     _, state = exported("cpu-x86", "vector")
     teacher = dataclasses.replace(state.teacher, calls=[])

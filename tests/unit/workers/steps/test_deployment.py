@@ -37,6 +37,7 @@ def test_layout_of() -> None:
     assert layout_of([1, 1, 64, 3]) == "as-is"
 
 
+@pytest.mark.slow  # runs the generated onnxruntime snippet in two subprocesses (~5 s CPU)
 def test_onnx_facts_and_snippet(exported: Any, tmp_path: Path) -> None:
     _, state = exported("mobile-arm64", "digits")
     for kind in ("onnx_fp32", "onnx_int8"):
@@ -51,6 +52,7 @@ def test_onnx_facts_and_snippet(exported: Any, tmp_path: Path) -> None:
         assert json.loads(sidecar_path(art.path).read_text())["deployment"] == facts
 
 
+@pytest.mark.slow  # runs the generated LiteRT snippets in two subprocesses (~9 s CPU)
 def test_tflite_facts_match_the_exporter_and_the_snippet_runs(exported: Any, tmp_path: Path) -> None:
     _, state = exported("mcu-cortex-m4", "digits")
     art = state.artifacts["tflite_int8_full"]

@@ -20,9 +20,9 @@ pytest.importorskip("torch_pruning")
 if importlib.util.find_spec("onnx2torch") is None:  # imported through derived.onnx2torch_import (no torchvision)
     pytest.skip("onnx2torch is not installed", allow_module_level=True)
 
-from edgedistill.workers.pipeline.signature import ModelSignature
-from edgedistill.workers.pipeline.spec import FeatureOptions, JobOptions, LossTerm
-from edgedistill.workers.profiles import resolve_profile
+from edgedistill.contracts.profiles import resolve_profile
+from edgedistill.contracts.signature import ModelSignature
+from edgedistill.contracts.spec import FeatureOptions, JobOptions, LossTerm
 from edgedistill.workers.steps.derived.build import build_derived_student
 from edgedistill.workers.steps.derived.convert import ConversionError, convert_teacher
 from edgedistill.workers.steps.derived.pairs import plan_exact_features
@@ -229,7 +229,7 @@ def test_tflite_teachers_are_refused_with_the_reason() -> None:
 
 
 def test_submit_refuses_derived_for_tflite_teachers() -> None:
-    from edgedistill.workers.pipeline.submit_checks import submit_problems
+    from edgedistill.contracts.submit_checks import submit_problems
 
     opts = JobOptions.model_validate({"student": {"family": "derived"}})
     problems = submit_problems(None, model_format="tflite", data=None, options=opts)
@@ -324,7 +324,7 @@ def test_gru_without_linear_before_reset_is_refused() -> None:
 def test_an_unconvertible_teacher_fails_or_falls_back_with_a_warning(family: str) -> None:
     from types import SimpleNamespace
 
-    from edgedistill.workers.pipeline.errors import InputError
+    from edgedistill.contracts.errors import InputError
     from edgedistill.workers.steps.derived.build import build_for_run
 
     events: list[tuple[str, dict[str, str]]] = []
@@ -348,8 +348,8 @@ def test_an_unconvertible_teacher_fails_or_falls_back_with_a_warning(family: str
 
 def test_a_derived_job_runs_through_the_pipeline(trained: nn.Module, tmp_path: Path) -> None:
     """family derived end to end: the derived student with hint pairs, exported with the teacher's names."""
+    from edgedistill.contracts.spec import PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
-    from edgedistill.workers.pipeline.spec import PipelineSpec
 
     teacher = _onnx_teacher(trained, tmp_path / "teacher.onnx")
     x, y = _data(600, 4)
@@ -373,7 +373,7 @@ def test_a_derived_job_runs_through_the_pipeline(trained: nn.Module, tmp_path: P
 def test_an_over_budget_derived_artifact_retries_with_a_tighter_target() -> None:
     from types import SimpleNamespace
 
-    from edgedistill.workers.pipeline.errors import ArtifactOverBudget, BudgetError
+    from edgedistill.contracts.errors import ArtifactOverBudget, BudgetError
     from edgedistill.workers.steps.derived.build import retry_shrink
 
     state = SimpleNamespace(

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.signature import ModelSignature
+from edgedistill.contracts.spec import StudentOptions
+from edgedistill.runtimes.litert import TfliteModel
+from edgedistill.runtimes.onnx import OnnxModel
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.signature import ModelSignature
-from edgedistill.workers.pipeline.spec import StudentOptions
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.build_student import build_student
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.export_multi import torch_predict_all
 from edgedistill.workers.steps.heads import export_module
-from edgedistill.workers.steps.runtimes import OnnxModel, TfliteModel
 from edgedistill.workers.steps.students_multi import input_stats
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_students_multi import (
@@ -121,6 +122,7 @@ def test_grid_head_detector_exports_with_the_teachers_nhwc_input(tmp_path: Path)
     _close(TfliteModel(tfl.path).predict_all(x), ref, 0.1)
 
 
+@pytest.mark.slow  # every export of a token model (~8 s CPU)
 def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -> None:
     state = _export(tmp_path, "cpu-x86", multi_state(TEXT))
     x = {k: v.astype(np.int32) for k, v in state.data.inputs_of("test").items()}  # int32 data, int64 model
@@ -133,7 +135,7 @@ def test_onnx_predict_all_feeds_integer_inputs_and_keeps_names(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_full_int8_two_input_model_runs_in_tflm_by_name(tmp_path: Path) -> None:
-    from edgedistill.workers.steps.runtimes import run_tflm_all
+    from edgedistill.runtimes.tflm import run_tflm_all
 
     state = _export(tmp_path, "mcu-cortex-m7", multi_state(VAD_PLUS_AGE))
     rec = state.artifacts["tflite_int8_full"]

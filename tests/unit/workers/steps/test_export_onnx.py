@@ -8,9 +8,9 @@ import onnx
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.runtimes.onnx import run_onnx
 from edgedistill.workers.steps.export_onnx import OPSET, ExportOnnx, torch_predict
-from edgedistill.workers.steps.runtimes import run_onnx
 
 
 def test_exports_a_checked_dynamic_batch_model_that_matches_torch(run_factory: Any, digits_case: Any) -> None:
@@ -76,7 +76,7 @@ def test_a_model_the_export_gets_wrong_fails_without_a_file(run_factory: Any, di
 def test_keeps_the_teacher_input_and_output_names(run_factory: Any, digits_case: Any) -> None:
     """Drop-in student (issue 10): a teacher whose tensors are called pixels/class_scores gets a student
     file with the same names, so the user's feed dict and output lookup work unchanged."""
-    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
 
     run = run_factory("cpu-x86")
     state = digits_case.state()

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.runtimes.litert import TfliteModel, run_tflite
+from edgedistill.runtimes.onnx import run_onnx
+from edgedistill.runtimes.tflm import run_tflm
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.export_onnx import torch_predict
 from edgedistill.workers.steps.mcu import HEADER_FILENAME
 from edgedistill.workers.steps.model_info import tflite_op_sequence
-from edgedistill.workers.steps.runtimes import TfliteModel, run_onnx, run_tflite, run_tflm
 from edgedistill.workers.steps.students import MLP, StudentArch, build_module
 from tests.unit.workers.steps.conftest import EXPORT_STEPS, FakeTeacher, make_run, mlp
 
@@ -98,6 +100,7 @@ def _check_every_artifact(state: Any, profile: str) -> None:
     assert checked
 
 
+@pytest.mark.slow  # litert-torch conversion (~4 s CPU)
 def test_30_feature_mlp_loads_in_ai_edge_litert_on_mobile(tmp_path: Path) -> None:
     state = _export(
         tmp_path, "mobile-arm64", tabular_state(30), ("edgedistill.workers.steps.export_tflite:ExportTflite",)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import PipelineError
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.runtimes.litert import run_tflite
 from edgedistill.workers.steps.export_onnx import torch_predict
 from edgedistill.workers.steps.export_tflite import ExportTflite, convert_int8
-from edgedistill.workers.steps.model_info import describe_tflite
-from edgedistill.workers.steps.runtimes import run_tflite, tflite_ops
+from edgedistill.workers.steps.model_info import describe_tflite, tflite_ops
 
 MCU_OPS = set(builtin_profiles()["mcu-cortex-m4"].op_allowlist or [])
 
@@ -51,6 +51,7 @@ def test_mcu_image_model_has_int8_io_with_its_scale(exported: Any, digits_case: 
     assert _agreement(run_tflite(rec.path, x), torch_predict(digits_case.student, x)) >= 0.9
 
 
+@pytest.mark.slow  # the sequence case's exports, used by no fast test (~5 s CPU)
 def test_sequence_model_takes_n_1_t_c_without_transpose(exported: Any, sequence_case: Any) -> None:
     _, state = exported("mcu-cortex-m7", "sequence")
     rec = state.artifacts["tflite_int8_full"]
@@ -90,6 +91,7 @@ class _Sort(torch.nn.Module):
         return torch.sort(x.flatten(1), dim=1).values[:, :10]
 
 
+@pytest.mark.slow  # litert-torch conversion (~3 s CPU)
 def test_a_model_that_cannot_be_full_int8_is_refused_without_a_file(run_factory: Any, digits_case: Any) -> None:
     run = run_factory("mcu-cortex-m4")
     state = digits_case.state()
@@ -100,6 +102,7 @@ def test_a_model_that_cannot_be_full_int8_is_refused_without_a_file(run_factory:
     assert list(run.ctx.work_dir.iterdir()) == []
 
 
+@pytest.mark.slow  # a litert-torch conversion per student family (~5 s CPU each)
 @pytest.mark.parametrize(
     ("family", "shape"), [("ds_cnn2d", (3, 16, 16)), ("ds_cnn1d", (2, 32)), ("mlp", (10,))]
 )  # fmt: skip
@@ -158,7 +161,7 @@ def test_debug_names_are_stripped_but_signatures_kept(exported: Any, digits_case
 
 
 def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: Any, digits_case: Any) -> None:
-    from edgedistill.workers.steps.runtimes import TfliteModel
+    from edgedistill.runtimes.litert import TfliteModel
 
     _, state = exported("mobile-arm64", "digits")
     rec = state.artifacts["tflite_int8"]
@@ -167,11 +170,12 @@ def test_predict_all_reads_the_single_input_layout_from_the_sidecar(exported: An
     np.testing.assert_allclose(next(iter(got.values())), run_tflite(rec.path, x))
 
 
+@pytest.mark.slow  # its own export run (~4 s CPU)
 def test_the_file_is_read_under_the_teacher_names(run_factory: Any, digits_case: Any) -> None:
     """litert-torch names the tensors args_0 / output_0; the metadata maps them to the teacher's names
     so predict_all (runtimes, agent, bench) answers by the teacher's output name (issue 10)."""
-    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-    from edgedistill.workers.steps.runtimes import TfliteModel
+    from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.runtimes.litert import TfliteModel
 
     run = run_factory("mobile-arm64")
     state = digits_case.state()

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
 from edgedistill.workers.steps.heads import export_module, raw_to_teacher_space, trained_output_names
 
 

@@ -18,9 +18,9 @@ from factories import (
     write_npz,
 )
 
-from edgedistill.workers.formats import DataFileError
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import DataFileError
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import InputError
 from edgedistill.workers.steps.data import decide_task, infer_modality, make_splits, prepare_labels, primary_targets
 from edgedistill.workers.steps.load_data import LoadData
 from edgedistill.workers.steps.load_teacher import LoadTeacher

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.runtimes.tflm import run_tflm
 from edgedistill.workers.steps.mcu import (
     ARENA_VERSION_MARGIN,
     ExportCArray,
@@ -18,7 +19,6 @@ from edgedistill.workers.steps.mcu import (
     c_array_source,
     cmsis_scratch_bound,
 )
-from edgedistill.workers.steps.runtimes import run_tflm
 
 
 def parse_c_array(source: str, name: str) -> bytes:

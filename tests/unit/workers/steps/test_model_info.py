@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import PipelineError
 from edgedistill.workers.steps.model_info import describe_onnx, describe_tflite, tflite_op_sequence
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputOptions, OutputSpec, TensorSpec
+from edgedistill.contracts.signature import ModelSignature, OutputOptions, OutputSpec, TensorSpec
 from edgedistill.workers.steps.output_kinds import infer_output_kinds
 
 RNG = np.random.default_rng(0)

@@ -7,10 +7,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgedistill.workers.pipeline.errors import PipelineError
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.runtimes.onnx import run_onnx
 from edgedistill.workers.steps.export_onnx import ExportOnnx
 from edgedistill.workers.steps.quantize import QuantizeOnnx, calibration_samples, even_batch_size
-from edgedistill.workers.steps.runtimes import run_onnx
 
 
 def test_calibration_samples_are_a_seeded_subset() -> None:

@@ -8,20 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgedistill.workers.pipeline.errors import PipelineError
-from edgedistill.workers.steps.runtimes import (
-    OnnxModel,
-    TfliteModel,
-    capture_fds,
-    dequantize,
-    parse_arena_total,
-    quantize,
-    run_onnx,
-    run_tflite,
-    run_tflm,
-    tflite_ops,
-    to_model_layout,
-)
+from edgedistill.contracts.errors import PipelineError
+from edgedistill.runtimes.common import Quantization, dequantize, quantize, to_model_layout
+from edgedistill.runtimes.litert import TfliteModel, run_tflite
+from edgedistill.runtimes.onnx import OnnxModel, run_onnx
+from edgedistill.runtimes.tflm import capture_fds, parse_arena_total, run_tflm
+from edgedistill.workers.steps.model_info import tflite_ops
 
 
 @settings(max_examples=50, deadline=None)
@@ -34,13 +26,14 @@ def test_quantize_round_trip_within_half_a_step(scale: float, zero_point: int, s
     rng = np.random.default_rng(seed)
     lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
     x = rng.uniform(lo, hi, size=64).astype(np.float32)
-    q = quantize(x, scale, zero_point, np.int8)
+    params = Quantization(scale, zero_point, "int8")
+    q = quantize(x, params)
     assert q.dtype == np.int8
-    assert np.all(np.abs(dequantize(q, scale, zero_point) - x) <= scale / 2 + 1e-6)
+    assert np.all(np.abs(dequantize(q, params) - x) <= scale / 2 + 1e-6)
 
 
 def test_quantize_saturates_and_rounds_half_away_from_zero() -> None:
-    q = quantize(np.array([1e6, -1e6, 0.5, -0.5, 1.5], dtype=np.float32), 1.0, 0, np.int8)
+    q = quantize(np.array([1e6, -1e6, 0.5, -0.5, 1.5], dtype=np.float32), Quantization(1.0, 0, "int8"))
     assert q.tolist() == [127, -128, 1, -1, 2]
 
 

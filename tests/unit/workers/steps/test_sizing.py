@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from factories import digits, make_ctx
 
+from edgedistill.contracts.profiles import builtin_profiles
 from edgedistill.workers.pipeline.context import RunState
 from edgedistill.workers.pipeline.runner import run_pipeline
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps import sizing
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.students import PREFERRED_MIN_DEPTH, budget_violation, choose_arch, grid_candidates

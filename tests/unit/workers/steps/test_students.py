@@ -13,9 +13,9 @@ import torch
 from factories import custom_profile, digits, make_ctx
 from torch.utils.flop_counter import FlopCounterMode
 
+from edgedistill.contracts.errors import BudgetError
+from edgedistill.contracts.profiles import builtin_profiles
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import BudgetError
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.build_student import BuildStudent, BuildStudentConfig
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.students import (

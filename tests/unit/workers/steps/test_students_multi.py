@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from edgedistill.workers.pipeline.spec import StudentOptions
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.spec import StudentOptions
 from edgedistill.workers.steps.anchor_grid import AnchorGrid, Level
 from edgedistill.workers.steps.build_student import build_student
 from edgedistill.workers.steps.export_onnx import export_signature_onnx
@@ -294,7 +294,7 @@ def test_grid_heads_start_at_the_teachers_mean_outputs() -> None:
 
 
 def test_detector_scores_get_an_image_level_term() -> None:
-    from edgedistill.workers.pipeline.spec import JobOptions
+    from edgedistill.contracts.spec import JobOptions
     from edgedistill.workers.steps.distill.multi import output_terms
 
     keys = [t.key for t in output_terms(NHWC_DETECTOR, JobOptions(), detector_outputs(), method="kd",

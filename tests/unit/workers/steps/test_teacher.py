@@ -14,8 +14,8 @@ import torch
 from factories import DigitsTeacher, digits, digits_teacher, save_teacher
 from onnx.external_data_helper import convert_model_to_external_data
 
-from edgedistill.workers.formats import UnsafeModelFile
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import UnsafeModelFile
 from edgedistill.workers.steps.teacher import load_teacher
 
 

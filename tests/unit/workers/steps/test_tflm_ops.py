@@ -11,9 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgedistill.workers.pipeline.signature import ModelSignature
-from edgedistill.workers.profiles import builtin_profiles
-from edgedistill.workers.steps.runtimes import TfliteModel, run_tflm_all, tflite_ops
+from edgedistill.contracts.profiles import builtin_profiles
+from edgedistill.contracts.signature import ModelSignature
+from edgedistill.runtimes.litert import TfliteModel
+from edgedistill.runtimes.tflm import run_tflm_all
+from edgedistill.workers.steps.model_info import tflite_ops
 from edgedistill.workers.steps.verify import OpNotAllowed, Verify
 from tests.unit.workers.steps.conftest import make_run
 from tests.unit.workers.steps.test_export_multi import _export, multi_state
@@ -38,6 +40,7 @@ def _runs_in_tflm(tmp_path: Path, signature: ModelSignature) -> tuple[list[str],
     return ops, state
 
 
+@pytest.mark.slow  # litert-torch conversion + a TFLM run (~4 s CPU)
 def test_class_index_student_runs_in_tflm(tmp_path: Path) -> None:
     assert "ARG_MAX" in _runs_in_tflm(tmp_path, SKLEARN)[0]
 
@@ -61,6 +64,7 @@ def test_two_input_sigmoid_regression_student_runs_in_tflm(tmp_path: Path) -> No
     assert abs(tflm["headline"] - metrics["tflite_int8_full"]["headline"]) <= 0.05  # same file, other kernels
 
 
+@pytest.mark.slow  # litert-torch conversion + TFLM (~6 s CPU)
 def test_token_student_ops_run_in_tflm_when_its_table_covers_every_id(tmp_path: Path) -> None:
     """Embedding lookup, casts, masked sum / divide / clamp are all TFLM-runnable: a token student whose
     table covers every id seen clamps instead of hashing (no FLOOR_MOD) and runs in TFLM."""
@@ -68,6 +72,7 @@ def test_token_student_ops_run_in_tflm_when_its_table_covers_every_id(tmp_path: 
     assert {"EMBEDDING_LOOKUP", "CAST", "SUM", "DIV", "MAXIMUM"} <= set(ops) and "FLOOR_MOD" not in ops
 
 
+@pytest.mark.slow  # litert-torch conversion (~8 s CPU)
 def test_token_hashing_is_refused_with_the_reason(tmp_path: Path) -> None:
     """A table smaller than the ids seen (capped by the flash budget) hashes ids, which TFLM cannot run."""
     from edgedistill.workers.steps.students_multi import TokenEncoder

@@ -5,10 +5,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgedistill.workers.pipeline.errors import ArtifactOverBudget
+from edgedistill.contracts.errors import ArtifactOverBudget
+from edgedistill.runtimes.litert import run_tflite
+from edgedistill.runtimes.onnx import run_onnx
 from edgedistill.workers.steps.export_onnx import torch_predict
 from edgedistill.workers.steps.metrics import accuracy
-from edgedistill.workers.steps.runtimes import run_onnx, run_tflite
 from edgedistill.workers.steps.verify import TFLM_MAX_SAMPLES, OpNotAllowed, Verify
 
 
@@ -145,7 +146,7 @@ def test_int8_drop_over_the_accuracy_budget_warns(exported: Any, run_factory: An
         kind="onnx_int8", path=path, sha256="-", size_bytes=path.stat().st_size, metadata={}
     )
     if qat == "auto":
-        from edgedistill.workers.pipeline.errors import Int8OverBudget
+        from edgedistill.contracts.errors import Int8OverBudget
 
         with pytest.raises(Int8OverBudget, match="onnx_int8: accuracy") as info:
             Verify().run(run.ctx, state)

@@ -20,8 +20,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import nn
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 
 Batch = Mapping[str, Any]
 # what the feature losses read

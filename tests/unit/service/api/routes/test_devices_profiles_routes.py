@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from edgedistill.workers.profiles import builtin_profiles
+from edgedistill.contracts.profiles import builtin_profiles
 
 P = "/api/v1/device-profiles"
 SPEC: dict[str, Any] = {

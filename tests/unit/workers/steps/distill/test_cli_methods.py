@@ -80,6 +80,7 @@ def test_data_free_without_any_data(tmp_path: Path, files: dict[str, Path]) -> N
     assert report["data"]["synthetic"] and report["metrics"]["onnx_int8"]["top1_agreement"] >= 0
 
 
+@pytest.mark.slow  # a whole QAT-KD pipeline run (~11 s CPU)
 def test_qat_kd_reports_its_figures_and_exports_int8(tmp_path: Path, files: dict[str, Path]) -> None:
     report = _compress(tmp_path, files["onnx"], "cpu-x86", "--data", str(files["a"]), "--method", "qat_kd",
                        options={"qat_epochs": 1})  # fmt: skip

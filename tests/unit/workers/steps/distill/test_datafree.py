@@ -10,8 +10,8 @@ import pytest
 import torch
 from factories import digits, make_ctx
 
+from edgedistill.contracts.spec import DataFreeOptions, LossTerm
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.spec import DataFreeOptions, LossTerm
 from edgedistill.workers.steps.distill.datafree import Generator, Judge, synthesize, train_data_free
 from edgedistill.workers.steps.distill.losses import build_loss
 from edgedistill.workers.steps.students import StudentArch, build_module

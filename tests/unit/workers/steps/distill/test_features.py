@@ -10,8 +10,8 @@ import pytest
 import torch
 from factories import digits, digits_teacher
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import FeatureOptions, FeaturePair
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import FeatureOptions, FeaturePair
 from edgedistill.workers.steps.distill.features import (
     Pair,
     StudentHooks,

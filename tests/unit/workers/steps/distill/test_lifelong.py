@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.contracts.errors import InputError
 from edgedistill.workers.steps.distill.lifelong import import_onnx_weights, read_previous_arch
 from edgedistill.workers.steps.export_onnx import export_student_onnx, torch_predict
 from edgedistill.workers.steps.students import MLP, StudentArch, build_module

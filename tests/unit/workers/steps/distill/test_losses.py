@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.steps.distill.losses import (
     LOSSES,
     CrossEntropyLoss,

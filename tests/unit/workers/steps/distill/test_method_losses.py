@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.steps.distill.datafree import adversarial_loss, balance_loss, bn_statistics_loss, zo_gradient
 from edgedistill.workers.steps.distill.losses import L1LogitsLoss, LwFLoss, LwFMSELoss, PairShape, build_loss
 from edgedistill.workers.steps.distill.losses.feature import AttentionTransferLoss, FitNetLoss

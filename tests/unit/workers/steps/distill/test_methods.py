@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.spec import METHODS as API_METHODS
-from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.spec import METHODS as API_METHODS
+from edgedistill.contracts.spec import JobOptions, LossTerm
 from edgedistill.workers.steps.distill.losses import LOSSES, build_loss
 from edgedistill.workers.steps.distill.methods import METHODS, auto_method, plan_for
 

@@ -12,9 +12,9 @@ import torch
 from factories import make_ctx, write_npz
 from torch import nn
 
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.signature import ModelSignature
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import ModelSignature
 from edgedistill.workers.steps.distill.step import Distill
 from edgedistill.workers.steps.heads import trained_output_names
 from edgedistill.workers.steps.load_data import LoadData

@@ -11,8 +11,8 @@ import pytest
 import torch
 from factories import digits, digits_teacher, make_ctx
 
+from edgedistill.contracts.profiles import builtin_profiles
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.profiles import builtin_profiles
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.distill.methods import plan_for
 from edgedistill.workers.steps.distill.nas import grid, mcu_latency_ms, pareto_front, search_and_train

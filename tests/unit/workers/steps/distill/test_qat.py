@@ -13,10 +13,10 @@ import pytest
 import torch
 from factories import make_ctx
 
+from edgedistill.contracts.errors import Int8OverBudget
 from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
-from edgedistill.workers.pipeline.errors import Int8OverBudget
 from edgedistill.workers.pipeline.registry import step_class
 from edgedistill.workers.steps.distill.qat import QatKD, fuse_batchnorm
 from edgedistill.workers.steps.students import StudentArch, build_module
@@ -37,9 +37,10 @@ def test_batchnorm_folding_keeps_the_function() -> None:
         torch.testing.assert_close(fused(x), m(x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # QAT training plus every export (~14 s CPU)
 def test_qat_kd_trains_fake_quant_and_exports_int8_from_it(run_factory: Any, digits_case: Any) -> None:
+    from edgedistill.runtimes.litert import run_tflite
     from edgedistill.workers.steps.export_tflite import ExportTflite
-    from edgedistill.workers.steps.runtimes import run_tflite
 
     run = run_factory("mcu-cortex-m4", method="qat_kd", qat_epochs=2, batch_size=64, device="cpu")
     state = digits_case.state()

@@ -10,8 +10,8 @@ import pytest
 import torch
 from factories import digits, digits_teacher, make_ctx
 
+from edgedistill.contracts.errors import Cancelled
 from edgedistill.workers.pipeline.context import RunState
-from edgedistill.workers.pipeline.errors import Cancelled
 from edgedistill.workers.steps.data import TransferData, make_splits
 from edgedistill.workers.steps.distill.losses import build_loss, method_terms
 from edgedistill.workers.steps.distill.step import Distill

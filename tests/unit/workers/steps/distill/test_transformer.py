@@ -12,6 +12,7 @@ import torch
 from factories import make_ctx, write_npz
 from torch import nn
 
+from edgedistill.runtimes.onnx import OnnxModel
 from edgedistill.workers.pipeline.context import RunState
 from edgedistill.workers.steps.build_student import BuildStudent
 from edgedistill.workers.steps.distill.step import Distill
@@ -19,7 +20,6 @@ from edgedistill.workers.steps.export_onnx import ExportOnnx
 from edgedistill.workers.steps.load_data import LoadData
 from edgedistill.workers.steps.load_teacher import LoadTeacher
 from edgedistill.workers.steps.quantize import QuantizeOnnx
-from edgedistill.workers.steps.runtimes import OnnxModel
 from edgedistill.workers.steps.students_transformer import TransformerStudent
 
 VOCAB, SEQ, WIDTH, HEADS, LAYERS = 40, 12, 32, 4, 4
@@ -145,7 +145,7 @@ def test_family_transformer_with_kd_trains_logits_only(tmp_path: Path) -> None:
 
 
 def test_the_student_respects_the_attention_mask() -> None:
-    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
 
     sig = ModelSignature(
         inputs=(TensorSpec(name="input_ids", dtype="int64", shape=(None, SEQ)),
@@ -168,7 +168,7 @@ def test_the_student_respects_the_attention_mask() -> None:
 def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
+    from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
     from edgedistill.workers.steps.students_transformer import init_from_teacher
 
     sig = ModelSignature(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgedistill.workers.pipeline.spec import LossTerm
+from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.steps.distill.features import depth_pairs
 from edgedistill.workers.steps.distill.losses import PairShape, build_loss
 from edgedistill.workers.steps.distill.losses.transformer import (
@@ -110,7 +110,7 @@ def test_the_losses_are_registered_and_refuse_runs_without_features() -> None:
              ("minilm_attention", "minilm_value", "tinybert_attention", "tinybert_hidden")]  # fmt: skip
     built = build_loss(terms, task="classification", available={"student_features", "teacher_features"})
     assert built.keys == [t.key for t in terms] and built.needs_features
-    from edgedistill.workers.pipeline.errors import InputError
+    from edgedistill.contracts.errors import InputError
 
     with pytest.raises(InputError, match="intermediate features"):
         build_loss(terms[:1], task="classification", available={"student_outputs", "teacher_outputs"})

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
 # The job stages, in order; the API and dashboard show the same names.
-STAGES: tuple[str, ...] = ("load", "distill", "quantize", "export", "verify", "benchmark")
+Stage = Literal["load", "distill", "quantize", "export", "verify", "benchmark"]
+STAGES: Final[tuple[str, ...]] = get_args(Stage)
+# How the dashboard names each stage.
+STAGE_LABELS: Final[dict[str, str]] = {
+    "load": "Load teacher & data",
+    "distill": "Distill student",
+    "quantize": "Quantize to int8",
+    "export": "Export artifacts",
+    "verify": "Verify on runtimes",
+    "benchmark": "Benchmark & report",
+}
 # Overall job progress (0-100) when each stage ends; distill dominates the run time.
-STAGE_PROGRESS_END: dict[str, float] = {
+STAGE_PROGRESS_END: Final[dict[str, float]] = {
     "load": 5.0,
     "distill": 70.0,
     "quantize": 78.0,
@@ -19,6 +29,9 @@ STAGE_PROGRESS_END: dict[str, float] = {
 }
 
 EventKind = Literal["stage_started", "stage_finished", "progress", "epoch", "artifact", "measurement", "warning"]
+# What a job's event rows may hold: the pipeline's events, plus the status changes the service records
+# itself and the error a failed job ends with.
+JOB_EVENT_KINDS: Final[tuple[str, ...]] = ("status", *get_args(EventKind), "error")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts.profiles.schema import DeviceProfile
 
 _DIR = Path(__file__).parent
 

@@ -3,14 +3,27 @@ profiles are validated against. Pure data, safe to import from the API process."
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
-from edgedistill.workers.pipeline.strictness import refuse_boolean_numbers
+from edgedistill.contracts import artifact_kinds
+from edgedistill.contracts.artifact_kinds import DeviceClass
+from edgedistill.contracts.strictness import refuse_boolean_numbers
 
-DeviceClass = Literal["cpu", "mobile", "mcu"]
-TargetFormat = Literal["onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "c_array"]
+__all__ = ["TARGETS", "Budgets", "DeviceClass", "DeviceProfile", "TargetFormat"]
+
+# The export targets a profile may ask for: the artifact-kind registry's, so a new kind needs no edit here.
+TARGETS: tuple[str, ...] = artifact_kinds.targets()
+
+
+def _known_target(value: str) -> str:
+    if value not in TARGETS:
+        raise ValueError(f"unknown target {value!r}; one of {', '.join(TARGETS)}")
+    return value
+
+
+TargetFormat = Annotated[str, AfterValidator(_known_target), WithJsonSchema({"type": "string", "enum": list(TARGETS)})]
 
 # Smallest budgets any real student can meet: a few hundred int8 weights plus TFLM's overhead.
 MIN_FLASH_BYTES = 4 * 1024

@@ -1,4 +1,4 @@
-"""edgedistill.workers.formats: model files recognised by their bytes, hostile files refused before any loader
+"""edgedistill.contracts.formats: model files recognised by their bytes, hostile files refused before any loader
 runs, transfer-data .npz checked from headers."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedistill.workers.formats import (
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import (
     DataFileError,
     ModelFileError,
     UnsafeModelFile,
@@ -22,7 +23,6 @@ from edgedistill.workers.formats import (
     check_npz,
     sniff_model_format,
 )
-from edgedistill.workers.pipeline.errors import InputError
 
 
 class _CreatesFile:

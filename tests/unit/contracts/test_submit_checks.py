@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from edgedistill.workers.pipeline.signature import ModelSignature, OutputSpec, TensorSpec
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.pipeline.submit_checks import SubmitProblem, one_line, submit_problems
+from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.spec import JobOptions
+from edgedistill.contracts.submit_checks import SubmitProblem, one_line, submit_problems
 
 TOKENS = ModelSignature(
     inputs=(

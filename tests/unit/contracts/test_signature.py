@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from edgedistill.workers.pipeline.signature import (
+from edgedistill.contracts.signature import (
     ModelSignature,
     OutputOptions,
     OutputSpec,
@@ -13,7 +13,7 @@ from edgedistill.workers.pipeline.signature import (
     check_data,
     unsupported_reason,
 )
-from edgedistill.workers.pipeline.spec import JobOptions, LossTerm
+from edgedistill.contracts.spec import JobOptions, LossTerm
 
 
 def _text_sig() -> ModelSignature:

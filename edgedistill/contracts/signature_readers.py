@@ -17,9 +17,9 @@ import struct
 from pathlib import Path
 from typing import Any, get_args
 
-from edgedistill.workers.formats import MAX_UNCOMPRESSED_BYTES, ModelFileError, sniff_model_format
-from edgedistill.workers.pipeline.errors import InputError
-from edgedistill.workers.pipeline.signature import FLOAT_DTYPES, DType, ModelSignature, OutputSpec, TensorSpec
+from edgedistill.contracts.errors import InputError
+from edgedistill.contracts.formats import MAX_UNCOMPRESSED_BYTES, ModelFileError, sniff_model_format
+from edgedistill.contracts.signature import FLOAT_DTYPES, DType, ModelSignature, OutputSpec, TensorSpec
 
 _DTYPES: frozenset[str] = frozenset(get_args(DType))
 _MAX_NAME = 256  # TensorSpec.name max_length

@@ -1,4 +1,5 @@
-"""Errors a pipeline run ends with. Each message is shown to users as the job's failure reason."""
+"""Errors a pipeline run ends with, and those the runtime wrappers raise. Each message is shown to users
+as the failure reason."""
 
 from __future__ import annotations
 
@@ -40,3 +41,12 @@ class Int8OverBudget(PipelineError):
     def __init__(self, message: str, *, stage: str | None = None, details: dict[str, object] | None = None) -> None:
         super().__init__(message, stage=stage)
         self.details = details or {}
+
+
+class ArtifactRunError(PipelineError):
+    """A runtime wrapper (edgedistill.runtimes) cannot load or run an artifact; str(exc) says which and why.
+    A PipelineError so a job fails with the reason; the agent turns it into its own AgentError."""
+
+
+class RuntimeUnavailable(ArtifactRunError):
+    """The runtime library for this artifact kind is not installed here."""

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from edgedistill.workers.pipeline.signature import OutputOptions
-from edgedistill.workers.profiles.schema import DeviceProfile
+from edgedistill.contracts.profiles.schema import DeviceProfile
+from edgedistill.contracts.signature import OutputOptions
 
 # Distillation methods a job can ask for (workers.steps.distill.methods implements each one).
 METHODS: tuple[str, ...] = (

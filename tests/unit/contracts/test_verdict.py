@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from edgedistill.workers.pipeline.spec import JobOptions
-from edgedistill.workers.pipeline.verdict import quality_verdict, verdict_line
+from edgedistill.contracts.spec import JobOptions
+from edgedistill.contracts.verdict import quality_verdict, verdict_line
 
 
 def test_quality_target_defaults_to_97_percent_and_is_bounded() -> None:

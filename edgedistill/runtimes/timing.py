@@ -1,4 +1,5 @@
-"""Latency of one call: warm-up runs, then N timed runs; percentiles, mean, std and the process's peak RSS."""
+"""Latency of one call: warm-up runs, then N timed runs; percentiles, mean, std and the process's peak RSS.
+The worker's benchmark step and the device agent time with this one module, so their figures compare."""
 
 from __future__ import annotations
 

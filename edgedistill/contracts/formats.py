@@ -19,7 +19,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from edgedistill.workers.pipeline.errors import InputError
+from edgedistill.contracts.errors import InputError
 
 ModelFormat = Literal["onnx", "torchscript", "pt2", "tflite"]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from signature_models import declared_onnx, token_classifier_onnx
 
-from edgedistill.workers.formats import ModelFileError
-from edgedistill.workers.pipeline.signature import ModelSignature
-from edgedistill.workers.pipeline.signature_readers import (
+from edgedistill.contracts.formats import ModelFileError
+from edgedistill.contracts.signature import ModelSignature
+from edgedistill.contracts.signature_readers import (
     SignatureError,
     inspect_model,
     read_onnx_signature,

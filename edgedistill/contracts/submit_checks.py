@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from edgedistill.workers.pipeline.signature import (
+from edgedistill.contracts.signature import (
     FLOAT_DTYPES,
     INT_DTYPES,
     ModelSignature,
@@ -18,7 +18,7 @@ from edgedistill.workers.pipeline.signature import (
     output_kind,
     unsupported_reason,
 )
-from edgedistill.workers.pipeline.spec import JobOptions
+from edgedistill.contracts.spec import JobOptions
 
 DataArrays = Mapping[str, tuple[Sequence[int], str]]
 
