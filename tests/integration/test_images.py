@@ -95,7 +95,7 @@ def test_both_images_run_their_command_and_a_job(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         # The project comes from each image's own install, never from the working tree.
-        for venv, env, modules in ((api_venv, api_env, ["service"]), (worker_venv, worker_env, project_packages())):
+        for venv, env, modules in ((api_venv, api_env, ["edgedistill.service"]), (worker_venv, worker_env, project_packages())):
             for where in _where_imported(venv, env, modules):
                 assert where.startswith(str(venv)), where
         no_torch = subprocess.run([str(api_venv / "bin" / "python"), "-c", "import torch"], env=api_env, cwd="/")
@@ -149,7 +149,7 @@ def test_both_images_run_their_command_and_a_job(
             kinds = {a["kind"] for a in http.get(f"/jobs/{job['id']}/artifacts").json()}
             assert {"onnx_int8", "report"} <= kinds
             report = http.get(f"/jobs/{job['id']}/report").json()
-            # The benchmark step (agent.bench's timer) measured every model on the host.
+            # The benchmark step (edgedistill.runtimes.timing) measured every model on the host.
             host = [m for m in report["latency"]["measurements"] if m.get("source") == "host"]
             assert host and all(m["p50_ms"] > 0 for m in host)
     finally:
