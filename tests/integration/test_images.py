@@ -95,7 +95,9 @@ def test_both_images_run_their_command_and_a_job(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         # The project comes from each image's own install, never from the working tree.
-        for venv, env, modules in ((api_venv, api_env, ["edgedistill.service"]), (worker_venv, worker_env, project_packages())):
+        api_modules = ["edgedistill.service"]
+        images_and_modules = ((api_venv, api_env, api_modules), (worker_venv, worker_env, project_packages()))
+        for venv, env, modules in images_and_modules:
             for where in _where_imported(venv, env, modules):
                 assert where.startswith(str(venv)), where
         no_torch = subprocess.run([str(api_venv / "bin" / "python"), "-c", "import torch"], env=api_env, cwd="/")
