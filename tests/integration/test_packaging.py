@@ -106,7 +106,7 @@ def test_the_wheel_holds_one_package_and_declares_the_console_scripts(wheel: Pat
         "edgedistill/agent/cli.py",
         "edgedistill/migrations/env.py",
         "edgedistill/migrations/alembic.ini",
-        "edgedistill/workers/profiles/mobile-arm64.yaml",
+        "edgedistill/contracts/profiles/mobile-arm64.yaml",
         "edgedistill/service/web/templates/base.html",
     ):
         assert path in names, path
