@@ -1,6 +1,6 @@
 """Real artifacts for the agent's tests: the engine compresses the digits teacher once per session for
-the Cortex-M4 profile (ONNX fp32/int8, full-int8 TFLite with int8 I/O, probe.npz) and for cpu-x86 (its
-ExecuTorch int8 program). The agent itself never imports the engine; only this fixture does."""
+the Cortex-M4 profile (ONNX fp32/int8, full-int8 TFLite with int8 I/O, probe.npz) and for cpu-x86 plus
+the ExecuTorch int8 program. The agent itself never imports the engine; only this fixture does."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 
-def _run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[str, Path], profile: str) -> Any:
+def _run(
+    tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[str, Path], profile: str, *extra_targets: str
+) -> Any:
     from edgedistill.contracts.profiles import resolve_profile
     from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
@@ -21,7 +23,9 @@ def _run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[st
     spec = PipelineSpec(
         teacher_path=digits_teacher_files["onnx"],
         data_path=digits_teacher_files["npz"],
-        profile=resolve_profile(profile),
+        profile=resolve_profile(profile).model_copy(
+            update={"targets": [*resolve_profile(profile).targets, *extra_targets]}
+        ),
         options=options,
         out_dir=tmp_path_factory.mktemp(f"agent-{profile}") / "out",
     )
@@ -35,6 +39,6 @@ def mcu_run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict
 
 @pytest.fixture(scope="session")
 def cpu_run(tmp_path_factory: pytest.TempPathFactory, digits_teacher_files: dict[str, Path]) -> Any:
-    """cpu-x86 also offers the ExecuTorch int8 program (when executorch is installed here)."""
+    """cpu-x86 with the ExecuTorch int8 program added to its targets (when executorch is installed here)."""
     pytest.importorskip("executorch")
-    return _run(tmp_path_factory, digits_teacher_files, "cpu-x86")
+    return _run(tmp_path_factory, digits_teacher_files, "cpu-x86", "executorch_int8")
