@@ -4,6 +4,7 @@ teacher's names and input order."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def test_only_targeted_kinds_and_nothing_without_targets(tmp_path: Path, vector_
 
 def test_empty_test_split_is_a_readable_failure(tmp_path: Path, vector_case: Any) -> None:
     state = vector_case.state()
-    state.data.splits = {**state.data.splits, "test": np.array([], dtype=np.int64)}
+    # a copy: the case's TransferData is shared by every test of the session
+    state.data = dataclasses.replace(state.data, splits={**state.data.splits, "test": np.array([], dtype=np.int64)})
     with pytest.raises(PipelineError, match="test split is empty"):
         ExportExecutorch().run(make_run(tmp_path, _profile()).ctx, state)
 
