@@ -81,6 +81,7 @@ def test_predict_matches_torch_for_any_batch_from_bytes_and_path(mlp: Any, tmp_p
     m.timed_call(x)()
 
 
+@pytest.mark.slow  # a whole pipeline / real lowering: seconds of CPU (fast tier < 2 min)
 def test_two_inputs_by_teacher_name_in_order_int8(two_inputs: Any) -> None:
     model, pte = two_inputs
     rng = np.random.default_rng(1)

@@ -346,6 +346,7 @@ def test_an_unconvertible_teacher_fails_or_falls_back_with_a_warning(family: str
     assert events[0][0] == "warning"
 
 
+@pytest.mark.slow  # a whole pipeline / real lowering: seconds of CPU (fast tier < 2 min)
 def test_a_derived_job_runs_through_the_pipeline(trained: nn.Module, tmp_path: Path) -> None:
     """family derived end to end: the derived student with hint pairs, exported with the teacher's names."""
     from edgedistill.contracts.spec import PipelineSpec

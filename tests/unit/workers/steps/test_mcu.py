@@ -46,6 +46,7 @@ def test_align_up() -> None:
     assert [align_up(n) for n in (0, 1, 16, 17, 4095)] == [0, 16, 16, 32, 4096]
 
 
+@pytest.mark.slow  # a whole pipeline / real lowering: seconds of CPU (fast tier < 2 min)
 def test_source_and_header_describe_the_exact_model(exported: Any) -> None:
     _run, state = exported("mcu-cortex-m4", "digits")
     tfl = state.artifacts["tflite_int8_full"]
