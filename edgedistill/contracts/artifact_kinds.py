@@ -50,6 +50,10 @@ class ArtifactKind:
     extra: str | None  # the pyproject extra that installs its runtime on the worker host
     package: str | None  # the distribution a device installs to run it (for "pip install ..." hints)
     download_rank: int  # position in download lists: what people take first comes first
+    # Whose model the file holds: the student's (verified, budget-checked and probed as the job's
+    # output) or the teacher's own, quantized without distillation: a candidate the device artifact is
+    # chosen among and the report compares, never budget-checked as the student (teacher_int8.py).
+    of: Literal["student", "teacher"] = "student"
 
     @property
     def is_model(self) -> bool:
@@ -175,6 +179,28 @@ KINDS: Final[tuple[ArtifactKind, ...]] = (
         download_rank=7,
     ),
     ArtifactKind(
+        name="teacher_int8",
+        label="Teacher int8 (no distillation)",
+        description="the teacher itself, ONNX int8 (onnxruntime), for comparison",
+        target="teacher_int8",
+        exporter="quantize_teacher",
+        exporter_step="edgedistill.workers.steps.teacher_int8:QuantizeTeacher",
+        suffix=".onnx",
+        precision="int8",
+        io="float",
+        runtime="onnxruntime",
+        wrapper="onnx",
+        # Host only: the probe (and so a device's output check) holds the student's variants.
+        measured_by=frozenset({"host"}),
+        preference={"cpu": 6, "mobile": 6, "mcu": 6},
+        # An ONNX file: phones here run LiteRT and MCUs TFLite Micro, which need the teacher converted.
+        runs_on=frozenset({"cpu"}),
+        extra="ml",
+        package="onnxruntime",
+        download_rank=8,
+        of="teacher",
+    ),
+    ArtifactKind(
         name="c_source",
         label="C array source",
         description="C array for firmware",
@@ -232,8 +258,19 @@ def model_kinds() -> tuple[str, ...]:
     return tuple(k.name for k in KINDS if k.is_model)
 
 
+def student_model_kinds() -> tuple[str, ...]:
+    """Model kinds that hold the student (verify, probe and budgets cover these)."""
+    return tuple(k.name for k in KINDS if k.is_model and k.of == "student")
+
+
+def teacher_model_kinds() -> tuple[str, ...]:
+    """Model kinds that hold the teacher itself, quantized without distillation (candidates only)."""
+    return tuple(k.name for k in KINDS if k.is_model and k.of == "teacher")
+
+
 def int8_kinds() -> tuple[str, ...]:
-    return tuple(k.name for k in KINDS if k.is_model and k.precision == "int8")
+    """The student's int8 model files."""
+    return tuple(k.name for k in KINDS if k.is_model and k.precision == "int8" and k.of == "student")
 
 
 def measured_by(who: Measurer) -> tuple[str, ...]:
@@ -267,12 +304,13 @@ def exporter_steps() -> dict[str, str]:
 
 
 def targets() -> tuple[str, ...]:
-    """The profile targets, in registry order (one target may write several kinds: c_array)."""
-    return tuple(dict.fromkeys(k.target for k in KINDS))
+    """The profile targets, in registry order (one target may write several kinds: c_array). The
+    teacher's own int8 file is a job option (options.teacher_int8), not a profile target."""
+    return tuple(dict.fromkeys(k.target for k in KINDS if k.of == "student"))
 
 
 def target_descriptions() -> dict[str, str]:
-    return {k.target: k.description for k in KINDS}
+    return {k.target: k.description for k in KINDS if k.of == "student"}
 
 
 def download_order() -> tuple[str, ...]:

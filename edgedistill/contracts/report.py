@@ -132,6 +132,36 @@ class DeviceArtifactChoice(_Closed):
     notes: list[str] = Field(default_factory=list)
 
 
+class CandidateRow(_Closed):
+    """One model the job evaluated for the device (workers/steps/candidates.py)."""
+
+    name: str = Field(description="teacher (the reference), teacher_int8 (no distillation) or student")
+    label: str
+    artifact_kind: str | None = Field(default=None, description="The file this device class would run")
+    runtime: str | None = None
+    quality: float | None = None
+    kept: float | None = None
+    meets_target: bool | None = None
+    bytes: int | None = None
+    params: int | None = None
+    macs: int | None = None
+    p50_ms: float | None = Field(default=None, description="Host p50 at batch 1, the profile's threads")
+    threads: int | None = None
+    runs_on_device: bool | None = None
+    over_budget: list[str] = Field(default_factory=list, description="The budgets it breaks")
+    chosen: bool = False
+    note: str | None = None
+
+
+class Candidates(_Closed):
+    """Every candidate side by side and which one the device gets."""
+
+    objective: str
+    chosen: str | None = None
+    why: str
+    rows: list[CandidateRow] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------------------------------
 # the run's inputs: profile, data, teacher, signature, per-output kinds
 # --------------------------------------------------------------------------------------------------
@@ -502,6 +532,7 @@ class Report(_Closed):
     outputs: list[OutputRow] = Field(default_factory=list)
     quality: QualityVerdict | None = None
     device_artifact: DeviceArtifactChoice | None = None
+    candidates: Candidates | None = Field(default=None, description="The models compared for the device")
     student: StudentFacts = Field(default_factory=StudentFacts)
     sizing: SizingTrail | None = None
     training: TrainingFacts = Field(default_factory=TrainingFacts)

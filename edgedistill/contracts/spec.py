@@ -162,6 +162,12 @@ class JobOptions(BaseModel):
         "(0.97 = 97 %); for agreement metrics (the teacher scores 1 by definition) the agreement itself. A job "
         "below it still succeeds, with quality.met false",
     )
+    teacher_int8: bool = Field(
+        default=True,
+        description="Also quantize the teacher itself (onnxruntime int8, no distillation) and evaluate, time and "
+        "show it next to the student; on CPU profiles it becomes the device artifact when it meets quality_target "
+        "and the budgets and no student artifact does",
+    )
     benchmark_runs: int = Field(default=200, ge=1, le=100_000)
     benchmark_warmup: int = Field(default=20, ge=0, le=10_000)
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -272,6 +272,106 @@ def line_chart(
     return _frame(chart_id, width, height, title, f"{y_label} by {x_label}. {desc}", body, "line-chart")
 
 
+@dataclass
+class Point:
+    label: str
+    x: float
+    y: float
+    css: str = "s0"
+    chosen: bool = False
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2, 5 x 10^k ticks covering [lo, hi] (at most about 7 of them)."""
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1) for m in (1, 2, 5)]
+    inside = [t for t in ticks if lo <= t <= hi]
+    while len(inside) > 7:
+        inside = inside[::2]
+    return inside or [lo, hi]
+
+
+def scatter_chart(
+    chart_id: str,
+    points: Sequence[Point],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    x_fmt: Fmt,
+    y_fmt: Fmt,
+    x_limit: tuple[float, str] | None = None,
+    y_limit: tuple[float, str] | None = None,
+    width: int = 560,
+    height: int = 260,
+) -> Markup:
+    """Labelled points on a log x axis (bytes and milliseconds span decades) and a linear y axis;
+    optional limit lines (a budget on x, a quality target on y). The chosen point is ringed."""
+    left, right, top, bottom = 60.0, 20.0, 16.0, 46.0
+    pts = [p for p in points if p.x > 0 and math.isfinite(p.x) and math.isfinite(p.y)]
+    xs = [p.x for p in pts] + ([x_limit[0]] if x_limit else [])
+    ys = [p.y for p in pts] + ([y_limit[0]] if y_limit else [])
+    x_lo, x_hi = (min(xs) / 1.6, max(xs) * 1.6) if xs else (1.0, 10.0)
+    y_ticks = nice_ticks(min(ys, default=0.0), max(ys, default=1.0), 5)
+    t_lo, t_hi = y_ticks[0], y_ticks[-1] if y_ticks[-1] > y_ticks[0] else y_ticks[0] + 1
+
+    def sx(v: float) -> float:
+        return left + (width - left - right) * (math.log10(v) - math.log10(x_lo)) / math.log10(x_hi / x_lo)
+
+    def sy(v: float) -> float:
+        return top + (height - top - bottom) * (1 - (v - t_lo) / (t_hi - t_lo))
+
+    y0 = height - bottom
+    body: list[str] = []
+    for t in y_ticks:
+        body.append(
+            f'<line class="grid" x1="{_f(left)}" x2="{_f(width - right)}" y1="{_f(sy(t))}" y2="{_f(sy(t))}"/>'
+            f'<text class="tick" x="{_f(left - 6)}" y="{_f(sy(t) + 4)}" text-anchor="end">{escape(y_fmt(t))}</text>'
+        )
+    for t in _log_ticks(x_lo, x_hi):
+        body.append(
+            f'<text class="tick" x="{_f(sx(t))}" y="{_f(y0 + 16)}" text-anchor="middle">{escape(x_fmt(t))}</text>'
+        )
+    body.append(f'<line class="axis" x1="{_f(left)}" x2="{_f(left)}" y1="{_f(top)}" y2="{_f(y0)}"/>')
+    body.append(f'<line class="axis" x1="{_f(left)}" x2="{_f(width - right)}" y1="{_f(y0)}" y2="{_f(y0)}"/>')
+    if x_limit is not None:
+        x = sx(x_limit[0])
+        body.append(
+            f'<line class="limit" x1="{_f(x)}" x2="{_f(x)}" y1="{_f(top)}" y2="{_f(y0)}"/>'
+            f'<text class="sublabel" x="{_f(x - 4)}" y="{_f(top + 10)}" text-anchor="end">{escape(x_limit[1])}</text>'
+        )
+    if y_limit is not None:
+        y = sy(y_limit[0])
+        body.append(
+            f'<line class="limit" x1="{_f(left)}" x2="{_f(width - right)}" y1="{_f(y)}" y2="{_f(y)}"/>'
+            f'<text class="sublabel" x="{_f(width - right - 4)}" y="{_f(y - 4)}" text-anchor="end">'
+            f"{escape(y_limit[1])}</text>"
+        )
+    for p in pts:
+        cx, cy = sx(p.x), sy(p.y)
+        tip = f"{p.label}: {x_fmt(p.x)}, {y_fmt(p.y)}" + (" (device artifact)" if p.chosen else "")
+        if p.chosen:
+            body.append(f'<circle class="ring" cx="{_f(cx)}" cy="{_f(cy)}" r="9"/>')
+        body.append(
+            f'<circle class="dot {escape(p.css)}" cx="{_f(cx)}" cy="{_f(cy)}" r="5" data-label="{escape(p.label)}">'
+            f"<title>{escape(tip)}</title></circle>"
+        )
+        anchor = "end" if cx > (left + width - right) / 2 else "start"
+        dx = -10 if anchor == "end" else 10
+        body.append(
+            f'<text class="value" x="{_f(cx + dx)}" y="{_f(cy - 8)}" text-anchor="{anchor}">{escape(p.label)}</text>'
+        )
+    body.append(
+        f'<text class="axis-label" x="{_f((left + width - right) / 2)}" y="{height - 8}" text-anchor="middle">'
+        f"{escape(x_label)} (log scale)</text>"
+    )
+    body.append(
+        f'<text class="axis-label" transform="translate(14 {_f((top + y0) / 2)}) rotate(-90)" text-anchor="middle">'
+        f"{escape(y_label)}</text>"
+    )
+    desc = "; ".join(f"{p.label}: {x_fmt(p.x)}, {y_fmt(p.y)}" for p in pts) or "no points"
+    return _frame(chart_id, width, height, title, f"{y_label} against {x_label}. {desc}", body, "scatter-chart")
+
+
 def meter(chart_id: str, used: float, available: float, *, label: str, text: str, width: int = 560) -> Markup:
     """A budget bar: used out of available, red past 100%."""
     frac = used / available if available > 0 else 0.0

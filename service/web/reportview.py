@@ -13,6 +13,7 @@ from markupsafe import Markup
 
 from edgedistill.contracts.report import (
     BudgetFacts,
+    Candidates,
     FlashBudget,
     Headline,
     MacsBudget,
@@ -133,6 +134,9 @@ class ReportView:
     outputs: list[OutputRow] = field(default_factory=list)
     quality_problem: str | None = None
     verdict: dict[str, Any] | None = None  # QualityVerdict.public(): met, kept, target, ...
+    candidates: Candidates | None = None  # the models compared for the device, side by side
+    quality_target: float | None = None  # the device artifact's target in the metric's own units
+    flash_budget: int | None = None
 
 
 def build(report: Report) -> ReportView:
@@ -226,9 +230,50 @@ def build(report: Report) -> ReportView:
         outputs=_outputs(report),
         quality_problem=report.quality.problem if report.quality is not None else None,
         verdict=report.verdict(),
+        candidates=report.candidates,
+        quality_target=_target_line(report),
+        flash_budget=budget.flash.available_bytes if budget.flash is not None else None,
     )
-    view.charts = _charts(view)
+    view.charts = {**_charts(view), **_candidate_charts(view)}
     return view
+
+
+def _target_line(report: Report) -> float | None:
+    """Where the quality target lies in the metric's units: target x the teacher's figure (for
+    agreement metrics the teacher scores 1, so the target itself)."""
+    q = report.quality
+    if q is None or q.teacher is None or q.teacher <= 0:
+        return None
+    return float(q.target) * float(q.teacher)
+
+
+def _candidate_charts(view: ReportView) -> dict[str, Markup]:
+    """Quality against size and against host latency, one point per candidate model."""
+    c = view.candidates
+    if c is None:
+        return {}
+    css = {"teacher": "s2", "student": "s0"}
+    rows = [r for r in c.rows if r.quality is not None]
+    unit = 1.0 if view.regression else 100.0
+    y_fmt = (lambda v: f"{v:.2f}") if view.regression else (lambda v: f"{v:.0f} %" if v >= 10 else f"{v:.1f} %")
+    target = (view.quality_target * unit, "quality target") if view.quality_target is not None else None
+    out: dict[str, Markup] = {}
+    sized = [charts.Point(r.label, float(r.bytes), unit * r.quality, css.get(r.name, "s1"), r.chosen)
+             for r in rows if r.bytes]  # fmt: skip
+    if len(sized) >= 2:
+        out["candidates_size"] = charts.scatter_chart(
+            "chart-candidates-size", sized, title="Candidates: quality against file size",
+            x_label="file size", y_label=view.quality_name, x_fmt=lambda v: fmt_bytes(int(v)), y_fmt=y_fmt,
+            x_limit=(float(view.flash_budget), "flash budget") if view.flash_budget else None, y_limit=target,
+        )  # fmt: skip
+    timed = [charts.Point(r.label, float(r.p50_ms), unit * r.quality, css.get(r.name, "s1"), r.chosen)
+             for r in rows if r.p50_ms]  # fmt: skip
+    if len(timed) >= 2:
+        out["candidates_latency"] = charts.scatter_chart(
+            "chart-candidates-latency", timed, title="Candidates: quality against host latency",
+            x_label="host p50 at batch 1", y_label=view.quality_name, x_fmt=fmt_ms, y_fmt=y_fmt, y_limit=target,
+        )  # fmt: skip
+    return out
 
 
 def _budgets(budget: BudgetFacts) -> list[Budget]:

@@ -121,6 +121,24 @@ def test_upload_submit_watch_live_report_download(
     expect(page.locator("svg#chart-training-loss")).to_contain_text("Loss")
     expect(page.locator("svg#budget-flash")).to_be_visible()
     expect(page.locator("svg#budget-ram")).to_be_visible()
+    # Candidates side by side: the teacher, the teacher quantized alone (an ONNX file, which an MCU
+    # cannot run) and the student, whose full-int8 TFLite is the device artifact; one point each.
+    candidates = page.locator("#candidates-table")
+    expect(candidates.locator("tbody tr")).to_have_count(3)
+    teacher_int8 = candidates.locator('tr[data-candidate="teacher_int8"]')
+    expect(teacher_int8).to_contain_text("teacher quantized, no distillation")
+    expect(teacher_int8.locator("td").nth(7)).to_have_text("no")  # runs on this device
+    student = candidates.locator('tr[data-candidate="student"]')
+    expect(student).to_have_class(re.compile("primary"))
+    expect(student).to_contain_text("device artifact")
+    expect(student).to_contain_text("TFLite int8 (int8 I/O)")
+    expect(page.locator("#candidates-why")).to_contain_text("smallest")
+    size_chart = page.locator("svg#chart-candidates-size")
+    expect(size_chart).to_contain_text("flash budget")
+    expect(size_chart).to_contain_text("file size (log scale)")
+    assert size_chart.locator("circle.dot").count() == 3
+    assert size_chart.locator("circle.ring").count() == 1  # the device artifact
+    expect(page.locator("svg#chart-candidates-latency")).to_contain_text("host p50 at batch 1")
     expect(page.locator("#quality-table")).to_contain_text("TFLM (micro)")
     expect(page.locator("#size-table")).to_contain_text("Teacher")
 

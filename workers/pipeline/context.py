@@ -75,4 +75,7 @@ class RunState:
     report: dict[str, Any] = field(default_factory=dict)
     # the distillation method, its loss terms and method-specific results (report.json "distillation")
     distillation: dict[str, Any] = field(default_factory=dict)
+    # candidates the device artifact is chosen among besides the student's files: name -> facts, or
+    # {"reason": ...} when one could not be made (teacher_int8.py)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     qat_model: Any = None  # fake-quant (PT2E QAT) graph after quantization-aware distillation; export uses it

@@ -31,7 +31,7 @@ RUNNABLE_BY_CLASS: dict[str, tuple[str, ...]] = {
 # Same-runtime comparators for the teacher, after the device artifact itself: int8 files first.
 _COMPARATORS = (
     *artifact_kinds.int8_kinds(),
-    *(k for k in artifact_kinds.model_kinds() if k not in artifact_kinds.int8_kinds()),
+    *(k for k in artifact_kinds.student_model_kinds() if k not in artifact_kinds.int8_kinds()),
     "student_torch",
 )
 
@@ -58,8 +58,12 @@ def choose_device_artifact(
     max_model_bytes: int | None,
     latency: list[dict[str, Any]],
     problem: str | None = None,
+    over_budget: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """{"chosen", "why", "candidates": [...], "notes": [...]} over the artifacts in sizes."""
+    """{"chosen", "why", "candidates": [...], "notes": [...]} over the artifacts in sizes.
+    over_budget: kinds that break a budget other than max_model_bytes (the teacher's own int8 file over
+    max_macs: the student's files were held to it by verify), with the budgets they break."""
+    over_budget = over_budget or {}
     present = [k for k in PRIMARY_BY_CLASS[device_class] if k in sizes]
     if not present:
         return {"chosen": None, "why": "no model artifact", "candidates": [], "notes": []}
@@ -74,7 +78,8 @@ def choose_device_artifact(
             target=target,
             samples=None,
             variant=kind,
-            problem=problem,
+            # verify's problem is the student's (e.g. one class for every sample), not the teacher's
+            problem=None if kind in artifact_kinds.teacher_model_kinds() else problem,
         )
         rows.append(
             {
@@ -83,7 +88,7 @@ def choose_device_artifact(
                 "quality": quality.get(kind),
                 "kept": v["kept"],
                 "meets_target": v["met"],
-                "fits": max_model_bytes is None or sizes[kind] <= max_model_bytes,
+                "fits": (max_model_bytes is None or sizes[kind] <= max_model_bytes) and not over_budget.get(kind),
                 "bytes": sizes[kind],
             }
         )
@@ -112,6 +117,15 @@ def choose_device_artifact(
         chosen, why = pool[0]["kind"], "nothing timed: the class's preferred artifact"
     if notes and chosen != "onnx_int8":
         notes = [f"{notes[0]}; the device artifact is {chosen}", *notes[1:]]
+    if chosen in artifact_kinds.teacher_model_kinds():
+        teacher_kinds = artifact_kinds.teacher_model_kinds()
+        student_ok = any(r["fits"] and r["meets_target"] for r in rows if r["kind"] not in teacher_kinds)
+        if not student_ok and pool[0]["meets_target"]:
+            why = f"{why}; no student artifact does, so the device gets the teacher itself quantized (no distillation)"
+        elif student_ok:
+            why = f"{why}: the teacher itself quantized (no distillation) was faster than every student artifact"
+        else:
+            why = f"{why}: the teacher itself quantized (no distillation)"
     return {"chosen": chosen, "why": why, "candidates": rows, "notes": notes}
 
 

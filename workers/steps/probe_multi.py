@@ -23,7 +23,7 @@ PROBE_FILENAME = "probe.npz"
 MANIFEST_KEY = "probe_manifest"
 PROBE_FORMAT = "edgedistill-probe/multi-1"
 SEPARATOR = "__"
-ARTIFACT_KINDS = artifact_kinds.model_kinds()
+ARTIFACT_KINDS = artifact_kinds.student_model_kinds()
 
 
 def output_key(variant: str, output: str) -> str:

@@ -55,12 +55,12 @@ def even_batch_size(n: int, limit: int) -> int:
     return next(b for b in range(min(limit, n), 0, -1) if n % b == 0)
 
 
-def _reader(samples: dict[str, np.ndarray]) -> Any:
+def _reader(samples: dict[str, np.ndarray], limit: int = CALIBRATION_BATCH) -> Any:
     """Calibration batches of every model input by name (token ids and masks fed as they are)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     n = int(next(iter(samples.values())).shape[0])
-    batch = even_batch_size(n, CALIBRATION_BATCH)
+    batch = even_batch_size(n, limit)
 
     class _Batches(CalibrationDataReader):
         """Feeds the calibration samples in equal batches (the batch axis is dynamic)."""
@@ -78,11 +78,18 @@ def _reader(samples: dict[str, np.ndarray]) -> Any:
 
 
 def quantize_onnx_int8(
-    src: Path, dst: Path, samples: np.ndarray | dict[str, np.ndarray], method: str, work_dir: Path
+    src: Path,
+    dst: Path,
+    samples: np.ndarray | dict[str, np.ndarray],
+    method: str,
+    work_dir: Path,
+    *,
+    batch_limit: int | None = None,
 ) -> None:
     """quant_pre_process then quantize_static (QDQ, QInt8/QInt8, per-channel) from src to dst.
     samples: the single input's batch, or every input's by name (integer inputs are never quantised:
-    onnxruntime quantises float tensors only, an Embedding's table included, its ids not)."""
+    onnxruntime quantises float tensors only, an Embedding's table included, its ids not).
+    batch_limit: the model's fixed batch, when it has one (calibration feeds batches of at most it)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -98,7 +105,7 @@ def quantize_onnx_int8(
             quantize_static(
                 str(pre),
                 str(dst),
-                _reader(samples),
+                _reader(samples, batch_limit or CALIBRATION_BATCH),
                 quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,

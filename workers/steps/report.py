@@ -23,6 +23,7 @@ from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.steps import deployment
 from edgedistill.workers.steps.artifacts import record_artifact, to_jsonable, write_bytes_atomic
+from edgedistill.workers.steps.candidates import TEACHER_KINDS, candidates_section, teacher_int8_over_budget
 from edgedistill.workers.steps.device_artifact import PRIMARY_BY_CLASS, choose_device_artifact, speed_headline
 from edgedistill.workers.steps.distill.report_section import distillation_section, summary_lines
 from edgedistill.workers.steps.metrics import quality_key
@@ -101,10 +102,10 @@ def build_report(ctx: RunContext, state: RunState) -> contract.Report:
     sizes = {k: state.artifacts[k].size_bytes for k in MODEL_KINDS if k in state.artifacts}
     target = ctx.spec.options.quality_target
     problem = (state.quality or {}).get("problem")
-    choice = choose_device_artifact(
+    quality = {k: (state.metrics.get(k) or {}).get(qkey) for k in sizes}
+    choose = dict(
         device_class=profile.device_class,
-        sizes=sizes,
-        quality={k: (state.metrics.get(k) or {}).get(qkey) for k in sizes},
+        quality=quality,
         metric=qkey,
         teacher_quality=teacher_q,
         target=target,
@@ -113,8 +114,13 @@ def build_report(ctx: RunContext, state: RunState) -> contract.Report:
         latency=state.latency,
         problem=problem,
     )
+    choice = choose_device_artifact(
+        sizes=sizes, over_budget=teacher_int8_over_budget(teacher.get("macs"), profile.budgets), **choose
+    )
+    student_choice = choose_device_artifact(sizes={k: v for k, v in sizes.items() if k not in TEACHER_KINDS}, **choose)
     primary = choice["chosen"]
     primary_q = (state.metrics.get(primary) or {}).get(qkey) if primary else None
+    of_teacher = primary in TEACHER_KINDS
     verdict = quality_verdict(
         metric=qkey,
         teacher=teacher_q,
@@ -122,11 +128,28 @@ def build_report(ctx: RunContext, state: RunState) -> contract.Report:
         target=target,
         samples=(state.metrics.get(primary) or {}).get("samples") if primary else None,
         variant=primary,
+        problem=None if of_teacher else problem,
+    )
+    candidates = candidates_section(
+        device_class=profile.device_class,
+        budgets=profile.budgets,
+        choice=choice,
+        student_choice=student_choice,
+        metric=qkey,
+        teacher_quality=teacher_q,
+        target=target,
+        teacher=teacher,
+        student_arch=dict(state.student_arch or {}),
+        sizes=sizes,
+        quality=quality,
+        latency=state.latency,
         problem=problem,
+        notes=state.candidates,
     )
     headline: dict[str, Any] = {
         "primary_artifact": primary,
-        "params_x": _ratio(teacher.get("params"), student_params),
+        # the teacher's own int8 file has the teacher's parameters
+        "params_x": 1.0 if of_teacher else _ratio(teacher.get("params"), student_params),
         "bytes_x": _ratio(teacher.get("file_bytes"), sizes.get(primary) if primary else None),
         **speed_headline(state.latency, primary),
         "quality_metric": qkey,
@@ -162,6 +185,7 @@ def build_report(ctx: RunContext, state: RunState) -> contract.Report:
             },
         ),
         device_artifact=typed(contract.DeviceArtifactChoice, choice),
+        candidates=typed(contract.Candidates, candidates),
         student=typed(contract.StudentFacts, {k: v for k, v in (state.student_arch or {}).items() if k != "sizing"}),
         sizing=typed(contract.SizingTrail, trail) if (trail := sizing_section(state.student_arch)) else None,
         training=typed(contract.TrainingFacts, dict(state.training or {})),
@@ -289,6 +313,7 @@ def render_summary(report: contract.Report) -> str:
         lines.append(
             f"| Estimated on-device latency | {h.estimated_device_latency_ms:.2f} ms (MACs x cycles/MAC / clock) |"
         )
+    lines += candidate_lines(report.candidates, qname)
     if report.warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in report.warnings]]
 
@@ -378,6 +403,33 @@ def render_summary(report: contract.Report) -> str:
         lines.append(f"| {kind} | {a.filename} | {a.size_bytes:,} | `{a.sha256[:16]}…` |")
     lines.append("")
     return "\n".join(lines)
+
+
+def candidate_lines(c: contract.Candidates | None, qname: str) -> list[str]:
+    """The candidates side by side: what the device could have had instead of its artifact."""
+    if c is None or not c.rows:
+        return []
+    lines = [
+        "",
+        "## Candidates",
+        "",
+        f"Objective: {c.objective}. {c.why}.",
+        "",
+        f"| candidate | file | {qname} | kept | meets target | bytes | MACs | host p50 ms | runs here | budgets |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in c.rows:
+        name = f"**{r.label}** (device artifact)" if r.chosen else r.label
+        budgets = "; ".join(r.over_budget) if r.over_budget else ("fit" if r.bytes is not None else "")
+        runs = {True: "yes", False: "no", None: "-"}[r.runs_on_device]
+        meets = {True: "yes", False: "no", None: "-"}[r.meets_target]
+        p50 = "n/a" if r.p50_ms is None else f"{r.p50_ms:.3f}"
+        lines.append(
+            f"| {name} | {r.artifact_kind or '-'} | {_pct(r.quality)} | {_pct(r.kept)} | {meets} | {_num(r.bytes)} | "
+            f"{_num(r.macs)} | {p50} | {runs} | {budgets} |"
+        )
+    notes = [f"- {r.label}: {r.note}" for r in c.rows if r.note and r.name != "teacher"]
+    return [*lines, *(["", *notes] if notes else [])]
 
 
 class Report(Step):

@@ -75,7 +75,7 @@ class Verify(Step):
         student = torch_predict(state.student, x)
 
         outputs: dict[str, np.ndarray] = {"teacher": teacher, "student_fp32": student}
-        for kind in artifact_kinds.model_kinds():
+        for kind in artifact_kinds.student_model_kinds():
             if kind in state.artifacts:
                 ctx.check_cancel()
                 ctx.emit("progress", {"message": f"evaluating {kind} on {x.shape[0]} test samples"})

@@ -36,28 +36,38 @@ def predict_variant(state: RunState, kind: str, inputs: dict[str, np.ndarray]) -
     return _by_teacher_names(state, open_model(art.path, kind, metadata=metadata).predict_all(inputs))
 
 
-def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
-    """state.metrics for a multi-I/O run: {variant: {runtime, headline, outputs: {name: metrics}}}."""
-    import torch
-
+def judge_outputs(
+    ctx: RunContext, state: RunState, outs: dict[str, np.ndarray], runtime: str, n: int | None = None
+) -> dict[str, Any]:
+    """One variant's outputs by the teacher's names (on the first n test samples) judged per output
+    with the metric of its kind, plus the headline across outputs."""
     from edgedistill.workers.steps.distill.multi import _weight, thresholds
     from edgedistill.workers.steps.metrics import evaluate_outputs, quality_problem, variant_headline
 
     sig, data, opts = state.signature, state.data, ctx.spec.options
-    inputs = data.inputs_of("test")
     teacher = state.teacher_outputs["test"]
     kinds = {o.name: str(o.kind) for o in sig.outputs}
     y = data.y_of("test")
-    weights = {n: _weight(opts, n) for n in sig.output_names}
+    weights = {name: _weight(opts, name) for name in sig.output_names}
+    t = teacher if n is None else {k: v[:n] for k, v in teacher.items()}
+    per = evaluate_outputs(
+        kinds, outs, t, labels=None if y is None else (y if n is None else y[:n]), primary=data.primary_output,
+        thresholds=thresholds(sig, opts), scores={o.name: o.scores for o in sig.outputs if o.scores},
+    )  # fmt: skip
+    return {"runtime": runtime, "samples": int(next(iter(outs.values())).shape[0]), "outputs": per,
+            "headline": variant_headline(per, weights), "quality_problem": quality_problem(per)}  # fmt: skip
+
+
+def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
+    """state.metrics for a multi-I/O run: {variant: {runtime, headline, outputs: {name: metrics}}}."""
+    import torch
+
+    sig, data = state.signature, state.data
+    inputs = data.inputs_of("test")
+    teacher = state.teacher_outputs["test"]
 
     def judge(outs: dict[str, np.ndarray], runtime: str, n: int | None = None) -> dict[str, Any]:
-        t = teacher if n is None else {k: v[:n] for k, v in teacher.items()}
-        per = evaluate_outputs(
-            kinds, outs, t, labels=None if y is None else (y if n is None else y[:n]), primary=data.primary_output,
-            thresholds=thresholds(sig, opts), scores={o.name: o.scores for o in sig.outputs if o.scores},
-        )  # fmt: skip
-        return {"runtime": runtime, "samples": int(next(iter(outs.values())).shape[0]), "outputs": per,
-                "headline": variant_headline(per, weights), "quality_problem": quality_problem(per)}  # fmt: skip
+        return judge_outputs(ctx, state, outs, runtime, n)
 
     metrics: dict[str, Any] = {"teacher": judge(dict(teacher), "teacher")}
     module = state.export_module
@@ -65,7 +75,7 @@ def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
         args = [torch.from_numpy(np.ascontiguousarray(inputs[n])) for n in sig.input_names]
         outs = module.cpu().eval()(*args)
     metrics["student_fp32"] = judge({n: o.numpy() for n, o in zip(sig.output_names, outs, strict=True)}, "torch")
-    for kind in artifact_kinds.model_kinds():
+    for kind in artifact_kinds.student_model_kinds():
         if kind not in state.artifacts:
             continue
         ctx.check_cancel()

@@ -46,13 +46,19 @@ def test_every_exporter_is_a_pipeline_step_and_every_extra_is_declared() -> None
 
 
 def test_device_class_tables() -> None:
-    assert ak.by_preference("mcu") == ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32")
+    # The teacher's own int8 file comes last everywhere and runs on CPUs only (an ONNX file).
+    assert ak.by_preference("mcu") == ("tflite_int8_full", "tflite_int8", "onnx_int8", "onnx_fp32", "teacher_int8")
     assert ak.by_preference("mobile") == (
-        "tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32", "executorch_int8", "executorch_fp32"
+        "tflite_int8", "onnx_int8", "tflite_int8_full", "onnx_fp32", "executorch_int8", "executorch_fp32",
+        "teacher_int8",
     )  # fmt: skip
     assert ak.by_preference("cpu") == (
-        "onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full", "executorch_int8", "executorch_fp32"
+        "onnx_int8", "tflite_int8", "onnx_fp32", "tflite_int8_full", "executorch_int8", "executorch_fp32",
+        "teacher_int8",
     )  # fmt: skip
+    assert ak.runnable_on("cpu")[-1] == "teacher_int8"
+    assert ak.teacher_model_kinds() == ("teacher_int8",)
+    assert "teacher_int8" not in ak.int8_kinds() and "teacher_int8" not in ak.student_model_kinds()
     assert ak.runnable_on("mcu") == ("tflite_int8_full",)
     assert ak.runnable_on("mobile") == ("tflite_int8", "tflite_int8_full", "executorch_int8", "executorch_fp32")
     assert ak.tflm_kind() == "tflite_int8_full"
