@@ -170,6 +170,8 @@ def main() -> None:
         "--job-seeds", type=int, nargs="+", default=None, help="seeds of the pipeline jobs (default --seeds)"
     )
     ap.add_argument("--max-train-seconds", type=float, default=None, help="options.max_train_seconds of every job")
+    ap.add_argument("--sizing", default=None, choices=["auto", "fixed"], help="options.sizing of every job")
+    ap.add_argument("--qat", default=None, choices=["auto", "always", "never"], help="options.qat of every job")
     ap.add_argument("--no-baselines", action="store_true", help="skip the teacher fp32 / int8 rows")
     ap.add_argument("--tag", default="", help="suffix of the JSON file (runs split by profile)")
     args = ap.parse_args()
@@ -221,10 +223,13 @@ def main() -> None:
                 opts: dict[str, Any] = {"seed": seed, "epochs": args.epochs, "device": "cpu", "method": method}
                 if args.max_train_seconds:
                     opts["max_train_seconds"] = args.max_train_seconds
+                opts.update({k: v for k, v in (("sizing", args.sizing), ("qat", args.qat)) if v is not None})
                 result, seconds = compress(teacher, transfer, profile, root / f"{profile}-{method}-s{seed}", opts)
                 primary = result.report["headline"]["primary_artifact"]
                 r = row(f"{profile}: {variant}")
                 r.update(profile=profile, primary=primary, student=result.report["student"])
+                # what the job itself compared: the teacher quantized alone vs the student (report.candidates)
+                r.setdefault("candidates", []).append(result.report.get("candidates"))
                 path = result.artifacts[primary].path
                 r["acc"].append(_acc(run_any(path, x_test, args.threads), y_test))
                 r["wall_s"].append(seconds)

@@ -258,7 +258,7 @@ def _candidate_charts(view: ReportView) -> dict[str, Markup]:
     y_fmt = (lambda v: f"{v:.2f}") if view.regression else (lambda v: f"{v:.0f} %" if v >= 10 else f"{v:.1f} %")
     target = (view.quality_target * unit, "quality target") if view.quality_target is not None else None
     out: dict[str, Markup] = {}
-    sized = [charts.Point(r.label, float(r.bytes), unit * r.quality, css.get(r.name, "s1"), r.chosen)
+    sized = [charts.Point(r.label, float(r.bytes), unit * (r.quality or 0.0), css.get(r.name, "s1"), r.chosen)
              for r in rows if r.bytes]  # fmt: skip
     if len(sized) >= 2:
         out["candidates_size"] = charts.scatter_chart(
@@ -266,7 +266,7 @@ def _candidate_charts(view: ReportView) -> dict[str, Markup]:
             x_label="file size", y_label=view.quality_name, x_fmt=lambda v: fmt_bytes(int(v)), y_fmt=y_fmt,
             x_limit=(float(view.flash_budget), "flash budget") if view.flash_budget else None, y_limit=target,
         )  # fmt: skip
-    timed = [charts.Point(r.label, float(r.p50_ms), unit * r.quality, css.get(r.name, "s1"), r.chosen)
+    timed = [charts.Point(r.label, float(r.p50_ms), unit * (r.quality or 0.0), css.get(r.name, "s1"), r.chosen)
              for r in rows if r.p50_ms]  # fmt: skip
     if len(timed) >= 2:
         out["candidates_latency"] = charts.scatter_chart(

@@ -103,7 +103,7 @@ def build_report(ctx: RunContext, state: RunState) -> contract.Report:
     target = ctx.spec.options.quality_target
     problem = (state.quality or {}).get("problem")
     quality = {k: (state.metrics.get(k) or {}).get(qkey) for k in sizes}
-    choose = dict(
+    choose: dict[str, Any] = dict(
         device_class=profile.device_class,
         quality=quality,
         metric=qkey,

@@ -38,6 +38,14 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
 
 
+def by_position(names: tuple[str, ...] | list[str], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The data's inputs under the model's names: the data names them as the upload did, an exported
+    graph as the teacher's signature does; both list them in the teacher's input order."""
+    if all(n in arrays for n in names):
+        return {n: arrays[n] for n in names}
+    return dict(zip(names, arrays.values(), strict=False))
+
+
 def teacher_onnx(state: RunState, dst: Path) -> Path:
     """The teacher as an ONNX file: its own for ONNX teachers, an export for torch ones."""
     teacher = state.teacher
@@ -51,23 +59,16 @@ def teacher_onnx(state: RunState, dst: Path) -> Path:
             f"a {teacher.format} teacher: quantizing it needs its float source model (ONNX or torch); "
             "TFLite files are already converted"
         )
-    import warnings
+    import onnx
 
-    import torch
+    from edgedistill.workers.steps.derived.convert import ConversionError, torch_to_onnx
 
-    sig = state.signature
-    sample = {k: v[:2] for k, v in state.data.inputs_of("train").items()}
-    args = tuple(torch.from_numpy(np.ascontiguousarray(sample[n])) for n in sig.input_names)
-    axes = {n: {0: "batch"} for n in (*sig.input_names, *sig.output_names)}
+    names = teacher.io.input_names
+    probe = by_position(names, {k: v[:8] for k, v in state.data.inputs_of("train").items()})
     try:
-        with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module.cpu().eval(), args, str(dst), dynamo=False, opset_version=17,
-                input_names=list(sig.input_names), output_names=list(sig.output_names), dynamic_axes=axes,
-            )  # fmt: skip
-    except Exception as exc:
-        raise TeacherNotQuantized(f"torch.onnx could not export the teacher: {_first_line(exc)}") from exc
+        onnx.save(torch_to_onnx(teacher, probe), str(dst))
+    except ConversionError as exc:
+        raise TeacherNotQuantized(str(exc)) from exc
     return dst
 
 
@@ -88,7 +89,10 @@ def quantize_teacher(ctx: RunContext, state: RunState, src: Path, dst: Path) -> 
                 "activations": "quantised at run time",
                 "why": f"integer inputs ({', '.join(ints)}): static QDQ of attention activations loses accuracy",
             }
-        samples = calibration_inputs(state, opts.calibration_samples, opts.seed)
+        import onnx
+
+        names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+        samples = by_position(names, calibration_inputs(state, opts.calibration_samples, opts.seed))
         fixed = getattr(state.teacher, "fixed_batch", None)
         quantize_onnx_int8(src, dst, samples, opts.calibration, ctx.work_dir, batch_limit=fixed or None)
     except Cancelled:
@@ -115,11 +119,13 @@ def evaluate_teacher_int8(ctx: RunContext, state: RunState, path: Path) -> dict[
     from edgedistill.workers.steps.verify_multi import judge_outputs
 
     data = state.data
-    inputs = data.inputs_of("test")
     try:
-        outs = OnnxTeacher(path).predict_all(inputs)
+        model = OnnxTeacher(path)
+        outs = model.predict_all(by_position(model.io.input_names, data.inputs_of("test")))
     except Exception as exc:
         raise TeacherNotQuantized(f"the int8 teacher does not run in onnxruntime: {_first_line(exc)}") from exc
+    if state.signature is not None:  # outputs under the teacher's names, as verify judges them
+        outs = dict(zip(state.signature.output_names, outs.values(), strict=False))
     if needs_multi(state.signature):
         return judge_outputs(ctx, state, outs, "onnxruntime")
     teacher = primary_targets(data, state.teacher_outputs["test"])
@@ -153,9 +159,12 @@ class QuantizeTeacher(Step):
                     facts = quantize_teacher(ctx, state, src, out)
                     ctx.check_cancel()
                     metrics = evaluate_teacher_int8(ctx, state, out)
-        except TeacherNotQuantized as exc:
-            state.candidates[KIND] = {"reason": str(exc)}
-            ctx.emit("progress", {"message": f"no int8 teacher to compare with: {exc}"})
+        except Cancelled:
+            raise
+        except Exception as exc:  # a comparison only: whatever goes wrong is said, the job goes on
+            reason = str(exc) if isinstance(exc, TeacherNotQuantized) else f"{type(exc).__name__}: {_first_line(exc)}"
+            state.candidates[KIND] = {"reason": reason}
+            ctx.emit("progress", {"message": f"no int8 teacher to compare with: {reason}"})
             return
         seconds = time.perf_counter() - started
         from edgedistill.workers.steps.model_info import describe_onnx

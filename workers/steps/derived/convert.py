@@ -75,7 +75,7 @@ def teacher_onnx(teacher: Any, probe: Mapping[str, np.ndarray]) -> tuple[Any, st
     if isinstance(teacher, OnnxTeacher):
         return onnx.load(str(teacher.path), load_external_data=True), "onnx2torch on the teacher's ONNX graph"
     if isinstance(teacher, (TorchScriptTeacher, ExportedProgramTeacher)):
-        return _torch_to_onnx(teacher, probe), f"{teacher.format} -> torch.onnx.export (dynamo=False) -> onnx2torch"
+        return torch_to_onnx(teacher, probe), f"{teacher.format} -> torch.onnx.export (dynamo=False) -> onnx2torch"
     fmt = getattr(teacher, "format", type(teacher).__name__)
     if fmt == "tflite":
         raise ConversionError(
@@ -85,7 +85,9 @@ def teacher_onnx(teacher: Any, probe: Mapping[str, np.ndarray]) -> tuple[Any, st
     raise ConversionError(f"a {fmt} teacher has no route to a trainable torch graph")
 
 
-def _torch_to_onnx(teacher: Any, probe: Mapping[str, np.ndarray]) -> Any:
+def torch_to_onnx(teacher: Any, probe: Mapping[str, np.ndarray]) -> Any:
+    """A TorchScript / torch.export teacher as an ONNX ModelProto (inputs and outputs by the teacher's
+    names, dynamic batch unless the teacher's is fixed). Also the teacher_int8 step's route."""
     import onnx
 
     specs = teacher.io.inputs

@@ -57,3 +57,25 @@ def test_formatters() -> None:
     assert fmt_ms(0.0025) == "2.5 µs" and fmt_ms(0.56) == "560.0 µs" and fmt_ms(12.345) == "12.35 ms"
     assert fmt_duration(0.8) == "800 ms" and fmt_duration(75) == "1 min 15 s" and fmt_duration(3700) == "1 h 01 min"
     assert re.fullmatch(r"8\.2.", fmt_ratio(8.18)) and fmt_ratio(None) == "\u2013"
+
+
+def test_scatter_chart_puts_points_on_a_log_axis_with_limit_lines() -> None:
+    points = [
+        charts.Point("teacher <fp32>", 880_000, 92.3, "s2"),
+        charts.Point("teacher int8", 238_000, 92.2, "s1"),
+        charts.Point("student", 34_000, 90.7, "s0", chosen=True),
+        charts.Point("no size", 0, 50.0),  # not drawable on a log axis: left out, not plotted at -inf
+    ]
+    svg = charts.scatter_chart(
+        "sc", points, title="Candidates", x_label="file size", y_label="accuracy", x_fmt=lambda v: fmt_bytes(int(v)),
+        y_fmt=lambda v: f"{v:.0f} %", x_limit=(1_048_576, "flash budget"), y_limit=(89.5, "quality target"),
+    )  # fmt: skip
+    assert svg.count('<circle class="dot') == 3 and svg.count('class="ring"') == 1
+    assert "teacher &lt;fp32&gt;" in svg and "<fp32>" not in svg
+    assert "flash budget" in svg and "quality target" in svg and "file size (log scale)" in svg
+    cx = {m[1]: float(m[0]) for m in re.findall(r'cx="([\d.]+)" cy="[\d.]+" r="5" data-label="([^"]+)"', svg)}
+    # log scale: 34 kB -> 238 kB is log10(7) and 238 kB -> 880 kB log10(3.7) of the same axis
+    left, right = cx["student"], cx["teacher &lt;fp32&gt;"]
+    assert left < cx["teacher int8"] < right
+    share = (cx["teacher int8"] - left) / (right - left)
+    assert abs(share - 0.5979) < 0.01  # log(238/34) / log(880/34)

@@ -88,3 +88,35 @@ def test_speed_headline_is_same_runtime_and_labels_the_cross_runtime_figure() ->
     h = speed_headline(other_threads, "onnx_int8")
     assert h["latency_same_runtime"] is False and h["latency_basis"].startswith("cross-runtime")
     assert speed_headline(LATENCY, "onnx_int8")["latency_x"] is None
+
+
+# --- the teacher quantized alone as a candidate ------------------------------------------------------
+
+T_SIZES = {**SIZES, "teacher_int8": 60_000}
+T_LATENCY = [*LATENCY, _t("teacher_int8", 0.30, "onnxruntime")]
+LOW = {"onnx_fp32": 0.80, "onnx_int8": 0.80, "tflite_int8": 0.79, "tflite_int8_full": 0.79}  # 84 % kept
+
+
+def test_cpu_gets_the_teacher_quantized_alone_only_when_no_student_file_meets_the_target() -> None:
+    good = _choose("cpu", {**GOOD, "teacher_int8": 0.95}, sizes=T_SIZES, latency=T_LATENCY)
+    assert good["chosen"] == "onnx_fp32"  # the student meets it and is faster
+    low = _choose("cpu", {**LOW, "teacher_int8": 0.949}, sizes=T_SIZES, latency=T_LATENCY)
+    assert low["chosen"] == "teacher_int8"
+    assert "no student artifact does" in low["why"] and "no distillation" in low["why"]
+    # The student's problem (verify's quality check) is not held against the teacher's own file.
+    assert (
+        _choose("cpu", {**LOW, "teacher_int8": 0.949}, sizes=T_SIZES, latency=T_LATENCY, problem="one class")["chosen"]
+        == "teacher_int8"
+    )
+
+
+def test_the_teacher_quantized_alone_is_never_given_to_phones_mcus_or_over_a_budget() -> None:
+    quality = {**LOW, "teacher_int8": 0.949}
+    for device_class in ("mobile", "mcu"):
+        c = _choose(device_class, quality, sizes=T_SIZES, latency=T_LATENCY)
+        assert c["chosen"] != "teacher_int8", device_class
+    over = {"teacher_int8": ["MACs: 3,000,000 > 1,000,000"]}
+    c = _choose("cpu", quality, sizes=T_SIZES, latency=T_LATENCY, over_budget=over)
+    assert c["chosen"] != "teacher_int8"
+    assert next(r for r in c["candidates"] if r["kind"] == "teacher_int8")["fits"] is False
+    assert _choose("cpu", quality, sizes=T_SIZES, latency=T_LATENCY, max_model_bytes=50_000)["chosen"] != "teacher_int8"
