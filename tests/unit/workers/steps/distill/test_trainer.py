@@ -96,6 +96,8 @@ def test_time_limit_stops_training() -> None:
     )  # fmt: skip
     assert len(result.curve) == 1
     assert result.stopped_early and "max_train_seconds" in result.stop_reason
+    # The limit is checked every step, not only every CHECK_EVERY_STEPS: one batch, not the epoch.
+    assert result.samples_seen == TrainConfig().batch_size < tr.inputs[0].shape[0]
 
 
 def test_cancel_between_epochs() -> None:
