@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -77,9 +78,11 @@ def tree_rss(proc: psutil.Process) -> int:
 
 def run_job(teacher: Path, data: Path, out: Path, extra: list[str]) -> dict[str, Any]:
     cmd = [sys.executable, "-c", "import sys; from edgedistill.service.cli import main; sys.exit(main())", "compress"]
-    cmd += [str(teacher), "--data", str(data), "--profile", "cpu-x86", "--out", str(out), "--quiet", *extra]
+    cmd += [str(teacher), "--data", str(data), "--profile", "cpu-x86", "--out", str(out), *extra]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = out.parent / f"{out.name}.log"  # a file, not a pipe: a full pipe would stall the job
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -89,11 +92,13 @@ def run_job(teacher: Path, data: Path, out: Path, extra: list[str]) -> dict[str,
             break
         time.sleep(POLL_S)
     seconds = time.perf_counter() - t0
-    log = proc.stdout.read() if proc.stdout else ""
+    log = log_path.read_text(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"compress failed ({proc.returncode}):\n{log[-3000:]}")
     report = json.loads((out / "report.json").read_text())
-    return {"seconds": seconds, "peak_rss": peak, "report": report}
+    # The CLI's "✓ <stage> (<seconds> s)" lines: where the job's time goes.
+    stages = {m[1]: float(m[2]) for m in re.finditer(r"✓ (\w+) \(([\d.]+) s\)", log)}
+    return {"seconds": seconds, "peak_rss": peak, "report": report, "stages": stages}
 
 
 def main() -> None:
@@ -101,7 +106,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--sizes", type=int, nargs="*", default=[1000, 10000, 60000], help="samples at 28x28")
     ap.add_argument(
-        "--shapes", nargs="+", default=["1x64x64", "3x128x128"], help="the 28x28 point is on the size curve"
+        "--shapes", nargs="*", default=["1x64x64", "3x128x128"], help="the 28x28 point is on the size curve"
     )
     ap.add_argument("--shape-samples", type=int, default=1000, help="samples per point of the input-size curve")
     ap.add_argument("--epochs", type=int, default=1)
@@ -152,6 +157,7 @@ def main() -> None:
             "feature_notes": feats.get("notes"),
             "student": rep.get("student"),
             "timings": rep.get("timings"),
+            "stage_seconds": r["stages"],
         }
         results.append(row)
         path.write_text(json.dumps({"options": options, "rows": results}, indent=2, default=str))
