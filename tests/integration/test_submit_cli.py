@@ -100,7 +100,8 @@ def test_require_quality_exits_non_zero_for_a_one_epoch_student(
     """One epoch of distillation cannot keep 97 % of a trained teacher's accuracy: the job succeeds,
     its JSON says quality.met false, the summary warns and --require-quality exits 6."""
     teacher, data = str(digits_teacher_files["onnx"]), str(digits_teacher_files["npz"])
-    one_epoch = ["--set", "epochs=1", *FAST[2:], "--set", "qat=never"]
+    # teacher_int8 off: on cpu-x86 the teacher's own int8 file would meet the target in the student's place
+    one_epoch = ["--set", "epochs=1", *FAST[2:], "--set", "qat=never", "--set", "teacher_int8=false"]
     proc = submit(live, teacher, "--data", data, "--profile", "cpu-x86", *one_epoch, "--require-quality", cwd=tmp_path)
     assert proc.returncode == EXIT_BELOW_QUALITY, proc.stderr[-3000:]
     assert "warning: quality below target:" in proc.stdout and "; target 97.0 %)" in proc.stdout
@@ -113,3 +114,23 @@ def test_require_quality_exits_non_zero_for_a_one_epoch_student(
     assert job["status"] == "succeeded" and q["met"] is False and q["target"] == 0.97
     assert q["kept"] < 0.97 and q["variant"] == report["headline"]["primary_artifact"]
     assert report["quality"]["met"] is False and report["headline"]["quality_met"] is False
+
+
+def test_a_student_below_target_hands_the_cpu_the_teacher_int8(
+    live: LiveService, digits_teacher_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same one-epoch student with the teacher int8 candidate on: the job gives a CPU the teacher's own
+    int8 file, which keeps the target, says why, and --require-quality passes; the file is downloadable."""
+    teacher, data = str(digits_teacher_files["onnx"]), str(digits_teacher_files["npz"])
+    one_epoch = ["--set", "epochs=1", *FAST[2:], "--set", "qat=never"]
+    proc = submit(live, teacher, "--data", data, "--profile", "cpu-x86", *one_epoch, "--require-quality", "--json",
+                  cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == EXIT_OK, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    report = doc["report"]
+    assert report["headline"]["primary_artifact"] == "teacher_int8" and report["quality"]["met"] is True
+    assert report["headline"]["params_x"] == 1.0
+    rows = {r["name"]: r for r in report["candidates"]["rows"]}
+    assert rows["teacher_int8"]["chosen"] and rows["student"]["meets_target"] is False
+    assert "no student artifact does" in report["candidates"]["why"]
+    assert "teacher_int8" in {a["kind"] for a in doc["artifacts"]}
