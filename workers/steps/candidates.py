@@ -15,6 +15,7 @@ from typing import Any
 
 from edgedistill.contracts import artifact_kinds
 from edgedistill.contracts.verdict import quality_verdict
+from edgedistill.workers.steps.device_artifact import host_timings
 
 OBJECTIVE = {
     "mcu": "the smallest that fits and keeps the quality target (MCUs run the full-int8 TFLite)",
@@ -25,10 +26,8 @@ TEACHER_KINDS = artifact_kinds.teacher_model_kinds()
 
 
 def _p50(latency: list[dict[str, Any]], kind: str) -> tuple[float | None, int | None, str | None]:
-    for m in latency:
-        if m.get("source") == "host" and m.get("artifact_kind") == kind and m.get("p50_ms") is not None:
-            return float(m["p50_ms"]), m.get("threads"), m.get("runtime")
-    return None, None, None
+    m = host_timings(latency).get(kind)
+    return (None, None, None) if m is None else (float(m["p50_ms"]), m.get("threads"), m.get("runtime"))
 
 
 def _over(bytes_: int | None, macs: int | None, budgets: Any) -> list[str]:

@@ -131,6 +131,28 @@ def quantize_onnx_dynamic(src: Path, dst: Path, work_dir: Path) -> None:
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
 
 
+def static_facts(calibration: str, samples: int) -> dict[str, Any]:
+    """What quantize_onnx_int8 did, for an artifact's metadata."""
+    return {
+        "tool": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "activations": "QInt8",
+        "weights": "QInt8 per-channel",
+        "calibration": calibration,
+        "calibration_samples": samples,
+    }
+
+
+def dynamic_facts() -> dict[str, Any]:
+    """What quantize_onnx_dynamic did, for an artifact's metadata."""
+    return {
+        "tool": "onnxruntime.quantization.quantize_dynamic",
+        "format": "integer ops (MatMulInteger, DynamicQuantizeLinear)",
+        "weights": "QInt8 (MatMul, Gather)",
+        "activations": "quantised at run time",
+    }
+
+
 class QuantizeOnnx(Step):
     """Reads state.artifacts["onnx_fp32"], state.data; writes state.artifacts["onnx_int8"]."""
 
@@ -189,12 +211,7 @@ class QuantizeOnnx(Step):
                 **info,
                 "precision": "int8",
                 "quantization": {
-                    "tool": "onnxruntime.quantization.quantize_static",
-                    "format": "QDQ",
-                    "activations": "QInt8",
-                    "weights": "QInt8 per-channel",
-                    "calibration": opts.calibration,
-                    "calibration_samples": int(samples.shape[0]),
+                    **static_facts(opts.calibration, int(samples.shape[0])),
                     "pre_process": "quant_pre_process",
                 },
                 "check": {"samples": int(x_check.shape[0]), "max_abs_diff_vs_fp32": max_abs_diff(got, ref)},
@@ -239,20 +256,7 @@ class QuantizeOnnx(Step):
                 "teacher_io": fp32.metadata.get("teacher_io"),
                 "changes_vs_teacher": fp32.metadata.get("changes_vs_teacher", []),
                 "quantization": {
-                    "tool": "onnxruntime.quantization.quantize_dynamic",
-                    "format": "integer ops (MatMulInteger, DynamicQuantizeLinear)",
-                    "weights": "QInt8 (MatMul, Gather)",
-                    "activations": "quantised at run time",
-                    "integer_inputs": "fed as int64, not quantised",
-                }
-                if dynamic
-                else {
-                    "tool": "onnxruntime.quantization.quantize_static",
-                    "format": "QDQ",
-                    "activations": "QInt8",
-                    "weights": "QInt8 per-channel",
-                    "calibration": opts.calibration,
-                    "calibration_samples": n,
+                    **(dynamic_facts() if dynamic else static_facts(opts.calibration, n)),
                     "integer_inputs": "fed as int64, not quantised",
                 },
                 "check": {"samples": int(next(iter(x.values())).shape[0]), "max_abs_diff_vs_fp32": diffs},

@@ -75,7 +75,12 @@ def teacher_onnx(state: RunState, dst: Path) -> Path:
 def quantize_teacher(ctx: RunContext, state: RunState, src: Path, dst: Path) -> dict[str, Any]:
     """src -> dst in int8; returns the quantization facts for the artifact's metadata."""
     from edgedistill.workers.steps.export_multi import calibration_inputs
-    from edgedistill.workers.steps.quantize import quantize_onnx_dynamic, quantize_onnx_int8
+    from edgedistill.workers.steps.quantize import (
+        dynamic_facts,
+        quantize_onnx_dynamic,
+        quantize_onnx_int8,
+        static_facts,
+    )
 
     opts = ctx.spec.options
     io = getattr(state.teacher, "io", None)
@@ -83,12 +88,8 @@ def quantize_teacher(ctx: RunContext, state: RunState, src: Path, dst: Path) -> 
     try:
         if ints:
             quantize_onnx_dynamic(src, dst, ctx.work_dir)
-            return {
-                "tool": "onnxruntime.quantization.quantize_dynamic",
-                "weights": "QInt8 (MatMul, Gather)",
-                "activations": "quantised at run time",
-                "why": f"integer inputs ({', '.join(ints)}): static QDQ of attention activations loses accuracy",
-            }
+            why = f"integer inputs ({', '.join(ints)}): static QDQ of attention activations loses accuracy"
+            return {**dynamic_facts(), "why": why}
         import onnx
 
         names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
@@ -99,15 +100,7 @@ def quantize_teacher(ctx: RunContext, state: RunState, src: Path, dst: Path) -> 
         raise
     except Exception as exc:
         raise TeacherNotQuantized(f"onnxruntime could not quantize the teacher: {_first_line(exc)}") from exc
-    n = int(next(iter(samples.values())).shape[0])
-    return {
-        "tool": "onnxruntime.quantization.quantize_static",
-        "format": "QDQ",
-        "activations": "QInt8",
-        "weights": "QInt8 per-channel",
-        "calibration": opts.calibration,
-        "calibration_samples": n,
-    }
+    return static_facts(opts.calibration, int(next(iter(samples.values())).shape[0]))
 
 
 def evaluate_teacher_int8(ctx: RunContext, state: RunState, path: Path) -> dict[str, Any]:
