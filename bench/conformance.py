@@ -351,12 +351,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--family", default=None, help="options.student.family of every job (e.g. derived)")
+    ap.add_argument("--reduction", type=float, default=None, help="options.student.reduction (derived)")
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="edgedistill-conformance-"))
     work.mkdir(parents=True, exist_ok=True)
     names = list(SINGLE_INPUT) if args.single_input else [c for c in args.cases.split(",") if c]
     profiles = [p for p in args.profiles.split(",") if p]
-    options = {"epochs": args.epochs, "seed": 0, "device": args.device}
+    options: dict[str, Any] = {"epochs": args.epochs, "seed": 0, "device": args.device}
+    if args.family or args.reduction:
+        options["student"] = {k: v for k, v in (("family", args.family), ("reduction", args.reduction)) if v}
     rows: list[Row] = []
     for name in names:
         try:

@@ -157,6 +157,30 @@ def _ms(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def race_table(rows: dict[str, dict[str, Any]]) -> Table:
+    """options.student.family best: per job, both students on the job's validation split (the race),
+    the kept one's file on the official test and the runner-up's int8 ONNX on the job's test split."""
+    table = Table(title="family best: the designed and the derived student of each job")
+    for col in ("job", "seed", "designed val kept %", "derived val kept %", "kept", "kept file acc % (10k)",
+                "kept bytes", "runner-up int8 acc % (job test)", "runner-up bytes"):  # fmt: skip
+        table.add_column(col)
+    for r in rows.values():
+        for i, cand in enumerate(r.get("candidates") or []):
+            race = (r["races"][i] or {}) if "races" in r else {}
+            by = {x["family"]: x for x in race.get("rows", [])}
+            up: dict[str, Any] = next((c for c in (cand or {}).get("rows", []) if c["name"] == "runner_up"), {})
+            kept: dict[str, Any] = next((c for c in (cand or {}).get("rows", []) if c["name"] == "student"), {})
+            table.add_row(
+                r["name"], str(i),
+                *(f"{100 * by[f]['kept']:.1f}" if f in by and by[f].get("kept") is not None else "—"
+                  for f in ("designed", "derived")),
+                str(race.get("chosen", "—")), f"{100 * r['acc'][i]:.2f}", f"{kept.get('bytes') or 0:,}",
+                f"{100 * up['quality']:.2f}" if up.get("quality") is not None else str(up.get("note") or "—"),
+                f"{up.get('bytes') or 0:,}",
+            )  # fmt: skip
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, required=True, help="teacher, artifacts and fashion_mnist.json go here")
@@ -173,6 +197,8 @@ def main() -> None:
     ap.add_argument("--sizing", default=None, choices=["auto", "fixed"], help="options.sizing of every job")
     ap.add_argument("--qat", default=None, choices=["auto", "always", "never"], help="options.qat of every job")
     ap.add_argument("--no-baselines", action="store_true", help="skip the teacher fp32 / int8 rows")
+    ap.add_argument("--family", default=None, help="options.student.family of every job (best: both families raced)")
+    ap.add_argument("--methods", nargs="+", default=["labels_only", "kd"], choices=["labels_only", "kd"])
     ap.add_argument("--tag", default="", help="suffix of the JSON file (runs split by profile)")
     args = ap.parse_args()
     # The shared CPU: one torch thread is faster than two when other processes hold the cores.
@@ -218,18 +244,22 @@ def main() -> None:
         console.print(f"seed {seed}: teacher int8 via ORT {s:.1f} s, NNCF {s2 if s2 is None else round(s2, 1)} s")
 
     for profile in args.profiles:
-        for variant, method in (("labels-only student", "labels_only"), ("edgedistill (kd)", "kd")):
+        variants = (("labels-only student", "labels_only"), ("edgedistill (kd)", "kd"))
+        for variant, method in [v for v in variants if v[1] in args.methods]:
             for seed in args.job_seeds or args.seeds:
                 opts: dict[str, Any] = {"seed": seed, "epochs": args.epochs, "device": "cpu", "method": method}
                 if args.max_train_seconds:
                     opts["max_train_seconds"] = args.max_train_seconds
                 opts.update({k: v for k, v in (("sizing", args.sizing), ("qat", args.qat)) if v is not None})
+                if args.family:
+                    opts["student"] = {"family": args.family}
                 result, seconds = compress(teacher, transfer, profile, root / f"{profile}-{method}-s{seed}", opts)
                 primary = result.report["headline"]["primary_artifact"]
                 r = row(f"{profile}: {variant}")
                 r.update(profile=profile, primary=primary, student=result.report["student"])
                 # what the job itself compared: the teacher quantized alone vs the student (report.candidates)
                 r.setdefault("candidates", []).append(result.report.get("candidates"))
+                r.setdefault("races", []).append(result.report["student"].get("family_race"))
                 path = result.artifacts[primary].path
                 r["acc"].append(_acc(run_any(path, x_test, args.threads), y_test))
                 r["wall_s"].append(seconds)
@@ -269,6 +299,8 @@ def main() -> None:
             f"{statistics.fmean(r['wall_s']):.0f}" if r["wall_s"] else "—",
         )
     console.print(table)
+    if args.family == "best":
+        console.print(race_table(rows))
     out = {
         "teacher": teacher_meta,
         "seeds": args.seeds,

@@ -135,7 +135,10 @@ class DeviceArtifactChoice(_Closed):
 class CandidateRow(_Closed):
     """One model the job evaluated for the device (workers/steps/candidates.py)."""
 
-    name: str = Field(description="teacher (the reference), teacher_int8 (no distillation) or student")
+    name: str = Field(
+        description="teacher (the reference), teacher_int8 (no distillation), student, or runner_up (the student "
+        "family options.student.family best trained and did not keep)"
+    )
     label: str
     artifact_kind: str | None = Field(default=None, description="The file this device class would run")
     runtime: str | None = None

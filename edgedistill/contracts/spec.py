@@ -31,13 +31,14 @@ class LossTerm(BaseModel):
 class StudentOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["auto", "transformer", "derived", "prefer_derived"] = Field(
+    family: Literal["auto", "transformer", "derived", "prefer_derived", "best"] = Field(
         default="auto",
         description="auto: chosen from the teacher's signature (method transformer picks the transformer "
         "student); transformer: a small transformer for token-sequence teachers; derived: the teacher's own "
         "graph, channel-pruned (and every other residual layer dropped) to fit, with hints at the same layers "
         "(refused when the teacher cannot be converted); prefer_derived: derived, else the designed student "
-        "with a warning",
+        "with a warning; best: train both the designed (auto) and the derived student in this job and keep the "
+        "one that best meets the objective on the validation split (the other is a row of the candidate table)",
     )
     reduction: float | None = Field(
         default=None,

@@ -50,14 +50,6 @@ def submit_problems(
     data: the transfer set's input arrays, None when there is none (or, with has_data=True, when its
     arrays were not recorded)."""
     data_free = is_data_free(options, data is not None if has_data is None else has_data)
-    if options.student.family == "derived" and model_format == "tflite":
-        return [
-            SubmitProblem(
-                ("options", "student", "family"),
-                "student family derived needs a teacher that converts to trainable torch (ONNX, TorchScript, "
-                ".pt2); there is no TFLite -> torch converter. Use family prefer_derived or auto",
-            )
-        ]
     if signature is None:
         if data_free and model_format == "torchscript" and options.data_free.input_shape is None:
             return [

@@ -33,6 +33,15 @@ METHODS: dict[str, str] = {m: _METHOD_HELP.get(m, "") for m in getattr(spec, "ME
 # Methods that need no transfer set.
 DATA_FREE_METHODS = frozenset({"data_free"})
 
+# options.student.family: value -> what the form says of it
+FAMILIES: dict[str, str] = {
+    "auto": "auto: a student designed for the device (or a transformer for token-sequence teachers)",
+    "best": "best: train the designed and the teacher-derived student, keep the one that best meets the objective",
+    "derived": "derived: the teacher itself, pruned to fit (fails when it cannot be converted)",
+    "prefer_derived": "prefer_derived: derived, else the designed student",
+    "transformer": "transformer: a small transformer for token-sequence teachers",
+}
+
 OPTION_FIELDS: dict[str, tuple[str, ...]] = {
     # form field -> JobOptions location
     "epochs": ("epochs",),
@@ -41,6 +50,7 @@ OPTION_FIELDS: dict[str, tuple[str, ...]] = {
     "method": ("method",),
     "temperature": ("temperature",),
     "alpha": ("alpha",),
+    "family": ("student", "family"),
     "student_width": ("student", "width"),
     "student_depth": ("student", "depth"),
     "task": ("task",),
@@ -163,6 +173,8 @@ def job_options(form: Mapping[str, str]) -> FormResult:
         for name in ("student_width", "student_depth"):
             if not values[name]:
                 errors[name] = "Enter a number, or choose an automatic student size"
+    if values["family"] and values["family"] not in FAMILIES:
+        errors["family"] = f"Unknown student family; choose one of: {', '.join(FAMILIES)}"
     if values["method"] and values["method"] not in METHODS:
         errors["method"] = f"Unknown method; choose one of: {', '.join(METHODS)}"
     if "qat" in JobOptions.model_fields and values["qat"]:

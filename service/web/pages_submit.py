@@ -58,6 +58,7 @@ def _defaults() -> dict[str, str]:
         "temperature": f"{d.temperature:g}",
         "alpha": f"{d.alpha:g}",
         "student_mode": "auto",
+        "family": d.student.family,
         "student_width": "",
         "student_depth": "",
         "task": d.task,
@@ -94,6 +95,7 @@ def _form_context(
         "builtin": list(builtin_profiles().values()),
         "custom": custom,
         "methods": forms.METHODS,
+        "families": forms.FAMILIES,
         "has_qat": "qat" in JobOptions.model_fields,
         "advanced_open": any(name in errors for name in forms.ADVANCED_FIELDS),
         "error_order": [

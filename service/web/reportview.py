@@ -252,7 +252,7 @@ def _candidate_charts(view: ReportView) -> dict[str, Markup]:
     c = view.candidates
     if c is None:
         return {}
-    css = {"teacher": "s2", "student": "s0"}
+    css = {"teacher": "s2", "student": "s0", "runner_up": "s3"}
     rows = [r for r in c.rows if r.quality is not None]
     unit = 1.0 if view.regression else 100.0
     y_fmt = (lambda v: f"{v:.2f}") if view.regression else (lambda v: f"{v:.0f} %" if v >= 10 else f"{v:.1f} %")

@@ -73,6 +73,8 @@ def test_upload_submit_watch_live_report_download(
     page.set_input_files("#data_file", str(data))
     page.get_by_label("mcu-cortex-m4").check()
     page.get_by_label("Epochs").fill("3")
+    # Both student families in one job: the designed one and the teacher, pruned (family best).
+    page.get_by_label("Student family").select_option("best")
     # Beyond reach (150 % of the teacher): the job succeeds but must show the below-target state.
     page.get_by_role("spinbutton", name="Quality target").fill("1.5")
     page.get_by_text("Advanced options").click()
@@ -122,9 +124,14 @@ def test_upload_submit_watch_live_report_download(
     expect(page.locator("svg#budget-flash")).to_be_visible()
     expect(page.locator("svg#budget-ram")).to_be_visible()
     # Candidates side by side: the teacher, the teacher quantized alone (an ONNX file, which an MCU
-    # cannot run) and the student, whose full-int8 TFLite is the device artifact; one point each.
+    # cannot run), the student kept, whose full-int8 TFLite is the device artifact, and the other
+    # student family, measured as int8 ONNX; one point each.
     candidates = page.locator("#candidates-table")
-    expect(candidates.locator("tbody tr")).to_have_count(3)
+    expect(candidates.locator("tbody tr")).to_have_count(4)
+    runner_up = candidates.locator('tr[data-candidate="runner_up"]')
+    expect(runner_up).to_contain_text("not kept")
+    expect(runner_up).not_to_have_class(re.compile("primary"))
+    expect(page.locator("#candidates-why")).to_contain_text("options.student.family best")
     teacher_int8 = candidates.locator('tr[data-candidate="teacher_int8"]')
     expect(teacher_int8).to_contain_text("teacher quantized, no distillation")
     expect(teacher_int8.locator("td").nth(7)).to_have_text("no")  # runs on this device
@@ -136,7 +143,7 @@ def test_upload_submit_watch_live_report_download(
     size_chart = page.locator("svg#chart-candidates-size")
     expect(size_chart).to_contain_text("flash budget")
     expect(size_chart).to_contain_text("file size (log scale)")
-    assert size_chart.locator("circle.dot").count() == 3
+    assert size_chart.locator("circle.dot").count() == 4
     assert size_chart.locator("circle.ring").count() == 1  # the device artifact
     expect(page.locator("svg#chart-candidates-latency")).to_contain_text("host p50 at batch 1")
     expect(page.locator("#quality-table")).to_contain_text("TFLM (micro)")

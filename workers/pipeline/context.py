@@ -78,4 +78,6 @@ class RunState:
     # candidates the device artifact is chosen among besides the student's files: name -> facts, or
     # {"reason": ...} when one could not be made (teacher_int8.py)
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # options.student.family best (family_race.py): {"module", "arch", "role": rival|runner_up, ...}
+    runner_up: Any = None
     qat_model: Any = None  # fake-quant (PT2E QAT) graph after quantization-aware distillation; export uses it

@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     # the exporters (export_onnx, quantize_onnx, export_tflite, export_c_array): the artifact-kind registry's
     **artifact_kinds.exporter_steps(),
     "verify": "edgedistill.workers.steps.verify:Verify",
+    "quantize_runner_up": "edgedistill.workers.steps.family_race:RunnerUpInt8",
     "benchmark": "edgedistill.workers.steps.benchmark:Benchmark",
     "report": "edgedistill.workers.steps.report:Report",
 }

@@ -48,7 +48,7 @@ class BuildStudent(Step):
         on=ArtifactOverBudget,
         resets=(
             "artifacts", "student", "student_arch", "baseline_student", "training", "metrics", "latency",
-            "report", "distillation", "qat_model", "budget",
+            "report", "distillation", "qat_model", "budget", "runner_up",
         ),
         keep={"metrics": ("teacher",), "budget": ("shrink_retries",)},
     )  # fmt: skip
@@ -110,6 +110,16 @@ class BuildStudent(Step):
 
         if wants_derived(opts) and build_derived(ctx, state, self.config):  # issue 14: the teacher, slimmed
             return
+        from edgedistill.workers.steps.family_race import no_race, plan_rival, races
+
+        if races(opts):  # family best: the designed student below, the derived one as its rival
+            if self.config.derived_shrink is not None and build_derived(ctx, state, self.config):
+                no_race(state, "an over-budget restart shrank the derived student that won; no second race")
+                return
+            if self.config.width is None:
+                plan_rival(ctx, state)
+            else:
+                no_race(state, "an over-budget restart shrank the designed student that won; no second race")
         from edgedistill.workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
 
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers

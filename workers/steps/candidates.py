@@ -23,6 +23,7 @@ OBJECTIVE = {
     "cpu": "the fastest that fits and keeps the quality target",
 }
 TEACHER_KINDS = artifact_kinds.teacher_model_kinds()
+RUNNER_UP = "runner_up"  # the student family that lost the race (options.student.family best)
 
 
 def _p50(latency: list[dict[str, Any]], kind: str) -> tuple[float | None, int | None, str | None]:
@@ -43,7 +44,7 @@ def _over(bytes_: int | None, macs: int | None, budgets: Any) -> list[str]:
 def student_label(arch: dict[str, Any]) -> str:
     family = arch.get("family") or "student"
     if family == "derived":
-        pruned = (arch.get("derived") or {}).get("pruning_ratio")
+        pruned = (arch.get("derived") or {}).get("pruning_ratio", arch.get("pruning_ratio"))
         extra = f", {100 * float(pruned):.0f} % of channels pruned" if pruned else ""
         return f"derived from the teacher{extra}"
     shape = " ".join(f"{k[0]}{arch[k]}" for k in ("width", "depth") if arch.get(k) is not None)
@@ -174,11 +175,56 @@ def candidates_section(
                 "note": problem,
             }
         )
+    race = student_arch.get("family_race") or {}
+    if RUNNER_UP in notes:
+        rows.append(runner_up_row(notes[RUNNER_UP], race, metric, teacher_quality, target, budgets))
+    why = _why(rows, choice)
+    if race.get("chosen_because"):
+        why += f". Student family (options.student.family best): {race['chosen_because']}"
     return {
         "objective": OBJECTIVE.get(device_class, OBJECTIVE["cpu"]),
         "chosen": next((r["name"] for r in rows if r.get("chosen")), None),
-        "why": _why(rows, choice),
+        "why": why,
         "rows": rows,
+    }
+
+
+def runner_up_row(
+    up: dict[str, Any], race: dict[str, Any], metric: str, teacher_quality: float | None, target: float,
+    budgets: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The student family that lost the race (family_race.py), with its int8 ONNX figures on the test
+    split when they were measured, else why not."""
+    arch = up.get("arch") or {}
+    label = f"{student_label(arch)}, not kept" if arch else "the other student family (not trained)"
+    q = (up.get("metrics") or {}).get(metric)
+    v = quality_verdict(
+        metric=metric, teacher=teacher_quality, student=q, target=target, samples=None, variant=RUNNER_UP
+    )
+    if not arch:
+        note = f"not evaluated: {up.get('reason')}"
+    elif q is None:
+        val = (up.get("race") or {}).get("kept")
+        note = f"{up.get('reason')}" + (f" (kept {100 * val:.1f} % on validation)" if val is not None else "")
+    else:
+        note = f"trained in this job, not kept: {race.get('chosen_because') or 'the other student won'}"
+    return {
+        "name": RUNNER_UP,
+        "label": label,
+        "artifact_kind": None,
+        "runtime": up.get("runtime"),
+        "quality": q,
+        "kept": v["kept"],
+        "meets_target": v["met"] if q is not None else None,
+        "bytes": up.get("bytes"),
+        "params": arch.get("params"),
+        "macs": arch.get("macs"),
+        "p50_ms": up.get("p50_ms"),
+        "threads": up.get("threads"),
+        "runs_on_device": None,
+        "over_budget": _over(up.get("bytes"), arch.get("macs"), budgets) if arch else [],
+        "chosen": False,
+        "note": note,
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,20 @@ def _reader(samples: dict[str, np.ndarray], limit: int = CALIBRATION_BATCH) -> A
     return _Batches()
 
 
+def pre_process(src: Path, pre: Path) -> None:
+    """quant_pre_process with the working directory in pre's (temporary) folder: when its symbolic shape
+    inference gives up, onnxruntime saves "sym_shape_infer_temp.onnx" plus external data into the
+    current directory, which would otherwise litter the worker's."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, pre, before = src.resolve(), pre.resolve(), os.getcwd()
+    os.chdir(pre.parent)  # contextlib.chdir is 3.11+
+    try:
+        quant_pre_process(str(src), str(pre))
+    finally:
+        os.chdir(before)
+
+
 def quantize_onnx_int8(
     src: Path,
     dst: Path,
@@ -92,14 +107,13 @@ def quantize_onnx_int8(
     batch_limit: the model's fixed batch, when it has one (calibration feeds batches of at most it)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not isinstance(samples, dict):
         samples = {onnx.load(str(src)).graph.input[0].name: samples}
     # The pre-processed model is an intermediate: it lives in a temp folder that is always removed.
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".quant-") as tmp_dir:
         pre = Path(tmp_dir) / "pre.onnx"
-        quant_pre_process(str(src), str(pre))
+        pre_process(src, pre)
         # The histogram calibrators print() progress; keep the CLI's output to our own events.
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
@@ -123,11 +137,10 @@ def quantize_onnx_dynamic(src: Path, dst: Path, work_dir: Path) -> None:
     run time. Used for transformer students (students_transformer.py), where static QDQ of the
     attention activations lost accuracy and speed (docs/benchmarks.md, "Transformer distillation")."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(dir=work_dir, prefix=".quant-") as tmp_dir:
         pre = Path(tmp_dir) / "pre.onnx"
-        quant_pre_process(str(src), str(pre))
+        pre_process(src, pre)
         quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
 
 

@@ -151,7 +151,7 @@ class _Judge:
     score: Callable[[nn.Module, Any], float]
 
 
-def _judge(ctx: RunContext, state: RunState) -> _Judge:
+def val_judge(ctx: RunContext, state: RunState) -> _Judge:
     import torch
 
     from edgedistill.workers.steps.distill.multi import needs_multi
@@ -279,7 +279,7 @@ def search_and_train(
     run would and returns its Fitted. Sets state.student_arch (the chosen size, with the trail)."""
     t0 = time.monotonic()
     opts = ctx.spec.options
-    judge = _judge(ctx, state)
+    judge = val_judge(ctx, state)
     goal = opts.quality_target * judge.teacher
     below = ladder_plan.below
     expected = 1 + min(opts.sizing_max_candidates - 1, max(1, math.ceil(math.log2(len(below) + 1))))

@@ -356,7 +356,7 @@ def wants_transformer(options: Any, signature: ModelSignature | None) -> bool:
     if signature is None:
         return False
     return options.student.family == "transformer" or (
-        options.student.family == "auto" and options.method == "transformer"
+        options.student.family in ("auto", "best") and options.method == "transformer"
     )
 
 

@@ -229,11 +229,11 @@ def build_for_run(ctx: Any, state: Any, config: Any) -> bool:
     return True
 
 
-def derived_training(ctx: Any, state: Any, terms: list[LossTerm]) -> tuple[list[LossTerm], Any]:
+def derived_training(ctx: Any, state: Any, terms: list[LossTerm], *, student: Any = None) -> tuple[list[LossTerm], Any]:
     """The distill step's part for derived students: (loss terms, features.FeaturePlan or None). KD on
     the outputs plus a FitNets hint term on the exact layer pairs (pairs.py) when the method's terms read
     no features already; options.losses as given. Per-output (multi-I/O) runs train every output with
-    its own term and no hints."""
+    its own term and no hints. student: the derived module (default state.student)."""
     from edgedistill.workers.steps.derived.pairs import plan_exact_features
     from edgedistill.workers.steps.distill.methods import FITNET_WEIGHT
     from edgedistill.workers.steps.distill.multi import needs_multi
@@ -248,7 +248,8 @@ def derived_training(ctx: Any, state: Any, terms: list[LossTerm]) -> tuple[list[
     if not any(t.key in FEATURE_KEYS and t.weight > 0 for t in terms):
         return terms, None
     converted = convert_teacher(state.teacher, state.data.inputs_of("train"))
-    plan = plan_exact_features(state.student, converted.module, state.data.x_of("train"), opts.features)
+    module = state.student if student is None else student
+    plan = plan_exact_features(module, converted.module, state.data.x_of("train"), opts.features)
     if plan is None:
         notes.append("derived student: no layer to pair; trained on the outputs only")
         return [t for t in terms if t.key not in FEATURE_KEYS], None

@@ -8,8 +8,8 @@ Routes, by teacher format:
   those), and an ExportedProgram's module is aten calls on get_attr weights. Both are exported to ONNX
   in memory with torch.onnx.export (the TorchScript-based exporter, as export_onnx.py uses) and then take
   the ONNX route, so every derived student is the same kind of module. No file is unpickled.
-- TFLite: refused. No maintained TFLite -> trainable torch converter exists (tflite2onnx is unmaintained
-  and covers few int8 kernels; TFLite's fused, often quantized kernels would need dequantizing by hand).
+- TFLite (float graphs): tflite2onnx, then the ONNX route (tflite_route.py mends the layout and the fixed
+  batch). int8 flatbuffers are refused: their fused int8 kernels would need dequantizing first.
 
 The converted graph is checked against the teacher's own runtime on a few real samples: every output
 within ATOL + RTOL * |teacher| (the same kernels up to summation order), else ConversionError.
@@ -78,10 +78,9 @@ def teacher_onnx(teacher: Any, probe: Mapping[str, np.ndarray]) -> tuple[Any, st
         return torch_to_onnx(teacher, probe), f"{teacher.format} -> torch.onnx.export (dynamo=False) -> onnx2torch"
     fmt = getattr(teacher, "format", type(teacher).__name__)
     if fmt == "tflite":
-        raise ConversionError(
-            "a TFLite teacher cannot be made trainable: there is no maintained TFLite -> torch converter "
-            "(its fused, often int8 kernels would have to be rebuilt by hand)"
-        )
+        from edgedistill.workers.steps.derived.tflite_route import tflite_to_onnx
+
+        return tflite_to_onnx(teacher), "tflite2onnx (NHWC input, batch axis freed) -> onnx2torch"
     raise ConversionError(f"a {fmt} teacher has no route to a trainable torch graph")
 
 

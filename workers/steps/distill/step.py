@@ -109,6 +109,11 @@ class Distill(Step):
                 on_epoch=epoch_reporter(ctx, PROGRESS_START, PROGRESS_END),
                 features=features,
             )
+        if state.runner_up is not None:  # family best: the derived rival, trained and judged (family_race.py)
+            from edgedistill.workers.steps.family_race import race
+
+            student, fitted = race(ctx, state, plan, TrainConfig.from_options(opts, device), student, fitted,
+                                   PROGRESS_END)  # fmt: skip
         if fitted.features is not None:
             state.distillation["features"] = fitted.features.describe()
         used = fitted.terms if fitted.terms is not None else plan.terms

@@ -157,6 +157,25 @@ def test_automatic_student_size_ignores_width_and_depth(alice: Browser, rows: Ro
     assert (job.options["student"]["width"], job.options["student"]["depth"]) == (None, None)
 
 
+def test_the_student_family_is_offered_and_submitted(alice: Browser, rows: Rows, db: Session) -> None:
+    from typing import get_args
+
+    from edgedistill.contracts.spec import StudentOptions
+
+    # every family the engine accepts is on the form, and nothing else
+    assert set(forms.FAMILIES) == set(get_args(StudentOptions.model_fields["family"].annotation))
+    page = alice.client.get("/ui/jobs/new").text
+    assert '<option value="best"' in page and 'id="family-hint"' in page
+    assert alice.tenant
+    data = {"model_id": rows.model(alice.tenant), "dataset_id": rows.dataset(alice.tenant), "device_profile": "cpu-x86"}
+    r = _submit(alice, data | {"family": "best"})
+    assert r.status_code == 303, r.text
+    job = db.get(Job, r.headers["location"].rsplit("/", 1)[-1])
+    assert job is not None and job.options["student"]["family"] == "best"
+    r = _submit(alice, data | {"family": "biggest"})
+    assert r.status_code == 422 and "Unknown student family" in _field_error(r.text, "family")
+
+
 def test_cuda_without_a_gpu_worker_is_a_field_error(alice: Browser, rows: Rows) -> None:
     assert alice.tenant
     data = {

@@ -19,8 +19,8 @@ from edgedistill.workers.pipeline.registry import STEPS, check_order, pipeline_o
 # The order the runner hard-coded before the steps declared it.
 EXPECTED_ORDER = (
     "load_teacher", "load_data", "build_student", "distill", "qat_kd", "export_onnx", "quantize_onnx",
-    "export_tflite", "export_executorch", "export_c_array", "verify", "quantize_teacher", "benchmark",
-    "report",
+    "export_tflite", "export_executorch", "export_c_array", "verify", "quantize_teacher", "quantize_runner_up",
+    "benchmark", "report",
 )  # fmt: skip
 
 

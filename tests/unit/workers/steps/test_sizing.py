@@ -95,7 +95,7 @@ def _search(
         r.build = build
     monkeypatch.setattr(
         sizing,
-        "_judge",
+        "val_judge",
         lambda ctx, state: sizing._Judge("accuracy", 0.98, lambda m, _f: quality[built[id(m)]]),
     )
     trained: list[str] = []
