@@ -69,6 +69,44 @@ def export_student_onnx(
             dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
             do_constant_folding=True,
         )
+    fold_computed_pads(path, {input_name: np.ascontiguousarray(example, dtype=np.float32)})
+
+
+def fold_computed_pads(path: Any, feeds: dict[str, np.ndarray]) -> int:
+    """Pad nodes whose amounts the TorchScript exporter computes in the graph (F.pad: ConstantOfShape,
+    Concat, Reshape and a Slice with step -1 that its constant folding refuses) get the constant those
+    amounts evaluate to, and the dead chain is dropped; returns how many. Without this, onnxruntime's
+    symbolic shape inference (quant_pre_process) gives up on the graph. The amounts depend on ranks
+    only, so one onnxruntime run on the example inputs computes them."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    names = sorted({n.input[1] for n in graph.node if n.op_type == "Pad" and len(n.input) > 1} - consts)
+    if not names:
+        return 0
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.INT64, None) for n in names)
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    values = sess.run(names, feeds)
+    for name, value in zip(names, values, strict=True):
+        graph.initializer.append(numpy_helper.from_array(np.asarray(value, np.int64), f"{name}__folded"))
+        for node in graph.node:
+            if node.op_type == "Pad" and len(node.input) > 1 and node.input[1] == name:
+                node.input[1] = f"{name}__folded"
+    while True:  # drop nodes nothing reads any more
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        dead = [n for n in graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    onnx.save(model, str(path))
+    return len(names)
 
 
 def export_signature_onnx(
@@ -99,6 +137,8 @@ def export_signature_onnx(
             dynamic_axes=dynamic,
             do_constant_folding=True,
         )
+    feeds = {n: np.asarray(e.detach().cpu().numpy()) for n, e in zip(input_names, examples, strict=True)}
+    fold_computed_pads(path, feeds)
 
 
 def io_names(state: RunState) -> tuple[str, str]:

@@ -11,8 +11,8 @@ module to mend, so the graph takes what the TFLite teacher takes:
   couple a Pad's input and output channels, so each such Pad becomes the 1x1 Conv that computes the
   same ([identity; 0] weights, no bias): trainable, and pruned like any Conv;
 - the fixed batch: TFLite files are mostly batch 1, and tflite2onnx writes that 1 into every Reshape
-  target; a leading 1 becomes 0 (ONNX: "copy this dimension from the input"), and the graph's I/O
-  get a symbolic batch axis, so the derived student trains on batches.
+  target; those become [-1, the rest of the batch-1 output shape], and the graph's I/O get a symbolic
+  batch axis, so the derived student trains on batches.
 It covers float models (Conv, DepthwiseConv, Add, Pad, MaxPool, Reshape, Concat, Relu and more;
 BlazeFace converts whole). Quantized (int8) flatbuffers are refused: their fused int8 kernels would
 need dequantizing first. convert.py checks the result against the teacher's own interpreter, as for
@@ -173,17 +173,26 @@ def _rename(model: Any, old: str, new: str) -> None:
 
 
 def _batch_free(model: Any) -> None:
-    """Reshape targets with a leading 1 copy the batch instead; I/O batch axes symbolic."""
+    """Reshape targets with a leading (batch) 1 written as [-1, rest of the batch-1 output shape], so
+    the target stays a constant (onnxruntime's shape inference follows it); I/O batch axes symbolic."""
+    import onnx
     from onnx import numpy_helper
 
-    targets = {n.input[1] for n in model.graph.node if n.op_type == "Reshape" and len(n.input) > 1}
-    for init in model.graph.initializer:
-        if init.name in targets:
-            shape = numpy_helper.to_array(init)
-            if shape.ndim == 1 and shape.size > 1 and shape[0] == 1:
-                shape = shape.copy()
-                shape[0] = 0
-                init.CopyFrom(numpy_helper.from_array(shape.astype(np.int64), init.name))
+    g = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {vi.name: _dims(vi) for vi in [*g.value_info, *g.output]}
+    inits = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        target = numpy_helper.to_array(inits[node.input[1]])
+        out = shapes.get(node.output[0])
+        if target.ndim != 1 or target.size < 2 or target[0] != 1:
+            continue
+        if not out or None in out or out[0] != 1:
+            raise ConversionError(f"Reshape {node.name!r}: its batch-1 output shape is not known")
+        name = f"{node.input[1]}__batch_free_{node.output[0]}"
+        model.graph.initializer.append(numpy_helper.from_array(np.array([-1, *out[1:]], np.int64), name))
+        node.input[1] = name
     for vi in [*model.graph.input, *model.graph.output]:
         dims = vi.type.tensor_type.shape.dim
         if len(dims):
