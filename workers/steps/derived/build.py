@@ -22,12 +22,12 @@ import torch
 from edgedistill.contracts.errors import InputError
 from edgedistill.contracts.spec import LossTerm
 from edgedistill.workers.steps.derived.convert import (
-    ConversionError,
     Converted,
     as_tuple,
     convert_teacher,
     probe_args,
 )
+from edgedistill.workers.steps.derived.errors import ConversionError
 from edgedistill.workers.steps.derived.prune import (
     WIDE_LIMIT,
     DerivedStudent,

@@ -29,16 +29,12 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgedistill.contracts.errors import InputError
+from edgedistill.workers.steps.derived.errors import ConversionError
 
 OPSET = 17
 PROBE = 8
 ATOL = 1e-3
 RTOL = 1e-3
-
-
-class ConversionError(InputError):
-    """The teacher cannot be turned into a trainable torch graph; the message says why."""
 
 
 @dataclass

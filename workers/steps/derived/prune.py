@@ -31,7 +31,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from edgedistill.workers.steps.derived.convert import ConversionError, as_tuple
+from edgedistill.workers.steps.derived.convert import as_tuple
+from edgedistill.workers.steps.derived.errors import ConversionError
 
 WIDE_LIMIT = 0.5  # prune channels alone down to keeping half of them; below that, drop every other layer too
 MAX_RATIO = 0.9  # never remove more than 90 % of a layer's channels

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedistill.workers.steps.derived.convert import ConversionError
+from edgedistill.workers.steps.derived.errors import ConversionError
 from edgedistill.workers.steps.teacher_base import first_line
 
 NHWC_TO_NCHW = (0, 3, 1, 2)

@@ -24,7 +24,8 @@ from edgedistill.contracts.profiles import resolve_profile
 from edgedistill.contracts.signature import ModelSignature
 from edgedistill.contracts.spec import FeatureOptions, JobOptions, LossTerm
 from edgedistill.workers.steps.derived.build import build_derived_student
-from edgedistill.workers.steps.derived.convert import ConversionError, convert_teacher
+from edgedistill.workers.steps.derived.convert import convert_teacher
+from edgedistill.workers.steps.derived.errors import ConversionError
 from edgedistill.workers.steps.derived.pairs import plan_exact_features
 from edgedistill.workers.steps.teacher import load_teacher
 
