@@ -43,21 +43,36 @@ def _acc(out: np.ndarray, y: np.ndarray) -> float:
 
 
 def _calibration(x: np.ndarray, n: int, seed: int) -> np.ndarray:
-    return x[np.random.default_rng(seed).choice(x.shape[0], n, replace=False)]
+    return x[calibration_rows(x.shape[0], n, seed)]
 
 
-def ort_int8(src: Path, dst: Path, calib: np.ndarray) -> float:
+def calibration_rows(total: int, n: int, seed: int) -> np.ndarray:
+    """n distinct row indices of the training data, the same for every input of a sample."""
+    return np.random.default_rng(seed).choice(total, min(n, total), replace=False)
+
+
+Feeds = np.ndarray | dict[str, np.ndarray]  # one array for the input named "input", or arrays by input name
+
+
+def _feeds(calib: Feeds) -> dict[str, np.ndarray]:
+    return dict(calib) if isinstance(calib, dict) else {"input": calib}
+
+
+def ort_int8(src: Path, dst: Path, calib: Feeds) -> float:
     """The teacher alone through onnxruntime.quantization (quant_pre_process + quantize_static QDQ)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    feeds = _feeds(calib)
+    n = len(next(iter(feeds.values())))
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter(range(0, calib.shape[0], 32))
+            self._it = iter(range(0, n, 32))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             i = next(self._it, None)
-            return None if i is None else {"input": calib[i : i + 32]}
+            return None if i is None else {k: v[i : i + 32] for k, v in feeds.items()}
 
     t0 = time.perf_counter()
     pre = dst.with_suffix(".pre.onnx")
@@ -70,7 +85,7 @@ def ort_int8(src: Path, dst: Path, calib: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def nncf_int8(src: Path, dst: Path, calib: np.ndarray) -> float | None:
+def nncf_int8(src: Path, dst: Path, calib: Feeds) -> float | None:
     """NNCF post-training quantization of the ONNX teacher; None when nncf is not installed."""
     try:
         import nncf
@@ -80,8 +95,10 @@ def nncf_int8(src: Path, dst: Path, calib: np.ndarray) -> float | None:
 
     t0 = time.perf_counter()
     model = onnx.load(str(src))
-    dataset = nncf.Dataset([calib[i : i + 1] for i in range(calib.shape[0])], lambda x: {"input": x})
-    q = nncf.quantize(model, dataset, subset_size=calib.shape[0])
+    feeds = _feeds(calib)
+    n = len(next(iter(feeds.values())))
+    dataset = nncf.Dataset([{k: v[i : i + 1] for k, v in feeds.items()} for i in range(n)])
+    q = nncf.quantize(model, dataset, subset_size=n)
     onnx.save(q, str(dst))
     return time.perf_counter() - t0
 

@@ -966,7 +966,7 @@ def vad(work: Path, transfer: int = 3000, heldout: int = 800) -> Case:
         order = rng.permutation(len(clips))
         held = set(order[: max(3, len(clips) // 5)].tolist())
         x_tr, y_tr = _vad_samples([c for i, c in enumerate(clips) if i not in held], transfer + 1000, rng)
-        x_te, _labels = _vad_samples([c for i, c in enumerate(clips) if i in held], heldout, rng)
+        x_te, y_te = _vad_samples([c for i, c in enumerate(clips) if i in held], heldout, rng)
         model = _fit(VadGRU(), (x_tr[:1000],), y_tr[:1000], "bce", epochs=8, batch=64, lr=3e-3)
 
         class Exported(nn.Module):
@@ -984,7 +984,7 @@ def vad(work: Path, transfer: int = 3000, heldout: int = 800) -> Case:
             "vad",
             path,
             _save(folder / "transfer.npz", mel=x_tr[1000:]),
-            _save(folder / "heldout.npz", mel=x_te),
+            _save(folder / "heldout.npz", mel=x_te, y=y_te),  # y: per-frame speech labels, for scoring
             {"speech": "sigmoid"},
             ("mel",),
             (MOBILE, MCU),

@@ -109,6 +109,33 @@ def _strict_qdq_mode() -> Iterator[None]:
         api.run_convert_to_tfl_passes = original
 
 
+@contextlib.contextmanager
+def _shared_dq_layout_fix() -> Iterator[None]:
+    """Work around litert-torch 0.10's layout pass for one call: inserting a (transpose, q, dq) in front of
+    one user of a dequantize node replaces that node's meta with the transpose's (a dict shared with the
+    new nodes), so the node loses its shape and layout mark, and its next user that wants NHWC fails
+    with "Attempting to convert non-NHWC compatible node to NHWC". It happens when one activation feeds
+    an NHWC op and an NCHW-only op (BlazeFace's stride-2 blocks: max_pool2d and an asymmetric zero pad).
+    The node keeps its own meta here; the inserted nodes get the transpose's, as upstream intends."""
+    from litert_torch._convert.fx_passes.optimize_layout_transposes_pass import pass_body
+
+    cls = pass_body.OptimizeLayoutTransposesPass
+    original = cls.insert_t_q_dq
+
+    def insert_t_q_dq(self: Any, graph: Any, input_dq: Any, *args: Any) -> Any:
+        own = input_dq.meta
+        try:
+            return original(self, graph, input_dq, *args)
+        finally:
+            input_dq.meta = own
+
+    cls.insert_t_q_dq = insert_t_q_dq
+    try:
+        yield
+    finally:
+        cls.insert_t_q_dq = original
+
+
 def convert_int8(
     student: Any,
     modality: str,
@@ -164,7 +191,7 @@ def convert_int8(
         for sub in graph.modules():
             sub.training = False
         strict = _strict_qdq_mode() if float_io else contextlib.nullcontext()
-        with strict:
+        with strict, _shared_dq_layout_fix():
             edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(path))
     return layout
@@ -226,7 +253,7 @@ def convert_signature_int8(
         move_exported_model_to_eval(graph)
         for sub in graph.modules():
             sub.training = False
-        with _strict_qdq_mode() if float_io else contextlib.nullcontext():
+        with _strict_qdq_mode() if float_io else contextlib.nullcontext(), _shared_dq_layout_fix():
             edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(path))
     return {

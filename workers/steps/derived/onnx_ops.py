@@ -13,6 +13,11 @@ trainable torch modules:
   transformer's mask-length clamp); here absent bounds are absent, constant bounds constants and computed
   bounds graph inputs of the module. Replaced in the registry (add_converter refuses a second
   registration of an operator and version).
+- Reshape (opsets 5, 13, 14), replacing onnx2torch's where the target shape is a constant: onnx2torch's
+  module takes the shape as a tensor input, which torch.export (litert-torch, PT2E) cannot guard on
+  ("Could not guard on data-dependent expression"; the TFLite route's students); here a constant
+  target is a Python tuple (0 = copy that input dimension, allowzero 0), a computed one keeps
+  onnx2torch's module.
 
 Recurrent converters take the default activations only, layout 0 (time-major, as torch.onnx writes), no
 peepholes (P), no clip and no per-sample sequence_lens (every sequence runs its full length); any other
@@ -25,6 +30,7 @@ refuses a second registration of the same operator and version)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
@@ -41,7 +47,7 @@ from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_
 
 # the operators (type, opset versions) this module adds; convert.py's coverage table lists them
 ADDED: dict[str, tuple[int, ...]] = {"GlobalMaxPool": (1, 22), "LSTM": (7, 14, 22), "GRU": (7, 14, 22)}
-REPLACED: dict[str, tuple[int, ...]] = {"Clip": (11, 12, 13)}
+REPLACED: dict[str, tuple[int, ...]] = {"Clip": (11, 12, 13), "Reshape": (5, 13, 14)}
 
 
 class GlobalMaxPool(nn.Module):
@@ -89,6 +95,32 @@ def _clip(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     module = Clip(consts[0], consts[1])
     return OperationConverterResult(
         torch_module=module, onnx_mapping=OnnxMapping(inputs=inputs, outputs=node.output_values)
+    )
+
+
+class ConstReshape(nn.Module):
+    """torch.reshape to a shape fixed at conversion: -1 inferred, 0 copies the input's dimension."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])
+
+
+def _reshape(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    from onnx2torch.utils.common import get_const_value
+
+    if node.attributes.get("allowzero", 0) == 1:
+        raise NotImplementedError('Reshape "allowzero=1" is not implemented')
+    try:
+        shape = tuple(int(v) for v in get_const_value(node.input_values[1], graph).reshape(-1).tolist())
+    except KeyError:  # computed in the graph: onnx2torch's tensor-shaped module
+        return _ONNX2TORCH_RESHAPE(node, graph)
+    return OperationConverterResult(
+        torch_module=ConstReshape(shape),
+        onnx_mapping=OnnxMapping(inputs=node.input_values[:1], outputs=node.output_values),
     )
 
 
@@ -208,3 +240,10 @@ _register("LSTM", ADDED["LSTM"], _lstm)
 _register("GRU", ADDED["GRU"], _gru)
 for _v in REPLACED["Clip"]:
     _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type="Clip", version=_v)] = _clip
+_RESHAPE_13 = OperationDescription(domain="", operation_type="Reshape", version=13)
+# onnx2torch's own converter (one function for every version), kept for computed shapes
+_ONNX2TORCH_RESHAPE: Any = _CONVERTER_REGISTRY[_RESHAPE_13]
+if _ONNX2TORCH_RESHAPE.__module__ == __name__:  # this module reloaded: the registry holds ours already
+    _ONNX2TORCH_RESHAPE = importlib.import_module("onnx2torch.node_converters.reshape")._
+for _v in REPLACED["Reshape"]:
+    _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type="Reshape", version=_v)] = _reshape

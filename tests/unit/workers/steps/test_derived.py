@@ -264,6 +264,10 @@ def test_blazeface_converts_through_tflite2onnx_and_matches_its_interpreter() ->
     assert tuple(boxes.shape) == (3, 896, 16) and tuple(scores.shape) == (3, 896, 1)
     want = teacher.predict_all({"input": x[:3]})
     assert np.allclose(scores.numpy(), want["classificators"], atol=1e-3, rtol=1e-3)
+    # constant Reshape targets are Python shapes (onnx_ops.ConstReshape), so torch.export (the TFLite
+    # exporter's first step) traces the graph without guarding on a shape tensor's values
+    exported = torch.export.export(converted.module.eval(), (torch.from_numpy(x[:1]),))
+    assert not any("_local_scalar_dense" in str(n.target) for n in exported.graph.nodes)
 
 
 def test_the_graph_mending_computes_what_the_tflite2onnx_graph_did() -> None:

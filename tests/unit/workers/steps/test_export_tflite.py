@@ -120,6 +120,39 @@ def test_engine_students_convert_to_mcu_ops_only(tmp_path: Any, family: str, sha
     assert describe_tflite(path)["signature"]["inputs"][0]["dtype"] == "int8"
 
 
+class _StrideTwoBlock(torch.nn.Module):
+    """BlazeFace's stride-2 block: one activation feeds a max-pool shortcut and an asymmetric zero pad
+    before a stride-2 conv (SAME padding written out, as the TFLite route does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.down = torch.nn.Conv2d(8, 8, 3, stride=2)
+        self.head = torch.nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))
+        y = self.down(torch.nn.functional.pad(h, [0, 1, 0, 1])) + torch.nn.functional.max_pool2d(h, 2, 2)
+        return self.head(torch.relu(y).flatten(1))
+
+
+@pytest.mark.slow  # one litert-torch conversion (~10 s CPU)
+def test_an_activation_shared_by_an_nhwc_and_an_nchw_op_converts_and_runs(tmp_path: Any) -> None:
+    """litert-torch 0.10's layout pass loses a shared dequantize node's shape here unless patched
+    (export_tflite._shared_dq_layout_fix); the int8 file must also compute what the module does."""
+    torch.manual_seed(0)
+    module = _StrideTwoBlock().eval()
+    calib = np.random.default_rng(0).normal(size=(32, 3, 16, 16)).astype(np.float32)
+    path = tmp_path / "m.tflite"
+    layout = convert_int8(module, "image", calib, path, float_io=True)
+    assert layout == "NHWC"
+    got = run_tflite(path, calib.transpose(0, 2, 3, 1).copy())
+    want = torch_predict(module, calib)
+    scale = float(np.abs(want).max())
+    assert np.abs(got - want).max() < 0.1 * scale, (np.abs(got - want).max(), scale)
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.8
+
+
 class _DataDependent(torch.nn.Module):
     """Python control flow on a tensor's value: torch.export cannot capture it."""
 
