@@ -353,6 +353,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--family", default=None, help="options.student.family of every job (e.g. derived)")
     ap.add_argument("--reduction", type=float, default=None, help="options.student.reduction (derived)")
+    ap.add_argument(
+        "--transfer", type=int, default=None, help="transfer-set size of the generated cases (magika, blazeface, vad)"
+    )
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="edgedistill-conformance-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     for name in names:
         try:
             t0 = time.perf_counter()
-            case = build_case(name, work)
+            case = build_case(name, work, args.transfer)
             print(f"{name}: material ready in {time.perf_counter() - t0:.1f} s", flush=True)
         except Exception as exc:
             rows.append(Row(name, "-", why=f"material: {type(exc).__name__}: {_first_line(exc)}"))

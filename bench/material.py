@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
+import inspect
 import json
 import lzma
 import os
@@ -1160,10 +1161,15 @@ CASES: dict[str, Callable[[Path], Case]] = {
 SINGLE_INPUT = ("digits", "fashion_mnist", "cnn_batch1", "lstm_rows", "tabular_mlp", "skl_forest", "skl_mlp")
 
 
-def build_case(name: str, work: Path) -> Case:
+def build_case(name: str, work: Path, transfer: int | None = None) -> Case:
+    """The case, built once under work/name; transfer: the transfer-set size, for the cases that
+    generate theirs (magika, blazeface, vad); ignored by the others."""
     if name not in CASES:
         raise KeyError(f"unknown case {name!r}; known: {', '.join(CASES)}")
-    return CASES[name](work)
+    build = CASES[name]
+    if transfer is not None and "transfer" in inspect.signature(build).parameters:
+        return build(work, transfer=transfer)  # type: ignore[call-arg]
+    return build(work)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

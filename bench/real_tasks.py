@@ -15,7 +15,9 @@ token-id teacher: its static QDQ loses 4 pp, docs/benchmarks.md; quantize_static
 transfer samples for the audio teacher); NNCF PTQ of the ONNX teacher when nncf installs and takes the
 graph (the reason otherwise); per profile, the labels-only student (method labels_only; the engine
 offers it for class-score outputs only, so the VAD row says so) and edgedistill's device artifact
-(method kd). Each job runs the real engine (run_pipeline) on the case's transfer set; each file is run
+(method kd, the student the engine picks), and on the text task also the kd job with
+`student.family: transformer` (the 2-layer transformer student the engine offers a transformer
+teacher). Each job runs the real engine (run_pipeline) on the case's transfer set; each file is run
 in its own runtime (onnxruntime, ai-edge-litert, TFLite Micro for the MCU file) on the held-out set.
 Latency: the same runtime threads for every file, p50 of batch-1 calls and of 64-sample predictions.
 
@@ -158,7 +160,15 @@ def student_rows(
     held = load_npz(case.heldout)
     inputs = inputs_of(case, held)
     for profile in args.profiles:
-        for label, method in (("labels-only student", "labels_only"), ("edgedistill (kd)", "kd")):
+        variants: list[tuple[str, str, dict[str, Any]]] = [
+            ("labels-only student", "labels_only", {}),
+            ("edgedistill (kd)", "kd", {}),
+        ]
+        if task == "text" and args.text_transformer:  # the family the engine offers transformer teachers
+            variants.append(
+                ("edgedistill (kd, student family transformer)", "kd", {"student": {"family": "transformer"}})
+            )
+        for label, method, extra in variants:
             name = f"{profile}: {label}"
             if method == "labels_only" and task == "vad":
                 rows.get(task, name)["note"] = (
@@ -169,7 +179,9 @@ def student_rows(
             for seed in args.seeds:
                 opts: dict[str, Any] = {"seed": seed, "epochs": args.epochs, "device": "cpu", "method": method}
                 opts.update(case.options)
-                out_dir = args.work / "runs" / f"{task}-{profile}-{method}-s{seed}"
+                opts.update(extra)
+                tag = "-transformer" if extra else ""
+                out_dir = args.work / "runs" / f"{task}-{profile}-{method}{tag}-s{seed}"
                 result, seconds = compress(case.teacher, _engine_data(case, args.work), profile, out_dir, opts)
                 primary = result.report["headline"]["primary_artifact"]
                 path = result.artifacts[primary].path
@@ -211,6 +223,10 @@ def main(argv: list[str] | None = None) -> Rows:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10, help="student epochs per job (early stopping still applies)")
     ap.add_argument("--threads", type=int, default=1, help="runtime threads for latency, the same for every file")
+    ap.add_argument(
+        "--text-transformer", action=argparse.BooleanOptionalAction, default=True,
+        help="also a kd job with options.student.family transformer on the text task",
+    )  # fmt: skip
     ap.add_argument("--runs", type=int, default=200, help="timed batch-1 calls (64-sample predictions: a tenth)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
