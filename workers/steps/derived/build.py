@@ -13,6 +13,7 @@ back to the designed student with a warning saying why."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,7 +102,7 @@ def build_derived_student(
         return measure(m, signature)
 
     key, _adjective, words = objective(profile)
-    teacher_est = cost(base)
+    teacher_est = _without(cost(base), converted.mended_cost)
     factor = float(reduction or DEFAULT_REDUCTION)
     target = getattr(teacher_est, key) / factor * shrink
 
@@ -167,6 +168,7 @@ def build_derived_student(
                 "params": teacher_est.params,
                 "macs": teacher_est.macs,
                 "est_int8_bytes": teacher_est.est_int8_bytes,
+                **({"without_mending": dict(converted.mended_cost)} if converted.mended_cost else {}),
             },
             "pruning_ratio": round(ratio, 4),
             "importance": "L2 magnitude per dependency group (torch_pruning.importance.GroupMagnitudeImportance)",
@@ -177,6 +179,20 @@ def build_derived_student(
         },
     }
     return student, arch
+
+
+def _without(est: Any, mended: Mapping[str, int]) -> Any:
+    """The teacher's cost without what the conversion's mending added (the TFLite route's 1x1 convs
+    for channel padding: int8 weights, one byte a parameter)."""
+    if not mended:
+        return est
+    params = int(mended.get("params", 0))
+    return dataclasses.replace(
+        est,
+        params=est.params - params,
+        macs=est.macs - int(mended.get("macs", 0)),
+        est_int8_bytes=est.est_int8_bytes - params,
+    )
 
 
 def _probe_error(base: DerivedStudent, example: Any, cost: Any) -> list[dict[str, Any]]:

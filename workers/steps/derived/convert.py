@@ -48,6 +48,9 @@ class Converted:
     added_ops: list[str]  # operators converted by onnx_ops.py (not onnx2torch itself)
     max_abs_diff: dict[str, float]  # per output, converted vs the teacher's runtime on PROBE samples
     input_dtypes: list[str] = field(default_factory=list)
+    # what the route's mending added to the graph and the teacher never computes (macs, params per
+    # sample; the TFLite route's channel-padding convs): taken off the teacher's cost in build.py
+    mended_cost: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -157,7 +160,16 @@ def convert_teacher(teacher: Any, probe: Mapping[str, np.ndarray]) -> Converted:
         added_ops=sorted(op for op in ops if op in onnx_ops.ADDED or op in onnx_ops.REPLACED),
         max_abs_diff=diffs,
         input_dtypes=[s.dtype for s in teacher.io.inputs],
+        mended_cost=_mended_cost(model),
     )
+
+
+def _mended_cost(model: Any) -> dict[str, int]:
+    import json
+
+    props = {p.key: p.value for p in model.metadata_props}
+    raw = props.get("edgedistill.mended_cost")  # tflite_route.MENDED_COST_KEY (no import: no cycle)
+    return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
 def probe_args(teacher: Any, probe: Mapping[str, np.ndarray], n: int = PROBE) -> tuple[torch.Tensor, ...]:

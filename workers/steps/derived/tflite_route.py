@@ -20,6 +20,7 @@ every route."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -95,13 +96,19 @@ def _explicit_pads(model: Any) -> None:
         node.attribute.extend([*kept, onnx.helper.make_attribute("pads", [*begin, *end])])
 
 
+MENDED_COST_KEY = "edgedistill.mended_cost"  # metadata: what the added 1x1 convs cost (JSON: macs, params)
+
+
 def _channel_pads_as_convs(model: Any) -> None:
-    """Constant-zero Pads that only append channels (axis 1, NCHW) -> an equivalent 1x1 Conv."""
+    """Constant-zero Pads that only append channels (axis 1, NCHW) -> an equivalent 1x1 Conv. What those
+    convs cost is written to the model's metadata (MENDED_COST_KEY): the teacher itself never paid it,
+    so the derived family takes it off the teacher's cost before it sets the student's target."""
     import onnx
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     shapes = {vi.name: _dims(vi) for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    added = {"macs": 0, "params": 0}
     for index, node in enumerate(list(model.graph.node)):
         if node.op_type != "Pad" or len(node.input) < 2 or node.input[1] not in inits:
             continue
@@ -127,6 +134,11 @@ def _channel_pads_as_convs(model: Any) -> None:
         conv = helper.make_node("Conv", [node.input[0], f"{name}.weight"], list(node.output), name=name)
         model.graph.node.remove(node)
         model.graph.node.insert(index, conv)
+        out = shapes.get(node.output[0]) or []
+        added["params"] += int(weight.size)
+        if len(out) == 4 and all(d is not None for d in out[1:]):
+            added["macs"] += int(np.prod([int(d) for d in out[1:]])) * channels  # type: ignore[arg-type]
+    helper.set_model_props(model, {MENDED_COST_KEY: json.dumps(added)})
 
 
 def _dims(value_info: Any) -> list[int | None]:

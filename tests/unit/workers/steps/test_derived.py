@@ -246,7 +246,7 @@ def _blazeface() -> Path:
     return Path(spec.origin).parent / "data" / "face_detection_front.tflite"
 
 
-def test_blazeface_converts_through_tflite2onnx_and_matches_its_interpreter() -> None:
+def test_blazeface_converts_through_tflite2onnx_and_matches_its_interpreter(tmp_path: Path) -> None:
     """The real BlazeFace (float16 weights, NHWC, batch 1, SAME pads, channel-padding shortcuts) as a
     trainable torch graph: the teacher's numbers, no Pad left for DepGraph, any batch."""
     from edgedistill.workers.steps.derived.convert import convert_teacher
@@ -268,6 +268,25 @@ def test_blazeface_converts_through_tflite2onnx_and_matches_its_interpreter() ->
     # exporter's first step) traces the graph without guarding on a shape tensor's values
     exported = torch.export.export(converted.module.eval(), (torch.from_numpy(x[:1]),))
     assert not any("_local_scalar_dense" in str(n.target) for n in exported.graph.nodes)
+
+    # the channel-padding convs the mending added are not the teacher's cost: taking them off gives
+    # the MACs of tflite2onnx's own graph, where the padding is a Pad
+    import tflite2onnx
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from edgedistill.workers.steps.onnx_macs import count_onnx_macs
+
+    raw = tmp_path / "raw.onnx"
+    tflite2onnx.convert(str(_blazeface()), str(raw))
+    raw_model = onnx.load(str(raw))
+    dims = tuple(d.dim_value for d in raw_model.graph.input[0].type.tensor_type.shape.dim)
+    raw_macs = count_onnx_macs(raw_model, raw_model.graph.input[0].name, dims[1:])
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        converted.module(torch.from_numpy(x[:1]))
+    mended_macs = counter.get_total_flops() // 2
+    assert converted.mended_cost["macs"] > 0 and converted.mended_cost["params"] > 0
+    assert raw_macs is not None
+    assert abs(mended_macs - converted.mended_cost["macs"] - raw_macs) <= 0.01 * raw_macs
 
 
 def test_the_graph_mending_computes_what_the_tflite2onnx_graph_did() -> None:
