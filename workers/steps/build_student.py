@@ -120,10 +120,18 @@ class BuildStudent(Step):
                 plan_rival(ctx, state)
             else:
                 no_race(state, "an over-budget restart shrank the designed student that won; no second race")
-        from edgedistill.workers.steps.students_transformer import build_for_run, offer_transformer, wants_transformer
+        from edgedistill.workers.steps.students_transformer import (
+            auto_transformer,
+            build_for_run,
+            offer_transformer,
+            wants_transformer,
+        )
 
         if wants_transformer(opts, state.signature):  # issue 14: token-sequence teachers
             build_for_run(ctx, state, self.config)
+            return
+        if (shape := auto_transformer(ctx, state)) is not None:
+            build_for_run(ctx, state, self.config, auto=shape)
             return
         from edgedistill.workers.steps.students_multi import needs_multi_student
 

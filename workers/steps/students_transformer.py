@@ -372,9 +372,26 @@ def teacher_shape_of(teacher: Any, inputs: Mapping[str, np.ndarray]) -> TeacherS
     return TeacherShape(len(taps.layers), att.shape[0], att.shape[1], hidden.shape[1] if hidden is not None else None)
 
 
-def build_for_run(ctx: Any, state: Any, config: Any) -> None:
+def auto_transformer(ctx: Any, state: Any) -> TeacherShape | None:
+    """The teacher's shape when family auto should build a transformer student: token inputs, a
+    transformer graph, and not an MCU profile (TFLite Micro's coverage of the transformer student's
+    int8 ops is not proven here). On the review task the conv token student stayed at the majority
+    class while the transformer student kept the teacher's accuracy (docs/benchmarks.md). Detection
+    failures mean no: the run goes on with the other families."""
+    import contextlib
+
+    if ctx.spec.options.student.family != "auto" or ctx.spec.profile.device_class == "mcu":
+        return None
+    with contextlib.suppress(Exception):
+        token_inputs(state.signature)
+        return teacher_shape_of(state.teacher, state.data.inputs_of("train"))
+    return None
+
+
+def build_for_run(ctx: Any, state: Any, config: Any, *, auto: TeacherShape | None = None) -> None:
     """BuildStudent for the transformer family: state.student, state.student_arch (the runner's
-    over-budget retry pins width/depth through config, as for the other families)."""
+    over-budget retry pins width/depth through config, as for the other families); auto: the
+    teacher's shape when family auto chose this family (auto_transformer), said in chosen_because."""
     from edgedistill.workers.steps.students_multi import input_stats
 
     opts = ctx.spec.options
@@ -391,6 +408,11 @@ def build_for_run(ctx: Any, state: Any, config: Any) -> None:
     )  # fmt: skip
     if config.width is not None:
         arch["pinned_by_retry"] = True
+    if auto is not None:
+        arch["chosen_because"] = (
+            f"family auto: the teacher is a transformer ({auto.layers} layers, {auto.heads} heads), so the "
+            f"student is one; {arch['chosen_because']}"
+        )
     state.student, state.student_arch = module, arch
     ctx.emit(
         "progress",

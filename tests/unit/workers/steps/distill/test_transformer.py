@@ -196,13 +196,27 @@ def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block
     assert info["copied"] == [] and any("shapes differ" in s for s in info["not_copied"])
 
 
-def test_a_transformer_teacher_is_detected_and_the_method_offered(tmp_path: Path) -> None:
+def test_family_auto_builds_a_transformer_student_for_a_transformer_teacher(tmp_path: Path) -> None:
+    """On a CPU or phone profile family auto takes the transformer family for a detected transformer
+    teacher (the conv token student stayed at the majority class on real reviews) and says why."""
     teacher, data = _files(tmp_path, n=64)
-    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile="cpu-x86")
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, profile="mobile-arm64")
     state = RunState()
     for step in (LoadTeacher(), LoadData(), BuildStudent()):
         step.run(ctx, state)
-    assert state.student_arch["family"] == "multi"  # method kd, family auto: the existing student
+    assert state.student_arch["family"] == "transformer"
+    assert state.student_arch["chosen_because"].startswith(
+        "family auto: the teacher is a transformer (4 layers, 4 heads), so the student is one"
+    )
+
+
+def test_a_transformer_teacher_on_an_mcu_keeps_the_token_student_and_offers_the_method(tmp_path: Path) -> None:
+    teacher, data = _files(tmp_path, n=64)
+    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile="mcu-cortex-m4")
+    state = RunState()
+    for step in (LoadTeacher(), LoadData(), BuildStudent()):
+        step.run(ctx, state)
+    assert state.student_arch["family"] == "multi"  # TFLite Micro's coverage of the transformer is unproven
     messages = [e.data.get("message", "") for e in events]
     assert any("the teacher is a transformer (4 layers, 4 heads)" in m for m in messages)
 
