@@ -168,7 +168,7 @@ def build_derived_student(
                 "params": teacher_est.params,
                 "macs": teacher_est.macs,
                 "est_int8_bytes": teacher_est.est_int8_bytes,
-                **({"without_mending": dict(converted.mended_cost)} if converted.mended_cost else {}),
+                **({"mending_taken_off": dict(converted.mended_cost)} if converted.mended_cost else {}),
             },
             "pruning_ratio": round(ratio, 4),
             "importance": "L2 magnitude per dependency group (torch_pruning.importance.GroupMagnitudeImportance)",
