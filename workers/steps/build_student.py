@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field
 
-from edgedistill.contracts.errors import ArtifactOverBudget, BudgetError, PipelineError
+from edgedistill.contracts.errors import ArtifactOverBudget, BudgetError, InputError, PipelineError
 from edgedistill.contracts.spec import PipelineSpec
 from edgedistill.workers.pipeline.base import Restart, Step, StepConfig
 from edgedistill.workers.pipeline.context import RunContext, RunState
@@ -131,8 +131,11 @@ class BuildStudent(Step):
             build_for_run(ctx, state, self.config)
             return
         if (shape := auto_transformer(ctx, state)) is not None:
-            build_for_run(ctx, state, self.config, auto=shape)
-            return
+            try:
+                build_for_run(ctx, state, self.config, auto=shape)
+                return
+            except InputError as exc:  # auto chose it, so the designed student is still an answer
+                state.warnings.append(f"family auto: no transformer student ({exc}); the designed student instead")
         from edgedistill.workers.steps.students_multi import needs_multi_student
 
         if state.signature is not None and needs_multi_student(state.signature):

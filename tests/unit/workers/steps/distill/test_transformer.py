@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from factories import make_ctx, write_npz
 from torch import nn
@@ -237,3 +238,22 @@ def test_the_report_summary_names_the_transformer_terms_and_pairs() -> None:
     assert any(
         line.startswith("- Feature pair: attention student blocks.1.attn_softmax <- teacher sm3") for line in lines
     )
+
+
+def test_family_auto_falls_back_to_the_designed_student_when_no_transformer_student_fits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgedistill.contracts.errors import InputError
+    from edgedistill.workers.steps import students_transformer
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise InputError("no transformer student within the budgets")
+
+    monkeypatch.setattr(students_transformer, "build_transformer_student", refuse)
+    teacher, data = _files(tmp_path, n=64)
+    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, profile="mobile-arm64")
+    state = RunState()
+    for step in (LoadTeacher(), LoadData(), BuildStudent()):
+        step.run(ctx, state)
+    assert state.student_arch["family"] == "multi"
+    assert any("family auto: no transformer student (no transformer student within" in w for w in state.warnings)
