@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -197,14 +198,20 @@ def test_a_torch_teacher_of_the_same_width_gives_its_table_and_every_other_block
     assert info["copied"] == [] and any("shapes differ" in s for s in info["not_copied"])
 
 
-def test_family_auto_builds_a_transformer_student_for_a_transformer_teacher(tmp_path: Path) -> None:
-    """On a CPU or phone profile family auto takes the transformer family for a detected transformer
-    teacher (the conv token student stayed at the majority class on real reviews) and says why."""
+def _built_student(tmp_path: Path, profile: str) -> tuple[RunState, list[Any]]:
+    """The run state after LoadTeacher, LoadData and BuildStudent on the 4-layer teacher, and the events."""
     teacher, data = _files(tmp_path, n=64)
-    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, profile="mobile-arm64")
+    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile=profile)
     state = RunState()
     for step in (LoadTeacher(), LoadData(), BuildStudent()):
         step.run(ctx, state)
+    return state, events
+
+
+def test_family_auto_builds_a_transformer_student_for_a_transformer_teacher(tmp_path: Path) -> None:
+    """On a CPU or phone profile family auto takes the transformer family for a detected transformer
+    teacher (the conv token student stayed at the majority class on real reviews) and says why."""
+    state, _ = _built_student(tmp_path, "mobile-arm64")
     assert state.student_arch["family"] == "transformer"
     assert state.student_arch["chosen_because"].startswith(
         "family auto: the teacher is a transformer (4 layers, 4 heads), so the student is one"
@@ -212,11 +219,7 @@ def test_family_auto_builds_a_transformer_student_for_a_transformer_teacher(tmp_
 
 
 def test_a_transformer_teacher_on_an_mcu_keeps_the_token_student_and_offers_the_method(tmp_path: Path) -> None:
-    teacher, data = _files(tmp_path, n=64)
-    ctx, events = make_ctx(tmp_path, teacher=teacher, data=data, profile="mcu-cortex-m4")
-    state = RunState()
-    for step in (LoadTeacher(), LoadData(), BuildStudent()):
-        step.run(ctx, state)
+    state, events = _built_student(tmp_path, "mcu-cortex-m4")
     assert state.student_arch["family"] == "multi"  # TFLite Micro's coverage of the transformer is unproven
     messages = [e.data.get("message", "") for e in events]
     assert any("the teacher is a transformer (4 layers, 4 heads)" in m for m in messages)
@@ -250,10 +253,6 @@ def test_family_auto_falls_back_to_the_designed_student_when_no_transformer_stud
         raise InputError("no transformer student within the budgets")
 
     monkeypatch.setattr(students_transformer, "build_transformer_student", refuse)
-    teacher, data = _files(tmp_path, n=64)
-    ctx, _ = make_ctx(tmp_path, teacher=teacher, data=data, profile="mobile-arm64")
-    state = RunState()
-    for step in (LoadTeacher(), LoadData(), BuildStudent()):
-        step.run(ctx, state)
+    state, _ = _built_student(tmp_path, "mobile-arm64")
     assert state.student_arch["family"] == "multi"
     assert any("family auto: no transformer student (no transformer student within" in w for w in state.warnings)
