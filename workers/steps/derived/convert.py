@@ -136,6 +136,7 @@ def convert_teacher(teacher: Any, probe: Mapping[str, np.ndarray]) -> Converted:
     reason when any part fails."""
     from edgedistill.workers.steps.derived import onnx_ops
     from edgedistill.workers.steps.derived.onnx2torch_import import import_onnx2torch
+    from edgedistill.workers.steps.derived.tflite_route import mended_cost
 
     model, route = teacher_onnx(teacher, probe)
     ops = Counter(node.op_type for node in model.graph.node)
@@ -160,16 +161,8 @@ def convert_teacher(teacher: Any, probe: Mapping[str, np.ndarray]) -> Converted:
         added_ops=sorted(op for op in ops if op in onnx_ops.ADDED or op in onnx_ops.REPLACED),
         max_abs_diff=diffs,
         input_dtypes=[s.dtype for s in teacher.io.inputs],
-        mended_cost=_mended_cost(model),
+        mended_cost=mended_cost(model),
     )
-
-
-def _mended_cost(model: Any) -> dict[str, int]:
-    import json
-
-    props = {p.key: p.value for p in model.metadata_props}
-    raw = props.get("edgedistill.mended_cost")  # tflite_route.MENDED_COST_KEY (no import: no cycle)
-    return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
 
 
 def probe_args(teacher: Any, probe: Mapping[str, np.ndarray], n: int = PROBE) -> tuple[torch.Tensor, ...]:

@@ -30,7 +30,6 @@ refuses a second registration of the same operator and version)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import torch
@@ -240,10 +239,7 @@ _register("LSTM", ADDED["LSTM"], _lstm)
 _register("GRU", ADDED["GRU"], _gru)
 for _v in REPLACED["Clip"]:
     _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type="Clip", version=_v)] = _clip
-_RESHAPE_13 = OperationDescription(domain="", operation_type="Reshape", version=13)
 # onnx2torch's own converter (one function for every version), kept for computed shapes
-_ONNX2TORCH_RESHAPE: Any = _CONVERTER_REGISTRY[_RESHAPE_13]
-if _ONNX2TORCH_RESHAPE.__module__ == __name__:  # this module reloaded: the registry holds ours already
-    _ONNX2TORCH_RESHAPE = importlib.import_module("onnx2torch.node_converters.reshape")._
+_ONNX2TORCH_RESHAPE: Any = _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type="Reshape", version=13)]
 for _v in REPLACED["Reshape"]:
     _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type="Reshape", version=_v)] = _reshape

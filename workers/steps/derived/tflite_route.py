@@ -141,6 +141,12 @@ def _channel_pads_as_convs(model: Any) -> None:
     helper.set_model_props(model, {MENDED_COST_KEY: json.dumps(added)})
 
 
+def mended_cost(model: Any) -> dict[str, int]:
+    """What _channel_pads_as_convs added to this graph (macs, params); empty for any other graph."""
+    raw = {p.key: p.value for p in model.metadata_props}.get(MENDED_COST_KEY)
+    return {k: int(v) for k, v in json.loads(raw).items()} if raw else {}
+
+
 def _dims(value_info: Any) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
 
