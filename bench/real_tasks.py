@@ -58,8 +58,9 @@ def score(task: str, out: dict[str, np.ndarray], held: dict[str, np.ndarray]) ->
 
 
 def agreement(task: str, out: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> float:
-    """Top-1 (text) or per-frame decision (vad) agreement with the fp32 teacher."""
-    a, b = next(iter(out.values())), next(iter(ref.values()))[: len(next(iter(out.values())))]
+    """Top-1 (text) or per-frame decision (vad) agreement with the fp32 teacher, over the rows scored."""
+    a = next(iter(out.values()))
+    b = next(iter(ref.values()))[: len(a)]
     if task == "text":
         return float((a.argmax(1) == b.argmax(1)).mean())
     return float(((a > THRESHOLD) == (b > THRESHOLD)).mean())
@@ -114,23 +115,24 @@ class Rows:
         r.setdefault("file", (kind, path))
 
 
-def teacher_rows(task: str, case: Case, rows: Rows, seeds: list[int], work: Path) -> dict[str, np.ndarray]:
+def teacher_rows(
+    task: str, case: Case, held: dict[str, np.ndarray], rows: Rows, seeds: list[int], work: Path
+) -> dict[str, np.ndarray]:
     """The teacher fp32 and the teacher quantized alone (ORT; NNCF when it takes the graph). Returns the
     fp32 teacher's held-out outputs, the reference for agreement."""
-    held = load_npz(case.heldout)
     inputs = inputs_of(case, held)
     ref = run_artifact("onnx_fp32", case.teacher, case, inputs)
     rows.add(task, "teacher fp32", score(task, ref, held), 1.0, None, "onnx_fp32", case.teacher)
     train = inputs_of(case, load_npz(case.transfer))
     total = len(next(iter(train.values())))
     for seed in seeds:
-        dst = work / f"{case.name}_teacher_ort_int8_s{seed}.onnx"
-        if task == "text":
+        if task == "text":  # no calibration: one file, judged once per seed like the others
             name = "teacher int8 (onnxruntime quantize_dynamic)"
-            seconds = ort_dynamic(case.teacher, dst) if seed == seeds[0] else None  # no calibration: one file
             dst = work / f"{case.name}_teacher_ort_int8_s{seeds[0]}.onnx"
+            seconds = ort_dynamic(case.teacher, dst) if seed == seeds[0] else None
         else:
             name = "teacher int8 (onnxruntime quantize_static)"
+            dst = work / f"{case.name}_teacher_ort_int8_s{seed}.onnx"
             idx = calibration_rows(total, CALIBRATION, seed)
             seconds = ort_int8(case.teacher, dst, {k: v[idx] for k, v in train.items()})
         out = run_artifact("onnx_int8", dst, case, inputs)
@@ -155,9 +157,14 @@ def teacher_rows(task: str, case: Case, rows: Rows, seeds: list[int], work: Path
 
 
 def student_rows(
-    task: str, case: Case, ref: dict[str, np.ndarray], rows: Rows, args: argparse.Namespace, log: Callable[[str], None]
+    task: str,
+    case: Case,
+    held: dict[str, np.ndarray],
+    ref: dict[str, np.ndarray],
+    rows: Rows,
+    args: argparse.Namespace,
+    log: Callable[[str], None],
 ) -> None:
-    held = load_npz(case.heldout)
     inputs = inputs_of(case, held)
     for profile in args.profiles:
         variants: list[tuple[str, str, dict[str, Any]]] = [
@@ -238,16 +245,17 @@ def main(argv: list[str] | None = None) -> Rows:
     rows = Rows()
     for task in args.tasks:
         case = build_case(TASKS[task], args.work)
-        ref = teacher_rows(task, case, rows, args.seeds, args.work)
-        student_rows(task, case, ref, rows, args, console.print)
-        held = inputs_of(case, load_npz(case.heldout))
+        held = load_npz(case.heldout)
+        ref = teacher_rows(task, case, held, rows, args.seeds, args.work)
+        student_rows(task, case, held, ref, rows, args, console.print)
+        inputs = inputs_of(case, held)
         for r in rows.rows.values():
             if r["task"] == task and "file" in r:
                 kind, path = r["file"]
                 r["bytes"] = path.stat().st_size
                 # the MCU file's host latency says nothing about a Cortex-M; its size and accuracy do
                 if kind != "tflite_int8_full":
-                    r["latency"] = file_latency(kind, path, held, args.threads, args.runs)
+                    r["latency"] = file_latency(kind, path, inputs, args.threads, args.runs)
     console.print(table(rows, args.seeds, args.threads))
     out = [{k: (v if k != "file" else [v[0], str(v[1])]) for k, v in r.items()} for r in rows.rows.values()]
     path = args.work / "real_tasks.json"
