@@ -238,6 +238,20 @@ def _engine_data(case: Case, work: Path) -> Path:
     return legacy
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """KEY=JSON pairs (a bare word that is not JSON counts as a string) -> job options."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def run_case(case: Case, profile: str, work: Path, options: dict[str, Any]) -> list[Row]:
     from edgedistill.contracts.profiles import builtin_profiles
     from edgedistill.contracts.spec import JobOptions, PipelineSpec
@@ -356,6 +370,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument(
         "--transfer", type=int, default=None, help="transfer-set size of the generated cases (magika, blazeface, vad)"
     )
+    ap.add_argument("--heldout", type=int, default=None, help="held-out-set size of the generated cases")
+    ap.add_argument(
+        "--option", action="append", default=[], metavar="KEY=JSON",
+        help="one more job option for every job, e.g. calibration_samples=2048 (repeatable)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="edgedistill-conformance-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -364,11 +383,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     options: dict[str, Any] = {"epochs": args.epochs, "seed": 0, "device": args.device}
     if args.family or args.reduction:
         options["student"] = {k: v for k, v in (("family", args.family), ("reduction", args.reduction)) if v}
+    options.update(parse_options(args.option))
     rows: list[Row] = []
     for name in names:
         try:
             t0 = time.perf_counter()
-            case = build_case(name, work, args.transfer)
+            case = build_case(name, work, args.transfer, args.heldout)
             print(f"{name}: material ready in {time.perf_counter() - t0:.1f} s", flush=True)
         except Exception as exc:
             rows.append(Row(name, "-", why=f"material: {type(exc).__name__}: {_first_line(exc)}"))

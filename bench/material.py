@@ -1161,15 +1161,15 @@ CASES: dict[str, Callable[[Path], Case]] = {
 SINGLE_INPUT = ("digits", "fashion_mnist", "cnn_batch1", "lstm_rows", "tabular_mlp", "skl_forest", "skl_mlp")
 
 
-def build_case(name: str, work: Path, transfer: int | None = None) -> Case:
-    """The case, built once under work/name; transfer: the transfer-set size, for the cases that
-    generate theirs (magika, blazeface, vad); ignored by the others."""
+def build_case(name: str, work: Path, transfer: int | None = None, heldout: int | None = None) -> Case:
+    """The case, built once under work/name; transfer / heldout: the transfer- and held-out-set sizes,
+    for the cases that generate theirs (magika, blazeface, vad); ignored by the others."""
     if name not in CASES:
         raise KeyError(f"unknown case {name!r}; known: {', '.join(CASES)}")
     build = CASES[name]
-    if transfer is not None and "transfer" in inspect.signature(build).parameters:
-        return build(work, transfer=transfer)  # type: ignore[call-arg]
-    return build(work)
+    params = inspect.signature(build).parameters
+    sizes = {k: v for k, v in (("transfer", transfer), ("heldout", heldout)) if v is not None and k in params}
+    return build(work, **sizes)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from bench import conformance as c
 from bench.material import Case
@@ -63,3 +64,10 @@ def test_row_says_by_how_much_a_target_is_missed() -> None:
     ok = c.Row("t", "mobile-arm64", teacher_bytes=1000, student_bytes=100, io_kept="yes")
     good = c._row(ok, {"output": "p", "kind": "logits", "metric": "top1_agreement", "value": 0.97, "target": 0.95})
     assert good.met and good.why == ""
+
+
+def test_option_pairs_are_json_values_or_plain_words() -> None:
+    got = c.parse_options(["calibration_samples=2048", "qat=never", 'student={"width": 16}'])
+    assert got == {"calibration_samples": 2048, "qat": "never", "student": {"width": 16}}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        c.parse_options(["calibration_samples"])

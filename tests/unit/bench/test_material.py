@@ -112,3 +112,9 @@ def test_fashion_mnist_from_debian() -> None:
 def test_unknown_case_is_named() -> None:
     with pytest.raises(KeyError, match="unknown case"):
         m.build_case("nope", Path("/nonexistent"))
+
+
+def test_build_case_passes_the_set_sizes_to_the_cases_that_generate_them(tmp_path: Path) -> None:
+    case = m.build_case("blazeface", tmp_path, transfer=4, heldout=6)
+    assert m.load_npz(case.transfer)["input"].shape[0] == 4
+    assert m.load_npz(case.heldout)["input"].shape[0] == 6

@@ -249,15 +249,16 @@ def derived_training(ctx: Any, state: Any, terms: list[LossTerm], *, student: An
     """The distill step's part for derived students: (loss terms, features.FeaturePlan or None). KD on
     the outputs plus a FitNets hint term on the exact layer pairs (pairs.py) when the method's terms read
     no features already; options.losses as given. Per-output (multi-I/O) runs train every output with
-    its own term and no hints. student: the derived module (default state.student)."""
+    its own term, plus the same hint term when the teacher has one input (the teacher-feature reader
+    feeds one array). student: the derived module (default state.student)."""
     from edgedistill.workers.steps.derived.pairs import plan_exact_features
     from edgedistill.workers.steps.distill.methods import FITNET_WEIGHT
     from edgedistill.workers.steps.distill.multi import needs_multi
 
     opts = ctx.spec.options
     notes = state.distillation.setdefault("notes", [])
-    if needs_multi(state.signature):
-        notes.append("derived student: one term per teacher output; no hint pairs for multi-I/O teachers yet")
+    if needs_multi(state.signature) and len(state.signature.inputs) != 1:
+        notes.append("derived student: one term per teacher output; no hint pairs for teachers with several inputs")
         return terms, None
     if not opts.losses and not any(t.key in FEATURE_KEYS for t in terms):
         terms = [*terms, LossTerm(key="fitnet", weight=FITNET_WEIGHT)]

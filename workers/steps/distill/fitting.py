@@ -5,7 +5,7 @@ that dispatches to them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,10 @@ def fit(
     from edgedistill.workers.steps.distill.trainer import SplitTensors, train_student
 
     if needs_multi(state.signature):
-        return _fit_multi(ctx, state, student, config, on_epoch=on_epoch)
+        # per-output terms are built there; a given FeaturePlan (a derived student's exact-layer hints)
+        # brings the plan's feature terms along
+        extra = [t for t in terms if _reads_features(t)] if features is not None else []
+        return _fit_multi(ctx, state, student, config, on_epoch=on_epoch, features=features, feature_terms=extra)
     data = state.data
     outs = {k: primary_targets(data, v) for k, v in state.teacher_outputs.items()}
     device = torch.device(config.device)
@@ -109,6 +112,13 @@ def fit(
     return Fitted(result, loss_fn, features if loss_fn.needs_features else None)
 
 
+def _reads_features(term: LossTerm) -> bool:
+    from edgedistill.workers.steps.distill.losses.registry import LOSSES
+
+    cls = LOSSES.get(term.key)
+    return cls is not None and "student_features" in cls.requires
+
+
 def _fit_multi(
     ctx: RunContext,
     state: RunState,
@@ -116,8 +126,11 @@ def _fit_multi(
     config: TrainConfig,
     *,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    features: FeaturePlan | None = None,
+    feature_terms: Sequence[LossTerm] = (),
 ) -> Fitted:
-    """Per-output terms (multi.output_terms), inputs by name, validation on the headline across outputs."""
+    """Per-output terms (multi.output_terms), inputs by name, validation on the headline across outputs;
+    with `features`, `feature_terms` read its pairs (cached teacher features of the train split)."""
     import torch
 
     from edgedistill.workers.steps.distill.losses import build_loss
@@ -129,8 +142,9 @@ def _fit_multi(
         state.signature, opts, state.teacher_outputs["train"], method=state.distillation.get("method", opts.method),
         has_labels=data.has_labels, primary=data.primary_output,
     )  # fmt: skip
-    features = None
-    if state.distillation.get("method") == "transformer":  # + MiniLM / TinyBERT terms (transformer.py)
+    if features is not None:
+        terms = [*terms, *feature_terms]
+    elif state.distillation.get("method") == "transformer":  # + MiniLM / TinyBERT terms (transformer.py)
         from edgedistill.workers.steps.distill.transformer import plan_transformer
 
         ctx.emit("progress", {"message": "reading the teacher's attention and hidden states once (cached, float16)"})
@@ -139,8 +153,8 @@ def _fit_multi(
         state.distillation["transformer"] = info
     state.distillation["loss_terms_planned"] = [t.model_dump() for t in terms]
     available = {"student_outputs", "teacher_outputs", *({"labels"} if data.has_labels else set())}
-    if features is not None:
-        available |= {"student_features", "teacher_features"}
+    if features is not None:  # the trainer also puts the first output in as student_logits (FitNets reads it)
+        available |= {"student_features", "teacher_features", "student_logits", "teacher_logits"}
     loss_fn = build_loss(terms, task=data.task, available=available)
     device = torch.device(config.device)
     train, val = split_tensors(state, "train", device), split_tensors(state, "val", device)

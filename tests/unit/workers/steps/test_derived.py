@@ -476,3 +476,53 @@ def test_an_over_budget_derived_artifact_retries_with_a_tighter_target() -> None
     assert state.budget["shrink_retries"][0]["derived_shrink"] == shrink and events == ["warning"]
     with pytest.raises(BudgetError, match="3 retries"):
         retry_shrink(state, exc, 4, 3, lambda *_a: None)
+
+
+class TwoHeads(nn.Module):
+    """ResCNN's body with a second, regression output (a per-image offset): a multi-output teacher."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.offset = nn.Linear(24, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self.body
+        h = b.stem(x)
+        h = torch.relu(h + b.b1(h))
+        h = torch.relu(h + b.b2(h))
+        h = b.pool(torch.cat([h, torch.relu(b.side(h))], 1)).mean((2, 3))
+        return b.head(h), self.offset(h)
+
+
+@pytest.mark.slow  # a whole pipeline: seconds of CPU
+def test_a_multi_output_derived_job_trains_with_hints_at_the_same_layers(trained: nn.Module, tmp_path: Path) -> None:
+    """One input, two outputs: the per-output terms plus FitNets hints at exactly corresponding layers."""
+    import copy
+
+    from edgedistill.contracts.spec import PipelineSpec
+    from edgedistill.workers.pipeline.runner import run_pipeline
+
+    torch.manual_seed(1)
+    model = TwoHeads(copy.deepcopy(trained)).eval()
+    path = tmp_path / "two.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (torch.zeros(1, 1, 12, 12),), str(path), dynamo=False, opset_version=17, input_names=["image"],
+            output_names=["scores", "offset"], dynamic_axes={"image": {0: "b"}, "scores": {0: "b"}, "offset": {0: "b"}},
+        )  # fmt: skip
+    x, _ = _data(600, 4)
+    np.savez(tmp_path / "data.npz", x=x)
+    opts = {"epochs": 2, "student": {"family": "derived"}, "benchmark_runs": 2, "benchmark_warmup": 0}
+    spec = PipelineSpec(
+        teacher_path=path, data_path=tmp_path / "data.npz", profile=resolve_profile("mobile-arm64"),
+        options=JobOptions.model_validate(opts), out_dir=tmp_path / "out",
+    )  # fmt: skip
+    report = run_pipeline(spec).report
+    assert report["student"]["family"] == "derived"
+    keys = [t["key"] for t in report["distillation"]["loss_terms"]]
+    assert "fitnet" in keys and len(keys) >= 3  # a term per output + the hints
+    pairs = report["distillation"]["features"]["pairs"]
+    assert pairs and all(p["student"] == f"net.{p['teacher']}" for p in pairs)
+    assert any("hints at" in n for n in report["distillation"]["notes"])
