@@ -20,7 +20,7 @@ import json
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ MANY_CLASSES = 100
 TARGET_SIGMOID = 0.95
 TARGET_FACE = 0.90
 TARGET_BYTES_X = 4.0
+# the model files --every-artifact also judges (the device artifact always is)
+JUDGED_KINDS = ("onnx_fp32", "onnx_int8", "tflite_int8", "tflite_int8_full", "executorch_int8")
 TFLM_MAX_SAMPLES = 300  # the MCU interpreter runs one sample at a time; enough to judge, bounded in time
 
 
@@ -252,7 +254,9 @@ def parse_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_case(case: Case, profile: str, work: Path, options: dict[str, Any]) -> list[Row]:
+def run_case(case: Case, profile: str, work: Path, options: dict[str, Any], every: bool = False) -> list[Row]:
+    """The job's rows: one per judged output of the device artifact; every: also of each other artifact
+    the job wrote (fp32 ONNX, ORT int8 ...), so float and int8 losses read apart."""
     from edgedistill.contracts.profiles import builtin_profiles
     from edgedistill.contracts.spec import JobOptions, PipelineSpec
     from edgedistill.workers.pipeline.runner import run_pipeline
@@ -284,15 +288,25 @@ def run_case(case: Case, profile: str, work: Path, options: dict[str, Any]) -> l
     inputs = inputs_of(case, heldout)
     try:
         base.io_kept = io_check(result.artifacts["onnx_fp32"].path, case, heldout)
-        student = run_artifact(primary, result.artifacts[primary].path, case, inputs)
-        n = len(next(iter(student.values())))
-        teacher = run_teacher(case.teacher, {k: v[:n] for k, v in inputs.items()})
-        verdicts = judge(case, teacher, student)
     except Exception as exc:
-        base.why = f"judging {primary}: {type(exc).__name__}: {_first_line(exc)}"
-        traceback.print_exc()
+        base.why = f"checking the I/O: {type(exc).__name__}: {_first_line(exc)}"
         return [base]
-    return [_row(base, v) for v in verdicts]
+    kinds = [primary, *(k for k in result.artifacts if k != primary and k in JUDGED_KINDS)] if every else [primary]
+    rows: list[Row] = []
+    for kind in kinds:
+        row = replace(base, artifact=kind, student_bytes=result.artifacts[kind].size_bytes)
+        try:
+            student = run_artifact(kind, result.artifacts[kind].path, case, inputs)
+            n = len(next(iter(student.values())))
+            teacher = run_teacher(case.teacher, {k: v[:n] for k, v in inputs.items()})
+            verdicts = judge(case, teacher, student)
+        except Exception as exc:
+            row.why = f"judging {kind}: {type(exc).__name__}: {_first_line(exc)}"
+            traceback.print_exc()
+            rows.append(row)
+            continue
+        rows += [_row(row, v) for v in verdicts]
+    return rows
 
 
 def _row(base: Row, v: dict[str, Any]) -> Row:
@@ -335,13 +349,14 @@ def print_table(rows: list[Row]) -> None:
     from rich.table import Table
 
     table = Table(title="conformance: real teachers, int8 device artifact vs teacher on held-out data")
-    for col in ("case", "profile", "output (kind)", "teacher B", "int8 B", "ratio", "metric", "value", "target",
-                "I/O kept", "result", "s"):  # fmt: skip
+    for col in ("case", "profile", "artifact", "output (kind)", "teacher B", "artifact B", "ratio", "metric", "value",
+                "target", "I/O kept", "result", "s"):  # fmt: skip
         table.add_column(col)
     for r in rows:
         table.add_row(
             r.case,
             r.profile,
+            r.artifact,
             f"{r.output} ({r.kind})" if r.output else "",
             f"{r.teacher_bytes:,}" if r.teacher_bytes else "",
             f"{r.student_bytes:,}" if r.student_bytes else "",
@@ -370,6 +385,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument(
         "--transfer", type=int, default=None, help="transfer-set size of the generated cases (magika, blazeface, vad)"
     )
+    ap.add_argument(
+        "--every-artifact", action="store_true", help="judge every artifact of each job, not only the device one"
+    )
     ap.add_argument("--heldout", type=int, default=None, help="held-out-set size of the generated cases")
     ap.add_argument(
         "--option", action="append", default=[], metavar="KEY=JSON",
@@ -396,7 +414,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         for profile in profiles:
             if profile not in case.profiles:
                 continue
-            got = run_case(case, profile, work, options)
+            got = run_case(case, profile, work, options, every=args.every_artifact)
             for r in got:
                 print(f"  {r.case}/{r.profile} {r.output}: {r.metric} {r.value} -> {r.why or 'met'}", flush=True)
             rows += got
