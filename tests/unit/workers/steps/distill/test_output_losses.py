@@ -70,9 +70,27 @@ def test_bce_output_against_the_teachers_probabilities(space: str) -> None:
     assert BCEOutputLoss(teacher_space=space)(_batch([s], [teacher])).item() == pytest.approx(expected, rel=1e-10)
 
 
+@pytest.mark.parametrize("space", ["sigmoid_logits", "sigmoid"])
+def test_bce_targets_stay_within_the_logit_bound(space: str) -> None:
+    """A teacher sure beyond sigmoid(+-8) sets no target past it: the student's best logit is -8 / 8,
+    not as far as the teacher's (int8 keeps its steps for the decision region)."""
+    z = np.array([[-30000.0, -3.0, 0.5, 50.0]])
+    teacher = z if space == "sigmoid_logits" else _sigmoid(z)
+    loss = BCEOutputLoss(teacher_space=space)
+    t = [torch.tensor(teacher, dtype=torch.float64)]
+    st = torch.tensor(np.clip(z, -8, 8), dtype=torch.float64, requires_grad=True)
+    loss({"student_outputs": [st], "teacher_outputs": t}).backward()
+    assert st.grad is not None and float(st.grad.abs().max()) < 1e-9  # the optimum, inside the bound
+    beyond = torch.tensor([[-20.0, -3.0, 0.5, 20.0]], dtype=torch.float64, requires_grad=True)
+    loss({"student_outputs": [beyond], "teacher_outputs": t}).backward()
+    assert beyond.grad is not None and beyond.grad[0, 0] < 0 < beyond.grad[0, 3]  # pulled back to +-8
+    with pytest.raises(ValueError, match="logit_bound"):
+        BCEOutputLoss(logit_bound=0)
+
+
 def test_max_score_output_matches_the_largest_anchor_scores() -> None:
     s, z = RNG.normal(size=(6, 20, 1)) * 3, RNG.normal(size=(6, 20, 1)) * 3
-    m, p = s.max(axis=(1, 2)), _sigmoid(z.max(axis=(1, 2)))
+    m, p = s.max(axis=(1, 2)), _sigmoid(np.clip(z.max(axis=(1, 2)), -8, 8))  # LOGIT_BOUND
     q = _sigmoid(m)
     expected = -np.mean(p * np.log(q) + (1 - p) * np.log(1 - q))
     loss = MaxScoreOutputLoss(teacher_space="sigmoid_logits")(_batch([s], [z]))
