@@ -293,13 +293,15 @@ def run_case(case: Case, profile: str, work: Path, options: dict[str, Any], ever
         return [base]
     kinds = [primary, *(k for k in result.artifacts if k != primary and k in JUDGED_KINDS)] if every else [primary]
     rows: list[Row] = []
+    teacher_by_n: dict[int, dict[str, np.ndarray]] = {}  # the teacher runs once per sample count, not per file
     for kind in kinds:
         row = replace(base, artifact=kind, student_bytes=result.artifacts[kind].size_bytes)
         try:
             student = run_artifact(kind, result.artifacts[kind].path, case, inputs)
             n = len(next(iter(student.values())))
-            teacher = run_teacher(case.teacher, {k: v[:n] for k, v in inputs.items()})
-            verdicts = judge(case, teacher, student)
+            if n not in teacher_by_n:
+                teacher_by_n[n] = run_teacher(case.teacher, {k: v[:n] for k, v in inputs.items()})
+            verdicts = judge(case, teacher_by_n[n], student)
         except Exception as exc:
             row.why = f"judging {kind}: {type(exc).__name__}: {_first_line(exc)}"
             traceback.print_exc()
