@@ -44,12 +44,14 @@ class ResCNN(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Linear(24, CLASSES)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         h = torch.relu(h + self.b1(h))
         h = torch.relu(h + self.b2(h))
-        h = self.pool(torch.cat([h, torch.relu(self.side(h))], 1))
-        return self.head(h.mean((2, 3)))
+        return self.pool(torch.cat([h, torch.relu(self.side(h))], 1)).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -487,12 +489,8 @@ class TwoHeads(nn.Module):
         self.offset = nn.Linear(24, 2)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.body
-        h = b.stem(x)
-        h = torch.relu(h + b.b1(h))
-        h = torch.relu(h + b.b2(h))
-        h = b.pool(torch.cat([h, torch.relu(b.side(h))], 1)).mean((2, 3))
-        return b.head(h), self.offset(h)
+        h = self.body.embed(x)
+        return self.body.head(h), self.offset(h)
 
 
 @pytest.mark.slow  # a whole pipeline: seconds of CPU
