@@ -166,6 +166,8 @@ MULTI_IO_METHODS: frozenset[str] = frozenset({"kd", "labels_only", "qat_kd", "tr
 # Output kinds the single-output methods (feature, relational, data-free, NAS, lifelong) handle.
 LEGACY_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities", "regression"})
 CLASS_SCORE_KINDS: frozenset[str] = frozenset({"logits", "probabilities", "log_probabilities"})
+# Output kinds a student exports as its raw values (heads.export_module adds no op after them).
+RAW_OUTPUT_KINDS: frozenset[str] = frozenset({"logits", "sigmoid_logits", "regression", "boxes"})
 
 
 def with_output_kinds(signature: ModelSignature, kinds: Mapping[str, str]) -> ModelSignature:
@@ -219,12 +221,13 @@ def unsupported_reason(signature: ModelSignature, options: JobOptionsView) -> st
                 f"{signature.outputs[0].name!r} is {kind}; use method kd, labels_only or auto"
             )
     if method == "qat_kd" or options.qat == "always":
-        blocker = _qat_blocker(signature, kinds)
+        blocker = qat_blocker(signature, kinds)
         if blocker is not None:
             asked = "method qat_kd" if method == "qat_kd" else "options.qat always"
             return (
-                f"{asked}: quantization-aware training is implemented for teachers with one float input and one "
-                f"class-score or regression output of shape (k,); this teacher {blocker}. Use method kd (or auto) "
+                f"{asked}: quantization-aware training is implemented for teachers with float inputs whose outputs "
+                "are raw values (logits, sigmoid_logits, regression, boxes), or one float input and one class-score "
+                f"or regression output of shape (k,); this teacher {blocker}. Use method kd (or auto) "
                 "with options.qat auto or never: the int8 artifacts are then post-training quantized and each "
                 "output is judged against the teacher"
             )
@@ -264,23 +267,27 @@ def unsupported_reason(signature: ModelSignature, options: JobOptionsView) -> st
     return None
 
 
-def _qat_blocker(signature: ModelSignature, kinds: Mapping[str, str | None]) -> str | None:
-    """What keeps quantization-aware training (workers.steps.distill.qat: PT2E on one float input and
-    one logits tensor) from this teacher, as the end of a sentence; None when nothing does. Kinds not
-    known yet are judged when they are (the engine calls unsupported_reason again)."""
-    if len(signature.inputs) != 1 or len(signature.outputs) != 1:
+def qat_blocker(signature: ModelSignature, kinds: Mapping[str, str | None]) -> str | None:
+    """What keeps quantization-aware training from this teacher, as the end of a sentence; None when
+    nothing does. Two cases are implemented: one float input and one class-score or regression output
+    of shape (k,) (workers.steps.distill.qat), and float inputs whose outputs are all exported as the
+    student's raw values, RAW_OUTPUT_KINDS (qat_multi: the fake-quant graph is then the exported one).
+    Kinds not known yet are judged when they are (the engine calls unsupported_reason again)."""
+    ints = [s for s in signature.inputs if s.dtype not in FLOAT_DTYPES]
+    if ints:
+        return f"takes {ints[0].dtype} input {ints[0].name!r} (token ids or indices)"
+    if len(signature.inputs) == 1 and len(signature.outputs) == 1:
+        out = signature.outputs[0]
+        kind = kinds.get(out.name)
+        if (kind is None or kind in LEGACY_KINDS) and len(out.per_sample) == 1:
+            return None
+    headed = [(n, k) for n, k in kinds.items() if k is not None and k not in RAW_OUTPUT_KINDS]
+    if headed:
+        name, kind = headed[0]
         return (
-            f"has {len(signature.inputs)} input(s) ({', '.join(signature.input_names)}) and "
-            f"{len(signature.outputs)} output(s) ({', '.join(signature.output_names)})"
+            f"has a {kind} output {name!r} (exported through softmax, sigmoid or argmax after the student's raw "
+            "output, which the fake-quant graph does not train)"
         )
-    spec, out = signature.inputs[0], signature.outputs[0]
-    if spec.dtype not in FLOAT_DTYPES:
-        return f"takes {spec.dtype} input {spec.name!r} (token ids or indices)"
-    kind = kinds.get(out.name)
-    if kind is not None and kind not in LEGACY_KINDS:
-        return f"has a {kind} output {out.name!r}"
-    if len(out.per_sample) != 1:
-        return f"has output {out.name!r} of per-sample shape {_fmt(out.per_sample)}"
     return None
 
 

@@ -50,6 +50,16 @@ def deploy_module(state: RunState, float_io: bool = True) -> Any:
     return state.export_module.cpu().eval()
 
 
+def channel_last_inputs(signature: Any) -> list[int]:
+    """Indices of the float NCHW image inputs the TFLite export makes NHWC (to_channel_last_io: no
+    TRANSPOSE); a teacher's own NHWC input (TFLite teachers) stays as the teacher takes it."""
+    return [
+        i
+        for i, s in enumerate(signature.inputs)
+        if len(s.shape) == 4 and s.dtype.startswith("float") and s.layout != "NHWC"
+    ]
+
+
 def check_inputs(state: RunState, n: int = CHECK_SAMPLES) -> dict[str, np.ndarray]:
     data = state.data
     x = data.inputs_of("test")

@@ -47,6 +47,7 @@ from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.steps.artifacts import record_artifact, staged_file
 from edgedistill.workers.steps.export_multi import (
     calibration_inputs,
+    channel_last_inputs,
     check_inputs,
     deploy_module,
     is_multi,
@@ -206,13 +207,22 @@ def _example(x: np.ndarray, dtype: str) -> Any:
 
 
 def convert_signature_int8(
-    module: Any, signature: Any, calibration: dict[str, np.ndarray], path: Path, *, float_io: bool
+    module: Any,
+    signature: Any,
+    calibration: dict[str, np.ndarray],
+    path: Path,
+    *,
+    float_io: bool,
+    qat: Any = None,
 ) -> dict[str, Any]:
     """PT2E int8 + litert-torch for a module with several inputs/outputs (heads.export_module of a
     student). Image inputs (4-D float) become NHWC (to_channel_last_io: no TRANSPOSE); token ids and
     masks stay integers of the teacher's width (int32 stays int32, others int64); calibration: input
     name -> samples in the data's layout. Returns the metadata the runtimes read: teacher_io (the
-    teacher's names in the model's order) and input_layouts (name -> "NHWC")."""
+    teacher's names in the model's order) and input_layouts (name -> "NHWC").
+
+    With qat (distill.qat_multi, after quantization-aware distillation) its trained fake-quant graph is
+    converted with the learned scales (it is already channel-last); nothing is calibrated."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
     import torch
@@ -223,14 +233,11 @@ def convert_signature_int8(
     from edgedistill.runtimes.common import CHANNEL_LAST, to_model_layout
 
     specs = signature.inputs
-    # NCHW image inputs become NHWC; a teacher's NHWC input (TFLite teachers) stays as the teacher takes it
-    # (the student permutes it in the graph, students_multi.ConvEncoder)
-    images = [
-        i for i, s in enumerate(specs) if len(s.shape) == 4 and s.dtype.startswith("float") and s.layout != "NHWC"
-    ]
+    # a teacher's NHWC input stays NHWC: the student permutes it in the graph (students_multi.ConvEncoder)
+    images = channel_last_inputs(signature)
     layouts = {specs[i].name: CHANNEL_LAST for i in images}
     module = module.cpu().eval()
-    if images:
+    if images and qat is None:
         module = litert_torch.to_channel_last_io(module, args=images).eval()
     calib = [to_model_layout(calibration[s.name], layouts.get(s.name)) for s in specs]
     n = int(calib[0].shape[0])
@@ -239,16 +246,24 @@ def convert_signature_int8(
         return tuple(_example(c[k : k + 1], s.dtype) for c, s in zip(calib, specs, strict=True))
 
     example = sample(0)
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+    quantizer = (
+        qat.quantizer
+        if qat is not None
+        else pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
     )
     with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        graph = torch.export.export(module, example).module()
-        graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
-        move_exported_model_to_eval(graph)
-        for k in range(n):
-            graph(*sample(k))
+        if qat is not None:
+            graph = copy.deepcopy(qat.graph)
+            move_exported_model_to_eval(graph)
+        else:
+            graph = torch.export.export(module, example).module()
+            graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
+            move_exported_model_to_eval(graph)
+            for k in range(n):
+                graph(*sample(k))
         graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
         move_exported_model_to_eval(graph)
         for sub in graph.modules():
@@ -418,13 +433,14 @@ def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: s
     x = check_inputs(state)
     ref = torch_predict_all(deploy_module(state), sig, x)  # the float-I/O module: raw features in
     inner = state.student.inner if isinstance(state.student, TupleStudent) else state.student
-    standardization = None if float_io else standardized_export(inner, float_io=False)[1]
+    qat = state.qat_model  # a QAT graph carries its own learned input scale
+    standardization = None if float_io or qat is not None else standardized_export(inner, float_io=False)[1]
     if standardization is not None:  # full int8 tabular: the int8 input holds standardised features
         name = sig.input_names[0]
         samples = {name: apply_standardization(samples[name], standardization)}
     with staged_file(ctx.work_dir, filename) as tmp:
         try:
-            meta = convert_signature_int8(module, sig, samples, tmp, float_io=float_io)
+            meta = convert_signature_int8(module, sig, samples, tmp, float_io=float_io, qat=qat)
         except Exception as exc:
             raise PipelineError(f"TFLite conversion ({kind}) of the student failed: {exc}", stage="export") from exc
         saved = strip_debug_names(tmp)
@@ -466,7 +482,10 @@ def export_tflite_multi(ctx: RunContext, state: RunState, kind: str, filename: s
             "stripped_debug_name_bytes": saved,
             "quantization": {
                 "tool": "litert-torch PT2E (PT2EQuantizer, symmetric per-channel)",
-                "calibration_samples": int(next(iter(samples.values())).shape[0]),
+                "calibration": "HistogramObserver (PT2EQuantizer default)"
+                if qat is None
+                else "quantization-aware training (fake-quant scales learned while distilling)",
+                "calibration_samples": int(next(iter(samples.values())).shape[0]) if qat is None else 0,
             },
             "check": {"samples": int(next(iter(x.values())).shape[0]), "max_abs_diff_vs_torch": diffs},
         },

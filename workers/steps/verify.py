@@ -46,6 +46,20 @@ def _primary_flash_kind(ctx: RunContext, state: RunState) -> str | None:
     return next((k for k in order if k in state.artifacts), None)
 
 
+def _multi_qat_applies(ctx: RunContext, state: RunState) -> bool:
+    """options.qat auto, not tried yet, and a student qat_multi can train: float inputs, raw outputs."""
+    from edgedistill.contracts.signature import qat_blocker
+    from edgedistill.workers.steps.distill.qat import qat_settled
+
+    sig = state.signature
+    return (
+        ctx.spec.options.qat == "auto"
+        and not qat_settled(state)
+        and state.distillation.get("method") != "transformer"
+        and qat_blocker(sig, {o.name: o.kind for o in sig.outputs}) is None
+    )
+
+
 class Verify(Step):
     """Reads state.data, state.teacher_outputs, state.student, state.artifacts, state.student_arch;
     writes state.metrics, state.budget, state.warnings and state.artifacts["probe"]."""
@@ -127,13 +141,23 @@ class Verify(Step):
 
         write_multi_probe(ctx, state, PROBE_SAMPLES)
         record_quality(ctx, state, _primary_flash_kind(ctx, state))
+        budget = ctx.spec.options.accuracy_budget_pp
+        over = []
         for kind in INT8_KINDS:
             drop = metrics.get(kind, {}).get("drop_vs_student_fp32_pp")
-            budget = ctx.spec.options.accuracy_budget_pp
             if drop is not None and drop > budget:
-                msg = f"{kind}: headline {metrics[kind]['headline']:.4f} is {drop:.2f} pp below the float student's"
-                state.warnings.append(f"{msg} (budget {budget} pp)")
-                ctx.emit("warning", {"message": msg})
+                head = metrics[kind]["headline"]
+                over.append(f"{kind}: headline {head:.4f} is {drop:.2f} pp below the float student's")
+        if over and _multi_qat_applies(ctx, state):
+            ptq = {
+                k: {m: v for m, v in metrics[k].items() if m in ("headline", "drop_vs_student_fp32_pp", "samples")}
+                for k in ("student_fp32", *INT8_KINDS, TFLM)
+                if k in metrics
+            }
+            raise Int8OverBudget("; ".join(over), stage=self.stage, details={"ptq": ptq, "warnings": over})
+        for msg in over:
+            state.warnings.append(f"{msg} (budget {budget} pp)")
+            ctx.emit("warning", {"message": msg})
 
     # ----------------------------------------------------------------------------------------------
 

@@ -83,11 +83,14 @@ def test_multi_io_methods_accept_two_inputs_and_two_outputs(method: str) -> None
 
 @pytest.mark.parametrize("options", [{"method": "qat_kd"}, {"method": "kd", "qat": "always"}])
 def test_quantization_aware_training_asked_for_a_multi_io_teacher_is_refused(options: dict[str, str]) -> None:
-    """QAT (PT2E on one float input and one logits output) would be skipped for these students: asked
+    """QAT cannot train these students (token ids; outputs behind softmax/argmax/sigmoid heads): asked
     for explicitly, the job is refused with the reason instead of succeeding without it."""
-    for sig in (_text_sig(), _sklearn_sig()):
-        reason = unsupported_reason(sig, JobOptions(**options))  # type: ignore[arg-type]
-        assert reason is not None and "quantization-aware training" in reason and ", ".join(sig.input_names) in reason
+    text = unsupported_reason(_text_sig(), JobOptions(**options))  # type: ignore[arg-type]
+    assert text is not None and "int64 input 'input_ids'" in text
+    sklearn = unsupported_reason(_sklearn_sig(), JobOptions(**options))  # type: ignore[arg-type]
+    assert sklearn is not None and "class_index output 'label'" in sklearn
+    for reason in (text, sklearn):
+        assert "quantization-aware training" in reason
         assert ("method qat_kd" if options["method"] == "qat_kd" else "options.qat always") in reason
     tokens = ModelSignature(
         inputs=(TensorSpec(name="bytes", dtype="int32", shape=(None, 2048)),),
@@ -105,6 +108,15 @@ def test_quantization_aware_training_asked_for_a_multi_io_teacher_is_refused(opt
     classic = wake.model_copy(update={"outputs": (OutputSpec(name="logits", dtype="float32", shape=(None, 10)),)})
     assert unsupported_reason(classic, JobOptions(**options)) is None  # type: ignore[arg-type]
     assert unsupported_reason(_text_sig(), JobOptions(method="kd", qat="auto")) is None
+    # a detector (float image in, raw anchor boxes and scores out) trains under fake quantization as exported
+    detector = ModelSignature(
+        inputs=(TensorSpec(name="image", dtype="float32", shape=(None, 128, 128, 3), layout="NHWC"),),
+        outputs=(
+            OutputSpec(name="boxes", dtype="float32", shape=(None, 896, 16), kind="boxes"),
+            OutputSpec(name="scores", dtype="float32", shape=(None, 896, 1), kind="sigmoid_logits"),
+        ),
+    )
+    assert unsupported_reason(detector, JobOptions(**options)) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,10 @@ After training, the float weights (trained under fake quantization) go back into
 the ONNX fp32/int8 exports use them (onnxruntime recalibrates activation ranges), and
 state.qat_model holds the fake-quant graph that export_tflite converts with its learned scales.
 
+Students of multi-I/O teachers whose outputs are all exported raw (a detector's boxes and logit scores)
+are prepared by qat_multi the same way and trained with the per-output terms; others get post-training
+int8 with the reason (or a refusal when QAT was asked for).
+
 Used explicitly (method qat_kd or options.qat = always) and automatically: verify raises
 Int8OverBudget when post-training int8 loses more than options.accuracy_budget_pp, and the runner
 resumes from this step (options.qat = auto), keeping the PTQ figures for the report."""
@@ -41,6 +45,7 @@ class QatModel:
     graph: Any  # torch.fx.GraphModule prepared for QAT, trained, in eval mode
     layout: str | None  # the graph's input layout (NHWC or the data's)
     quantizer: Any  # the litert-torch PT2EQuantizer it was prepared with
+    input_layouts: dict[str, str] | None = None  # multi-input graphs (qat_multi): input name -> "NHWC"
 
 
 def qat_quantizer() -> Any:
@@ -116,20 +121,33 @@ def prepare_qat(student: Any, modality: str, example: np.ndarray) -> tuple[QatMo
     return QatModel(graph=graph, layout=layout, quantizer=quantizer), fused
 
 
-def copy_back(graph: Any, fused: Any) -> Any:
-    """The trained float weights of the QAT graph, by parameter name, into the BN-folded student."""
+def copy_back(graph: Any, fused: Any, *, strict: bool = False) -> Any:
+    """The trained float weights of the QAT graph, by parameter name, into the BN-folded student.
+    strict: every parameter of the student must be found in the graph (else PipelineError)."""
     import torch
 
     trained = dict(graph.named_parameters())
     state = fused.state_dict()
+    params = {name for name, _ in fused.named_parameters()}
+    missing = []
     for name in state:
-        match = [k for k in trained if k == name or k.endswith("." + name)]
+        match = [name] if name in trained else [k for k in trained if k.endswith("." + name)]
         if len(match) != 1:
-            continue  # buffers (none after folding) or parameters the graph does not own
+            missing.append(name)  # buffers (none after folding) or parameters the graph does not own
+            continue
         with torch.no_grad():
             state[name] = trained[match[0]].detach().clone()
+    lost = [n for n in missing if n in params]
+    if strict and lost:
+        raise PipelineError(f"the trained fake-quant graph has no single parameter for {', '.join(lost[:5])}")
     fused.load_state_dict(state)
     return fused.eval()
+
+
+def qat_settled(state: RunState) -> bool:
+    """Whether quantization-aware distillation ran or was tried and skipped (verify asks for it once)."""
+    info = state.distillation.get("qat") or {}
+    return bool(info.get("done") or info.get("skipped"))
 
 
 def _should_run(ctx: RunContext, state: RunState) -> str | None:
@@ -177,16 +195,8 @@ class QatKD(Step):
             return
         from edgedistill.workers.steps.distill.multi import needs_multi
 
-        if needs_multi(state.signature):  # PT2E QAT here prepares one float input and one logits output
-            from edgedistill.contracts.signature import unsupported_reason
-
-            reason = unsupported_reason(state.signature, ctx.spec.options)
-            if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)
-                raise InputError(reason)
-            msg = f"quantization-aware fine-tuning ({why}) is not applied to teachers with several inputs/outputs yet"
-            state.distillation["qat"] = {"skipped": msg}
-            state.warnings.append(msg)
-            ctx.emit("warning", {"message": msg})
+        if needs_multi(state.signature):
+            self._run_multi(ctx, state, why)
             return
         import torch
 
@@ -252,6 +262,74 @@ class QatKD(Step):
                 },
                 "float_before_qat": before,
                 "float_after_qat": dict(state.metrics["student_fp32"]),
+                "seconds": round(fitted.result.seconds, 3),
+            }
+        )
+        state.distillation["qat"] = info
+
+    def _run_multi(self, ctx: RunContext, state: RunState, why: str) -> None:
+        """Students of multi-I/O teachers whose outputs are exported raw (qat_multi); others are refused
+        when QAT was asked for, skipped with a warning when verify asked for it (options.qat auto)."""
+        from edgedistill.contracts.signature import qat_blocker, unsupported_reason
+        from edgedistill.workers.steps.distill.fitting import epoch_reporter, finish_student, fit
+        from edgedistill.workers.steps.distill.multi import student_test_metrics
+        from edgedistill.workers.steps.distill.qat_multi import multi_adapter, prepare_qat_multi
+        from edgedistill.workers.steps.distill.trainer import TrainConfig
+
+        opts, data, sig = ctx.spec.options, state.data, state.signature
+        info = dict(state.distillation.get("qat") or {})
+        blocker = qat_blocker(sig, {o.name: o.kind for o in sig.outputs})
+        if blocker is None and state.distillation.get("method") == "transformer":
+            blocker = "has a transformer student (its attention terms read layers the fake-quant graph has not)"
+        prepared = None
+        if blocker is None:
+            try:
+                prepared = prepare_qat_multi(state.student, sig, data.inputs_of("train"))
+            except Exception as exc:
+                blocker = f"has a student that cannot be prepared for quantization-aware training ({exc})"
+        if prepared is None:
+            reason = unsupported_reason(sig, opts)
+            if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)
+                raise InputError(reason)
+            if not info.get("trigger"):
+                raise InputError(f"quantization-aware fine-tuning ({why}) cannot run: this teacher {blocker}")
+            msg = f"quantization-aware fine-tuning ({why}) is not applied: this teacher {blocker}"
+            info["skipped"] = msg
+            state.distillation["qat"] = info
+            state.warnings.append(msg)
+            ctx.emit("warning", {"message": msg})
+            return
+        qat, fused = prepared
+        ctx.emit("progress", {"message": f"quantization-aware distillation ({why}): {opts.qat_epochs} epochs"})
+        adapter = multi_adapter(qat, sig)
+        config = replace(
+            TrainConfig.from_options(opts, "cpu"),
+            epochs=opts.qat_epochs,
+            learning_rate=opts.qat_learning_rate,
+            patience=max(opts.qat_epochs, 1),
+        )
+        start = ctx.progress
+        fitted = fit(ctx, state, adapter, [], config, on_epoch=epoch_reporter(ctx, start, start + 1))
+        adapter.eval()
+        fq = student_test_metrics(state, opts, adapter)
+        before = dict(state.metrics.get("student_fp32") or {})
+        finish_student(ctx, state, copy_back(qat.graph, fused, strict=True))
+        state.qat_model = qat
+        after = state.metrics["student_fp32"]
+        planned = {t["key"] for t in state.distillation.get("loss_terms") or []}
+        info.update(
+            {
+                "done": True,
+                "why": why,
+                "epochs_run": len(fitted.result.curve),
+                "learning_rate": opts.qat_learning_rate,
+                "loss_terms": fitted.loss.describe(),
+                "terms_not_used": sorted(planned - {t.key for t in fitted.terms or []}),
+                "scheme": "PT2E QAT of the raw multi-output student: int8 symmetric per-channel weights, "
+                "per-tensor activations, BN folded",
+                "fake_quant_test": {"headline": fq["headline"], "accuracy": fq["test_accuracy"]},
+                "float_before_qat": {k: before.get(k) for k in ("headline", "test_accuracy")},
+                "float_after_qat": {k: after.get(k) for k in ("headline", "test_accuracy")},
                 "seconds": round(fitted.result.seconds, 3),
             }
         )

@@ -9,7 +9,7 @@ from typing import Any
 from edgedistill.contracts import artifact_kinds
 from edgedistill.contracts.report import DistillationFacts
 
-QUALITY_KEYS = ("accuracy", "top1_agreement", "r2", "r2_vs_teacher")
+QUALITY_KEYS = ("accuracy", "top1_agreement", "r2", "r2_vs_teacher", "headline")  # headline: multi-output runs
 VARIANTS = ("student_fp32", *artifact_kinds.int8_kinds(), artifact_kinds.TFLM_VARIANT)
 
 

@@ -8,6 +8,7 @@ import importlib.util
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -493,9 +494,8 @@ class TwoHeads(nn.Module):
         return self.body.head(h), self.offset(h)
 
 
-@pytest.mark.slow  # a whole pipeline: seconds of CPU
-def test_a_multi_output_derived_job_trains_with_hints_at_the_same_layers(trained: nn.Module, tmp_path: Path) -> None:
-    """One input, two outputs: the per-output terms plus FitNets hints at exactly corresponding layers."""
+def _two_heads_job(trained: nn.Module, tmp_path: Path, **options: Any) -> Any:
+    """A derived-student job (mobile profile, 2 epochs) on TwoHeads exported to ONNX; the PipelineResult."""
     import copy
 
     from edgedistill.contracts.spec import PipelineSpec
@@ -512,15 +512,50 @@ def test_a_multi_output_derived_job_trains_with_hints_at_the_same_layers(trained
         )  # fmt: skip
     x, _ = _data(600, 4)
     np.savez(tmp_path / "data.npz", x=x)
-    opts = {"epochs": 2, "student": {"family": "derived"}, "benchmark_runs": 2, "benchmark_warmup": 0}
+    opts = {"epochs": 2, "student": {"family": "derived"}, "benchmark_runs": 2, "benchmark_warmup": 0, **options}
     spec = PipelineSpec(
         teacher_path=path, data_path=tmp_path / "data.npz", profile=resolve_profile("mobile-arm64"),
         options=JobOptions.model_validate(opts), out_dir=tmp_path / "out",
     )  # fmt: skip
-    report = run_pipeline(spec).report
+    return run_pipeline(spec)
+
+
+@pytest.mark.slow  # a whole pipeline: seconds of CPU
+def test_a_multi_output_derived_job_trains_with_hints_at_the_same_layers(trained: nn.Module, tmp_path: Path) -> None:
+    """One input, two outputs: the per-output terms plus FitNets hints at exactly corresponding layers."""
+    report = _two_heads_job(trained, tmp_path).report
     assert report["student"]["family"] == "derived"
     keys = [t["key"] for t in report["distillation"]["loss_terms"]]
     assert "fitnet" in keys and len(keys) >= 3  # a term per output + the hints
     pairs = report["distillation"]["features"]["pairs"]
     assert pairs and all(p["student"] == f"net.{p['teacher']}" for p in pairs)
     assert any("hints at" in n for n in report["distillation"]["notes"])
+
+
+@pytest.mark.slow  # a whole pipeline with fake-quant fine-tuning: seconds of CPU
+def test_a_multi_output_student_is_fine_tuned_under_fake_quantization_and_exported_from_it(
+    trained: nn.Module, tmp_path: Path
+) -> None:
+    """Raw outputs (logits + regression), an NCHW image input: QAT trains the channel-last fake-quant
+    graph with the per-output terms, and the TFLite file is converted from that graph, not calibrated."""
+    from edgedistill.runtimes.litert import TfliteModel
+
+    result = _two_heads_job(trained, tmp_path, qat="always", qat_epochs=2)
+    qat = result.report["distillation"]["qat"]
+    assert qat["done"] and qat["why"] == "options.qat = always" and qat["epochs_run"] == 2
+    assert qat["terms_not_used"] == ["fitnet"]  # the fake-quant graph has no named layers to hint at
+    assert {t["key"] for t in qat["loss_terms"]} == {"kl_output", "smooth_l1_output"}
+    assert 0.0 < qat["fake_quant_test"]["headline"] <= 1.0
+    art = result.artifacts["tflite_int8"]
+    assert art.metadata["quantization"]["calibration"].startswith("quantization-aware training")
+    assert art.metadata["quantization"]["calibration_samples"] == 0
+    assert art.metadata["input_layouts"] == {"image": "NHWC"}
+    # the int8 file computes the fine-tuned student: its scores agree with the float ONNX export's
+    x, _ = _data(200, 9)
+    got = TfliteModel(art.path).predict_all(
+        {"image": x}, input_names=("image",), output_names=("scores", "offset"), layouts={"image": "NHWC"}
+    )
+    ref = ort.InferenceSession(str(result.artifacts["onnx_fp32"].path)).run(None, {"image": x})
+    assert (got["scores"].argmax(1) == ref[0].argmax(1)).mean() >= 0.9
+    m = result.report["metrics"]
+    assert abs(m["tflite_int8"]["drop_vs_student_fp32_pp"]) < 5

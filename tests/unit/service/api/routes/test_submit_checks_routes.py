@@ -174,5 +174,5 @@ def test_quantization_aware_training_for_a_two_input_teacher_is_a_422(
     r = client.post(J, json=body, headers=alice.headers)
     assert r.status_code == 422, r.text
     [entry] = [e for e in r.json()["detail"] if "quantization-aware training" in e["msg"]]
-    assert entry["loc"][-2:] == ["options", "method"] and "input_ids, attention_mask" in entry["msg"]
+    assert entry["loc"][-2:] == ["options", "method"] and "int64 input 'input_ids'" in entry["msg"]
     assert "options.qat always" in entry["msg"] and fake_queue.sent == []

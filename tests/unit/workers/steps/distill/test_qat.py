@@ -14,6 +14,7 @@ import torch
 from factories import make_ctx
 
 from edgedistill.contracts.errors import Int8OverBudget
+from edgedistill.contracts.signature import ModelSignature, OutputSpec, TensorSpec
 from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
@@ -143,3 +144,47 @@ def test_without_a_qat_step_the_drop_is_a_warning(tmp_path: Path) -> None:
     spec = ctx.spec.model_copy(update={"out_dir": tmp_path / "out"})
     result = runner.run_pipeline(spec, steps=("export", "verify"))
     assert result.warnings == ["onnx_int8 lost 40 pp"]
+
+
+def _detector(score_kind: str) -> ModelSignature:
+    return ModelSignature(
+        inputs=(TensorSpec(name="image", dtype="float32", shape=(None, 3, 32, 32)),),
+        outputs=(
+            OutputSpec(name="boxes", dtype="float32", shape=(None, 64, 4), kind="boxes", scores="scores"),
+            OutputSpec(name="scores", dtype="float32", shape=(None, 64, 1), kind=score_kind),  # type: ignore[arg-type]
+        ),
+    )
+
+
+def test_verify_asks_for_qat_for_a_multi_output_student_only_where_it_can_run(tmp_path: Path) -> None:
+    """options.qat auto: an int8 drop of a raw-output student (a detector's boxes and logit scores) goes
+    to quantization-aware distillation once; a sigmoid head, a settled QAT or qat never keep it a warning."""
+    from edgedistill.workers.steps.verify import _multi_qat_applies
+
+    ctx, _ = make_ctx(tmp_path, qat="auto")
+    state = RunState()
+    state.signature = _detector("sigmoid_logits")
+    assert _multi_qat_applies(ctx, state)
+    state.distillation = {"qat": {"skipped": "tried"}}
+    assert not _multi_qat_applies(ctx, state)
+    state.distillation = {}
+    state.signature = _detector("sigmoid")
+    assert not _multi_qat_applies(ctx, state)
+    (tmp_path / "never").mkdir()
+    never, _ = make_ctx(tmp_path / "never", qat="never")
+    state.signature = _detector("sigmoid_logits")
+    assert not _multi_qat_applies(never, state)
+
+
+def test_qat_asked_for_by_verify_is_skipped_with_the_reason_for_a_sigmoid_head(tmp_path: Path) -> None:
+    """The fake-quant graph of the raw student is not the exported one when a sigmoid follows it: the
+    job keeps its post-training int8 files and says why QAT did not run."""
+    ctx, events = make_ctx(tmp_path, qat="auto")
+    state = RunState()
+    state.signature = _detector("sigmoid")
+    state.distillation = {"qat": {"trigger": "tflite_int8 lost 3 pp"}}
+    QatKD().run(ctx, state)
+    info = state.distillation["qat"]
+    assert "sigmoid output 'scores'" in info["skipped"] and not info.get("done")
+    assert state.qat_model is None and info["skipped"] in state.warnings
+    assert any(e.kind == "warning" for e in events)
