@@ -149,6 +149,11 @@ def output_metrics(
             out["auc"] = _auc(pos_t.reshape(-1), p_s.reshape(-1))
             out["auc_over"] = f"all {p_t.shape[1]} units pooled"
         out["mae"] = float(np.mean(np.abs(p_s - p_t)))
+        if kind == "sigmoid_logits" and p_t.shape[1] > 1:
+            # detector anchor scores: what the user decides per image is whether its best anchor fires
+            img_s, img_t = p_s.max(1) >= threshold, p_t.max(1) >= threshold
+            out["image_agreement"] = float(np.mean(img_s == img_t))
+            out["image_positive_rate"] = float(np.mean(img_t))
         out["headline"], out["headline_name"] = out["balanced_agreement"], "balanced agreement"
     elif kind == "boxes":
         s3 = s.reshape(n, s.shape[1], -1).astype(np.float64)

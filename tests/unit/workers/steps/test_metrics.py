@@ -79,6 +79,18 @@ def test_sigmoid_logits_are_judged_as_probabilities_and_wide_outputs_pool_the_au
     assert m["balanced_agreement"] > 0.9 and m["auc_over"] == "all 896 units pooled" and m["auc"] > 0.95
 
 
+def test_anchor_scores_also_report_whether_each_image_fires_as_the_teachers_does() -> None:
+    """Per anchor nearly everything agrees (empty anchors); per image the student misses every face."""
+    z = np.full((10, 64, 1), -6.0)
+    z[:4, 7, 0] = 4.0  # four images with one confident anchor
+    student = np.full_like(z, -6.0)
+    student[:4, 7, 0] = -1.0  # below the threshold: no face found
+    m = output_metrics("sigmoid_logits", student, z)
+    assert m["agreement"] > 0.99 and m["image_agreement"] == pytest.approx(0.6)
+    assert m["image_positive_rate"] == pytest.approx(0.4)
+    assert "image_agreement" not in output_metrics("sigmoid", 1 / (1 + np.exp(-student)), 1 / (1 + np.exp(-z)))
+
+
 def test_class_scores_against_a_constant_guess() -> None:
     rng = np.random.default_rng(2)
     teacher = rng.normal(size=(100, 4))
