@@ -114,7 +114,8 @@ def run_qat(
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     from edgedistill.runtimes.common import to_model_layout
-    from edgedistill.workers.steps.distill.qat import _layout_module, copy_back, fuse_batchnorm, prepare_qat
+    from edgedistill.workers.steps.distill.qat import _layout_module, prepare_qat
+    from edgedistill.workers.steps.distill.qat_graph import copy_back, fuse_batchnorm
     from edgedistill.workers.steps.export_tflite import channel_last_module
 
     student = _student(seed)

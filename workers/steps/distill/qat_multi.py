@@ -30,7 +30,7 @@ def prepare_qat_multi(student: Any, signature: ModelSignature, example: dict[str
     from torchao.quantization.pt2e import move_exported_model_to_train, quantize_pt2e
 
     from edgedistill.runtimes.common import CHANNEL_LAST, to_model_layout
-    from edgedistill.workers.steps.distill.qat import QatModel, fuse_batchnorm, qat_quantizer
+    from edgedistill.workers.steps.distill.qat_graph import QatModel, fuse_batchnorm, qat_quantizer
     from edgedistill.workers.steps.export_multi import channel_last_inputs
 
     fused = fuse_batchnorm(student)

@@ -19,7 +19,8 @@ from edgedistill.workers.pipeline import runner
 from edgedistill.workers.pipeline.base import Step
 from edgedistill.workers.pipeline.context import RunContext, RunState
 from edgedistill.workers.pipeline.registry import step_class
-from edgedistill.workers.steps.distill.qat import QatKD, fuse_batchnorm
+from edgedistill.workers.steps.distill.qat import QatKD
+from edgedistill.workers.steps.distill.qat_graph import fuse_batchnorm
 from edgedistill.workers.steps.students import StudentArch, build_module
 
 
