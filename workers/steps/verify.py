@@ -142,12 +142,9 @@ class Verify(Step):
         write_multi_probe(ctx, state, PROBE_SAMPLES)
         record_quality(ctx, state, _primary_flash_kind(ctx, state))
         budget = ctx.spec.options.accuracy_budget_pp
-        over = []
-        for kind in INT8_KINDS:
-            drop = metrics.get(kind, {}).get("drop_vs_student_fp32_pp")
-            if drop is not None and drop > budget:
-                head = metrics[kind]["headline"]
-                over.append(f"{kind}: headline {head:.4f} is {drop:.2f} pp below the float student's")
+        from edgedistill.workers.steps.verify_multi import int8_drops
+
+        over = int8_drops(metrics, INT8_KINDS, budget)
         if over and _multi_qat_applies(ctx, state):
             ptq = {
                 k: {m: v for m, v in metrics[k].items() if m in ("headline", "drop_vs_student_fp32_pp", "samples")}

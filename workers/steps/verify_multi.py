@@ -95,6 +95,28 @@ def verify_multi(ctx: RunContext, state: RunState) -> dict[str, Any]:
     return metrics
 
 
+def int8_drops(metrics: dict[str, Any], kinds: tuple[str, ...], budget_pp: float) -> list[str]:
+    """A sentence per int8 variant that loses more than budget_pp against the float student: on the
+    headline across outputs, or on an anchor-score output's image_agreement (a detector's per-image
+    decision, which the per-anchor headline hides among hundreds of empty anchors)."""
+    base = metrics.get("student_fp32") or {}
+    over: list[str] = []
+    for kind in kinds:
+        m = metrics.get(kind) or {}
+        drop = m.get("drop_vs_student_fp32_pp")
+        if drop is not None and drop > budget_pp:
+            over.append(f"{kind}: headline {m['headline']:.4f} is {drop:.2f} pp below the float student's")
+        for name, out in (m.get("outputs") or {}).items():
+            ref = (base.get("outputs") or {}).get(name, {}).get("image_agreement")
+            got = out.get("image_agreement")
+            if ref is not None and got is not None and 100.0 * (ref - got) > budget_pp:
+                over.append(
+                    f"{kind}: output {name!r} fires as the teacher's on {100 * got:.1f} % of the images, "
+                    f"{100 * (ref - got):.2f} pp below the float student's"
+                )
+    return over
+
+
 def _judge_tflm(ctx: RunContext, state: RunState, inputs: dict[str, np.ndarray], judge: Any) -> dict[str, Any]:
     """The full-int8 file in the real TFLite Micro interpreter, sample by sample as firmware runs it, on
     the first TFLM_MAX_SAMPLES test samples; an op or type TFLM cannot run is reported, not raised
