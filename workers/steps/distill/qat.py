@@ -229,7 +229,7 @@ class QatKD(Step):
             try:
                 prepared = prepare_qat_multi(state.student, sig, data.inputs_of("train"))
             except Exception as exc:
-                blocker = f"has a student that cannot be prepared for quantization-aware training ({exc})"
+                blocker = f"has a student that cannot be prepared for quantization-aware training ({str(exc)[:300]})"
         if prepared is None:
             reason = unsupported_reason(sig, opts)
             if reason is not None:  # asked for explicitly: refused (load_data normally refuses it earlier)

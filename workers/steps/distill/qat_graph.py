@@ -23,7 +23,7 @@ def qat_quantizer() -> Any:
     from litert_torch.quantize import pt2e_quantizer
 
     cfg = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
-    # keep the fake-quant observers, annotate with the static patterns (module docstring)
+    # keep the fake-quant observers, annotate with the static patterns (why: qat.py's docstring)
     cfg = cfg._replace(is_qat=False) if hasattr(cfg, "_replace") else replace(cfg, is_qat=False)
     return pt2e_quantizer.PT2EQuantizer().set_global(cfg)
 
