@@ -35,7 +35,7 @@ import copy
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,26 +152,40 @@ def convert_int8(
     With qat (workers.steps.distill.qat.QatModel, after quantization-aware distillation) the trained
     fake-quant graph is converted with its learned scales instead; nothing is calibrated."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import torch
+
+    from edgedistill.runtimes.common import to_model_layout
+
+    module, layout = (None, qat.layout) if qat is not None else channel_last_module(student, modality)
+    calib = to_model_layout(calibration, layout)
+    example = (torch.from_numpy(calib[:1].copy()),)
+    # The exported graph has a static batch of 1, as the deployed model does.
+    samples = ((torch.from_numpy(calib[i : i + 1].copy()),) for i in range(calib.shape[0]))
+    _pt2e_to_tflite(module, example, samples, path, float_io=float_io, qat=qat)
+    return layout
+
+
+def _pt2e_to_tflite(
+    module: Any, example: tuple[Any, ...], calibration: Iterable[tuple[Any, ...]], path: Path, *, float_io: bool,
+    qat: Any = None,
+) -> None:  # fmt: skip
+    """PT2E int8 of module, calibrated on `calibration` (one argument tuple per batch-1 sample), or with
+    qat the trained fake-quant graph with its learned scales (module and calibration unused); converted
+    by litert-torch (float I/O: the boundary Q/DQ kept, _strict_qdq_mode) and written to path."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
     import torch
     from litert_torch.quantize import pt2e_quantizer
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
-    from edgedistill.runtimes.common import to_model_layout
-
-    if qat is not None:
-        layout = qat.layout
-        calib = to_model_layout(calibration, layout)
-        example = (torch.from_numpy(calib[:1].copy()),)
-        quantizer = qat.quantizer
-    else:
-        module, layout = channel_last_module(student, modality)
-        calib = to_model_layout(calibration, layout)
-        example = (torch.from_numpy(calib[:1].copy()),)
-        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    quantizer = (
+        qat.quantizer
+        if qat is not None
+        else pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
         )
+    )
     with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
         # torch's pytree deprecation noise from inside litert-torch, not actionable here.
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
@@ -182,9 +196,8 @@ def convert_int8(
             graph = torch.export.export(module, example).module()
             graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
             move_exported_model_to_eval(graph)
-            # The exported graph has a static batch of 1, as the deployed model does.
-            for i in range(calib.shape[0]):
-                graph(torch.from_numpy(calib[i : i + 1].copy()))
+            for args in calibration:
+                graph(*args)
         graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
         move_exported_model_to_eval(graph)
         # The graph was exported from an eval() module and its BN/dropout ops are in inference form;
@@ -195,7 +208,6 @@ def convert_int8(
         with strict, _shared_dq_layout_fix():
             edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(path))
-    return layout
 
 
 def _example(x: np.ndarray, dtype: str) -> Any:
@@ -225,10 +237,6 @@ def convert_signature_int8(
     converted with the learned scales (it is already channel-last); nothing is calibrated."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import litert_torch
-    import torch
-    from litert_torch.quantize import pt2e_quantizer
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e import move_exported_model_to_eval, quantize_pt2e
 
     from edgedistill.runtimes.common import CHANNEL_LAST, to_model_layout
 
@@ -245,32 +253,7 @@ def convert_signature_int8(
     def sample(k: int) -> tuple[Any, ...]:
         return tuple(_example(c[k : k + 1], s.dtype) for c, s in zip(calib, specs, strict=True))
 
-    example = sample(0)
-    quantizer = (
-        qat.quantizer
-        if qat is not None
-        else pt2e_quantizer.PT2EQuantizer().set_global(
-            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
-        )
-    )
-    with _CONVERTER_LOCK, torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        if qat is not None:
-            graph = copy.deepcopy(qat.graph)
-            move_exported_model_to_eval(graph)
-        else:
-            graph = torch.export.export(module, example).module()
-            graph = quantize_pt2e.prepare_pt2e(graph, quantizer)
-            move_exported_model_to_eval(graph)
-            for k in range(n):
-                graph(*sample(k))
-        graph = quantize_pt2e.convert_pt2e(graph, fold_quantize=False)
-        move_exported_model_to_eval(graph)
-        for sub in graph.modules():
-            sub.training = False
-        with _strict_qdq_mode() if float_io else contextlib.nullcontext(), _shared_dq_layout_fix():
-            edge = litert_torch.convert(graph, example, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-        edge.export(str(path))
+    _pt2e_to_tflite(module, sample(0), (sample(k) for k in range(n)), path, float_io=float_io, qat=qat)
     return {
         "teacher_io": {"inputs": list(signature.input_names), "outputs": list(signature.output_names)},
         "input_layouts": layouts,

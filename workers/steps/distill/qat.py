@@ -143,8 +143,8 @@ class QatKD(Step):
             return
         import torch
 
-        from edgedistill.workers.steps.distill.fitting import epoch_reporter, finish_student, fit
-        from edgedistill.workers.steps.distill.trainer import TrainConfig, accuracy, fidelity, predict
+        from edgedistill.workers.steps.distill.fitting import finish_student
+        from edgedistill.workers.steps.distill.trainer import accuracy, fidelity, predict
 
         opts, data = ctx.spec.options, state.data
         terms = [LossTermLike(t) for t in (state.distillation.get("loss_terms") or [])]
@@ -169,14 +169,7 @@ class QatKD(Step):
         except Exception as exc:
             raise InputError(f"the student cannot be prepared for quantization-aware training: {exc}") from exc
         adapter = _layout_module(qat.graph, qat.layout)
-        config = replace(
-            TrainConfig.from_options(opts, "cpu"),
-            epochs=opts.qat_epochs,
-            learning_rate=opts.qat_learning_rate,
-            patience=max(opts.qat_epochs, 1),
-        )
-        start = ctx.progress
-        fitted = fit(ctx, state, adapter, kept, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
+        fitted = _fine_tune(ctx, state, adapter, kept, prev)
         adapter.eval()
         test_x = torch.from_numpy(np.ascontiguousarray(data.x_of("test"), dtype=np.float32))
         from edgedistill.workers.steps.data import primary_targets
@@ -192,11 +185,7 @@ class QatKD(Step):
         info = dict(state.distillation.get("qat") or {})
         info.update(
             {
-                "done": True,
-                "why": why,
-                "epochs_run": len(fitted.result.curve),
-                "learning_rate": opts.qat_learning_rate,
-                "loss_terms": fitted.loss.describe(),
+                **_done_info(why, fitted, opts.qat_learning_rate),
                 "terms_not_used": dropped,
                 "scheme": "PT2E QAT: int8 symmetric per-channel weights, per-tensor activations, BN folded",
                 "fake_quant_test": {
@@ -205,7 +194,6 @@ class QatKD(Step):
                 },
                 "float_before_qat": before,
                 "float_after_qat": dict(state.metrics["student_fp32"]),
-                "seconds": round(fitted.result.seconds, 3),
             }
         )
         state.distillation["qat"] = info
@@ -214,10 +202,9 @@ class QatKD(Step):
         """Students of multi-I/O teachers whose outputs are exported raw (qat_multi); others are refused
         when QAT was asked for, skipped with a warning when verify asked for it (options.qat auto)."""
         from edgedistill.contracts.signature import qat_blocker, unsupported_reason
-        from edgedistill.workers.steps.distill.fitting import epoch_reporter, finish_student, fit
+        from edgedistill.workers.steps.distill.fitting import finish_student
         from edgedistill.workers.steps.distill.multi import student_test_metrics
         from edgedistill.workers.steps.distill.qat_multi import multi_adapter, prepare_qat_multi
-        from edgedistill.workers.steps.distill.trainer import TrainConfig
 
         opts, data, sig = ctx.spec.options, state.data, state.signature
         info = dict(state.distillation.get("qat") or {})
@@ -245,14 +232,7 @@ class QatKD(Step):
         qat, fused = prepared
         ctx.emit("progress", {"message": f"quantization-aware distillation ({why}): {opts.qat_epochs} epochs"})
         adapter = multi_adapter(qat, sig)
-        config = replace(
-            TrainConfig.from_options(opts, "cpu"),
-            epochs=opts.qat_epochs,
-            learning_rate=opts.qat_learning_rate,
-            patience=max(opts.qat_epochs, 1),
-        )
-        start = ctx.progress
-        fitted = fit(ctx, state, adapter, [], config, on_epoch=epoch_reporter(ctx, start, start + 1))
+        fitted = _fine_tune(ctx, state, adapter, [])  # [] : fit builds the per-output terms
         adapter.eval()
         fq = student_test_metrics(state, opts, adapter)
         before = dict(state.metrics.get("student_fp32") or {})
@@ -262,21 +242,45 @@ class QatKD(Step):
         planned = {t["key"] for t in state.distillation.get("loss_terms") or []}
         info.update(
             {
-                "done": True,
-                "why": why,
-                "epochs_run": len(fitted.result.curve),
-                "learning_rate": opts.qat_learning_rate,
-                "loss_terms": fitted.loss.describe(),
+                **_done_info(why, fitted, opts.qat_learning_rate),
                 "terms_not_used": sorted(planned - {t.key for t in fitted.terms or []}),
                 "scheme": "PT2E QAT of the raw multi-output student: int8 symmetric per-channel weights, "
                 "per-tensor activations, BN folded",
                 "fake_quant_test": {"headline": fq["headline"], "accuracy": fq["test_accuracy"]},
                 "float_before_qat": {k: before.get(k) for k in ("headline", "test_accuracy")},
                 "float_after_qat": {k: after.get(k) for k in ("headline", "test_accuracy")},
-                "seconds": round(fitted.result.seconds, 3),
             }
         )
         state.distillation["qat"] = info
+
+
+def _fine_tune(ctx: RunContext, state: RunState, adapter: Any, terms: list[Any], prev: Any = None) -> Any:
+    """fitting.fit of the fake-quant graph for options.qat_epochs at qat_learning_rate, on the CPU,
+    every epoch run (no early stop), its epochs reported as progress."""
+    from edgedistill.workers.steps.distill.fitting import epoch_reporter, fit
+    from edgedistill.workers.steps.distill.trainer import TrainConfig
+
+    opts = ctx.spec.options
+    config = replace(
+        TrainConfig.from_options(opts, "cpu"),
+        epochs=opts.qat_epochs,
+        learning_rate=opts.qat_learning_rate,
+        patience=max(opts.qat_epochs, 1),
+    )
+    start = ctx.progress
+    return fit(ctx, state, adapter, terms, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
+
+
+def _done_info(why: str, fitted: Any, learning_rate: float) -> dict[str, Any]:
+    """The keys both QAT paths record in state.distillation["qat"] once the fine-tuning ran."""
+    return {
+        "done": True,
+        "why": why,
+        "epochs_run": len(fitted.result.curve),
+        "learning_rate": learning_rate,
+        "loss_terms": fitted.loss.describe(),
+        "seconds": round(fitted.result.seconds, 3),
+    }
 
 
 @dataclass(frozen=True)
