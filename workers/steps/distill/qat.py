@@ -280,6 +280,7 @@ def _done_info(why: str, fitted: Any, learning_rate: float) -> dict[str, Any]:
         "learning_rate": learning_rate,
         "loss_terms": fitted.loss.describe(),
         "seconds": round(fitted.result.seconds, 3),
+        "rollbacks": list(fitted.result.rollbacks),  # loss spikes undone (trainer.SPIKE_FACTOR)
     }
 
 

@@ -126,6 +126,12 @@ class Distill(Step):
 
             state.distillation["lifelong"] = forgetting_report(ctx, state)
         result = fitted.result
+        if result.rollbacks:
+            state.warnings.append(
+                "training loss spiked at epoch(s) "
+                + ", ".join(str(r["epoch"]) for r in result.rollbacks)
+                + "; each such epoch was undone and the learning rate halved (training.rollbacks)"
+            )
         state.training = {
             **result.as_dict(),
             "device": device,

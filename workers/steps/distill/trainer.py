@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 
 EVAL_BATCH = 4096
 CHECK_EVERY_STEPS = 200  # cancel checks inside long epochs (the time limit is checked every step)
+# A loss spike: an epoch whose mean training loss is non-finite or more than SPIKE_FACTOR times the
+# previous epoch's. One such epoch (BlazeFace derived student, seed 1: 1.26 -> 18.99) left AdamW's
+# second moments inflated, so the run crawled for 14 epochs and early-stopped at 0.62 val fidelity
+# after 0.75. The epoch is rewound (weights, optimizer, loss parameters) and the learning rate cut.
+SPIKE_FACTOR = 3.0
+SPIKE_LR_CUT = 0.5
+MAX_ROLLBACKS = 3
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class TrainResult:
     seconds: float = 0.0
     train_seconds: float = 0.0
     samples_seen: int = 0
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def samples_per_second(self) -> float:
@@ -92,6 +100,7 @@ class TrainResult:
             "stop_reason": self.stop_reason,
             "seconds": round(self.seconds, 3),
             "samples_per_second": round(self.samples_per_second, 1),
+            "rollbacks": list(self.rollbacks),
         }
 
 
@@ -295,9 +304,11 @@ def _epochs(
     best_state = copy.deepcopy(student.state_dict())
     stale = 0
     out_of_time = False
+    last_loss: float | None = None
     for epoch in range(1, config.epochs + 1):
         if check_cancel:
             check_cancel()
+        rewind = _snapshot(student, opt, loss_fn)
         epoch_start = time.monotonic()
         perm = torch.randperm(n, generator=gen).to(device)
         total = torch.zeros((), device=device)
@@ -357,16 +368,33 @@ def _epochs(
             seconds=time.monotonic() - epoch_start,
         )
         result.curve.append(record)
-        if not math.isfinite(record.train_loss):
-            result.stopped_early, result.stop_reason = True, "training diverged (loss is NaN/Inf); kept the best epoch"
-            break
-        if record.val_fidelity > result.best_val_fidelity + 1e-9:
+        if _spiked(record.train_loss, last_loss):
+            if len(result.rollbacks) >= MAX_ROLLBACKS:
+                result.stopped_early = True
+                result.stop_reason = (
+                    f"training diverged (loss spiked to {record.train_loss:.4g} after {MAX_ROLLBACKS} rewinds "
+                    "with lower learning rates); kept the best epoch"
+                )
+                break
+            _rewind(rewind, student, opt, sched, loss_fn)
+            result.rollbacks.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": record.train_loss if math.isfinite(record.train_loss) else str(record.train_loss),
+                    "previous_loss": last_loss,
+                    "lr_scale": SPIKE_LR_CUT ** (len(result.rollbacks) + 1),
+                }
+            )
+            stale += 1  # the epoch is undone: it gained nothing
+        elif record.val_fidelity > result.best_val_fidelity + 1e-9:
+            last_loss = record.train_loss
             result.best_val_fidelity = record.val_fidelity
             result.best_val_accuracy = record.val_accuracy
             result.best_epoch = epoch
             best_state = copy.deepcopy(student.state_dict())
             stale = 0
         else:
+            last_loss = record.train_loss
             stale += 1
         if on_epoch:
             on_epoch(record)
@@ -379,3 +407,33 @@ def _epochs(
             result.stop_reason = f"no validation fidelity gain for {config.patience} epochs"
             break
     return best_state
+
+
+def _spiked(loss: float, previous: float | None) -> bool:
+    if not math.isfinite(loss):
+        return True
+    return previous is not None and previous > 0 and loss > SPIKE_FACTOR * previous
+
+
+def _snapshot(student: nn.Module, opt: torch.optim.Optimizer, loss_fn: WeightedSum) -> tuple[Any, Any, Any]:
+    """What an epoch changes: copied before it so a spike can be undone (students are small)."""
+    return (
+        copy.deepcopy(student.state_dict()),
+        copy.deepcopy(opt.state_dict()),
+        copy.deepcopy(loss_fn.state_dict()),
+    )
+
+
+def _rewind(
+    saved: tuple[Any, Any, Any],
+    student: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: WeightedSum,
+) -> None:
+    """Undo the epoch and cut the learning rate for the rest of the schedule (the cosine goes on from
+    where it was: the rewound epoch still counts)."""
+    student.load_state_dict(saved[0])
+    opt.load_state_dict(saved[1])
+    loss_fn.load_state_dict(saved[2])
+    sched.base_lrs = [lr * SPIKE_LR_CUT for lr in sched.base_lrs]

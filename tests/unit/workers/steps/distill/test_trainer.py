@@ -1,5 +1,5 @@
-"""The training loop: learns, keeps the best epoch, is reproducible, stops early, honours time limits
-and cancellation; and the Distill step wires it to the pipeline state."""
+"""The training loop: learns, keeps the best epoch, is reproducible, stops early, rewinds a loss spike,
+honours time limits and cancellation; and the Distill step wires it to the pipeline state."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ from factories import digits, digits_teacher, make_ctx
 from edgedistill.contracts.errors import Cancelled
 from edgedistill.workers.pipeline.context import RunState
 from edgedistill.workers.steps.data import TransferData, make_splits
-from edgedistill.workers.steps.distill.losses import build_loss, method_terms
+from edgedistill.workers.steps.distill.losses import WeightedSum, build_loss, method_terms
 from edgedistill.workers.steps.distill.step import Distill
-from edgedistill.workers.steps.distill.trainer import SplitTensors, TrainConfig, fidelity, predict, train_student
+from edgedistill.workers.steps.distill.trainer import (
+    MAX_ROLLBACKS,
+    SplitTensors,
+    TrainConfig,
+    fidelity,
+    predict,
+    train_student,
+)
 from edgedistill.workers.steps.students import StudentArch, build_module
 
 ALL = {"student_logits", "teacher_logits", "labels"}
@@ -88,6 +95,78 @@ def test_early_stopping_when_fidelity_stalls() -> None:
     assert "no validation fidelity gain for 2 epochs" in result.stop_reason
 
 
+class _Spiking(WeightedSum):
+    """The KD loss times `scale`: a test sets it between epochs to make one epoch spike."""
+
+    scale = 1.0
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(batch) * self.scale
+
+
+def _spiking_kd() -> _Spiking:
+    base = _kd_loss()
+    assert isinstance(base, WeightedSum)
+    return _Spiking([(k, w, m) for k, w, m in zip(base.keys, base.weights, base.losses, strict=True)])
+
+
+def _weights(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in module.state_dict().values() if p.is_floating_point()])
+
+
+@pytest.mark.parametrize("spike", [float("nan"), 1e3])
+def test_a_loss_spike_is_rewound_and_the_learning_rate_cut(spike: float) -> None:
+    tr, va, _, _ = _digits_splits()
+    student, loss = _student(), _spiking_kd()
+    after: dict[int, torch.Tensor] = {}
+    lrs: dict[int, float] = {}
+
+    def on_epoch(r: object) -> None:
+        epoch = r.epoch  # type: ignore[attr-defined]
+        after[epoch], lrs[epoch] = _weights(student), r.lr  # type: ignore[attr-defined]
+        loss.scale = spike if epoch == 2 else 1.0  # epoch 3 (only) spikes
+
+    result = train_student(
+        student, loss, task="classification", train=tr, val=va,
+        config=TrainConfig(epochs=6, batch_size=64, learning_rate=1e-2, patience=100), on_epoch=on_epoch,
+    )  # fmt: skip
+    assert [r["epoch"] for r in result.rollbacks] == [3]
+    assert result.rollbacks[0]["lr_scale"] == 0.5
+    # epoch 3 is undone: the weights after it are those it started from
+    torch.testing.assert_close(after[3], after[2], rtol=0, atol=0)
+    assert not torch.equal(after[4], after[3])  # and training goes on from there
+    assert len(result.curve) == 6 and not result.stopped_early
+    assert result.best_epoch != 3
+    # the rest of the cosine runs at half the rate: epoch 4's lr vs an unspiked run's
+    plain = train_student(
+        _student(), _kd_loss(), task="classification", train=tr, val=va,
+        config=TrainConfig(epochs=6, batch_size=64, learning_rate=1e-2, patience=100),
+    )  # fmt: skip
+    assert lrs[4] == pytest.approx(plain.curve[3].lr * 0.5)
+    assert not plain.rollbacks
+    assert result.best_val_fidelity > 0.5
+    assert result.as_dict()["rollbacks"] == result.rollbacks
+
+
+def test_a_loss_that_keeps_spiking_stops_as_diverged_with_the_best_weights() -> None:
+    tr, va, _, _ = _digits_splits()
+    student, loss = _student(), _spiking_kd()
+
+    def on_epoch(r: object) -> None:
+        loss.scale = float("nan")  # every epoch after the first
+
+    result = train_student(
+        student, loss, task="classification", train=tr, val=va,
+        config=TrainConfig(epochs=20, batch_size=64, learning_rate=1e-2, patience=100), on_epoch=on_epoch,
+    )  # fmt: skip
+    assert len(result.rollbacks) == MAX_ROLLBACKS
+    assert len(result.curve) == MAX_ROLLBACKS + 2 and result.stopped_early
+    assert "training diverged" in result.stop_reason
+    assert result.best_epoch == 1
+    assert torch.isfinite(_weights(student)).all()
+    assert fidelity(predict(student, va.x), va.t, "classification") == pytest.approx(result.best_val_fidelity)
+
+
 def test_time_limit_stops_training() -> None:
     tr, va, _, _ = _digits_splits()
     result = train_student(
@@ -137,6 +216,7 @@ def test_distill_step_trains_and_records(tmp_path: Path) -> None:
     assert epochs[-1].progress == pytest.approx(70.0)
     assert state.training["losses"] == [{"key": "kd", "weight": 0.7}, {"key": "ce", "weight": pytest.approx(0.3)}]
     assert state.training["best_epoch"] in range(1, 7)
+    assert state.training["rollbacks"] == [] and not any("spiked" in w for w in state.warnings)
     m = state.metrics["student_fp32"]
     with torch.inference_mode():
         pred = state.student(torch.from_numpy(data.x_of("test"))).argmax(1).numpy()
