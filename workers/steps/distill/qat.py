@@ -280,7 +280,10 @@ def _done_info(why: str, fitted: Any, learning_rate: float) -> dict[str, Any]:
         "learning_rate": learning_rate,
         "loss_terms": fitted.loss.describe(),
         "seconds": round(fitted.result.seconds, 3),
-        "rollbacks": list(fitted.result.rollbacks),  # loss spikes undone (trainer.SPIKE_FACTOR)
+        "rollbacks": list(fitted.result.rollbacks),  # spiked epochs undone (trainer._spiked)
+        "curve": [
+            {"epoch": r.epoch, "train_loss": r.train_loss, "val_fidelity": r.val_fidelity} for r in fitted.result.curve
+        ],
     }
 
 

@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 EVAL_BATCH = 4096
 CHECK_EVERY_STEPS = 200  # cancel checks inside long epochs (the time limit is checked every step)
 # A loss spike: an epoch whose mean training loss is non-finite or more than SPIKE_FACTOR times the
-# previous epoch's. One such epoch (BlazeFace derived student, seed 1: 1.26 -> 18.99) left AdamW's
-# second moments inflated, so the run crawled for 14 epochs and early-stopped at 0.62 val fidelity
-# after 0.75. The epoch is rewound (weights, optimizer, loss parameters) and the learning rate cut.
+# previous epoch's, or whose loss rose while validation fell below the first epoch's (the run lost all
+# it learned after one epoch). BlazeFace derived student: seed 1 went 1.26 -> 18.99 at epoch 11 and
+# crawled from 0.39 to 0.62 val fidelity (after 0.75) until patience stopped it at epoch 25, AdamW's
+# second moments inflated by that epoch; seed 2's loss rose only 1.23 -> 1.38 at epoch 29 but val
+# fell 0.79 -> 0.54 (epoch 1: 0.57) and never came back. The epoch is rewound (weights, optimizer,
+# loss parameters) and the learning rate cut.
 SPIKE_FACTOR = 3.0
 SPIKE_LR_CUT = 0.5
 MAX_ROLLBACKS = 3
@@ -305,6 +308,7 @@ def _epochs(
     stale = 0
     out_of_time = False
     last_loss: float | None = None
+    first_val: float | None = None  # the first kept epoch's validation fidelity
     for epoch in range(1, config.epochs + 1):
         if check_cancel:
             check_cancel()
@@ -368,12 +372,13 @@ def _epochs(
             seconds=time.monotonic() - epoch_start,
         )
         result.curve.append(record)
-        if _spiked(record.train_loss, last_loss):
+        if _spiked(record, last_loss, first_val):
             if len(result.rollbacks) >= MAX_ROLLBACKS:
                 result.stopped_early = True
                 result.stop_reason = (
-                    f"training diverged (loss spiked to {record.train_loss:.4g} after {MAX_ROLLBACKS} rewinds "
-                    "with lower learning rates); kept the best epoch"
+                    f"training diverged (epoch {epoch} spiked again after {MAX_ROLLBACKS} rewinds with lower "
+                    f"learning rates: loss {record.train_loss:.4g}, val fidelity {record.val_fidelity:.4g}); "
+                    "kept the best epoch"
                 )
                 break
             _rewind(rewind, student, opt, sched, loss_fn)
@@ -382,12 +387,14 @@ def _epochs(
                     "epoch": epoch,
                     "train_loss": record.train_loss if math.isfinite(record.train_loss) else str(record.train_loss),
                     "previous_loss": last_loss,
+                    "val_fidelity": record.val_fidelity if math.isfinite(record.val_fidelity) else None,
                     "lr_scale": SPIKE_LR_CUT ** (len(result.rollbacks) + 1),
                 }
             )
             stale += 1  # the epoch is undone: it gained nothing
         elif record.val_fidelity > result.best_val_fidelity + 1e-9:
             last_loss = record.train_loss
+            first_val = record.val_fidelity if first_val is None else first_val
             result.best_val_fidelity = record.val_fidelity
             result.best_val_accuracy = record.val_accuracy
             result.best_epoch = epoch
@@ -409,10 +416,15 @@ def _epochs(
     return best_state
 
 
-def _spiked(loss: float, previous: float | None) -> bool:
+def _spiked(record: EpochRecord, previous: float | None, first_val: float | None) -> bool:
+    loss = record.train_loss
     if not math.isfinite(loss):
         return True
-    return previous is not None and previous > 0 and loss > SPIKE_FACTOR * previous
+    if previous is None or previous <= 0:
+        return False
+    if loss > SPIKE_FACTOR * previous:
+        return True
+    return first_val is not None and loss > previous and record.val_fidelity < first_val
 
 
 def _snapshot(student: nn.Module, opt: torch.optim.Optimizer, loss_fn: WeightedSum) -> tuple[Any, Any, Any]:

@@ -3,7 +3,9 @@ honours time limits and cancellation; and the Distill step wires it to the pipel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,8 +19,10 @@ from edgedistill.workers.steps.distill.losses import WeightedSum, build_loss, me
 from edgedistill.workers.steps.distill.step import Distill
 from edgedistill.workers.steps.distill.trainer import (
     MAX_ROLLBACKS,
+    EpochRecord,
     SplitTensors,
     TrainConfig,
+    _spiked,
     fidelity,
     predict,
     train_student,
@@ -100,14 +104,14 @@ class _Spiking(WeightedSum):
 
     scale = 1.0
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return super().forward(batch) * self.scale
 
 
 def _spiking_kd() -> _Spiking:
     base = _kd_loss()
     assert isinstance(base, WeightedSum)
-    return _Spiking([(k, w, m) for k, w, m in zip(base.keys, base.weights, base.losses, strict=True)])
+    return _Spiking(list(zip(base.keys, base.weights, base.losses, strict=True)))  # type: ignore[arg-type]
 
 
 def _weights(module: torch.nn.Module) -> torch.Tensor:
@@ -165,6 +169,29 @@ def test_a_loss_that_keeps_spiking_stops_as_diverged_with_the_best_weights() -> 
     assert result.best_epoch == 1
     assert torch.isfinite(_weights(student)).all()
     assert fidelity(predict(student, va.x), va.t, "classification") == pytest.approx(result.best_val_fidelity)
+
+
+def _rec(loss: float, val: float) -> EpochRecord:
+    return EpochRecord(epoch=5, epochs=60, train_loss=loss, val_fidelity=val, val_accuracy=None, lr=1e-3, seconds=1.0)
+
+
+@pytest.mark.parametrize(
+    ("loss", "val", "previous", "first_val", "spiked"),
+    [
+        (float("nan"), 0.8, 1.0, 0.5, True),  # non-finite loss
+        (float("inf"), 0.8, None, None, True),
+        (3.5, 0.8, 1.0, 0.5, True),  # > 3x the previous epoch's loss
+        (2.9, 0.8, 1.0, 0.5, False),  # risen, but under 3x and validation still above epoch 1's
+        (1.1, 0.4, 1.0, 0.5, True),  # risen and validation below epoch 1's: a collapse (BlazeFace seed 2)
+        (0.9, 0.4, 1.0, 0.5, False),  # validation fell but the loss still went down: noise, not a spike
+        (5.0, 0.8, None, None, False),  # the first epoch has nothing to compare with
+        (5.0, 0.8, 0.0, 0.5, False),  # a zero loss before: no ratio
+    ],
+)
+def test_what_counts_as_a_spike(
+    loss: float, val: float, previous: float | None, first_val: float | None, spiked: bool
+) -> None:
+    assert _spiked(_rec(loss, val), previous, first_val) is spiked
 
 
 def test_time_limit_stops_training() -> None:
