@@ -280,10 +280,8 @@ def _done_info(why: str, fitted: Any, learning_rate: float) -> dict[str, Any]:
         "learning_rate": learning_rate,
         "loss_terms": fitted.loss.describe(),
         "seconds": round(fitted.result.seconds, 3),
-        "rollbacks": list(fitted.result.rollbacks),  # spiked epochs undone (trainer._spiked)
-        "curve": [
-            {"epoch": r.epoch, "train_loss": r.train_loss, "val_fidelity": r.val_fidelity} for r in fitted.result.curve
-        ],
+        # the fine-tuning's own curve and the spiked epochs it undid (trainer._spiked)
+        **{k: v for k, v in fitted.result.as_dict().items() if k in ("curve", "rollbacks")},
     }
 
 

@@ -392,17 +392,17 @@ def _epochs(
                 }
             )
             stale += 1  # the epoch is undone: it gained nothing
-        elif record.val_fidelity > result.best_val_fidelity + 1e-9:
-            last_loss = record.train_loss
-            first_val = record.val_fidelity if first_val is None else first_val
-            result.best_val_fidelity = record.val_fidelity
-            result.best_val_accuracy = record.val_accuracy
-            result.best_epoch = epoch
-            best_state = copy.deepcopy(student.state_dict())
-            stale = 0
         else:
             last_loss = record.train_loss
-            stale += 1
+            if record.val_fidelity > result.best_val_fidelity + 1e-9:
+                first_val = record.val_fidelity if first_val is None else first_val
+                result.best_val_fidelity = record.val_fidelity
+                result.best_val_accuracy = record.val_accuracy
+                result.best_epoch = epoch
+                best_state = copy.deepcopy(student.state_dict())
+                stale = 0
+            else:
+                stale += 1
         if on_epoch:
             on_epoch(record)
         if out_of_time or (deadline is not None and time.monotonic() > deadline):
