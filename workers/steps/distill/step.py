@@ -126,12 +126,8 @@ class Distill(Step):
 
             state.distillation["lifelong"] = forgetting_report(ctx, state)
         result = fitted.result
-        if result.rollbacks:
-            state.warnings.append(
-                "training loss spiked at epoch(s) "
-                + ", ".join(str(r["epoch"]) for r in result.rollbacks)
-                + "; each such epoch was undone and the learning rate halved (training.rollbacks)"
-            )
+        if (spiked := result.rollback_warning("training")) is not None:
+            state.warnings.append(f"{spiked} (training.rollbacks)")
         state.training = {
             **result.as_dict(),
             "device": device,

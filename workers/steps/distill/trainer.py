@@ -92,6 +92,13 @@ class TrainResult:
     def samples_per_second(self) -> float:
         return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
+    def rollback_warning(self, phase: str) -> str | None:
+        """The report's warning for the spiked epochs this training undid (None when none was)."""
+        if not self.rollbacks:
+            return None
+        epochs = ", ".join(str(r["epoch"]) for r in self.rollbacks)
+        return f"{phase} loss spiked at epoch(s) {epochs}; each such epoch was undone and the learning rate halved"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "curve": [asdict(r) for r in self.curve],

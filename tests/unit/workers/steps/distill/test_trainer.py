@@ -150,6 +150,10 @@ def test_a_loss_spike_is_rewound_and_the_learning_rate_cut(spike: float) -> None
     assert not plain.rollbacks
     assert result.best_val_fidelity > 0.5
     assert result.as_dict()["rollbacks"] == result.rollbacks
+    # the report's warning names the phase and the epoch; a run without rewinds warns nothing
+    warning = result.rollback_warning("quantization-aware fine-tuning")
+    assert warning is not None and warning.startswith("quantization-aware fine-tuning loss spiked at epoch(s) 3;")
+    assert plain.rollback_warning("training") is None
 
 
 def test_a_loss_that_keeps_spiking_stops_as_diverged_with_the_best_weights() -> None:
