@@ -146,6 +146,14 @@ def host_latency_ms(module: nn.Module, example: np.ndarray, threads: int, work: 
     return float(np.percentile(np.asarray(samples) / 1e6, 50))
 
 
+def _finalists_origin(finalists: list[Candidate]) -> str:
+    """Where the finalists came from: the front first; a front smaller than options.nas_finalists is
+    topped up by the best remaining proxy scores, so the chosen one need not lie on it."""
+    on_front = sum(c.pareto for c in finalists)
+    rest = len(finalists) - on_front
+    return f"{on_front} on the Pareto front" + (f", {rest} next-best by proxy score" if rest else "")
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     """points: (cost, score); a point is on the front when no other has cost <= and score >= with
     one of them strict."""
@@ -291,7 +299,7 @@ def search_and_train(ctx: RunContext, state: RunState, plan: Plan, start: float,
         "est_int8_bytes": chosen.est.est_int8_bytes,
         "est_arena_bytes": chosen.est.est_arena_bytes,
         "chosen_because": f"NAS: best validation fidelity ({chosen.final_fidelity:.4f}) of {len(finalists)} "
-        f"finalists from the Pareto front of {len(evaluated)} proxy-trained candidates",
+        f"finalists ({_finalists_origin(finalists)}) of {len(evaluated)} proxy-trained candidates",
     }
     if isinstance(student, MLP):
         state.student_arch["input_standardization"] = {

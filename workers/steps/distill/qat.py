@@ -256,7 +256,7 @@ class QatKD(Step):
 
 def _fine_tune(ctx: RunContext, state: RunState, adapter: Any, terms: list[Any], prev: Any = None) -> Any:
     """fitting.fit of the fake-quant graph for options.qat_epochs at qat_learning_rate, on the CPU,
-    every epoch run (no early stop), its epochs reported as progress."""
+    every epoch run (no early stop), its epochs reported as progress and its rewinds warned."""
     from edgedistill.workers.steps.distill.fitting import epoch_reporter, fit
     from edgedistill.workers.steps.distill.trainer import TrainConfig
 
@@ -268,7 +268,10 @@ def _fine_tune(ctx: RunContext, state: RunState, adapter: Any, terms: list[Any],
         patience=max(opts.qat_epochs, 1),
     )
     start = ctx.progress
-    return fit(ctx, state, adapter, terms, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
+    fitted = fit(ctx, state, adapter, terms, config, prev=prev, on_epoch=epoch_reporter(ctx, start, start + 1))
+    if (spiked := fitted.result.rollback_warning("quantization-aware fine-tuning")) is not None:
+        state.warnings.append(f"{spiked} (distillation.qat.rollbacks)")
+    return fitted
 
 
 def _done_info(why: str, fitted: Any, learning_rate: float) -> dict[str, Any]:

@@ -78,8 +78,16 @@ def test_search_on_a_tiny_grid_within_a_tight_budget(tmp_path: Path) -> None:
     assert 1 <= len(tried) <= 4
     assert all(c["latency_source"] == "estimated" and c["latency_ms"] > 0 for c in tried)
     chosen = [c for c in cands if c["chosen"]]
-    assert len(chosen) == 1 and chosen[0]["pareto"] and chosen[0]["final_val_fidelity"] is not None
-    assert nas["chosen"] == chosen[0]["label"] and chosen[0]["label"] in nas["pareto"]
+    assert len(chosen) == 1 and chosen[0]["status"] == "finalist" and chosen[0]["final_val_fidelity"] is not None
+    assert nas["chosen"] == chosen[0]["label"]
+    # the finalists are the front first, topped up by proxy score when the front is smaller than 2
+    # (which one wins the full training varies by host, so only the selection rule is asserted)
+    finalists = [c for c in cands if c["status"] == "finalist"]
+    front = [c for c in tried if c["pareto"]]
+    assert len(finalists) == min(2, len(tried))
+    assert sum(c["pareto"] for c in finalists) == min(len(front), 2)
+    assert {c["label"] for c in front} <= {c["label"] for c in finalists} or len(front) > 2
+    assert "on the Pareto front" in state.student_arch["chosen_because"]
     assert state.student is student and state.student_arch["width"] == chosen[0]["width"]
     assert state.student_arch["depth"] == 2 and "NAS" in state.student_arch["chosen_because"]
     assert all("why_not" in c for c in cands if c["status"] == "infeasible")

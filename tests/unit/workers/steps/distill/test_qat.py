@@ -75,6 +75,28 @@ def test_qat_kd_trains_fake_quant_and_exports_int8_from_it(run_factory: Any, dig
     assert (fake.argmax(1) == ref.argmax(1)).mean() >= 0.95
 
 
+def test_a_rewound_qat_epoch_is_warned(run_factory: Any, digits_case: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fine-tuning's spike rewinds (trainer._spiked) reach the report's warnings, as the float
+    training's do; the spike itself is staged on the real fit's result."""
+    from edgedistill.workers.steps.distill import fitting
+
+    real_fit = fitting.fit
+
+    def spiking_fit(*args: Any, **kwargs: Any) -> Any:
+        fitted = real_fit(*args, **kwargs)
+        spike = {"epoch": 1, "train_loss": 9.0, "previous_loss": 1.0, "val_fidelity": 0.1, "lr_scale": 0.5}
+        fitted.result.rollbacks.append(spike)
+        return fitted
+
+    monkeypatch.setattr(fitting, "fit", spiking_fit)
+    run = run_factory("mcu-cortex-m4", method="qat_kd", qat_epochs=1, batch_size=64, device="cpu")
+    state = digits_case.state()
+    state.distillation = {"method": "qat_kd", "loss_terms": [{"key": "kd", "weight": 1.0, "kwargs": {}}]}
+    QatKD().run(run.ctx, state)
+    assert [r["epoch"] for r in state.distillation["qat"]["rollbacks"]] == [1]
+    assert any(w.startswith("quantization-aware fine-tuning loss spiked at epoch(s) 1;") for w in state.warnings)
+
+
 def test_qat_is_a_no_op_unless_asked(run_factory: Any, digits_case: Any) -> None:
     run = run_factory("cpu-x86", qat="auto")
     state = digits_case.state()
