@@ -85,8 +85,7 @@ def test_search_on_a_tiny_grid_within_a_tight_budget(tmp_path: Path) -> None:
     finalists = [c for c in cands if c["status"] == "finalist"]
     front = [c for c in tried if c["pareto"]]
     assert len(finalists) == min(2, len(tried))
-    assert sum(c["pareto"] for c in finalists) == min(len(front), 2)
-    assert {c["label"] for c in front} <= {c["label"] for c in finalists} or len(front) > 2
+    assert sum(c["pareto"] for c in finalists) == min(len(front), 2)  # so a front of <= 2 is all in
     assert "on the Pareto front" in state.student_arch["chosen_because"]
     assert state.student is student and state.student_arch["width"] == chosen[0]["width"]
     assert state.student_arch["depth"] == 2 and "NAS" in state.student_arch["chosen_because"]
