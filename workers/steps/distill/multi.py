@@ -1,7 +1,7 @@
 """Distillation of teachers with several inputs or outputs, or outputs other than one class-score /
 regression vector: one loss term per trained output by its kind (losses/multi_output.py), weighted by
 options.outputs[name].weight, and validation / early stopping on the headline metric across outputs
-(metrics.variant_headline). Inputs keep their dtypes (token ids int64) and live on the training
+(metrics.variant_headline; detector anchor scores count half per anchor, half per image: selection_view). Inputs keep their dtypes (token ids int64) and live on the training
 device for the whole run, as on the single-input path.
 
 Reads state.signature, state.data, state.teacher_outputs; writes what step.fit/finish_student write."""
@@ -157,8 +157,22 @@ def evaluate_raw(
     )  # fmt: skip
 
 
+def selection_view(per_output: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per-output metrics with the headline validation selects epochs by. Detector anchor scores
+    (outputs with an image_agreement) count the mean of the per-anchor balanced agreement and the
+    per-image decision: the per-anchor figure is dominated by hundreds of anchors that never fire,
+    while the user acts on whether the image's best anchor fires (an int8 file's false faces move
+    the image figure, not the anchor one); other outputs keep their headline."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, m in per_output.items():
+        image = m.get("image_agreement")
+        out[name] = m if image is None else {**m, "headline": (float(m["headline"]) + float(image)) / 2}
+    return out
+
+
 def score_fn(state: RunState, opts: JobOptions, split: str) -> Any:
-    """Validation: the weighted headline across outputs, and the primary output's label accuracy."""
+    """Validation: the weighted headline across outputs (selection_view), and the primary output's
+    label accuracy."""
     from edgedistill.workers.steps.metrics import variant_headline
 
     teacher = state.teacher_outputs[split]
@@ -169,7 +183,7 @@ def score_fn(state: RunState, opts: JobOptions, split: str) -> Any:
         m = evaluate_raw(state, opts, raw, teacher, y)
         primary = state.data.primary_output
         acc = m.get(primary, {}).get("accuracy") if primary else None
-        return variant_headline(m, weights), acc
+        return variant_headline(selection_view(m), weights), acc
 
     return score
 

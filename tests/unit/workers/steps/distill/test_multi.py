@@ -182,3 +182,26 @@ def test_quantization_aware_training_asked_for_is_refused_at_load(tmp_path: Path
         InputError, match=r"quantization-aware training is implemented for teachers with float inputs.*int64 input"
     ):
         LoadData().run(ctx, state)
+
+
+def test_validation_judges_detector_scores_per_image_as_well_as_per_anchor() -> None:
+    from edgedistill.workers.steps.distill.multi import selection_view
+    from edgedistill.workers.steps.metrics import output_metrics, variant_headline
+
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(-6.0, 1.0, size=(200, 64, 1))
+    teacher[:100, 5, 0] = 4.0  # half the images have a face on anchor 5
+    # a student that fires one false anchor on 30 empty images: per anchor it is almost perfect
+    student = teacher.copy()
+    student[100:130, 40, 0] = 3.0
+    scores = output_metrics("sigmoid_logits", student, teacher)
+    boxes = {"kind": "boxes", "headline": 0.9}
+    per = {"scores": scores, "boxes": boxes}
+    judged = selection_view(per)
+    assert scores["image_agreement"] == pytest.approx(170 / 200)
+    assert judged["scores"]["headline"] == pytest.approx((scores["balanced_agreement"] + 170 / 200) / 2)
+    assert judged["boxes"] is boxes  # outputs without an image decision keep their headline
+    assert variant_headline(judged) < variant_headline(per)  # the false faces now cost the student
+    # a one-unit sigmoid output has no image decision: unchanged
+    wake = output_metrics("sigmoid_logits", student[:, :1], teacher[:, :1])
+    assert selection_view({"wake": wake})["wake"]["headline"] == wake["headline"]
