@@ -1,8 +1,9 @@
 """Distillation of teachers with several inputs or outputs, or outputs other than one class-score /
 regression vector: one loss term per trained output by its kind (losses/multi_output.py), weighted by
 options.outputs[name].weight, and validation / early stopping on the headline metric across outputs
-(metrics.variant_headline; detector anchor scores count half per anchor, half per image: selection_view). Inputs keep their dtypes (token ids int64) and live on the training
-device for the whole run, as on the single-input path.
+(metrics.variant_headline; detector anchor scores count half per anchor, half per image:
+selection_view). Inputs keep their dtypes (token ids int64) and live on the training device for the
+whole run, as on the single-input path.
 
 Reads state.signature, state.data, state.teacher_outputs; writes what step.fit/finish_student write."""
 
